@@ -1,0 +1,464 @@
+//! Runs one plugin the way a runtime calls it: read CNI_* and stdin, validate
+//! them exactly as the reference library does, call the verb, and print the
+//! result (or the error JSON on stdout with exit status 1).
+
+use super::config::{self, Common};
+use super::version;
+use super::CniResult;
+use crate::error::{code, Error, Result};
+use crate::sys::netns::Netns;
+use std::io::{Read, Write};
+
+/// Largest network configuration accepted on stdin.
+pub const MAX_CONFIG: usize = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Version,
+    Gc,
+    Status,
+}
+
+impl Command {
+    pub fn parse(s: &str) -> Option<Command> {
+        Some(match s {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "VERSION" => Command::Version,
+            "GC" => Command::Gc,
+            "STATUS" => Command::Status,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Gc => "GC",
+            Command::Status => "STATUS",
+        }
+    }
+}
+
+/// Everything a verb gets: the CNI_* parameters and the config bytes.
+#[derive(Clone)]
+pub struct Request {
+    pub command: Command,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+    pub netns_override: bool,
+    pub config: Vec<u8>,
+    /// The config's cniVersion ("0.1.0" when absent, as the reference decodes it).
+    pub cni_version: String,
+    pub name: String,
+}
+
+pub type Verb<T> = fn(&Request) -> Result<T>;
+
+pub struct Plugin {
+    pub name: &'static str,
+    /// Oldest spec version the plugin accepts (firewall: 0.4.0, bandwidth: 0.3.0).
+    pub min_version: &'static str,
+    pub add: Verb<CniResult>,
+    pub del: Verb<()>,
+    pub check: Verb<()>,
+    pub gc: Verb<()>,
+    pub status: Verb<()>,
+}
+
+impl Plugin {
+    pub fn versions(&self) -> &'static [&'static str] {
+        let i = version::ALL.iter().position(|v| *v == self.min_version).unwrap_or(0);
+        &version::ALL[i..]
+    }
+}
+
+/// A verb with nothing to do (GC and STATUS of plugins that keep no state).
+pub fn noop(_: &Request) -> Result<()> {
+    Ok(())
+}
+
+/// Where the CNI_* values come from: the process environment, or a map when
+/// the runtime side calls a plugin in-process.
+pub trait Env {
+    fn get(&self, key: &str) -> String;
+}
+
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> String {
+        std::env::var(key).unwrap_or_default()
+    }
+}
+
+/// The plugin's whole life as an executable: returns the exit status.
+pub fn main(plugin: &Plugin, env: &dyn Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
+    match run(plugin, env, stdin) {
+        Ok(Some(out)) => {
+            let _ = stdout.write_all(out.as_bytes());
+            let _ = stdout.write_all(b"\n");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            print_error(&e, stdout);
+            1
+        }
+    }
+}
+
+pub fn print_error(e: &Error, out: &mut dyn Write) {
+    #[derive(serde::Serialize)]
+    struct Wire<'a> {
+        code: u32,
+        msg: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        details: &'a str,
+    }
+    let w = Wire { code: e.code, msg: &e.msg, details: &e.details };
+    let _ = serde_json::to_writer(&mut *out, &w);
+    let _ = out.write_all(b"\n");
+}
+
+fn run(plugin: &Plugin, env: &dyn Env, stdin: &mut dyn Read) -> Result<Option<String>> {
+    let cmd_str = env.get("CNI_COMMAND");
+    let required: &[&str] = match cmd_str.as_str() {
+        "ADD" | "CHECK" => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
+        "DEL" => &["CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH"],
+        "GC" | "STATUS" => &["CNI_PATH"],
+        _ => &[],
+    };
+    let mut missing: Vec<&str> = Vec::new();
+    if cmd_str.is_empty() {
+        missing.push("CNI_COMMAND");
+    }
+    missing.extend(required.iter().filter(|k| env.get(k).is_empty()));
+    if !missing.is_empty() {
+        if cmd_str.is_empty() {
+            // No command at all: a person ran the plugin by hand.
+            eprintln!("{}", about(plugin.name));
+            eprintln!("CNI protocol versions supported: {}", plugin.versions().join(", "));
+            return Ok(None);
+        }
+        return Err(Error::new(code::INVALID_ENV, format!("required env variables [{}] missing", missing.join(","))));
+    }
+    let command = Command::parse(&cmd_str)
+        .ok_or_else(|| Error::new(code::INVALID_ENV, format!("unknown CNI_COMMAND: {cmd_str}")))?;
+    if command == Command::Version {
+        return Ok(Some(version_json(plugin)));
+    }
+    let mut config = Vec::new();
+    stdin
+        .take(MAX_CONFIG as u64 + 1)
+        .read_to_end(&mut config)
+        .map_err(|e| Error::new(code::IO, format!("error reading from stdin: {e}")))?;
+    if config.len() > MAX_CONFIG {
+        return Err(Error::new(code::IO, "network configuration on stdin is larger than 1 MiB"));
+    }
+    let override_ = env.get("CNI_NETNS_OVERRIDE");
+    let req = Request {
+        command,
+        container_id: env.get("CNI_CONTAINERID"),
+        netns: env.get("CNI_NETNS"),
+        ifname: env.get("CNI_IFNAME"),
+        args: env.get("CNI_ARGS"),
+        path: env.get("CNI_PATH"),
+        netns_override: override_.eq_ignore_ascii_case("true") || override_ == "1",
+        config,
+        cni_version: String::new(),
+        name: String::new(),
+    };
+    let (req, result) = dispatch(plugin, req)?;
+    match result {
+        Some(r) => Ok(Some(r.to_json(&req.cni_version)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn about(name: &str) -> String {
+    format!("CNI {name} plugin v{} (cnibox {})", env!("CARGO_PKG_VERSION"), env!("CNIBOX_COMMIT"))
+}
+
+pub fn version_json(plugin: &Plugin) -> String {
+    #[derive(serde::Serialize)]
+    struct V {
+        #[serde(rename = "cniVersion")]
+        cni_version: &'static str,
+        #[serde(rename = "supportedVersions")]
+        supported: &'static [&'static str],
+    }
+    serde_json::to_string(&V { cni_version: version::CURRENT, supported: plugin.versions() }).unwrap_or_default()
+}
+
+/// Validate a request and run the verb: shared by the executable path and
+/// the in-process delegation path, so both behave identically.
+pub fn dispatch(plugin: &Plugin, mut req: Request) -> Result<(Request, Option<CniResult>)> {
+    let common = validate_config(&req.config)?;
+    req.name = common.name.unwrap_or_default();
+    if matches!(req.command, Command::Add | Command::Del | Command::Check) {
+        validate_container_id(&req.container_id)?;
+        validate_ifname(&req.ifname)?;
+    }
+    let v = common.cni_version.filter(|v| !v.is_empty()).unwrap_or_else(|| "0.1.0".into());
+    if version::parse(&v).is_none() {
+        return Err(Error::new(code::DECODING, format!("invalid version \"{v}\": the version is empty or has too many parts")));
+    }
+    let needs = match req.command {
+        Command::Check => Some(("0.4.0", "CHECK")),
+        Command::Gc => Some(("1.1.0", "GC")),
+        Command::Status => Some(("1.1.0", "STATUS")),
+        _ => None,
+    };
+    if let Some((min, verb)) = needs {
+        if !version::at_least(&v, min) {
+            return Err(Error::new(code::INCOMPATIBLE_VERSION, format!("config version does not allow {verb}")));
+        }
+    }
+    if !plugin.versions().contains(&v.as_str()) {
+        return Err(Error::new(code::INCOMPATIBLE_VERSION, "incompatible CNI versions")
+            .with_details(format!("config is \"{v}\", plugin supports {}", version::quoted_list(plugin.versions()))));
+    }
+    req.cni_version = v;
+    if matches!(req.command, Command::Add | Command::Del | Command::Check) && !req.netns_override {
+        refuse_own_netns(&req)?;
+    }
+    let result = match req.command {
+        Command::Add => Some((plugin.add)(&req)?),
+        Command::Del => {
+            (plugin.del)(&req)?;
+            None
+        }
+        Command::Check => {
+            (plugin.check)(&req)?;
+            None
+        }
+        Command::Gc => {
+            (plugin.gc)(&req)?;
+            None
+        }
+        Command::Status => {
+            (plugin.status)(&req)?;
+            None
+        }
+        Command::Version => None,
+    };
+    Ok((req, result))
+}
+
+/// A stale `/proc/<pid>/ns/net` can point at the node's own namespace; acting
+/// on it would reconfigure the node (plugins#714). Checked before any change.
+fn refuse_own_netns(req: &Request) -> Result<()> {
+    if req.netns.is_empty() {
+        return Ok(());
+    }
+    let Ok(target) = Netns::open(&req.netns) else {
+        return Ok(()); // the verb reports (ADD) or tolerates (DEL) a missing namespace
+    };
+    if target.same_as(&Netns::current()?)? {
+        return Err(Error::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"));
+    }
+    Ok(())
+}
+
+fn validate_config(bytes: &[u8]) -> Result<Common> {
+    let c: Common = serde_json::from_slice(bytes)
+        .map_err(|e| Error::new(code::DECODING, "error unmarshall network config").with_details(e.to_string()))?;
+    match c.name.as_deref() {
+        None | Some("") => Err(Error::new(code::INVALID_CONFIG, "missing network name")),
+        Some(n) if !valid_id(n) => {
+            Err(Error::new(code::INVALID_CONFIG, "invalid characters found in network name").with_details(n))
+        }
+        _ => Ok(c),
+    }
+}
+
+/// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`, the reference's rule for ids and network names.
+pub fn valid_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+pub fn validate_container_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::new(code::UNKNOWN_CONTAINER, "missing containerID"));
+    }
+    if !valid_id(id) {
+        return Err(Error::new(code::INVALID_ENV, "invalid characters in containerID").with_details(id));
+    }
+    Ok(())
+}
+
+pub fn validate_ifname(name: &str) -> Result<()> {
+    let e = |m: &str| Error::new(code::INVALID_ENV, m.to_string());
+    if name.is_empty() {
+        return Err(e("interface name is empty"));
+    }
+    if name.len() > 15 {
+        return Err(e("interface name is too long").with_details("interface name should be less than 16 characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(e("interface name is . or .."));
+    }
+    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+        return Err(e("interface name contains / or : or whitespace characters"));
+    }
+    Ok(())
+}
+
+impl Request {
+    /// The same request for another verb (a delegate's DEL after a failed ADD).
+    pub fn with_command(&self, command: Command) -> Request {
+        Request { command, ..self.clone() }
+    }
+
+    /// The `prevResult` of a chained call, in whichever version it came.
+    pub fn prev_result(&self) -> Result<Option<CniResult>> {
+        #[derive(serde::Deserialize)]
+        struct Prev {
+            #[serde(rename = "prevResult", default)]
+            prev: Option<super::result::AnyResult>,
+        }
+        let p: Prev = self.conf()?;
+        Ok(p.prev.map(|r| r.normalize()))
+    }
+
+    /// Parse the config into a plugin's own type; errors name the field.
+    pub fn conf<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        config::parse(&self.config, "invalid network config")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<&'static str, String>);
+    impl Env for MapEnv {
+        fn get(&self, k: &str) -> String {
+            self.0.get(k).cloned().unwrap_or_default()
+        }
+    }
+
+    fn add_ok(_: &Request) -> Result<CniResult> {
+        Ok(CniResult::default())
+    }
+
+    const P: Plugin = Plugin { name: "test", min_version: "0.1.0", add: add_ok, del: noop, check: noop, gc: noop, status: noop };
+
+    fn run_with(vars: &[(&'static str, &str)], stdin: &str) -> (i32, String) {
+        let env = MapEnv(vars.iter().map(|(k, v)| (*k, v.to_string())).collect());
+        let mut out = Vec::new();
+        let rc = main(&P, &env, &mut stdin.as_bytes(), &mut out);
+        (rc, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn missing_env_lists_variables_in_reference_order() {
+        let (rc, out) = run_with(&[("CNI_COMMAND", "ADD")], "{}");
+        assert_eq!(rc, 1);
+        assert_eq!(out.trim(), r#"{"code":4,"msg":"required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"}"#);
+    }
+
+    #[test]
+    fn unknown_command_is_code_4() {
+        let (rc, out) = run_with(&[("CNI_COMMAND", "FOO")], "{}");
+        assert_eq!(rc, 1);
+        assert_eq!(out.trim(), r#"{"code":4,"msg":"unknown CNI_COMMAND: FOO"}"#);
+    }
+
+    #[test]
+    fn version_lists_everything() {
+        let (rc, out) = run_with(&[("CNI_COMMAND", "VERSION")], "");
+        assert_eq!(rc, 0);
+        assert_eq!(
+            out.trim(),
+            r#"{"cniVersion":"1.1.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}"#
+        );
+    }
+
+    fn std_env(cmd: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("CNI_COMMAND", cmd.to_string()),
+            ("CNI_CONTAINERID", "ctr1".to_string()),
+            ("CNI_NETNS", "/nonexistent/netns".to_string()),
+            ("CNI_IFNAME", "eth0".to_string()),
+            ("CNI_PATH", "/nonexistent".to_string()),
+        ]
+    }
+
+    fn run_std(cmd: &str, over: &[(&'static str, &str)], stdin: &str) -> (i32, String) {
+        let mut v = std_env(cmd);
+        for (k, val) in over {
+            v.retain(|(kk, _)| kk != k);
+            v.push((k, val.to_string()));
+        }
+        let refs: Vec<(&'static str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
+        run_with(&refs, stdin)
+    }
+
+    #[test]
+    fn config_validation_codes() {
+        let (_, out) = run_std("ADD", &[], "{not json");
+        assert!(out.starts_with(r#"{"code":6,"msg":"error unmarshall network config""#), "{out}");
+        let (_, out) = run_std("ADD", &[], r#"{"cniVersion":"1.0.0"}"#);
+        assert_eq!(out.trim(), r#"{"code":7,"msg":"missing network name"}"#);
+        let (_, out) = run_std("ADD", &[], r#"{"cniVersion":"1.0.0","name":"a/b"}"#);
+        assert_eq!(out.trim(), r#"{"code":7,"msg":"invalid characters found in network name","details":"a/b"}"#);
+        let (_, out) = run_std("ADD", &[], r#"{"cniVersion":"9.9.9","name":"n"}"#);
+        assert_eq!(
+            out.trim(),
+            r#"{"code":1,"msg":"incompatible CNI versions","details":"config is \"9.9.9\", plugin supports [\"0.1.0\" \"0.2.0\" \"0.3.0\" \"0.3.1\" \"0.4.0\" \"1.0.0\" \"1.1.0\"]"}"#
+        );
+        let (_, out) = run_std("CHECK", &[], r#"{"cniVersion":"0.3.1","name":"n"}"#);
+        assert_eq!(out.trim(), r#"{"code":1,"msg":"config version does not allow CHECK"}"#);
+        let (_, out) = run_std("GC", &[], r#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert_eq!(out.trim(), r#"{"code":1,"msg":"config version does not allow GC"}"#);
+        let (_, out) = run_std("STATUS", &[], r#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert_eq!(out.trim(), r#"{"code":1,"msg":"config version does not allow STATUS"}"#);
+    }
+
+    #[test]
+    fn env_validation_codes() {
+        let (_, out) = run_std("ADD", &[("CNI_CONTAINERID", "bad/id")], r#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert_eq!(out.trim(), r#"{"code":4,"msg":"invalid characters in containerID","details":"bad/id"}"#);
+        let (_, out) = run_std("ADD", &[("CNI_IFNAME", "abcdefghijklmnop")], r#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert_eq!(
+            out.trim(),
+            r#"{"code":4,"msg":"interface name is too long","details":"interface name should be less than 16 characters"}"#
+        );
+        let (_, out) = run_std("ADD", &[("CNI_IFNAME", "a:b")], r#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert!(out.contains("whitespace"), "{out}");
+        let (_, out) = run_std("ADD", &[("CNI_IFNAME", "..")], r#"{"cniVersion":"1.0.0","name":"n"}"#);
+        assert!(out.contains(r#""code":4"#), "{out}");
+    }
+
+    #[test]
+    fn oversized_stdin_is_refused() {
+        let big = format!(r#"{{"name":"n","pad":"{}"}}"#, "x".repeat(MAX_CONFIG));
+        let (rc, out) = run_std("ADD", &[], &big);
+        assert_eq!(rc, 1);
+        assert!(out.contains(r#""code":5"#), "{out}");
+    }
+
+    #[test]
+    fn missing_version_means_0_1_0_and_result_is_converted() {
+        let (rc, out) = run_std("ADD", &[], r#"{"name":"n"}"#);
+        // an empty result cannot be expressed in 0.1.0
+        assert_eq!(rc, 1);
+        assert!(out.contains("cannot convert"), "{out}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Address management: the host-local allocator and its state store.

@@ -1,0 +1,66 @@
+//! cnibox: Container Network Interface plugins in one static binary.
+//!
+//! The binary is chosen as a plugin by `basename(argv[0])` (symlinks `bridge`,
+//! `host-local`, ... pointing at it) or as `cnibox <plugin>`.
+
+mod cni;
+mod error;
+mod failpoint;
+mod ipam;
+mod net;
+mod netlink;
+mod plugins;
+mod rtnl;
+mod sys;
+
+use std::io::Write;
+
+fn usage() -> String {
+    let names: Vec<&str> = plugins::ALL.iter().map(|p| p.name).collect();
+    format!(
+        "cnibox {} ({}): CNI plugins in one binary\n\n\
+         usage: <plugin>               run as a CNI plugin (argv[0] = plugin name, CNI_* in the environment)\n\
+         \x20      cnibox <plugin>        the same, naming the plugin explicitly\n\
+         \x20      cnibox --version | --help\n\n\
+         plugins: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("CNIBOX_COMMIT"),
+        names.join(" ")
+    )
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let argv0 = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let (applet, rest) = if plugins::find(&argv0).is_some() { (argv0.as_str(), &argv[1.min(argv.len())..]) } else {
+        match argv.get(1) {
+            Some(a) => (a.as_str(), &argv[2..]),
+            None => ("--help", &argv[0..0]),
+        }
+    };
+    let _ = rest;
+    cni::delegate::set_builtins(plugins::find);
+    let code = match applet {
+        "--help" | "-h" | "help" => {
+            print!("{}", usage());
+            0
+        }
+        "--version" | "-V" | "version" => {
+            println!("cnibox {} ({})", env!("CARGO_PKG_VERSION"), env!("CNIBOX_COMMIT"));
+            0
+        }
+        name => match plugins::find(name) {
+            Some(p) => {
+                let mut out = std::io::stdout().lock();
+                let rc = cni::skel::main(p, &cni::skel::ProcessEnv, &mut std::io::stdin().lock(), &mut out);
+                let _ = out.flush();
+                rc
+            }
+            None => {
+                eprint!("cnibox: unknown plugin or command \"{name}\"\n\n{}", usage());
+                2
+            }
+        },
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,478 @@
+//! Links: create (bridge, veth), look up, change (up, master, MAC, bridge-port
+//! flags, bridge VLANs), delete, and wait for a link to forward.
+
+use super::{Rtnl, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK};
+use crate::error::{Error, Result};
+use crate::net::Mac;
+use crate::netlink::{Attrs, MsgBuf, Msgs, NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use std::os::fd::RawFd;
+
+pub const IFLA_ADDRESS: u16 = 1;
+pub const IFLA_IFNAME: u16 = 3;
+pub const IFLA_MTU: u16 = 4;
+pub const IFLA_LINK: u16 = 5;
+pub const IFLA_MASTER: u16 = 10;
+pub const IFLA_PROTINFO: u16 = 12;
+pub const IFLA_TXQLEN: u16 = 13;
+pub const IFLA_OPERSTATE: u16 = 16;
+pub const IFLA_LINKINFO: u16 = 18;
+pub const IFLA_IFALIAS: u16 = 20;
+pub const IFLA_AF_SPEC: u16 = 26;
+pub const IFLA_NET_NS_FD: u16 = 28;
+pub const IFLA_LINK_NETNSID: u16 = 37;
+
+pub const IFLA_INFO_KIND: u16 = 1;
+pub const IFLA_INFO_DATA: u16 = 2;
+pub const VETH_INFO_PEER: u16 = 1;
+pub const IFLA_BR_VLAN_FILTERING: u16 = 7;
+pub const IFLA_BRPORT_MODE: u16 = 4;
+pub const IFLA_BRPORT_ISOLATED: u16 = 33;
+pub const IFLA_BRIDGE_FLAGS: u16 = 0;
+pub const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
+pub const BRIDGE_FLAGS_MASTER: u16 = 1;
+pub const BRIDGE_VLAN_INFO_PVID: u16 = 2;
+pub const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 4;
+pub const BRIDGE_VLAN_INFO_RANGE_BEGIN: u16 = 8;
+pub const BRIDGE_VLAN_INFO_RANGE_END: u16 = 16;
+pub const RTEXT_FILTER_BRVLAN: u32 = 2;
+pub const IFLA_EXT_MASK: u16 = 29;
+
+pub const IF_OPER_UP: u8 = 6;
+pub const IFF_UP: u32 = libc::IFF_UP as u32;
+pub const IFF_PROMISC: u32 = libc::IFF_PROMISC as u32;
+
+/// `struct ifinfomsg`: family, type, index, flags, change (16 bytes).
+pub fn ifinfomsg(family: u8, index: i32, flags: u32, change: u32) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[0] = family;
+    b[4..8].copy_from_slice(&index.to_ne_bytes());
+    b[8..12].copy_from_slice(&flags.to_ne_bytes());
+    b[12..16].copy_from_slice(&change.to_ne_bytes());
+    b
+}
+
+/// What cnibox reads back about a link.
+#[derive(Clone, Default)]
+pub struct Link {
+    pub index: i32,
+    pub name: String,
+    pub flags: u32,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub master: u32,
+    /// For a veth: the peer's ifindex (in the peer's namespace).
+    pub link: u32,
+    pub operstate: u8,
+    pub kind: String,
+    pub alias: String,
+}
+
+impl Link {
+    pub fn is_up(&self) -> bool {
+        self.flags & IFF_UP != 0
+    }
+
+    pub fn parse(payload: &[u8]) -> Option<Link> {
+        if payload.len() < 16 {
+            return None;
+        }
+        let mut l = Link {
+            index: i32::from_ne_bytes(payload[4..8].try_into().ok()?),
+            flags: u32::from_ne_bytes(payload[8..12].try_into().ok()?),
+            ..Default::default()
+        };
+        for a in Attrs::new(&payload[16..]) {
+            match a.ty {
+                IFLA_IFNAME => l.name = a.str().to_string(),
+                IFLA_ADDRESS if a.data.len() == 6 => l.mac = Mac(a.data.try_into().ok()?),
+                IFLA_MTU => l.mtu = a.u32(),
+                IFLA_MASTER => l.master = a.u32(),
+                IFLA_LINK => l.link = a.u32(),
+                IFLA_OPERSTATE => l.operstate = a.u8(),
+                IFLA_IFALIAS => l.alias = a.str().to_string(),
+                IFLA_LINKINFO => {
+                    if let Some(k) = a.attrs().get(IFLA_INFO_KIND) {
+                        l.kind = k.str().to_string();
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(l)
+    }
+}
+
+const CREATE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+
+// ---- request builders (pure) ----
+
+pub fn get_by_name_msg(name: &str) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST);
+    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.put_str(IFLA_IFNAME, name);
+    m
+}
+
+pub fn get_by_index_msg(index: i32) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m
+}
+
+pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
+    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.put_str(IFLA_IFNAME, name);
+    if mtu > 0 {
+        m.put_u32(IFLA_MTU, mtu);
+    }
+    let li = m.nest(IFLA_LINKINFO);
+    m.put_str(IFLA_INFO_KIND, "bridge");
+    if vlan_filtering {
+        let d = m.nest(IFLA_INFO_DATA);
+        m.put_u8(IFLA_BR_VLAN_FILTERING, 1);
+        m.end(d);
+    }
+    m.end(li);
+    m
+}
+
+/// Both ends of a veth pair in one request, each in its namespace under its
+/// final name: `host` here (enslaved to `master` when non-zero), `peer` in the
+/// namespace `peer_ns`.
+pub struct VethSpec<'a> {
+    pub host: &'a str,
+    pub master: i32,
+    pub mtu: u32,
+    pub peer: &'a str,
+    pub peer_ns: RawFd,
+    pub peer_mac: Option<Mac>,
+}
+
+pub fn new_veth_msg(v: &VethSpec) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
+    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.put_str(IFLA_IFNAME, v.host);
+    if v.mtu > 0 {
+        m.put_u32(IFLA_MTU, v.mtu);
+    }
+    if v.master > 0 {
+        m.put_u32(IFLA_MASTER, v.master as u32);
+    }
+    let li = m.nest(IFLA_LINKINFO);
+    m.put_str(IFLA_INFO_KIND, "veth");
+    let d = m.nest(IFLA_INFO_DATA);
+    let p = m.nest(VETH_INFO_PEER);
+    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.put_str(IFLA_IFNAME, v.peer);
+    if v.mtu > 0 {
+        m.put_u32(IFLA_MTU, v.mtu);
+    }
+    if let Some(mac) = v.peer_mac {
+        m.put(IFLA_ADDRESS, &mac.0);
+    }
+    m.put_u32(IFLA_NET_NS_FD, v.peer_ns as u32);
+    m.end(p);
+    m.end(d);
+    m.end(li);
+    m
+}
+
+/// Set or clear interface flags (`IFF_UP`, `IFF_PROMISC`) given in `mask`.
+pub fn set_flags_msg(index: i32, flags: u32, mask: u32) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, flags, mask));
+    m
+}
+
+pub fn set_u32_msg(index: i32, attr: u16, v: u32) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m.put_u32(attr, v);
+    m
+}
+
+pub fn set_mac_msg(index: i32, mac: Mac) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m.put(IFLA_ADDRESS, &mac.0);
+    m
+}
+
+pub fn set_name_msg(index: i32, name: &str) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m.put_str(IFLA_IFNAME, name);
+    m
+}
+
+/// Bridge-port flags (hairpin, isolated) through `AF_BRIDGE` + nested
+/// `IFLA_PROTINFO`; the bridge only parses PROTINFO as a nest when NLA_F_NESTED is set.
+pub fn set_brport_msg(index: i32, hairpin: bool, isolated: bool) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_SETLINK, CHANGE);
+    m.push(&ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0));
+    let p = m.nest(IFLA_PROTINFO | NLA_F_NESTED);
+    if hairpin {
+        m.put_u8(IFLA_BRPORT_MODE, 1);
+    }
+    if isolated {
+        m.put_u8(IFLA_BRPORT_ISOLATED, 1);
+    }
+    m.end(p);
+    m
+}
+
+/// Add (`RTM_SETLINK`) or remove (`RTM_DELLINK`) VLANs `lo..=hi` on a bridge port.
+pub fn bridge_vlan_msg(add: bool, index: i32, lo: u16, hi: u16, pvid: bool, untagged: bool) -> MsgBuf {
+    let mut m = MsgBuf::new(if add { RTM_SETLINK } else { RTM_DELLINK }, CHANGE);
+    m.push(&ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0));
+    let s = m.nest(IFLA_AF_SPEC);
+    m.put_u16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_MASTER);
+    let mut flags = 0;
+    if pvid {
+        flags |= BRIDGE_VLAN_INFO_PVID;
+    }
+    if untagged {
+        flags |= BRIDGE_VLAN_INFO_UNTAGGED;
+    }
+    let info = |f: u16, vid: u16| {
+        let mut b = [0u8; 4];
+        b[0..2].copy_from_slice(&f.to_ne_bytes());
+        b[2..4].copy_from_slice(&vid.to_ne_bytes());
+        b
+    };
+    if lo == hi {
+        m.put(IFLA_BRIDGE_VLAN_INFO, &info(flags, lo));
+    } else {
+        m.put(IFLA_BRIDGE_VLAN_INFO, &info(flags | BRIDGE_VLAN_INFO_RANGE_BEGIN, lo));
+        m.put(IFLA_BRIDGE_VLAN_INFO, &info(flags | BRIDGE_VLAN_INFO_RANGE_END, hi));
+    }
+    m.end(s);
+    m
+}
+
+pub fn del_msg(index: i32) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_DELLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m
+}
+
+// ---- operations ----
+
+impl Rtnl {
+    /// The link called `name`, or None when there is none.
+    pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
+        match self.sock.get(get_by_name_msg(name), format_args!("look up link {name}")) {
+            Ok(p) => Ok(Link::parse(&p)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn link_by_index(&mut self, index: i32) -> Result<Option<Link>> {
+        match self.sock.get(get_by_index_msg(index), format_args!("look up link #{index}")) {
+            Ok(p) => Ok(Link::parse(&p)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
+        m.push(&ifinfomsg(0, 0, 0, 0));
+        Ok(self.sock.dump(m, "list links")?.iter().filter_map(|p| Link::parse(p)).collect())
+    }
+
+    pub fn create_bridge(&mut self, name: &str, mtu: u32, vlan_filtering: bool) -> Result<()> {
+        self.sock.request(new_bridge_msg(name, mtu, vlan_filtering), format_args!("create bridge {name}"))
+    }
+
+    pub fn create_veth(&mut self, v: &VethSpec) -> Result<()> {
+        self.sock.request(new_veth_msg(v), format_args!("create veth pair {}/{}", v.host, v.peer))
+    }
+
+    pub fn set_up(&mut self, index: i32, name: &str, up: bool) -> Result<()> {
+        let what = if up { "set up" } else { "set down" };
+        self.sock.request(set_flags_msg(index, if up { IFF_UP } else { 0 }, IFF_UP), format_args!("{what} {name}"))
+    }
+
+    pub fn set_promisc(&mut self, index: i32, name: &str, on: bool) -> Result<()> {
+        let f = if on { IFF_PROMISC } else { 0 };
+        self.sock.request(set_flags_msg(index, f, IFF_PROMISC), format_args!("set promiscuous mode on {name}"))
+    }
+
+    pub fn set_master(&mut self, index: i32, name: &str, master: i32) -> Result<()> {
+        self.sock.request(set_u32_msg(index, IFLA_MASTER, master as u32), format_args!("attach {name} to its bridge"))
+    }
+
+    pub fn set_mtu(&mut self, index: i32, name: &str, mtu: u32) -> Result<()> {
+        self.sock.request(set_u32_msg(index, IFLA_MTU, mtu), format_args!("set MTU {mtu} on {name}"))
+    }
+
+    pub fn set_mac(&mut self, index: i32, name: &str, mac: Mac) -> Result<()> {
+        self.sock.request(set_mac_msg(index, mac), format_args!("set MAC {mac} on {name}"))
+    }
+
+    pub fn set_brport(&mut self, index: i32, name: &str, hairpin: bool, isolated: bool) -> Result<()> {
+        self.sock.request(set_brport_msg(index, hairpin, isolated), format_args!("set bridge port flags on {name}"))
+    }
+
+    pub fn bridge_vlan(&mut self, add: bool, index: i32, name: &str, lo: u16, hi: u16, pvid: bool, untagged: bool) -> Result<()> {
+        let what = if add { "add" } else { "remove" };
+        self.sock.request(
+            bridge_vlan_msg(add, index, lo, hi, pvid, untagged),
+            format_args!("{what} VLAN {lo}-{hi} on {name}"),
+        )
+    }
+
+    /// VLAN ids configured on a bridge port, with their (pvid, untagged) flags.
+    pub fn bridge_vlans(&mut self, index: i32) -> Result<Vec<(u16, u16)>> {
+        let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
+        m.push(&ifinfomsg(libc::AF_BRIDGE as u8, 0, 0, 0));
+        m.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN);
+        let mut out = Vec::new();
+        for p in self.sock.dump(m, "list bridge VLANs")? {
+            if p.len() < 16 || i32::from_ne_bytes(p[4..8].try_into().unwrap_or([0; 4])) != index {
+                continue;
+            }
+            if let Some(spec) = Attrs::new(&p[16..]).get(IFLA_AF_SPEC) {
+                for a in spec.attrs().filter(|a| a.ty == IFLA_BRIDGE_VLAN_INFO && a.data.len() >= 4) {
+                    out.push((u16::from_ne_bytes([a.data[0], a.data[1]]), u16::from_ne_bytes([a.data[2], a.data[3]])));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn delete_link(&mut self, index: i32, name: &str) -> Result<()> {
+        self.sock.request(del_msg(index), format_args!("delete link {name}"))
+    }
+
+    /// Wait until `index` reports operational state UP, listening for link
+    /// notifications rather than sleeping; gives up after `timeout_ms`.
+    pub fn wait_oper_up(&mut self, index: i32, name: &str, timeout_ms: i32) -> Result<()> {
+        let mut watch = crate::netlink::Socket::open_groups(libc::NETLINK_ROUTE, libc::RTMGRP_LINK as u32)?;
+        let deadline = now_ms() + timeout_ms as i64;
+        let mut state;
+        loop {
+            // Re-read after subscribing so that no transition can fall between check and wait.
+            let l = self.link_by_index(index)?.ok_or_else(|| Error::msg(format!("{name} vanished")))?;
+            state = l.operstate;
+            if state == IF_OPER_UP {
+                return Ok(());
+            }
+            let left = deadline - now_ms();
+            if left <= 0 || !watch.wait_readable(left as i32)? {
+                break;
+            }
+            let mut seen = false;
+            watch.drain(|data| {
+                for m in Msgs::new(data) {
+                    if m.ty == RTM_NEWLINK {
+                        if let Some(l) = Link::parse(m.payload) {
+                            seen |= l.index == index && l.operstate == IF_OPER_UP;
+                        }
+                    }
+                }
+            })?;
+            if seen {
+                return Ok(());
+            }
+        }
+        Err(Error::msg(format!("bridge port in error state: {}", operstate_name(state))).context(name))
+    }
+}
+
+pub fn operstate_name(s: u8) -> &'static str {
+    ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"].get(s as usize).copied().unwrap_or("unknown")
+}
+
+fn now_ms() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-parameter.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(m: MsgBuf) -> Vec<u8> {
+        m.finish(1)[16..].to_vec()
+    }
+
+    #[test]
+    fn veth_pair_matches_reference_vector() {
+        // Vector from shared/reference/peers-aesthetics.md §4 (netlink-packet-route
+        // test_crate_veth layout, verified against kernel 6.18).
+        let v = VethSpec { host: "vethab12", master: 5, mtu: 1500, peer: "eth0", peer_ns: 7, peer_mac: None };
+        let b = new_veth_msg(&v).finish(1);
+        let want: [u8; 132] = [
+            0x84, 0, 0, 0, 0x10, 0, 0x05, 0x06, 1, 0, 0, 0, 0, 0, 0, 0, //
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
+            0x0d, 0, 3, 0, b'v', b'e', b't', b'h', b'a', b'b', b'1', b'2', 0, 0, 0, 0, //
+            8, 0, 4, 0, 0xdc, 5, 0, 0, 8, 0, 0x0a, 0, 5, 0, 0, 0, //
+            0x44, 0, 0x12, 0, 9, 0, 1, 0, b'v', b'e', b't', b'h', 0, 0, 0, 0, //
+            0x34, 0, 2, 0, 0x30, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
+            0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3, 0, b'e', b't', b'h', b'0', //
+            0, 0, 0, 0, 8, 0, 4, 0, 0xdc, 5, 0, 0, 8, 0, 0x1c, 0, //
+            7, 0, 0, 0,
+        ];
+        assert_eq!(b, want);
+    }
+
+    #[test]
+    fn bridge_with_vlan_filtering() {
+        let b = body(new_bridge_msg("cni0", 0, true));
+        let mut want = vec![0u8; 16];
+        want.extend_from_slice(&[9, 0, 3, 0, b'c', b'n', b'i', b'0', 0, 0, 0, 0]);
+        want.extend_from_slice(&[28, 0, 18, 0, 11, 0, 1, 0, b'b', b'r', b'i', b'd', b'g', b'e', 0, 0]);
+        want.extend_from_slice(&[12, 0, 2, 0, 5, 0, 7, 0, 1, 0, 0, 0]);
+        assert_eq!(b, want);
+    }
+
+    #[test]
+    fn brport_flags_are_a_flagged_nest() {
+        let b = body(set_brport_msg(9, true, true));
+        assert_eq!(b[0], libc::AF_BRIDGE as u8);
+        assert_eq!(&b[4..8], &9i32.to_ne_bytes());
+        assert_eq!(&b[16..20], &[20, 0, 12, 0x80]);
+        assert_eq!(&b[20..28], &[5, 0, 4, 0, 1, 0, 0, 0]);
+        assert_eq!(&b[28..36], &[5, 0, 33, 0, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn vlan_range_uses_begin_end_pair() {
+        let b = body(bridge_vlan_msg(true, 3, 100, 200, false, false));
+        // AF_SPEC { FLAGS master, INFO {begin,100}, INFO {end,200} }
+        assert_eq!(&b[16..20], &[28, 0, 26, 0]);
+        assert_eq!(&b[20..28], &[6, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(&b[28..36], &[8, 0, 2, 0, 8, 0, 100, 0]);
+        assert_eq!(&b[36..40], &[8, 0, 2, 0]);
+        assert_eq!(&b[40..44], &[16, 0, 200, 0]);
+        let single = body(bridge_vlan_msg(false, 3, 7, 7, true, true));
+        assert_eq!(&single[28..36], &[8, 0, 2, 0, 6, 0, 7, 0]);
+    }
+
+    #[test]
+    fn link_parse_reads_fields_and_skips_unknown() {
+        let mut m = MsgBuf::new(RTM_NEWLINK, 0);
+        m.push(&ifinfomsg(0, 4, IFF_UP, 0));
+        m.put(999, &[1, 2, 3]);
+        m.put_str(IFLA_IFNAME, "cni0");
+        m.put(IFLA_ADDRESS, &[2, 0, 0, 0, 0, 1]);
+        m.put_u32(IFLA_MTU, 1450);
+        m.put_u8(IFLA_OPERSTATE, IF_OPER_UP);
+        let li = m.nest(IFLA_LINKINFO);
+        m.put_str(IFLA_INFO_KIND, "bridge");
+        m.end(li);
+        let b = m.finish(1);
+        let l = Link::parse(&b[16..]).unwrap();
+        assert_eq!((l.index, l.name.as_str(), l.mtu, l.kind.as_str()), (4, "cni0", 1450, "bridge"));
+        assert_eq!(l.mac.to_string(), "02:00:00:00:00:01");
+        assert!(l.is_up());
+        assert!(Link::parse(&[0; 8]).is_none());
+    }
+}

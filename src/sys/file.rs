@@ -1,0 +1,90 @@
+//! File locking and crash-safe replacement, for state that must survive a
+//! plugin killed at any instant.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// An exclusive `flock` held until drop (the kernel also drops it if we die).
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn exclusive(path: &Path) -> Result<FileLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| Error::os(format_args!("open lock file {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
+        loop {
+            // SAFETY: flock on a valid, owned descriptor.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
+            let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            if err != libc::EINTR {
+                return Err(Error::os(format_args!("lock {}", path.display()), err));
+            }
+        }
+    }
+}
+
+/// Replace `path` with `data` so that a crash leaves either the old or the new
+/// content: write a temporary file beside it, fsync, rename over, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let fail = |what: &str, e: std::io::Error| {
+        Error::os(format_args!("{what} {}", tmp.display()), e.raw_os_error().unwrap_or(0))
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| fail("create", e))?;
+    let written = f.write_all(data).and_then(|_| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail("write", e));
+    }
+    drop(f);
+    if let Err(e) = crate::failpoint::hit("replace state file") {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::os(format_args!("rename to {}", path.display()), e.raw_os_error().unwrap_or(0)));
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Make a rename durable. Failure here is not an error of the operation: the
+/// data is already consistent, only its durability across power loss is weaker.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// `mkdir -p` with a mode for the directories it creates.
+pub fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| Error::os(format_args!("create directory {}", dir.display()), e.raw_os_error().unwrap_or(0)))
+}

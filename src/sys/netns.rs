@@ -1,0 +1,107 @@
+//! Network namespaces by file descriptor: open one from a path (checking that
+//! it really is a namespace), compare two, and enter one for a scope.
+//!
+//! cnibox is single-threaded, so `setns` moves the whole process. Sockets keep
+//! the namespace they were created in; callers therefore enter a namespace
+//! only to open a netlink socket there or to write its `/proc/sys/net` knobs,
+//! and the guard returns them to where they were.
+
+use crate::error::{Error, Result};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+pub struct Netns {
+    fd: OwnedFd,
+    pub path: String,
+}
+
+impl Netns {
+    /// Open the namespace at `path` (`/run/netns/x`, `/proc/<pid>/ns/net`).
+    /// Anything that is not nsfs or procfs is refused before it can be used.
+    pub fn open(path: &str) -> Result<Netns> {
+        let c = CString::new(path)
+            .map_err(|_| Error::new(crate::error::code::INVALID_ENV, format!("invalid netns path {path:?}")))?;
+        // SAFETY: c is a valid NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::last_os(format_args!("failed to open netns \"{path}\"")));
+        }
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is valid and st is a properly sized out-parameter.
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(Error::last_os(format_args!("statfs netns \"{path}\"")));
+        }
+        let magic = st.f_type as i64;
+        if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC {
+            return Err(Error::new(
+                crate::error::code::INVALID_NETNS,
+                format!("\"{path}\" is not a valid network namespace path"),
+            ));
+        }
+        Ok(Netns { fd, path: path.to_string() })
+    }
+
+    /// The namespace this process is in now.
+    pub fn current() -> Result<Netns> {
+        Netns::open("/proc/thread-self/ns/net")
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn ident(&self) -> Result<(u64, u64)> {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and out-parameter.
+        if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
+            return Err(Error::last_os(format_args!("stat netns \"{}\"", self.path)));
+        }
+        Ok((st.st_dev as u64, st.st_ino as u64))
+    }
+
+    /// Whether both handles name the same namespace (same nsfs inode).
+    pub fn same_as(&self, other: &Netns) -> Result<bool> {
+        Ok(self.ident()? == other.ident()?)
+    }
+
+    /// Enter this namespace until the guard drops.
+    pub fn enter(&self) -> Result<NetnsGuard> {
+        let back = Netns::current()?;
+        set(self.fd(), &self.path)?;
+        Ok(NetnsGuard { back })
+    }
+
+    /// Run `f` inside this namespace.
+    pub fn run<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let _g = self.enter()?;
+        f()
+    }
+}
+
+fn set(fd: RawFd, path: &str) -> Result<()> {
+    // SAFETY: setns on a namespace fd we own.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+        return Err(Error::last_os(format_args!("enter netns \"{path}\"")));
+    }
+    Ok(())
+}
+
+pub struct NetnsGuard {
+    back: Netns,
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        if set(self.back.fd(), &self.back.path).is_err() {
+            // Carrying on in the wrong namespace could change the wrong
+            // interfaces; stopping is the only safe answer.
+            eprintln!("cnibox: cannot return to the original network namespace");
+            std::process::abort();
+        }
+    }
+}
