@@ -9,6 +9,7 @@ mod failpoint;
 mod ipam;
 mod net;
 mod netlink;
+mod nft;
 mod plugins;
 mod rtnl;
 mod sys;

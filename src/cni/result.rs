@@ -158,7 +158,7 @@ impl CniResult {
             let mut r = self.clone();
             r.cni_version = v.to_string();
             r.ips.iter_mut().for_each(|ip| ip.version = None);
-            serde_json::to_string_pretty(&r)
+            serde_json::to_string(&r)
         } else if version::at_least(v, "0.3.0") {
             let r = Result040 {
                 cni_version: v,
@@ -175,7 +175,7 @@ impl CniResult {
                 routes: &self.routes,
                 dns: &self.dns,
             };
-            serde_json::to_string_pretty(&r)
+            serde_json::to_string(&r)
         } else {
             let pick = |v4: bool| {
                 self.ips.iter().find(|ip| ip.address.is_ipv4() == v4).map(|ip| Ip020 {
@@ -188,7 +188,7 @@ impl CniResult {
             if ip4.is_none() && ip6.is_none() {
                 return Err(Error::msg("cannot convert: no valid IP addresses"));
             }
-            serde_json::to_string_pretty(&Result020 { cni_version: v, ip4, ip6, dns: &self.dns })
+            serde_json::to_string(&Result020 { cni_version: v, ip4, ip6, dns: &self.dns })
         };
         out.map_err(|e| Error::msg(format!("encode result: {e}")))
     }

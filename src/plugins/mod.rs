@@ -3,10 +3,14 @@
 
 use crate::cni::Plugin;
 
+pub mod bridge;
+pub mod host_local;
 pub mod loopback;
+pub mod portmap;
+pub mod static_ipam;
 
 /// Every plugin name the binary answers to (argv[0] or `cnibox <name>`).
-pub static ALL: &[&Plugin] = &[&loopback::PLUGIN];
+pub static ALL: &[&Plugin] = &[&bridge::PLUGIN, &host_local::PLUGIN, &loopback::PLUGIN, &portmap::PLUGIN, &static_ipam::PLUGIN];
 
 pub fn find(name: &str) -> Option<&'static Plugin> {
     ALL.iter().copied().find(|p| p.name == name)

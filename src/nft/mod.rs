@@ -1,0 +1,1 @@
+//! nf_tables over netlink: batches, expressions, and the rule shapes cnibox emits.
