@@ -12,6 +12,7 @@ mod netlink;
 mod nft;
 mod plugins;
 mod rtnl;
+mod runtime;
 mod sys;
 
 use std::io::Write;
@@ -22,6 +23,10 @@ fn usage() -> String {
         "cnibox {} ({}): CNI plugins in one binary\n\n\
          usage: <plugin>               run as a CNI plugin (argv[0] = plugin name, CNI_* in the environment)\n\
          \x20      cnibox <plugin>        the same, naming the plugin explicitly\n\
+         \x20      cnibox netns add|del|list|exec NAME [-- CMD...]\n\
+         \x20      cnibox add|check|del|gc|status NETWORK NETNS   (cnitool-compatible)\n\
+         \x20      cnibox run [--network NAME] [--] CMD...\n\
+         \x20      <plugin> add|check|del CONTAINERID NETNS [--config FILE]\n\
          \x20      cnibox --version | --help\n\n\
          plugins: {}\n",
         env!("CARGO_PKG_VERSION"),
@@ -39,7 +44,6 @@ fn main() {
             None => ("--help", &argv[0..0]),
         }
     };
-    let _ = rest;
     cni::delegate::set_builtins(plugins::find);
     let code = match applet {
         "--help" | "-h" | "help" => {
@@ -50,7 +54,10 @@ fn main() {
             println!("cnibox {} ({})", env!("CARGO_PKG_VERSION"), env!("CNIBOX_COMMIT"));
             0
         }
+        cmd if runtime::COMMANDS.contains(&cmd) => runtime::main(cmd, rest),
         name => match plugins::find(name) {
+            // A plugin given arguments (`bridge add <id> <netns>`) is the short form.
+            Some(p) if !rest.is_empty() && std::env::var_os("CNI_COMMAND").is_none() => runtime::short_form(p, rest),
             Some(p) => {
                 let mut out = std::io::stdout().lock();
                 let rc = cni::skel::main(p, &cni::skel::ProcessEnv, &mut std::io::stdin().lock(), &mut out);
