@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine needs to build and test cnibox:
+# the musl target for the static build, and the test oracles (iproute2,
+# nftables, ping, strace) plus Debian's reference CNI plugins for the
+# side-by-side tests and benchmarks. Safe to run again.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v bridge >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v strace >/dev/null || need+=(strace)
+command -v python3 >/dev/null || need+=(python3)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+echo "setup: ok"
