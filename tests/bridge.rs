@@ -432,3 +432,46 @@ fn hundred_parallel_adds_get_distinct_addresses() {
         assert_eq!(e.reservations_of(&format!("pod{i}")), 0, "pod{i} still holds an address");
     }
 }
+
+#[test]
+fn ipam_delegate_by_exec_and_its_failure() {
+    need_root!();
+    let e = Env::new();
+    // A third-party IPAM plugin (not this binary) is exec'd with the same CNI_* and the full config.
+    let script = e.tmp.join("bin").join("scriptipam");
+    let log = e.tmp.join("ipam.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncfg=$(cat)\necho \"$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME\" >> {log}\n\
+             case \"$cfg\" in *fail*) echo '{{\"code\":11,\"msg\":\"pool busy\",\"details\":\"retry\"}}'; exit 1;; esac\n\
+             [ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"0.3.1\",\"ips\":[{{\"version\":\"4\",\"address\":\"10.83.0.9/24\"}}],\"dns\":{{}}}}'\nexit 0\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+    let conf = r#"{"cniVersion":"1.0.0","name":"x","type":"bridge","bridge":"cbr0","isGateway":true,"ipam":{"type":"scriptipam"}}"#;
+    let c1 = Netns::new("c1");
+    let r = e.add("ctr1", &c1, conf);
+    assert_eq!(r["ips"][0]["address"], "10.83.0.9/24");
+    assert_eq!(r["ips"][0]["gateway"], "10.83.0.1");
+    assert!(c1.addrs("eth0").contains(&"10.83.0.9/24".to_string()));
+    e.call("DEL", "ctr1", &c1).run(conf).ok();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.lines().collect::<Vec<_>>(), ["ADD ctr1 eth0", "DEL ctr1 eth0"]);
+    // A failing delegate's CNI error reaches the caller unchanged, and the veth is rolled back.
+    let c2 = Netns::new("c2");
+    let failing = conf.replace(r#""name":"x""#, r#""name":"fail""#);
+    let v = e.call("ADD", "ctr2", &c2).run(&failing).err(11);
+    assert_eq!(v["msg"], "pool busy");
+    assert!(c2.link("eth0").is_none());
+    assert_eq!(e.veths(), Vec::<String>::new());
+    // The spec asks for a DEL of the delegate after its failed ADD.
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.ends_with("ADD ctr2 eth0\nDEL ctr2 eth0\n"), "{calls}");
+    // A missing IPAM plugin is named.
+    let c3 = Netns::new("c3");
+    let v = e.call("ADD", "ctr3", &c3).run(&conf.replace("scriptipam", "nosuchipam")).err(999);
+    assert!(v["msg"].as_str().unwrap().contains("failed to find plugin \"nosuchipam\""), "{v}");
+}
