@@ -13,6 +13,7 @@ mod nft;
 mod plugins;
 mod rtnl;
 mod runtime;
+mod sha512;
 mod sys;
 
 use std::io::Write;
