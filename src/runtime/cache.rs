@@ -1,0 +1,188 @@
+//! The result cache in libcni's own place and format, so that cnibox,
+//! cnitool, containerd and podman read each other's attachments:
+//! `<dir>/results/<network>-<containerid>-<ifname>`, JSON of kind `cniCacheV1`
+//! holding the config list (base64, as Go encodes `[]byte`), the runtime
+//! parameters and the final ADD result.
+
+use crate::error::{Error, Result};
+use crate::sys::file;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+pub const KIND: &str = "cniCacheV1";
+pub const DEFAULT_DIR: &str = "/var/lib/cni";
+
+/// Field order and names as libcni's `cachedInfo` marshals them.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Entry {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(rename = "containerId", default)]
+    pub container_id: String,
+    #[serde(default, with = "base64")]
+    pub config: Vec<u8>,
+    #[serde(rename = "ifName", default)]
+    pub ifname: String,
+    #[serde(rename = "networkName", default)]
+    pub network: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns: String,
+    #[serde(rename = "cniArgs", default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_args: Vec<(String, String)>,
+    #[serde(rename = "capabilityArgs", default, skip_serializing_if = "Map::is_empty")]
+    pub cap_args: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+pub struct Cache {
+    pub dir: PathBuf,
+}
+
+impl Cache {
+    pub fn new(dir: &str) -> Cache {
+        Cache { dir: PathBuf::from(dir) }
+    }
+
+    fn results(&self) -> PathBuf {
+        self.dir.join("results")
+    }
+
+    pub fn path(&self, network: &str, id: &str, ifname: &str) -> PathBuf {
+        self.results().join(format!("{network}-{id}-{ifname}"))
+    }
+
+    /// The entry for one attachment: None when there is no file. A file
+    /// written before libcni had cache kinds holds the bare result.
+    pub fn read(&self, network: &str, id: &str, ifname: &str) -> Result<Option<Entry>> {
+        let p = self.path(network, id, ifname);
+        let bytes = match std::fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::os(format_args!("read cache file {}", p.display()), e.raw_os_error().unwrap_or(0))),
+        };
+        let bad = |e: serde_json::Error| Error::msg(format!("cache file {} is not valid: {e}", p.display()));
+        let entry: Entry = serde_json::from_slice(&bytes).map_err(bad)?;
+        if entry.kind == KIND {
+            return Ok(Some(entry));
+        }
+        let result: Value = serde_json::from_slice(&bytes).map_err(bad)?;
+        Ok(Some(Entry { network: network.into(), container_id: id.into(), ifname: ifname.into(), result: Some(result), ..Entry::default() }))
+    }
+
+    pub fn write(&self, e: &Entry) -> Result<()> {
+        file::create_dir_all(&self.results(), 0o700)?;
+        let bytes = serde_json::to_vec(e).map_err(|err| Error::msg(format!("encode cache entry: {err}")))?;
+        file::write_atomic(&self.path(&e.network, &e.container_id, &e.ifname), &bytes, 0o600)
+    }
+
+    pub fn remove(&self, network: &str, id: &str, ifname: &str) -> Result<()> {
+        let p = self.path(network, id, ifname);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::os(format_args!("remove cache file {}", p.display()), e.raw_os_error().unwrap_or(0)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Every readable `cniCacheV1` attachment, in file-name order; other
+    /// files are skipped, as libcni's `GetCachedAttachments` does.
+    pub fn list(&self) -> Vec<Entry> {
+        let Ok(rd) = std::fs::read_dir(self.results()) else { return Vec::new() };
+        let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|p| serde_json::from_slice::<Entry>(&std::fs::read(p).ok()?).ok())
+            .filter(|e| e.kind == KIND && !e.ifname.is_empty() && !e.network.is_empty())
+            .collect()
+    }
+
+    /// Serialises the runtime's read-check-write of the cache (no second ADD
+    /// slipping in between the check and the write; GC exclusive).
+    pub fn lock(&self) -> Result<file::FileLock> {
+        file::create_dir_all(&self.dir, 0o700)?;
+        file::FileLock::exclusive(&self.dir.join("cnibox.lock"))
+    }
+}
+
+/// Go's encoding of `[]byte`: standard base64 with padding; `null` for nil.
+mod base64 {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(data: &[u8]) -> String {
+        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+        for c in data.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    pub fn decode(s: &str) -> Option<Vec<u8>> {
+        let s = s.trim_end_matches('=');
+        let mut out = Vec::with_capacity(s.len() * 3 / 4);
+        let (mut acc, mut bits) = (0u32, 0);
+        for b in s.bytes() {
+            let v = ALPHABET.iter().position(|&a| a == b)? as u32;
+            acc = acc << 6 | v;
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        Some(out)
+    }
+
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(v))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s: Option<String> = serde::Deserialize::deserialize(d)?;
+        match s {
+            None => Ok(Vec::new()),
+            Some(s) => decode(&s).ok_or_else(|| serde::de::Error::custom("config is not valid base64")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for (plain, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg==")] {
+            assert_eq!(base64::encode(plain.as_bytes()), enc);
+            assert_eq!(base64::decode(enc).unwrap(), plain.as_bytes());
+        }
+        assert!(base64::decode("Zm9v!").is_none());
+    }
+
+    #[test]
+    fn entry_matches_libcni_field_names() {
+        let e = Entry {
+            kind: KIND.into(),
+            container_id: "c1".into(),
+            config: b"{}".to_vec(),
+            ifname: "eth0".into(),
+            network: "n".into(),
+            cni_args: vec![("K".into(), "V".into())],
+            ..Entry::default()
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(s, r#"{"kind":"cniCacheV1","containerId":"c1","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]]}"#);
+        let back: Entry = serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap();
+        assert!(back.config.is_empty());
+    }
+}
