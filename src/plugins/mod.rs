@@ -3,6 +3,7 @@
 
 use crate::cni::Plugin;
 
+pub mod bandwidth;
 pub mod bridge;
 pub mod host_local;
 pub mod loopback;
@@ -10,7 +11,9 @@ pub mod portmap;
 pub mod static_ipam;
 
 /// Every plugin name the binary answers to (argv[0] or `cnibox <name>`).
-pub static ALL: &[&Plugin] = &[&bridge::PLUGIN, &host_local::PLUGIN, &loopback::PLUGIN, &portmap::PLUGIN, &static_ipam::PLUGIN];
+pub static ALL: &[&Plugin] = &[
+    &bandwidth::PLUGIN,
+    &bridge::PLUGIN, &host_local::PLUGIN, &loopback::PLUGIN, &portmap::PLUGIN, &static_ipam::PLUGIN];
 
 pub fn find(name: &str) -> Option<&'static Plugin> {
     ALL.iter().copied().find(|p| p.name == name)

@@ -63,6 +63,7 @@ pub struct Link {
     /// For a veth: the peer's ifindex (in the peer's namespace).
     pub link: u32,
     pub operstate: u8,
+    pub txqlen: u32,
     pub kind: String,
     pub alias: String,
 }
@@ -89,6 +90,7 @@ impl Link {
                 IFLA_MASTER => l.master = a.u32(),
                 IFLA_LINK => l.link = a.u32(),
                 IFLA_OPERSTATE => l.operstate = a.u8(),
+                IFLA_TXQLEN => l.txqlen = a.u32(),
                 IFLA_IFALIAS => l.alias = a.str().to_string(),
                 IFLA_LINKINFO => {
                     if let Some(k) = a.attrs().get(IFLA_INFO_KIND) {
@@ -134,6 +136,24 @@ pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool) -> MsgBuf {
         m.put_u8(IFLA_BR_VLAN_FILTERING, 1);
         m.end(d);
     }
+    m.end(li);
+    m
+}
+
+/// A link of a kind that needs no options (ifb, dummy), created up or down.
+pub fn new_simple_msg(name: &str, kind: &str, mtu: u32, txqlen: u32, up: bool) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
+    let f = if up { IFF_UP } else { 0 };
+    m.push(&ifinfomsg(0, 0, f, f));
+    m.put_str(IFLA_IFNAME, name);
+    if mtu > 0 {
+        m.put_u32(IFLA_MTU, mtu);
+    }
+    if txqlen > 0 {
+        m.put_u32(IFLA_TXQLEN, txqlen);
+    }
+    let li = m.nest(IFLA_LINKINFO);
+    m.put_str(IFLA_INFO_KIND, kind);
     m.end(li);
     m
 }
@@ -286,6 +306,10 @@ impl Rtnl {
 
     pub fn create_bridge(&mut self, name: &str, mtu: u32, vlan_filtering: bool) -> Result<()> {
         self.sock.request(new_bridge_msg(name, mtu, vlan_filtering), format_args!("create bridge {name}"))
+    }
+
+    pub fn create_link(&mut self, name: &str, kind: &str, mtu: u32, txqlen: u32, up: bool) -> Result<()> {
+        self.sock.request(new_simple_msg(name, kind, mtu, txqlen, up), format_args!("create {kind} link {name}"))
     }
 
     pub fn create_veth(&mut self, v: &VethSpec) -> Result<()> {

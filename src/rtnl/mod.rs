@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod link;
 pub mod route;
+pub mod tc;
 
 use crate::error::Result;
 use crate::netlink::Socket;
