@@ -5,6 +5,7 @@ use crate::cni::Plugin;
 
 pub mod bandwidth;
 pub mod bridge;
+pub mod flannel;
 pub mod host_local;
 pub mod loopback;
 pub mod portmap;
@@ -13,7 +14,13 @@ pub mod static_ipam;
 /// Every plugin name the binary answers to (argv[0] or `cnibox <name>`).
 pub static ALL: &[&Plugin] = &[
     &bandwidth::PLUGIN,
-    &bridge::PLUGIN, &host_local::PLUGIN, &loopback::PLUGIN, &portmap::PLUGIN, &static_ipam::PLUGIN];
+    &bridge::PLUGIN,
+    &flannel::PLUGIN,
+    &host_local::PLUGIN,
+    &loopback::PLUGIN,
+    &portmap::PLUGIN,
+    &static_ipam::PLUGIN,
+];
 
 pub fn find(name: &str) -> Option<&'static Plugin> {
     ALL.iter().copied().find(|p| p.name == name)

@@ -1,0 +1,278 @@
+//! flannel (meta plugin, as k3s and microk8s ship it): turns flanneld's
+//! `subnet.env` into a bridge + host-local config for this node's subnet,
+//! saves that config per container, and delegates to it. DEL replays the saved
+//! config, so it works even after subnet.env changed or vanished.
+
+use crate::cni::delegate::delegate;
+use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::error::{Error, Result};
+use crate::net::IpNet;
+use crate::sys::file;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+pub static PLUGIN: Plugin = Plugin {
+    name: "flannel",
+    min_version: "0.1.0",
+    add,
+    del,
+    check,
+    gc: crate::cni::skel::noop,
+    status: crate::cni::skel::noop,
+};
+
+const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
+const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Conf {
+    #[serde(default)]
+    cni_version: String,
+    #[serde(default)]
+    subnet_file: Option<String>,
+    #[serde(default)]
+    data_dir: Option<String>,
+    #[serde(default)]
+    delegate: Option<Map<String, Value>>,
+    #[serde(default)]
+    ipam: Option<Map<String, Value>>,
+    #[serde(default)]
+    runtime_config: Option<Value>,
+}
+
+impl Conf {
+    fn data_dir(&self) -> Result<PathBuf> {
+        let d = self.data_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DATA_DIR);
+        if !d.starts_with('/') {
+            return Err(Error::config(format!("dataDir \"{d}\" must be an absolute path")));
+        }
+        Ok(PathBuf::from(d))
+    }
+}
+
+/// What flanneld wrote about this node.
+#[derive(Default, PartialEq)]
+struct SubnetEnv {
+    network: Option<IpNet>,
+    subnet: Option<IpNet>,
+    ip6_network: Option<IpNet>,
+    ip6_subnet: Option<IpNet>,
+    mtu: Option<u32>,
+    ipmasq: Option<bool>,
+}
+
+fn parse_subnet_env(path: &str, text: &str) -> Result<SubnetEnv> {
+    let mut e = SubnetEnv::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else { continue };
+        let v = v.trim();
+        let bad = |what: &str| Error::config(format!("{path}: invalid {k}={v:?}: {what}").replace('"', "'"));
+        let cidr = || v.parse::<IpNet>().map(|n| n.network()).map_err(|m| bad(&m));
+        match k.trim() {
+            "FLANNEL_NETWORK" => e.network = Some(cidr()?),
+            "FLANNEL_SUBNET" => e.subnet = Some(cidr()?),
+            "FLANNEL_IPV6_NETWORK" => e.ip6_network = Some(cidr()?),
+            "FLANNEL_IPV6_SUBNET" => e.ip6_subnet = Some(cidr()?),
+            "FLANNEL_MTU" => e.mtu = Some(v.parse().map_err(|_| bad("not a number"))?),
+            "FLANNEL_IPMASQ" => e.ipmasq = Some(v == "true"),
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    if e.network.is_none() && e.ip6_network.is_none() {
+        missing.extend(["FLANNEL_NETWORK", "FLANNEL_IPV6_NETWORK"]);
+    }
+    if e.subnet.is_none() && e.ip6_subnet.is_none() {
+        missing.extend(["FLANNEL_SUBNET", "FLANNEL_IPV6_SUBNET"]);
+    }
+    if e.mtu.is_none() {
+        missing.push("FLANNEL_MTU");
+    }
+    if e.ipmasq.is_none() {
+        missing.push("FLANNEL_IPMASQ");
+    }
+    if !missing.is_empty() {
+        return Err(Error::config(format!("{path} is missing {}", missing.join(", "))));
+    }
+    Ok(e)
+}
+
+/// The delegate's config exactly as the flannel CNI plugin builds it: the
+/// user's `delegate` keys win; type bridge, ipMasq = !FLANNEL_IPMASQ, mtu,
+/// isGateway (bridge); host-local ranges for the node subnet(s) and routes to
+/// the cluster network(s).
+fn delegate_conf(name: &str, c: &Conf, env: &SubnetEnv) -> Result<Map<String, Value>> {
+    let mut d = c.delegate.clone().unwrap_or_default();
+    if d.get("type").map(|t| !t.is_string()).unwrap_or(false) {
+        return Err(Error::config("'delegate' dictionary, if present, must have (string) 'type' field"));
+    }
+    if d.contains_key("name") {
+        return Err(Error::config("'delegate' dictionary must not have 'name' field, it'll be set by flannel"));
+    }
+    if d.contains_key("ipam") {
+        return Err(Error::config("'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"));
+    }
+    if let Some(rc) = &c.runtime_config {
+        d.insert("runtimeConfig".into(), rc.clone());
+    }
+    d.insert("name".into(), name.into());
+    d.entry("type").or_insert_with(|| "bridge".into());
+    d.entry("ipMasq").or_insert_with(|| Value::Bool(!env.ipmasq.unwrap_or(false)));
+    d.entry("mtu").or_insert_with(|| env.mtu.unwrap_or(0).into());
+    if d.get("type").and_then(Value::as_str) == Some("bridge") {
+        d.entry("isGateway").or_insert(Value::Bool(true));
+    }
+    if !c.cni_version.is_empty() {
+        d.insert("cniVersion".into(), c.cni_version.clone().into());
+    }
+    let mut ipam = c.ipam.clone().unwrap_or_default();
+    ipam.entry("type").or_insert_with(|| "host-local".into());
+    let ranges: Vec<Value> = [env.subnet, env.ip6_subnet]
+        .into_iter()
+        .flatten()
+        .map(|s| serde_json::json!([{ "subnet": s.to_string() }]))
+        .collect();
+    ipam.insert("ranges".into(), Value::Array(ranges));
+    let mut routes = match ipam.get("routes") {
+        Some(Value::Array(r)) => r.clone(),
+        Some(_) => return Err(Error::config("failed to read IPAM routes: ipam.routes must be a list")),
+        None => Vec::new(),
+    };
+    for n in [env.network, env.ip6_network].into_iter().flatten() {
+        routes.push(serde_json::json!({ "dst": n.to_string() }));
+    }
+    ipam.insert("routes".into(), Value::Array(routes));
+    d.insert("ipam".into(), Value::Object(ipam));
+    Ok(d)
+}
+
+fn scratch(dir: &Path, container_id: &str) -> PathBuf {
+    // The container id was validated by skel (no '/', no leading '.'), so it is one path component.
+    dir.join(container_id)
+}
+
+/// The same request, carrying another config (the delegate's).
+fn with_config(req: &Request, config: Vec<u8>) -> Request {
+    Request { config, ..req.clone() }
+}
+
+fn delegate_type(conf: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    struct T {
+        #[serde(rename = "type")]
+        t: String,
+    }
+    crate::cni::config::parse::<T>(conf, "saved flannel delegate config").map(|t| t.t)
+}
+
+fn add(req: &Request) -> Result<CniResult> {
+    let c: Conf = req.conf()?;
+    let dir = c.data_dir()?;
+    let path = c.subnet_file.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SUBNET_FILE.into());
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::os(format_args!("read flannel subnet file {path}"), e.raw_os_error().unwrap_or(0)))?;
+    let env = parse_subnet_env(&path, &text)?;
+    let d = delegate_conf(&req.name, &c, &env)?;
+    let bytes = serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
+    let ty = delegate_type(&bytes)?;
+    file::create_dir_all(&dir, 0o700)?;
+    // Saved before delegating (and kept if the delegate fails), so that the
+    // runtime's DEL can always undo whatever the delegate did.
+    file::write_atomic(&scratch(&dir, &req.container_id), &bytes, 0o600)?;
+    let r = delegate(&ty, Command::Add, &with_config(req, bytes))?;
+    r.ok_or_else(|| Error::msg(format!("delegate {ty} returned no result"))).map_err(|e| e.context("failed to delegate add"))
+}
+
+fn del(req: &Request) -> Result<()> {
+    let c: Conf = req.conf()?;
+    let p = scratch(&c.data_dir()?, &req.container_id);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::os(format_args!("read {}", p.display()), e.raw_os_error().unwrap_or(0))),
+    };
+    let Ok(ty) = delegate_type(&bytes) else {
+        // Unreadable scratch file: nothing can be replayed; the reference gives up the same way.
+        eprintln!("flannel: {} is not a valid delegate config; removing it", p.display());
+        let _ = std::fs::remove_file(&p);
+        return Ok(());
+    };
+    delegate(&ty, Command::Del, &with_config(req, bytes))?;
+    std::fs::remove_file(&p)
+        .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .map_err(|e| Error::os(format_args!("remove {}", p.display()), e.raw_os_error().unwrap_or(0)))
+}
+
+/// The reference's CHECK does nothing; cnibox checks the delegate with the
+/// saved config and the runtime's prevResult when both are there.
+fn check(req: &Request) -> Result<()> {
+    let c: Conf = req.conf()?;
+    #[derive(Deserialize)]
+    struct Prev {
+        #[serde(rename = "prevResult", default)]
+        prev: Option<Value>,
+    }
+    let prev: Prev = req.conf()?;
+    let Some(prev) = prev.prev else { return Ok(()) };
+    let Ok(bytes) = std::fs::read(scratch(&c.data_dir()?, &req.container_id)) else { return Ok(()) };
+    let mut d: Map<String, Value> = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
+    d.insert("prevResult".into(), prev);
+    let ty = d.get("type").and_then(Value::as_str).unwrap_or("bridge").to_string();
+    let bytes = serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
+    delegate(&ty, Command::Check, &with_config(req, bytes)).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENV: &str = "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
+
+    #[test]
+    fn subnet_env_parsing_and_missing_keys() {
+        let e = parse_subnet_env("/x", ENV).unwrap();
+        assert_eq!(e.subnet.unwrap().to_string(), "10.42.3.0/24");
+        assert_eq!(e.mtu, Some(1450));
+        assert_eq!(e.ipmasq, Some(true));
+        let err = parse_subnet_env("/run/flannel/subnet.env", "FLANNEL_NETWORK=10.42.0.0/16\n").err().unwrap();
+        assert_eq!(
+            err.msg,
+            "/run/flannel/subnet.env is missing FLANNEL_SUBNET, FLANNEL_IPV6_SUBNET, FLANNEL_MTU, FLANNEL_IPMASQ"
+        );
+        let err = parse_subnet_env("/f", "FLANNEL_SUBNET=10.42.300.1/24\n").err().unwrap();
+        assert!(err.msg.contains("FLANNEL_SUBNET") && err.msg.starts_with("/f:"), "{}", err.msg);
+        let err = parse_subnet_env("/f", &ENV.replace("1450", "big")).err().unwrap();
+        assert!(err.msg.contains("FLANNEL_MTU"), "{}", err.msg);
+    }
+
+    #[test]
+    fn delegate_config_as_flannel_builds_it() {
+        let c: Conf = serde_json::from_str(
+            r#"{"cniVersion":"1.0.0","delegate":{"hairpinMode":true,"forceAddress":true,"isDefaultGateway":true},
+                "runtimeConfig":{"portMappings":[]}}"#,
+        )
+        .unwrap();
+        let env = parse_subnet_env("/x", &format!("{ENV}FLANNEL_IPV6_NETWORK=fd42::/56\nFLANNEL_IPV6_SUBNET=fd42:0:0:3::1/64\n")).unwrap();
+        let d = Value::Object(delegate_conf("cbr0", &c, &env).unwrap());
+        let want = serde_json::json!({
+            "name": "cbr0", "type": "bridge", "cniVersion": "1.0.0", "ipMasq": false, "mtu": 1450, "isGateway": true,
+            "hairpinMode": true, "forceAddress": true, "isDefaultGateway": true,
+            "runtimeConfig": {"portMappings": []},
+            "ipam": {"type": "host-local",
+                     "ranges": [[{"subnet": "10.42.3.0/24"}], [{"subnet": "fd42:0:0:3::/64"}]],
+                     "routes": [{"dst": "10.42.0.0/16"}, {"dst": "fd42::/56"}]}
+        });
+        assert_eq!(d, want);
+    }
+
+    #[test]
+    fn delegate_may_not_set_name_or_ipam() {
+        let env = parse_subnet_env("/x", ENV).unwrap();
+        for bad in [r#"{"delegate":{"name":"x"}}"#, r#"{"delegate":{"ipam":{}}}"#, r#"{"delegate":{"type":3}}"#] {
+            let c: Conf = serde_json::from_str(bad).unwrap();
+            assert_eq!(delegate_conf("n", &c, &env).err().unwrap().code, 7, "{bad}");
+        }
+    }
+}
