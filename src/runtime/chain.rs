@@ -134,12 +134,22 @@ pub fn add(rt: &Runtime, list: &NetList, att: &Attachment) -> Result<CniResult> 
 
 /// A failed ADD is followed by DEL of the whole chain (SPEC.md: "a delete
 /// must still be executed even if the add fails"), so that the plugins that
-/// did succeed leave nothing behind; the ADD error is what gets reported.
+/// did succeed leave nothing behind. Unlike a DEL the user asks for, this one
+/// goes on past errors: there is no attachment to keep for a retry, and a
+/// plugin that cannot even be found must not strand the others. The ADD error
+/// is what gets reported.
 fn undo(rt: &Runtime, list: &NetList, att: &Attachment, e: Error) -> Error {
-    match del_chain(rt, list, att, None) {
-        Ok(()) => e,
-        Err(d) => Error { msg: format!("{}; the DEL that followed also failed: {d}", e.msg), ..e },
+    let failed: Vec<String> = list
+        .plugins
+        .iter()
+        .rev()
+        .filter_map(|p| invoke(rt, list, p, Command::Del, Some(att), Vec::new()).err())
+        .map(|d| d.to_string())
+        .collect();
+    if failed.is_empty() {
+        return e;
     }
+    Error { msg: format!("{}; the DEL that followed also failed: {}", e.msg, failed.join("; ")), ..e }
 }
 
 fn del_chain(rt: &Runtime, list: &NetList, att: &Attachment, result: Option<&CniResult>) -> Result<()> {

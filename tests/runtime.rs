@@ -1,0 +1,687 @@
+//! The runtime side run as a person runs it: `cnibox add|check|del|gc|status`,
+//! `cnibox netns`, `cnibox run` and the plugin short form, each inside a
+//! throwaway node namespace, with NETCONFPATH, CNI_PATH and the cache in a
+//! temp dir. Chains are made observable by small shell plugins that record
+//! their stdin and CNI_* environment and print a canned result or error.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+struct Rt {
+    tmp: TempDir,
+    node: Netns,
+    node_file: std::fs::File,
+    env: Vec<(String, String)>,
+}
+
+/// One recorded plugin call.
+struct Seen {
+    plugin: String,
+    cmd: String,
+    stdin: Value,
+    env: HashMap<String, String>,
+}
+
+impl Rt {
+    fn new() -> Rt {
+        let tmp = TempDir::new("rt");
+        let bins = plugin_dir(&tmp);
+        for d in ["fake", "log", "net.d"] {
+            std::fs::create_dir_all(tmp.join(d)).unwrap();
+        }
+        let env = vec![
+            ("NETCONFPATH".to_string(), tmp.join("net.d").display().to_string()),
+            ("CNI_PATH".to_string(), format!("{}:{bins}", tmp.join("fake").display())),
+            ("CNI_CACHE_DIR".to_string(), tmp.join("cache").display().to_string()),
+        ];
+        let node = Netns::new("node");
+        Rt { node_file: node.file(), node, tmp, env }
+    }
+
+    fn conf(&self, file: &str, body: &str) {
+        std::fs::write(self.tmp.join("net.d").join(file), body).unwrap();
+    }
+
+    /// A plugin `name` that records each call, prints `result` on ADD and
+    /// fails with code 117 on `fail` (a CNI_COMMAND, or "" for never).
+    fn fake(&self, name: &str, result: &str, fail: &str) {
+        let script = format!(
+            "#!/bin/sh\nd='{log}'\nn=$(ls \"$d\" | wc -l)\nf=\"$d/$(printf %04d \"$n\")-{name}-$CNI_COMMAND\"\n\
+             cat > \"$f.stdin\"\nenv | grep '^CNI_' > \"$f.env\"\n\
+             if [ \"$CNI_COMMAND\" = '{fail}' ]; then echo '{{\"code\":117,\"msg\":\"{name} refused\",\"details\":\"on purpose\"}}'; exit 1; fi\n\
+             if [ \"$CNI_COMMAND\" = ADD ]; then echo '{result}'; fi\n",
+            log = self.tmp.join("log").display()
+        );
+        let p = self.tmp.join("fake").join(name);
+        std::fs::write(&p, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn command(&self, argv0: &str, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg0(argv0).args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("CNI_") || k == "NETCONFPATH" || k == "CAP_ARGS" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.envs(extra.iter().copied());
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.node_file);
+        // SAFETY: setns between fork and exec, on a descriptor Rt keeps open.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd
+    }
+
+    /// `cnibox ARGS...` (or the plugin short form when argv0 is a plugin) in the node.
+    fn run_as(&self, argv0: &str, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let out = self.command(argv0, args, extra).stdin(Stdio::null()).output().expect("run cnibox");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn cnibox(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        self.run_as("cnibox", args, extra)
+    }
+
+    fn ok(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let r = self.cnibox(args, extra);
+        assert_eq!(r.code, 0, "cnibox {args:?} failed: {}\n{}", r.stdout, r.stderr);
+        r
+    }
+
+    /// The recorded calls since the last `take`, oldest first.
+    fn take(&self) -> Vec<Seen> {
+        let dir = self.tmp.join("log");
+        let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+        names.sort();
+        let mut out = Vec::new();
+        for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "stdin")) {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let mut parts = stem.splitn(2, '-');
+            parts.next();
+            let rest = parts.next().unwrap();
+            let (plugin, cmd) = rest.rsplit_once('-').unwrap();
+            let env = std::fs::read_to_string(p.with_extension("env")).unwrap_or_default();
+            out.push(Seen {
+                plugin: plugin.into(),
+                cmd: cmd.into(),
+                stdin: serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap_or(Value::Null),
+                env: env.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect(),
+            });
+        }
+        for p in names {
+            std::fs::remove_file(p).unwrap();
+        }
+        out
+    }
+
+    fn cache_files(&self) -> Vec<String> {
+        let dir = self.tmp.join("cache").join("results");
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn cache(&self, file: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.tmp.join("cache").join("results").join(file)).unwrap()).unwrap()
+    }
+}
+
+fn order(calls: &[Seen]) -> Vec<String> {
+    calls.iter().map(|c| format!("{} {}", c.cmd, c.plugin)).collect()
+}
+
+/// cnitool's container id for a netns path, computed independently.
+fn cnitool_id(netns: &str) -> String {
+    let mut c = Command::new("sha512sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(netns.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    format!("cnitool-{}", &String::from_utf8_lossy(&out.stdout)[..20])
+}
+
+fn base64_decode(s: &str) -> String {
+    let mut c = Command::new("base64").arg("-d").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+}
+
+const RES_A: &str = r#"{"cniVersion":"1.0.0","ips":[{"address":"10.1.0.2/24"}]}"#;
+const RES_B: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.2/24","interface":0}]}"#;
+const RES_C: &str =
+    r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.2/24","interface":0}],"dns":{"nameservers":["10.1.0.1"]}}"#;
+
+fn v(s: &str) -> Value {
+    serde_json::from_str(s).unwrap()
+}
+
+fn chain3(rt: &Rt, fail_b: &str) {
+    rt.fake("fake-a", RES_A, "");
+    rt.fake("fake-b", RES_B, fail_b);
+    rt.fake("fake-c", RES_C, "");
+    rt.conf(
+        "10-chain.conflist",
+        r#"{"cniVersion":"1.0.0","name":"chain","plugins":[
+            {"type":"fake-a","keep":{"x":[1,2]}},
+            {"type":"fake-b","capabilities":{"portMappings":true,"bandwidth":false}},
+            {"type":"fake-c","capabilities":{"ips":true}}]}"#,
+    );
+}
+
+const CAPS: &str = r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":1}}"#;
+
+#[test]
+fn chain_order_prev_result_capabilities_and_cache() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    chain3(&rt, "");
+    let id = cnitool_id(&ctr.path());
+    let extra = [("CAP_ARGS", CAPS), ("CNI_ARGS", "FOO=bar;IgnoreUnknown=1")];
+
+    let out = rt.ok(&["add", "chain", &ctr.path()], &extra).json();
+    assert_eq!(out, v(RES_C), "ADD prints the last plugin's result");
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["ADD fake-a", "ADD fake-b", "ADD fake-c"]);
+    let (a, b, c) = (&calls[0].stdin, &calls[1].stdin, &calls[2].stdin);
+    assert_eq!((a["name"].as_str(), a["cniVersion"].as_str()), (Some("chain"), Some("1.0.0")));
+    assert!(a.get("prevResult").is_none(), "no prevResult for the first ADD: {a}");
+    assert_eq!(a["keep"], json!({"x": [1, 2]}), "unknown fields pass through");
+    assert!(a.get("runtimeConfig").is_none());
+    assert_eq!(b["prevResult"], v(RES_A));
+    assert_eq!(b["runtimeConfig"], json!({"portMappings": v(CAPS)["portMappings"]}), "only declared capabilities");
+    assert_eq!(c["prevResult"], v(RES_B));
+    assert!(c.get("runtimeConfig").is_none(), "capability declared but not given: {c}");
+    for call in &calls {
+        assert_eq!(call.env["CNI_CONTAINERID"], id);
+        assert_eq!(call.env["CNI_NETNS"], ctr.path());
+        assert_eq!(call.env["CNI_IFNAME"], "eth0");
+        assert_eq!(call.env["CNI_ARGS"], "FOO=bar;IgnoreUnknown=1");
+    }
+
+    // the cache, in libcni's place and format
+    let file = format!("chain-{id}-eth0");
+    assert_eq!(rt.cache_files(), [file.clone()]);
+    let e = rt.cache(&file);
+    assert_eq!(e["kind"], "cniCacheV1");
+    assert_eq!((e["containerId"].as_str(), e["ifName"].as_str(), e["networkName"].as_str()), (Some(id.as_str()), Some("eth0"), Some("chain")));
+    assert_eq!(e["netns"], ctr.path().as_str());
+    assert_eq!(e["cniArgs"], json!([["FOO", "bar"], ["IgnoreUnknown", "1"]]));
+    assert_eq!(e["capabilityArgs"], v(CAPS));
+    assert_eq!(e["result"], v(RES_C));
+    let conf = base64_decode(e["config"].as_str().unwrap());
+    assert_eq!(conf, std::fs::read_to_string(rt.tmp.join("net.d/10-chain.conflist")).unwrap());
+
+    // CHECK in order, each with the final result
+    rt.ok(&["check", "chain", &ctr.path()], &[]);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["CHECK fake-a", "CHECK fake-b", "CHECK fake-c"]);
+    assert!(calls.iter().all(|c| c.stdin["prevResult"] == v(RES_C)));
+
+    // DEL in reverse with the cached result, CNI_ARGS and capability args
+    rt.ok(&["del", "chain", &ctr.path()], &[]);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["DEL fake-c", "DEL fake-b", "DEL fake-a"]);
+    assert!(calls.iter().all(|c| c.stdin["prevResult"] == v(RES_C)));
+    assert_eq!(calls[1].stdin["runtimeConfig"]["portMappings"], v(CAPS)["portMappings"]);
+    assert!(calls.iter().all(|c| c.env["CNI_ARGS"] == "FOO=bar;IgnoreUnknown=1"));
+    assert!(rt.cache_files().is_empty());
+
+    // DEL again: nothing cached, still every plugin, without prevResult
+    rt.ok(&["del", "chain", &ctr.path()], &[]);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["DEL fake-c", "DEL fake-b", "DEL fake-a"]);
+    assert!(calls.iter().all(|c| c.stdin.get("prevResult").is_none()));
+}
+
+#[test]
+fn ifname_id_and_bare_netns_name() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "");
+    rt.conf("a.conflist", r#"{"cniVersion":"1.0.0","name":"one","plugins":[{"type":"fake-a"}]}"#);
+    rt.ok(&["add", "one", &ctr.name, "-i", "net1", "--id", "box1"], &[]);
+    rt.ok(&["add", "one", &ctr.name], &[("CNI_IFNAME", "net2")]);
+    let calls = rt.take();
+    assert_eq!((calls[0].env["CNI_IFNAME"].as_str(), calls[0].env["CNI_CONTAINERID"].as_str()), ("net1", "box1"));
+    assert_eq!(calls[0].env["CNI_NETNS"], ctr.path(), "a bare name means /run/netns/NAME");
+    assert_eq!(calls[1].env["CNI_IFNAME"], "net2");
+    let id = cnitool_id(&ctr.path());
+    assert_eq!(rt.cache_files(), [format!("one-box1-net1"), format!("one-{id}-net2")]);
+}
+
+#[test]
+fn failure_mid_chain_deletes_the_chain_and_caches_nothing() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    chain3(&rt, "ADD");
+    let r = rt.cnibox(&["add", "chain", &ctr.path()], &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "no result on failure: {}", r.stdout);
+    for want in ["plugin type=\"fake-b\" failed (add)", "error code 117", "fake-b refused", "on purpose"] {
+        assert!(r.stderr.contains(want), "missing {want:?} in: {}", r.stderr);
+    }
+    assert_eq!(order(&rt.take()), ["ADD fake-a", "ADD fake-b", "DEL fake-c", "DEL fake-b", "DEL fake-a"]);
+    assert!(rt.cache_files().is_empty(), "no attachment claimed: {:?}", rt.cache_files());
+    // the attachment does not exist, so it can be added once the fault is gone
+    rt.fake("fake-b", RES_B, "");
+    rt.ok(&["add", "chain", &ctr.path()], &[]);
+}
+
+#[test]
+fn missing_plugin_is_named_and_the_rest_is_still_deleted() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "");
+    rt.conf("m.conflist", r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"fake-a"},{"type":"nosuch"}]}"#);
+    let r = rt.cnibox(&["add", "m", &ctr.path()], &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("plugin type=\"nosuch\" failed (add)") && r.stderr.contains("failed to find plugin \"nosuch\""), "{}", r.stderr);
+    assert_eq!(order(&rt.take()), ["ADD fake-a", "DEL fake-a"], "fake-a's ADD is undone even though nosuch's DEL cannot run");
+    assert!(rt.cache_files().is_empty());
+}
+
+#[test]
+fn second_add_is_refused() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "");
+    rt.conf("a.conflist", r#"{"cniVersion":"1.0.0","name":"one","plugins":[{"type":"fake-a"}]}"#);
+    rt.ok(&["add", "one", &ctr.path()], &[]);
+    rt.take();
+    let r = rt.cnibox(&["add", "one", &ctr.path()], &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("is already attached to network \"one\" as eth0"), "{}", r.stderr);
+    assert!(rt.take().is_empty(), "no plugin runs for a refused ADD");
+    assert_eq!(rt.cache_files().len(), 1);
+    // another interface name is another attachment
+    rt.ok(&["add", "one", &ctr.path(), "-i", "eth1"], &[]);
+}
+
+#[test]
+fn unparsable_config_files_are_named() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "");
+    rt.conf("50-good.conflist", r#"{"cniVersion":"1.0.0","name":"good","plugins":[{"type":"fake-a"}]}"#);
+    rt.conf("10-broken.conflist", "{not json");
+    let r = rt.cnibox(&["add", "good", &ctr.path()], &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("10-broken.conflist") && r.stderr.contains("invalid JSON"), "{}", r.stderr);
+    std::fs::remove_file(rt.tmp.join("net.d/10-broken.conflist")).unwrap();
+    rt.conf("20-entry.conflist", r#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"fake-a"},{"mtu":1}]}"#);
+    let r = rt.cnibox(&["add", "good", &ctr.path()], &[]);
+    assert!(r.stderr.contains("20-entry.conflist") && r.stderr.contains("field plugins[1]: missing field `type`"), "{}", r.stderr);
+    std::fs::remove_file(rt.tmp.join("net.d/20-entry.conflist")).unwrap();
+    rt.conf("30-ver.conflist", r#"{"cniVersion":"1.0.0","cniVersions":["one"],"name":"y","plugins":[{"type":"fake-a"}]}"#);
+    let r = rt.cnibox(&["add", "good", &ctr.path()], &[]);
+    assert!(r.stderr.contains("30-ver.conflist") && r.stderr.contains("\"one\""), "{}", r.stderr);
+    std::fs::remove_file(rt.tmp.join("net.d/30-ver.conflist")).unwrap();
+    let r = rt.cnibox(&["add", "good", &ctr.path()], &[("CAP_ARGS", "[1,")]);
+    assert!(r.code == 1 && r.stderr.contains("CAP_ARGS"), "{}", r.stderr);
+    let r = rt.cnibox(&["add", "good", &ctr.path()], &[("CNI_ARGS", "A=1;B")]);
+    assert!(r.code == 1 && r.stderr.contains("invalid CNI_ARGS pair \"B\""), "{}", r.stderr);
+    let r = rt.cnibox(&["add", "nonet", &ctr.path()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("no net configuration with name \"nonet\""), "{}", r.stderr);
+    let r = rt.cnibox(&["add", "good", "/run/netns/cnibox-no-such-ns"], &[]);
+    assert!(r.code == 1 && r.stderr.contains("cnibox-no-such-ns"), "{}", r.stderr);
+    let r = rt.cnibox(&["add", "good"], &[]);
+    assert_eq!(r.code, 2, "usage error: {}", r.stderr);
+    assert!(rt.take().is_empty() && rt.cache_files().is_empty());
+    rt.ok(&["add", "good", &ctr.path()], &[]);
+}
+
+#[test]
+fn single_plugin_files_lexical_order_and_version_selection() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "");
+    rt.fake("fake-b", RES_B, "");
+    rt.conf("20-single.conf", r#"{"cniVersion":"0.4.0","name":"single","type":"fake-a","x":1}"#);
+    rt.conf("30-single.json", r#"{"cniVersion":"0.4.0","name":"single","type":"fake-b"}"#);
+    rt.conf("10-multi.conflist", r#"{"cniVersion":"0.3.1","cniVersions":["0.4.0","1.0.0","42.0.0"],"name":"multi","plugins":[{"type":"fake-a"}]}"#);
+    rt.conf("90-multi.conflist", r#"{"cniVersion":"1.0.0","name":"multi","plugins":[{"type":"fake-b"}]}"#);
+
+    let out = rt.ok(&["add", "single", &ctr.path()], &[]).json();
+    // the 1.0.0 result of the plugin comes back in the config's 0.4.0
+    assert_eq!(out["cniVersion"], "0.4.0");
+    assert_eq!(out["ips"][0]["version"], "4");
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["ADD fake-a"], "the first file by name wins");
+    assert_eq!(calls[0].stdin, json!({"cniVersion":"0.4.0","name":"single","type":"fake-a","x":1}));
+    let e = rt.cache(&format!("single-{}-eth0", cnitool_id(&ctr.path())));
+    let conf: Value = serde_json::from_str(&base64_decode(e["config"].as_str().unwrap())).unwrap();
+    assert_eq!(conf["plugins"][0]["type"], "fake-a", "a .conf is cached as a converted list: {conf}");
+
+    rt.ok(&["add", "multi", &ctr.path()], &[]);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["ADD fake-a"]);
+    assert_eq!(calls[0].stdin["cniVersion"], "1.0.0", "highest known of cniVersion and cniVersions");
+}
+
+#[test]
+fn del_reads_the_cache_after_the_config_changed() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    for (n, r) in [("fake-a", RES_A), ("fake-b", RES_B), ("fake-c", RES_C)] {
+        rt.fake(n, r, "");
+    }
+    rt.conf("n.conflist", r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"fake-a"},{"type":"fake-b"}]}"#);
+    rt.ok(&["add", "n", &ctr.path()], &[]);
+    rt.conf("n.conflist", r#"{"cniVersion":"0.4.0","name":"n","plugins":[{"type":"fake-c"}]}"#);
+    rt.take();
+    rt.ok(&["del", "n", &ctr.path()], &[]);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["DEL fake-b", "DEL fake-a"], "DEL undoes what ADD ran");
+    assert!(calls.iter().all(|c| c.stdin["cniVersion"] == "1.0.0" && c.stdin["prevResult"] == v(RES_B)));
+
+    // the network's file removed altogether
+    rt.ok(&["add", "n", &ctr.path()], &[]);
+    std::fs::remove_file(rt.tmp.join("net.d/n.conflist")).unwrap();
+    rt.take();
+    rt.ok(&["del", "n", &ctr.path()], &[]);
+    assert_eq!(order(&rt.take()), ["DEL fake-c"]);
+    assert!(rt.cache_files().is_empty());
+    // with neither cache nor config there is nothing to go by
+    let r = rt.cnibox(&["del", "n", &ctr.path()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("no net configuration"), "{}", r.stderr);
+}
+
+#[test]
+fn del_failure_keeps_the_cache_for_a_retry() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    chain3(&rt, "DEL");
+    rt.ok(&["add", "chain", &ctr.path()], &[]);
+    rt.take();
+    let r = rt.cnibox(&["del", "chain", &ctr.path()], &[]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("plugin type=\"fake-b\" failed (del)") && r.stderr.contains("117"), "{}", r.stderr);
+    assert_eq!(order(&rt.take()), ["DEL fake-c", "DEL fake-b"], "the first DEL error halts (SPEC.md)");
+    assert_eq!(rt.cache_files().len(), 1, "the attachment still exists in part");
+    rt.fake("fake-b", RES_B, "");
+    rt.ok(&["del", "chain", &ctr.path()], &[]);
+    assert!(rt.take().iter().all(|c| c.stdin["prevResult"] == v(RES_C)));
+    assert!(rt.cache_files().is_empty());
+}
+
+#[test]
+fn check_versions_disable_check_and_unknown_attachment() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "CHECK");
+    rt.conf("a.conflist", r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"fake-a"}]}"#);
+    rt.conf("b.conflist", r#"{"cniVersion":"1.0.0","name":"b","disableCheck":true,"plugins":[{"type":"fake-a"}]}"#);
+    rt.conf("c.conflist", r#"{"cniVersion":"0.3.1","name":"c","plugins":[{"type":"fake-a"}]}"#);
+    let r = rt.cnibox(&["check", "a", &ctr.path()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("is not attached to network \"a\""), "{}", r.stderr);
+    for n in ["a", "b", "c"] {
+        rt.ok(&["add", n, &ctr.path()], &[]);
+    }
+    rt.take();
+    let r = rt.cnibox(&["check", "a", &ctr.path()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("fake-a refused"), "{}", r.stderr);
+    rt.ok(&["check", "b", &ctr.path()], &[]);
+    let r = rt.cnibox(&["check", "c", &ctr.path()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("configuration version \"0.3.1\" does not support the CHECK command"), "{}", r.stderr);
+    assert_eq!(order(&rt.take()), ["CHECK fake-a"], "only network a reached a plugin");
+    // below 0.4.0 DEL gets no prevResult
+    rt.ok(&["del", "c", &ctr.path()], &[]);
+    assert!(rt.take()[0].stdin.get("prevResult").is_none());
+}
+
+#[test]
+fn gc_deletes_stale_attachments_then_calls_gc_with_the_valid_ones() {
+    need_root!();
+    let rt = Rt::new();
+    let live = Netns::new("ctr");
+    let gone = Netns::new("ctr");
+    rt.fake("fake-a", RES_A, "");
+    rt.fake("fake-b", RES_B, "");
+    rt.conf("g.conflist", r#"{"cniVersion":"1.1.0","name":"g","plugins":[{"type":"fake-a"},{"type":"fake-b","capabilities":{"portMappings":true}}]}"#);
+    rt.conf("o.conflist", r#"{"cniVersion":"1.1.0","name":"other","plugins":[{"type":"fake-a"}]}"#);
+    rt.conf("d.conflist", r#"{"cniVersion":"1.1.0","name":"off","disableGC":true,"plugins":[{"type":"fake-a"}]}"#);
+    rt.ok(&["add", "g", &live.path()], &[]);
+    rt.ok(&["add", "g", &gone.path()], &[("CAP_ARGS", CAPS), ("CNI_ARGS", "K=V")]);
+    rt.ok(&["add", "other", &gone.path()], &[]);
+    rt.ok(&["add", "off", &gone.path()], &[]);
+    let (live_id, gone_id, gone_path) = (cnitool_id(&live.path()), cnitool_id(&gone.path()), gone.path());
+    drop(gone);
+    rt.take();
+
+    let r = rt.ok(&["gc", "g"], &[]);
+    assert!(r.stderr.contains(&gone_id), "reports what it removed: {}", r.stderr);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["DEL fake-b", "DEL fake-a", "GC fake-a", "GC fake-b"]);
+    assert_eq!(calls[0].env["CNI_CONTAINERID"], gone_id);
+    assert_eq!(calls[0].env["CNI_NETNS"], gone_path);
+    assert_eq!(calls[0].env["CNI_ARGS"], "K=V");
+    assert_eq!(calls[0].stdin["runtimeConfig"]["portMappings"], v(CAPS)["portMappings"]);
+    let valid = json!([{"containerID": live_id, "ifname": "eth0"}]);
+    for c in &calls[2..] {
+        assert_eq!(c.stdin["cni.dev/valid-attachments"], valid);
+        assert_eq!(c.stdin["cni.dev/attachments"], valid);
+        assert_eq!(c.env.get("CNI_CONTAINERID").map(String::as_str).unwrap_or(""), "");
+    }
+    let files = rt.cache_files();
+    assert!(files.contains(&format!("g-{live_id}-eth0")) && !files.contains(&format!("g-{gone_id}-eth0")), "{files:?}");
+    assert!(files.contains(&format!("other-{gone_id}-eth0")), "other networks are not touched: {files:?}");
+
+    rt.ok(&["gc", "off", "/ignored/netns"], &[]);
+    assert!(rt.take().is_empty(), "disableGC");
+    assert!(rt.cache_files().contains(&format!("off-{gone_id}-eth0")));
+}
+
+#[test]
+fn status_asks_every_plugin_and_stops_at_the_first_not_ready() {
+    need_root!();
+    let rt = Rt::new();
+    rt.fake("fake-a", RES_A, "");
+    rt.fake("fake-b", RES_B, "STATUS");
+    rt.fake("fake-c", RES_C, "");
+    rt.conf("s.conflist", r#"{"cniVersion":"1.1.0","name":"s","plugins":[{"type":"fake-a"},{"type":"fake-b"},{"type":"fake-c"}]}"#);
+    rt.conf("t.conflist", r#"{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"fake-b"}]}"#);
+    let r = rt.cnibox(&["status", "s"], &[]);
+    assert!(r.code == 1 && r.stderr.contains("plugin type=\"fake-b\" failed (status): error code 117"), "{}", r.stderr);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["STATUS fake-a", "STATUS fake-b"]);
+    assert_eq!(calls[0].stdin, json!({"cniVersion":"1.1.0","name":"s","type":"fake-a"}));
+    rt.ok(&["status", "t"], &[]);
+    assert!(rt.take().is_empty(), "no STATUS below 1.1.0");
+    rt.fake("fake-b", RES_B, "");
+    rt.ok(&["status", "s", "/any/netns"], &[]);
+}
+
+/// A named namespace removed on drop whoever created it.
+struct Named(String);
+impl Drop for Named {
+    fn drop(&mut self) {
+        if std::path::Path::new(&format!("/run/netns/{}", self.0)).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+}
+
+fn ip_netns_list() -> String {
+    String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned()
+}
+
+fn has_line(text: &str, name: &str) -> bool {
+    text.lines().any(|l| l.split_whitespace().next() == Some(name))
+}
+
+#[test]
+fn netns_commands_interoperate_with_iproute2() {
+    need_root!();
+    let rt = Rt::new();
+    let mine = Named(unique("cbt-mine"));
+    let theirs = Named(unique("cbt-theirs"));
+    rt.ok(&["netns", "add", &mine.0], &[]);
+    assert!(has_line(&ip_netns_list(), &mine.0), "ip netns sees cnibox's namespace");
+    let ns = Command::new("ip").args(["-n", &mine.0, "-j", "link", "show"]).output().unwrap();
+    let links: Value = serde_json::from_slice(&ns.stdout).unwrap();
+    assert_eq!(links.as_array().unwrap().len(), 1, "a fresh namespace holds only lo: {links}");
+
+    assert!(Command::new("ip").args(["netns", "add", &theirs.0]).status().unwrap().success());
+    let made = Command::new("ip").args(["-n", &theirs.0, "link", "add", "v7a", "type", "veth", "peer", "name", "v7b"]).status();
+    assert!(made.unwrap().success());
+    let list = rt.ok(&["netns", "list"], &[]).stdout;
+    assert!(has_line(&list, &mine.0) && has_line(&list, &theirs.0), "{list}");
+    // exec sees the namespace's own devices, in /sys too
+    let out = rt.ok(&["netns", "exec", &theirs.0, "--", "ls", "/sys/class/net"], &[]).stdout;
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo", "v7a", "v7b"]);
+    let r = rt.cnibox(&["netns", "exec", &mine.0, "sh", "-c", "exit 3"], &[]);
+    assert_eq!(r.code, 3, "exit status passes through");
+    let r = rt.cnibox(&["netns", "exec", &mine.0, "--", "/nonexistent-cmd"], &[]);
+    assert_eq!(r.code, 127);
+
+    let r = rt.cnibox(&["netns", "add", &mine.0], &[]);
+    assert!(r.code == 1 && r.stderr.contains("File exists"), "{}", r.stderr);
+    let r = rt.cnibox(&["netns", "add", "a/b"], &[]);
+    assert!(r.code == 1 && r.stderr.contains("invalid namespace name"), "{}", r.stderr);
+    rt.ok(&["netns", "del", &theirs.0], &[]);
+    rt.ok(&["netns", "del", &mine.0], &[]);
+    let list = ip_netns_list();
+    assert!(!has_line(&list, &mine.0) && !has_line(&list, &theirs.0), "{list}");
+    let r = rt.cnibox(&["netns", "del", &mine.0], &[]);
+    assert!(r.code == 1 && r.stderr.contains(&mine.0), "{}", r.stderr);
+    let r = rt.cnibox(&["netns", "exec", &mine.0, "true"], &[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(rt.cnibox(&["netns"], &[]).code, 2);
+}
+
+fn lo_up(ns: &Netns) -> bool {
+    ns.link("lo").unwrap()["flags"].as_array().unwrap().iter().any(|f| f == "UP")
+}
+
+#[test]
+fn loopback_through_the_runtime() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    ctr.sh(&["link", "set", "lo", "down"]);
+    rt.conf("lo.conflist", r#"{"cniVersion":"1.1.0","name":"lonet","plugins":[{"type":"loopback"}]}"#);
+    let out = rt.ok(&["add", "lonet", &ctr.path(), "-i", "lo"], &[]).json();
+    assert_eq!(out["interfaces"][0]["name"], "lo");
+    assert!(ctr.ping("127.0.0.1"));
+    rt.ok(&["check", "lonet", &ctr.path(), "-i", "lo"], &[]);
+    rt.ok(&["status", "lonet"], &[]);
+    rt.ok(&["del", "lonet", &ctr.path(), "-i", "lo"], &[]);
+    assert!(!lo_up(&ctr));
+    assert!(rt.cache_files().is_empty());
+}
+
+#[test]
+fn run_attaches_runs_and_tears_down() {
+    need_root!();
+    let rt = Rt::new();
+    rt.conf("lo.conflist", r#"{"cniVersion":"1.1.0","name":"lonet","plugins":[{"type":"loopback"}]}"#);
+    let name = Named(unique("cbt-run"));
+    let r = rt.cnibox(&["run", "--network", "lonet", "--name", &name.0, "--", "sh", "-c", "ip -j link show lo; exit 7"], &[]);
+    assert_eq!(r.code, 7, "the command's exit status: {}", r.stderr);
+    let lo: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "lo is up inside: {lo}");
+    assert!(r.stderr.contains(&name.0), "{}", r.stderr);
+    assert!(!std::path::Path::new(&format!("/run/netns/{}", name.0)).exists(), "namespace removed");
+    assert!(rt.cache_files().is_empty(), "attachment deleted");
+
+    // a command that cannot start still gets its teardown
+    let r = rt.cnibox(&["run", "--network", "lonet", "--name", &name.0, "/nonexistent-cmd"], &[]);
+    assert_eq!(r.code, 127);
+    assert!(!std::path::Path::new(&format!("/run/netns/{}", name.0)).exists());
+    assert!(rt.cache_files().is_empty());
+
+    // a failing ADD: the command never runs, nothing is left
+    rt.fake("fake-a", RES_A, "ADD");
+    rt.conf("bad.conflist", r#"{"cniVersion":"1.1.0","name":"bad","plugins":[{"type":"fake-a"}]}"#);
+    let marker = rt.tmp.join("ran");
+    let r = rt.cnibox(&["run", "--network", "bad", "--name", &name.0, "touch", &marker.display().to_string()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("fake-a refused"), "{}", r.stderr);
+    assert!(!marker.exists());
+    assert!(!std::path::Path::new(&format!("/run/netns/{}", name.0)).exists());
+    assert_eq!(rt.cnibox(&["run"], &[]).code, 2);
+}
+
+#[test]
+fn run_passes_sigterm_on_and_cleans_up() {
+    need_root!();
+    let rt = Rt::new();
+    rt.conf("lo.conflist", r#"{"cniVersion":"1.1.0","name":"lonet","plugins":[{"type":"loopback"}]}"#);
+    let name = Named(unique("cbt-sig"));
+    let mut child: Child = rt
+        .command("cnibox", &["run", "--network", "lonet", "--name", &name.0, "--", "sleep", "600"], &[])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until the command is running inside the namespace
+    let running = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let ns = std::fs::metadata(format!("/run/netns/{}", name.0)).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let sleeping = Command::new("pgrep").args(["-P", &child.id().to_string(), "sleep"]).output().map(|o| o.status.success());
+        ns.is_some() && sleeping.unwrap_or(false)
+    });
+    assert!(running, "cnibox run did not start its command");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!std::path::Path::new(&format!("/run/netns/{}", name.0)).exists());
+    assert!(rt.cache_files().is_empty());
+}
+
+#[test]
+fn short_form_with_a_config_file() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    ctr.sh(&["link", "set", "lo", "down"]);
+    let conf = rt.tmp.join("lo.conf");
+    std::fs::write(&conf, r#"{"cniVersion":"1.0.0","name":"shortlo","type":"loopback"}"#).unwrap();
+    let conf = conf.display().to_string();
+    let r = rt.run_as("loopback", &["add", "box1", &ctr.path(), "--config", &conf, "-i", "lo"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["interfaces"][0]["sandbox"], ctr.path().as_str());
+    assert!(lo_up(&ctr));
+    assert_eq!(rt.cache_files(), ["shortlo-box1-lo"]);
+    let r = rt.run_as("loopback", &["check", "box1", &ctr.path(), "--config", &conf, "-i", "lo"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = rt.run_as("loopback", &["del", "box1", &ctr.path(), "--config", &conf, "-i", "lo"], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!lo_up(&ctr) && rt.cache_files().is_empty());
+
+    let r = rt.run_as("loopback", &["add", "box1", &ctr.path()], &[]);
+    assert!(r.code == 1 && r.stderr.contains("no default network"), "{}", r.stderr);
+    let r = rt.run_as("loopback", &["frob", "box1", &ctr.path()], &[]);
+    assert_eq!(r.code, 2);
+}
