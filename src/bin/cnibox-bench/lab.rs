@@ -1,0 +1,174 @@
+//! The throwaway world a run happens in: a "node" network namespace that the
+//! benchmark process itself enters (so every plugin it starts runs there, as
+//! on a node, and the machine's own namespace is never touched), container
+//! namespaces prepared ahead of the timed region, and a temporary directory
+//! for configs and IPAM state. Dropping the Lab removes all of it; leftovers
+//! of a run that was killed outright are removed by the next run.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const PREFIX: &str = "cnbench-";
+
+pub struct Lab {
+    pub tmp: PathBuf,
+    pub node: String,
+    host_ns: libc::c_int,
+    entered: bool,
+    /// Every namespace name this run created (node excluded), for the cleanup.
+    created: BTreeSet<String>,
+}
+
+/// `ip ARGS...` outside the timed region; Err carries ip's own message.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// `ip -batch -` with these lines (one process for many namespaces).
+fn ip_batch(lines: &[String], force: bool) -> Result<(), String> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    use std::io::Write;
+    let mut args = vec!["-batch", "-"];
+    if force {
+        args.insert(0, "-force");
+    }
+    let mut child = Command::new("ip")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(lines.join("\n").as_bytes());
+        let _ = i.write_all(b"\n");
+    }
+    let out = child.wait_with_output().map_err(|e| format!("ip -batch: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip -batch: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+impl Lab {
+    /// Make the temp dir and the node namespace, and move this process into it.
+    /// Must be called before any thread is started (threads inherit the namespace).
+    pub fn new() -> Result<Lab, String> {
+        remove_stale();
+        let pid = std::process::id();
+        let tmp = std::env::temp_dir().join(format!("cnibox-bench-{pid}"));
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let host_ns = unsafe { libc::open(c"/proc/self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if host_ns < 0 {
+            return Err(format!("cannot open /proc/self/ns/net: {}", std::io::Error::last_os_error()));
+        }
+        let mut lab = Lab { tmp, node: format!("{PREFIX}{pid}-node"), host_ns, entered: false, created: BTreeSet::new() };
+        ip(&["netns", "add", &lab.node])?;
+        ip(&["-n", &lab.node, "link", "set", "lo", "up"])?;
+        let path = format!("/run/netns/{}\0", lab.node);
+        let fd = unsafe { libc::open(path.as_ptr() as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(format!("cannot open /run/netns/{}: {}", lab.node, std::io::Error::last_os_error()));
+        }
+        let r = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
+        let err = std::io::Error::last_os_error();
+        unsafe { libc::close(fd) };
+        if r != 0 {
+            return Err(format!("cannot enter the node namespace: {err}"));
+        }
+        lab.entered = true;
+        Ok(lab)
+    }
+
+    pub fn netns_path(name: &str) -> String {
+        format!("/run/netns/{name}")
+    }
+
+    /// Create these container namespaces (those not made yet). Like a
+    /// runtime's, they start with lo down: bringing it up is loopback's job.
+    pub fn ensure_netns(&mut self, names: &[String]) -> Result<(), String> {
+        let new: Vec<&String> = names.iter().filter(|n| !self.created.contains(*n)).collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = new.iter().map(|n| format!("netns add {n}")).collect();
+        for n in &new {
+            self.created.insert((*n).clone());
+        }
+        ip_batch(&lines, false)
+    }
+
+    pub fn dir(&self, sub: &str) -> Result<PathBuf, String> {
+        let p = self.tmp.join(sub);
+        std::fs::create_dir_all(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+        Ok(p)
+    }
+
+    fn cleanup(&mut self) {
+        if self.entered {
+            unsafe { libc::setns(self.host_ns, libc::CLONE_NEWNET) };
+            self.entered = false;
+        }
+        let mut lines: Vec<String> = self.created.iter().map(|n| format!("netns del {n}")).collect();
+        lines.push(format!("netns del {}", self.node));
+        if ip_batch(&lines, true).is_err() {
+            for n in self.created.iter().chain(std::iter::once(&self.node)) {
+                let _ = ip(&["netns", "del", n]);
+            }
+        }
+        self.created.clear();
+        let _ = std::fs::remove_dir_all(&self.tmp);
+        unsafe { libc::close(self.host_ns) };
+        self.host_ns = -1;
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.host_ns >= 0 {
+            self.cleanup();
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Namespaces and temp dirs of earlier runs whose process is gone (killed
+/// with SIGKILL, machine-wide crash of the tool): remove them.
+fn remove_stale() {
+    let mut lines = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(PREFIX) else { continue };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if !alive(pid) {
+                lines.push(format!("netns del {name}"));
+            }
+        }
+    }
+    if !lines.is_empty() {
+        eprintln!("cnibox-bench: removing {} namespaces left by an earlier run", lines.len());
+        let _ = ip_batch(&lines, true);
+    }
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("cnibox-bench-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+            if !alive(pid) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}

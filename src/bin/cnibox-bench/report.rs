@@ -1,0 +1,456 @@
+//! The outputs: a markdown table (stdout and bench.md), every sample as JSON
+//! (bench.json), and a hand-written SVG of the latency distributions
+//! (bench.svg), plus the issue's targets checked against the figures.
+
+use crate::stats::{fmt_ms, Figure, Series, Summary, Unit};
+use serde_json::{json, Value};
+use std::fmt::Write;
+
+/// Where and when: enough to tell two runs' machines apart.
+pub struct Machine {
+    pub date: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub mem_gib: f64,
+    pub kernel: String,
+    pub load_start: String,
+    pub load_end: String,
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0.0);
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        let kernel = if unsafe { libc::uname(&mut u) } == 0 {
+            let f = |b: &[libc::c_char]| {
+                let v: Vec<u8> = b.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+                String::from_utf8_lossy(&v).into_owned()
+            };
+            format!("{} {} {}", f(&u.sysname), f(&u.release), f(&u.machine))
+        } else {
+            "unknown kernel".into()
+        };
+        Machine { date: utc_now(), cpu, cores, mem_gib: mem_kib / 1048576.0, kernel, load_start: loadavg(), load_end: String::new() }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}, {} core{}, {:.0} GiB, {}; load average {} at the start, {} at the end",
+            self.cpu,
+            self.cores,
+            if self.cores == 1 { "" } else { "s" },
+            self.mem_gib,
+            self.kernel,
+            self.load_start,
+            self.load_end
+        )
+    }
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Now, as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+}
+
+pub struct SetInfo {
+    pub label: String,
+    pub dir: String,
+    pub about: String,
+}
+
+pub struct Report<'a> {
+    pub machine: &'a Machine,
+    pub sets: Vec<SetInfo>,
+    pub figures: &'a [Figure],
+    pub notes: &'a [String],
+    pub settings: Value,
+    pub interrupted: bool,
+}
+
+fn cell(s: &Series, unit: Unit) -> String {
+    if let Some(why) = &s.skipped {
+        return format!("not measured: {}", short(why, 70));
+    }
+    match s.summary() {
+        None if s.failures > 0 => format!("failed: {}", short(s.error.as_deref().unwrap_or(""), 70)),
+        None => "–".into(),
+        Some(x) if x.n == 1 => unit.fmt(x.median),
+        Some(x) => {
+            let mut c = if unit == Unit::Ns {
+                format!("{} / {} / {} / {}", num_ms(x.median), num_ms(x.p90), num_ms(x.p99), fmt_ms(x.max))
+            } else {
+                format!("{} / {} / {} / {}", unit.fmt(x.median), unit.fmt(x.p90), unit.fmt(x.p99), unit.fmt(x.max))
+            };
+            if s.failures > 0 {
+                c.push_str(&format!(" ({} failed)", s.failures));
+            }
+            c
+        }
+    }
+}
+
+fn num_ms(ns: f64) -> String {
+    fmt_ms(ns).trim_end_matches(" ms").to_string()
+}
+
+fn short(s: &str, n: usize) -> String {
+    let one = s.replace('|', "/").replace('\n', " ");
+    if one.chars().count() <= n {
+        return one;
+    }
+    let mut t: String = one.chars().take(n).collect();
+    t.push('…');
+    t
+}
+
+fn ratio_cell(f: &Figure) -> String {
+    match f.ratio() {
+        None => "–".into(),
+        Some(r) => match f.ratio_p99() {
+            Some(p) if f.a.samples.len() > 1 && f.unit == Unit::Ns => format!("{r:.1}x (p99 {p:.1}x)"),
+            _ => format!("{r:.1}x"),
+        },
+    }
+}
+
+impl Report<'_> {
+    fn has_b(&self) -> bool {
+        self.sets.len() > 1
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let a = &self.sets[0];
+        let _ = writeln!(o, "### cnibox-bench, {}\n", self.machine.date);
+        let _ = writeln!(o, "Machine: {}.\n", self.machine.describe());
+        let _ = writeln!(o, "- A = **{}**: `{}` ({})", a.label, a.dir, if a.about.is_empty() { "?" } else { &a.about });
+        if let Some(b) = self.sets.get(1) {
+            let _ = writeln!(o, "- B = **{}**: `{}` ({})", b.label, b.dir, if b.about.is_empty() { "?" } else { &b.about });
+        }
+        let _ = writeln!(
+            o,
+            "- Times are fork→wait wall clock of real invocations inside a throwaway node namespace; median / p90 / p99 / max in ms; \
+             A and B interleaved after warm-up; B/A is the median of the per-pair ratios (higher = A faster).{}\n",
+            if self.interrupted { " **The run was interrupted: figures are partial.**" } else { "" }
+        );
+        if self.has_b() {
+            let _ = writeln!(o, "| scenario | figure | n | {} | {} | B/A |", a.label, self.sets[1].label);
+            let _ = writeln!(o, "|---|---|---|---|---|---|");
+        } else {
+            let _ = writeln!(o, "| scenario | figure | n | {} |", a.label);
+            let _ = writeln!(o, "|---|---|---|---|");
+        }
+        for f in self.figures {
+            let (na, nb) = (f.a.samples.len(), f.b.samples.len());
+            let n = if !self.has_b() || na == nb || nb == 0 { na.to_string() } else if na == 0 { nb.to_string() } else { format!("{na}/{nb}") };
+            if self.has_b() {
+                let _ = writeln!(o, "| {} | {} | {} | {} | {} | {} |", f.scenario, f.name, n, cell(&f.a, f.unit), cell(&f.b, f.unit), ratio_cell(f));
+            } else {
+                let _ = writeln!(o, "| {} | {} | {} | {} |", f.scenario, f.name, n, cell(&f.a, f.unit));
+            }
+        }
+        let targets = self.targets();
+        if !targets.is_empty() {
+            let _ = writeln!(o, "\n**Targets** (issue 6):\n");
+            for t in &targets {
+                let mark = match t.met {
+                    Some(true) => "met",
+                    Some(false) => "**missed**",
+                    None => "not measured",
+                };
+                let _ = writeln!(o, "- {}: {mark}: {}", t.what, t.figure);
+            }
+        }
+        let mut notes: Vec<String> = self.notes.to_vec();
+        // One line per (scenario, set, problem), naming the figures it hit.
+        let mut problems: Vec<(&str, String, String, Vec<&str>)> = Vec::new();
+        for f in self.figures {
+            for (k, s) in [&f.a, &f.b].into_iter().enumerate() {
+                let (Some(p), Some(set)) = (s.problem(), self.sets.get(k)) else { continue };
+                match problems.iter_mut().find(|x| x.0 == f.scenario && x.1 == set.label && x.2 == p) {
+                    Some(x) => x.3.push(&f.name),
+                    None => problems.push((f.scenario, set.label.clone(), p, vec![&f.name])),
+                }
+            }
+        }
+        for (scen, label, p, names) in problems {
+            notes.push(format!("{scen} ({}): {label}: {p}", names.join(", ")));
+        }
+        if !notes.is_empty() {
+            let _ = writeln!(o, "\nNotes:\n");
+            for n in notes {
+                let _ = writeln!(o, "- {}", n.replace('\n', " "));
+            }
+        }
+        o
+    }
+
+    pub fn targets(&self) -> Vec<Target> {
+        let find = |name: &str| self.figures.iter().find(|f| f.name == name);
+        let mut t = Vec::new();
+        if !self.has_b() {
+            return t;
+        }
+        let b = &self.sets[1].label;
+        // Ratios.
+        let ratio_target = |what: String, f: Option<&Figure>, min: f64, p99: bool| -> Target {
+            match f.and_then(|f| Some((f, f.ratio()?))) {
+                Some((f, r)) => {
+                    let rp = f.ratio_p99().unwrap_or(0.0);
+                    let met = r >= min && (!p99 || rp >= min);
+                    let (sa, sb) = (f.a.summary().unwrap_or_default(), f.b.summary().unwrap_or_default());
+                    let mut fig = format!("{r:.1}x at the median ({} vs {b} {})", fmt_ms(sa.median), fmt_ms(sb.median));
+                    if p99 {
+                        fig.push_str(&format!(", {rp:.1}x at p99 ({} vs {})", fmt_ms(sa.p99), fmt_ms(sb.p99)));
+                    }
+                    Target { what, met: Some(met), figure: fig }
+                }
+                None => Target { what, met: None, figure: why_missing(f) },
+            }
+        };
+        t.push(ratio_target("VERSION at least 4x faster (median)".into(), find("VERSION (bridge, cold exec)"), 4.0, false));
+        t.push(ratio_target("bridge+host-local ADD at least 5x faster (median and p99)".into(), find("bridge+host-local ADD"), 5.0, true));
+        t.push(ratio_target("bridge+host-local DEL at least 5x faster (median)".into(), find("bridge+host-local DEL"), 5.0, false));
+        // Parallel: the largest size measured (128 by default).
+        let par = self.figures.iter().filter(|f| f.scenario == "parallel" && f.name.ends_with(": wall") && f.name.contains("ADD")).max_by_key(|f| {
+            f.name.trim_start_matches("parallel ADD x").trim_end_matches(": wall").parse::<usize>().unwrap_or(0)
+        });
+        let pname = par.map(|f| f.name.trim_end_matches(": wall").to_string()).unwrap_or_else(|| "parallel ADD x128".into());
+        let mut pt = ratio_target(format!("{pname}: wall time at least 5x shorter, no failures"), par, 5.0, false);
+        if let Some(f) = par {
+            let per = find(&format!("{pname}: per pod"));
+            let fails = f.a.failures + per.map(|p| p.a.failures).unwrap_or(0);
+            if fails > 0 {
+                pt.met = Some(false);
+            }
+            pt.figure.push_str(&format!("; {} failures: {}", self.sets[0].label, per.map(|p| p.a.failures).unwrap_or(0)));
+            pt.figure.push_str(&format!(", {b} failures: {}", per.map(|p| p.b.failures).unwrap_or(0)));
+        }
+        t.push(pt);
+        // ADD at the most allocations within 1.3x of ADD at the fewest (A only).
+        let allocs: Vec<&Figure> = self.figures.iter().filter(|f| f.scenario == "allocs" && f.name.starts_with("bridge ADD")).collect();
+        if allocs.len() >= 2 {
+            let (lo, hi) = (allocs[0], allocs[allocs.len() - 1]);
+            let what = format!("{} ADD at {} within 1.3x of ADD at {}", self.sets[0].label, count(&hi.name), count(&lo.name));
+            match (lo.a.summary(), hi.a.summary()) {
+                (Some(l), Some(h)) if l.median > 0.0 => {
+                    let r = h.median / l.median;
+                    let mut fig = format!("{r:.2}x ({} vs {})", fmt_ms(h.median), fmt_ms(l.median));
+                    if let (Some(bl), Some(bh)) = (lo.b.summary(), hi.b.summary()) {
+                        if bl.median > 0.0 {
+                            fig.push_str(&format!("; {b}: {:.2}x ({} vs {})", bh.median / bl.median, fmt_ms(bh.median), fmt_ms(bl.median)));
+                        }
+                    }
+                    t.push(Target { what, met: Some(r <= 1.3), figure: fig });
+                }
+                _ => t.push(Target { what, met: None, figure: why_missing(Some(hi)) }),
+            }
+        }
+        if let Some(f) = find("peak RSS: bridge+host-local ADD") {
+            let what = format!("peak RSS of an ADD under 4 MiB ({b}: reported)");
+            match f.a.summary() {
+                Some(s) => {
+                    let bs = f.b.summary().map(|x| Unit::Kib.fmt(x.max)).unwrap_or_else(|| "not measured".into());
+                    t.push(Target { what, met: Some(s.max < 4096.0), figure: format!("{} (max of {}); {b}: {bs}", Unit::Kib.fmt(s.max), s.n) })
+                }
+                None => t.push(Target { what, met: None, figure: why_missing(Some(f)) }),
+            }
+        }
+        t
+    }
+
+    pub fn json(&self) -> Value {
+        let series = |s: &Series, unit: Unit| -> Value {
+            let sum = s.summary().map(|x: Summary| json!({"n": x.n, "median": x.median, "p90": x.p90, "p99": x.p99, "max": x.max, "min": x.min}));
+            json!({"unit": unit.name(), "samples": s.samples, "failures": s.failures, "error": s.error, "not_measured": s.skipped, "summary": sum})
+        };
+        let figs: Vec<Value> = self
+            .figures
+            .iter()
+            .map(|f| {
+                json!({
+                    "scenario": f.scenario, "figure": f.name, "unit": f.unit.name(),
+                    "a": series(&f.a, f.unit), "b": if self.has_b() { series(&f.b, f.unit) } else { Value::Null },
+                    "pair_ratios_b_over_a": f.ratios, "ratio_b_over_a": f.ratio(), "ratio_p99_b_over_a": f.ratio_p99(),
+                    "note": f.note,
+                })
+            })
+            .collect();
+        let sets: Vec<Value> = self.sets.iter().map(|s| json!({"label": s.label, "dir": s.dir, "about": s.about})).collect();
+        let targets: Vec<Value> = self.targets().iter().map(|t| json!({"target": t.what, "met": t.met, "figure": t.figure})).collect();
+        let m = self.machine;
+        json!({
+            "tool": "cnibox-bench",
+            "date": m.date,
+            "machine": {"cpu": m.cpu, "cores": m.cores, "mem_gib": m.mem_gib, "kernel": m.kernel, "loadavg_start": m.load_start, "loadavg_end": m.load_end},
+            "settings": self.settings,
+            "sets": sets,
+            "interrupted": self.interrupted,
+            "figures": figs,
+            "targets": targets,
+            "notes": self.notes,
+        })
+    }
+
+    /// Latency distribution per figure: every sample as a dot on a log time
+    /// axis, A above B in each row, with median and p99 ticks.
+    pub fn svg(&self) -> String {
+        let figs: Vec<&Figure> = self.figures.iter().filter(|f| f.plot && (!f.a.samples.is_empty() || !f.b.samples.is_empty())).collect();
+        let (w, left, right, top, row) = (1100.0, 330.0, 1060.0, 70.0, 34.0);
+        let h = top + row * figs.len().max(1) as f64 + 70.0;
+        let all = figs.iter().flat_map(|f| f.a.samples.iter().chain(f.b.samples.iter())).copied();
+        let (mut lo, mut hi) = (f64::MAX, 0f64);
+        for v in all {
+            lo = lo.min(v as f64);
+            hi = hi.max(v as f64);
+        }
+        if hi <= 0.0 {
+            lo = 1e5;
+            hi = 1e7;
+        }
+        // Whole decades around the data, in ns.
+        let (d0, d1) = ((lo.max(1.0)).log10().floor(), (hi.max(10.0)).log10().ceil().max(lo.max(1.0).log10().floor() + 1.0));
+        let x = |v: f64| left + (v.max(1.0).log10() - d0) / (d1 - d0) * (right - left);
+        let mut s = String::new();
+        let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#);
+        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+        let title = format!("cnibox-bench {}: plugin exec latency, fork to wait (log scale)", self.machine.date);
+        let _ = writeln!(s, r#"<text x="{left}" y="22" font-size="15" font-weight="bold">{}</text>"#, esc(&title));
+        let colors = ["#1f6fb4", "#e8710a"];
+        for (k, set) in self.sets.iter().enumerate() {
+            let lx = left + k as f64 * 260.0;
+            let _ = writeln!(s, r#"<circle cx="{}" cy="42" r="5" fill="{}"/><text x="{}" y="46">{} ({})</text>"#, lx + 5.0, colors[k], lx + 15.0, esc(&set.label), if k == 0 { "A, upper dots" } else { "B, lower dots" });
+        }
+        let _ = writeln!(s, r##"<text x="{}" y="46" fill="#555">| median   ¦ p99</text>"##, left + 540.0);
+        // Grid: decades labelled, 2 and 5 in between.
+        let bottom = top + row * figs.len() as f64;
+        let mut dec = d0;
+        while dec <= d1 + 1e-9 {
+            for m in [1.0, 2.0, 5.0] {
+                let v = 10f64.powf(dec) * m;
+                if v.log10() > d1 + 1e-9 {
+                    continue;
+                }
+                let xx = x(v);
+                let (stroke, width) = if m == 1.0 { ("#bbb", 1.0) } else { ("#e4e4e4", 1.0) };
+                let _ = writeln!(s, r#"<line x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{bottom}" stroke="{stroke}" stroke-width="{width}"/>"#);
+                if m == 1.0 || (d1 - d0) <= 3.0 {
+                    let _ = writeln!(s, r##"<text x="{xx:.1}" y="{}" text-anchor="middle" fill="#444">{}</text>"##, bottom + 16.0, esc(&tick(v)));
+                }
+            }
+            dec += 1.0;
+        }
+        for (i, f) in figs.iter().enumerate() {
+            let y0 = top + row * i as f64;
+            if i % 2 == 1 {
+                let _ = writeln!(s, r##"<rect x="0" y="{y0}" width="{w}" height="{row}" fill="#000" fill-opacity="0.03"/>"##);
+            }
+            let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 10.0, y0 + row / 2.0 + 4.0, esc(&short(&f.name, 48)));
+            for (k, ser) in [&f.a, &f.b].iter().enumerate() {
+                if k >= self.sets.len() {
+                    continue;
+                }
+                let yc = y0 + if k == 0 { row * 0.3 } else { row * 0.7 };
+                let n = ser.samples.len();
+                for (j, &v) in ser.samples.iter().enumerate() {
+                    // Deterministic jitter so dense strips stay readable.
+                    let jit = ((j as u64).wrapping_mul(2654435761) % 1000) as f64 / 1000.0 - 0.5;
+                    let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{}" fill-opacity="{}"/>"#, x(v as f64), yc + jit * row * 0.28, colors[k], if n > 100 { 0.25 } else { 0.5 });
+                }
+                if let Some(sum) = ser.summary() {
+                    let (xm, xp) = (x(sum.median), x(sum.p99));
+                    let _ = write!(s, r#"<line x1="{xm:.1}" y1="{:.1}" x2="{xm:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#, yc - 7.0, yc + 7.0);
+                    let _ = write!(s, r#"<line x1="{xp:.1}" y1="{:.1}" x2="{xp:.1}" y2="{:.1}" stroke="black" stroke-width="1" stroke-dasharray="2,2"/>"#, yc - 6.0, yc + 6.0);
+                } else if ser.skipped.is_some() || ser.failures > 0 {
+                    let _ = write!(s, r#"<text x="{}" y="{:.1}" fill="{}" font-size="10">{}</text>"#, left + 4.0, yc + 3.5, colors[k], "not measured / failed");
+                }
+                let _ = writeln!(s);
+            }
+            if let Some(r) = f.ratio() {
+                let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#333" font-size="11">{r:.1}x</text>"##, right + 4.0, y0 + row / 2.0 + 4.0);
+            }
+        }
+        let _ = writeln!(s, r##"<text x="20" y="{}" fill="#555" font-size="11">{}</text>"##, bottom + 36.0, esc(&self.machine.describe()));
+        let _ = writeln!(s, r##"<text x="20" y="{}" fill="#555" font-size="11">right column: B/A, the median of the per-pair ratios (higher = A faster)</text>"##, bottom + 52.0);
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+/// An axis label: 0.1 ms, 2 ms, 50 ms, 1 s.
+fn tick(ns: f64) -> String {
+    let ms = ns / 1e6;
+    if ms >= 1000.0 {
+        format!("{} s", trim(ms / 1000.0))
+    } else {
+        format!("{} ms", trim(ms))
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn count(name: &str) -> String {
+    name.split_whitespace().find(|w| w.chars().all(|c| c.is_ascii_digit())).map(|n| format!("{n} allocations")).unwrap_or_else(|| name.to_string())
+}
+
+fn why_missing(f: Option<&Figure>) -> String {
+    match f {
+        None => "scenario not run".into(),
+        Some(f) => {
+            let mut w = Vec::new();
+            if let Some(p) = f.a.problem() {
+                w.push(format!("A: {}", short(&p, 160)));
+            }
+            if let Some(p) = f.b.problem() {
+                w.push(format!("B: {}", short(&p, 160)));
+            }
+            if w.is_empty() {
+                "no samples".into()
+            } else {
+                w.join("; ")
+            }
+        }
+    }
+}
+
+pub struct Target {
+    pub what: String,
+    pub met: Option<bool>,
+    pub figure: String,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
