@@ -1,4 +1,373 @@
 //! nf_tables over netlink: batches, expressions, and the rule shapes cnibox emits.
+//!
+//! Every change is one batch (BATCH_BEGIN ... BATCH_END), which the kernel
+//! applies atomically or not at all. Rules are found by their comment (rule
+//! user data), which is how the reference plugins find them too, and deleted
+//! by handle. A change that depends on a listing carries the ruleset
+//! generation it was computed from (`NFNL_BATCH_GENID`): if anything changed
+//! in between, the kernel refuses the batch with ERESTART and we list again,
+//! so a handle can never name a rule that replaced the one we saw.
 
+pub mod conntrack;
+pub mod expr;
 pub mod masq;
+pub mod portmap;
 pub mod spoofchk;
+
+use crate::error::{Error, Result};
+use crate::netlink::socket::kernel_error;
+use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
+use expr::Expr;
+
+pub const NETLINK_NETFILTER: i32 = 12;
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFNL_BATCH_GENID: u16 = 1;
+
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_GETGEN: u16 = 16;
+
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_USERDATA: u16 = 6;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_CHAIN_USERDATA: u16 = 12;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_HANDLE: u16 = 3;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
+const NFTA_GEN_ID: u16 = 1;
+
+pub const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_BRIDGE: u8 = 7;
+pub const NFPROTO_IPV6: u8 = 10;
+
+pub const HOOK_PREROUTING: u32 = 0;
+pub const HOOK_OUTPUT: u32 = 3;
+pub const HOOK_POSTROUTING: u32 = 4;
+
+/// Comments longer than this are refused by `nft` and truncated by the
+/// reference (knftables' CommentLengthMax), so no rule of either carries more.
+pub const COMMENT_MAX: usize = 128;
+
+/// How often a change is recomputed when the ruleset moved under it.
+const GENID_RETRIES: usize = 8;
+const ERESTART: i32 = 85;
+
+/// A table: its family and name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Table {
+    pub family: u8,
+    pub name: &'static str,
+}
+
+fn family_name(f: u8) -> &'static str {
+    match f {
+        NFPROTO_INET => "inet",
+        NFPROTO_IPV4 => "ip",
+        NFPROTO_IPV6 => "ip6",
+        NFPROTO_BRIDGE => "bridge",
+        _ => "unspec",
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", family_name(self.family), self.name)
+    }
+}
+
+/// What makes a chain a base chain: `type <ty> hook <hook> priority <prio>; policy accept`.
+#[derive(Clone, Copy)]
+pub struct Base {
+    pub ty: &'static str,
+    pub hook: u32,
+    pub prio: i32,
+}
+
+/// libnftnl user data: TLVs of (type, length, value); type 0 is the comment,
+/// stored with its NUL as `nft` does.
+fn udata_comment(c: &[u8]) -> Vec<u8> {
+    let c = &c[..c.len().min(COMMENT_MAX)];
+    let mut v = Vec::with_capacity(c.len() + 3);
+    v.extend_from_slice(&[0, c.len() as u8 + 1]);
+    v.extend_from_slice(c);
+    v.push(0);
+    v
+}
+
+fn parse_udata_comment(mut u: &[u8]) -> Vec<u8> {
+    while u.len() >= 2 {
+        let (ty, len) = (u[0], u[1] as usize);
+        let Some(val) = u.get(2..2 + len) else { break };
+        if ty == 0 {
+            let end = val.iter().position(|&c| c == 0).unwrap_or(val.len());
+            return val[..end].to_vec();
+        }
+        u = &u[2 + len..];
+    }
+    Vec::new()
+}
+
+/// One atomic change: messages in order, each with a description for errors.
+#[derive(Default)]
+pub struct Batch {
+    msgs: Vec<(MsgBuf, String)>,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    fn msg(&mut self, ty: u16, flags: u16, t: &Table, what: String) -> &mut MsgBuf {
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | ty, NLM_F_REQUEST | NLM_F_ACK | flags);
+        m.push(&[t.family, 0, 0, 0]);
+        self.msgs.push((m, what));
+        &mut self.msgs.last_mut().expect("just pushed").0
+    }
+
+    /// Create the table unless it exists. No flags are sent, so an existing
+    /// table keeps its own (a table owned by another process stays usable).
+    pub fn add_table(&mut self, t: &Table, comment: &str) {
+        let m = self.msg(NFT_MSG_NEWTABLE, NLM_F_CREATE, t, format!("add table {t}"));
+        m.put_str(NFTA_TABLE_NAME, t.name);
+        if !comment.is_empty() {
+            m.put(NFTA_TABLE_USERDATA, &udata_comment(comment.as_bytes()));
+        }
+    }
+
+    /// Create the chain unless it exists (an existing one is left as it is).
+    pub fn add_chain(&mut self, t: &Table, name: &str, base: Option<Base>, comment: &str) {
+        let m = self.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, t, format!("add chain {t} {name}"));
+        m.put_str(NFTA_CHAIN_TABLE, t.name).put_str(NFTA_CHAIN_NAME, name);
+        if let Some(b) = base {
+            m.put_str(NFTA_CHAIN_TYPE, b.ty).put_be32(NFTA_CHAIN_POLICY, expr::NF_ACCEPT as u32);
+            let h = m.nest(NFTA_CHAIN_HOOK | NLA_F_NESTED);
+            m.put_be32(NFTA_HOOK_HOOKNUM, b.hook).put_be32(NFTA_HOOK_PRIORITY, b.prio as u32);
+            m.end(h);
+        }
+        if !comment.is_empty() {
+            m.put(NFTA_CHAIN_USERDATA, &udata_comment(comment.as_bytes()));
+        }
+    }
+
+    pub fn del_chain(&mut self, t: &Table, name: &str) {
+        let m = self.msg(NFT_MSG_DELCHAIN, 0, t, format!("delete chain {t} {name}"));
+        m.put_str(NFTA_CHAIN_TABLE, t.name).put_str(NFTA_CHAIN_NAME, name);
+    }
+
+    /// Delete every rule of the chain: a DELRULE that names no handle.
+    pub fn flush_chain(&mut self, t: &Table, chain: &str) {
+        let m = self.msg(NFT_MSG_DELRULE, 0, t, format!("flush chain {t} {chain}"));
+        m.put_str(NFTA_RULE_TABLE, t.name).put_str(NFTA_RULE_CHAIN, chain);
+    }
+
+    /// Append a rule to the chain.
+    pub fn add_rule(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: &[u8]) {
+        let m = self.msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t, format!("add rule to {t} {chain}"));
+        m.put_str(NFTA_RULE_TABLE, t.name).put_str(NFTA_RULE_CHAIN, chain);
+        let l = m.nest(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED);
+        for e in exprs {
+            expr::put(m, e);
+        }
+        m.end(l);
+        if !comment.is_empty() {
+            m.put(NFTA_RULE_USERDATA, &udata_comment(comment));
+        }
+    }
+
+    /// Delete one rule. A handle of 0 would make the kernel flush the whole
+    /// chain, so it is never sent.
+    pub fn del_rule(&mut self, r: &Rule) {
+        if r.handle == 0 {
+            return;
+        }
+        let what = format!("delete rule {} of {} {} {}", r.handle, family_name(r.family), r.table, r.chain);
+        let m = self.msg(NFT_MSG_DELRULE, 0, &Table { family: r.family, name: "" }, what);
+        m.put_str(NFTA_RULE_TABLE, &r.table).put_str(NFTA_RULE_CHAIN, &r.chain).put_be64(NFTA_RULE_HANDLE, r.handle);
+    }
+
+    /// The batch on the wire: BEGIN (carrying `genid` unless 0), the messages
+    /// numbered from `seq + 1`, END. The markers ask for no ACK: kernels
+    /// before 6.10 would answer them with an error.
+    pub fn encode(&self, seq: u32, genid: u32) -> Vec<u8> {
+        let marker = |ty: u16, seq: u32, genid: u32| {
+            let mut m = MsgBuf::new(ty, NLM_F_REQUEST);
+            m.push(&[0, 0, 0, NFNL_SUBSYS_NFTABLES as u8]);
+            if genid != 0 {
+                m.put_be32(NFNL_BATCH_GENID, genid);
+            }
+            m.finish(seq)
+        };
+        let mut out = marker(NFNL_MSG_BATCH_BEGIN, seq, genid);
+        for (i, (m, _)) in self.msgs.iter().enumerate() {
+            out.extend_from_slice(&m.clone().finish(seq + 1 + i as u32));
+        }
+        out.extend_from_slice(&marker(NFNL_MSG_BATCH_END, seq + 1 + self.msgs.len() as u32, 0));
+        out
+    }
+}
+
+/// A rule read back from the kernel.
+pub struct Rule {
+    pub family: u8,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub comment: Vec<u8>,
+    /// The encoded expression list (`NFTA_RULE_EXPRESSIONS` payload).
+    pub exprs: Vec<u8>,
+}
+
+impl Rule {
+    fn parse(p: &[u8]) -> Option<Rule> {
+        let mut r = Rule { family: *p.first()?, table: String::new(), chain: String::new(), handle: 0, comment: Vec::new(), exprs: Vec::new() };
+        for a in Attrs::new(p.get(4..)?) {
+            match a.ty {
+                NFTA_RULE_TABLE => r.table = a.str().to_string(),
+                NFTA_RULE_CHAIN => r.chain = a.str().to_string(),
+                NFTA_RULE_HANDLE => r.handle = a.be64(),
+                NFTA_RULE_EXPRESSIONS => r.exprs = a.data.to_vec(),
+                NFTA_RULE_USERDATA => r.comment = parse_udata_comment(a.data),
+                _ => {}
+            }
+        }
+        Some(r)
+    }
+
+    /// Whether some `cmp` of the rule compares against exactly `value`.
+    pub fn compares(&self, value: &[u8]) -> bool {
+        expr::cmp_values(&self.exprs).iter().any(|v| *v == value)
+    }
+}
+
+/// A NETLINK_NETFILTER socket in the current namespace.
+pub struct Nft {
+    sock: Socket,
+}
+
+impl Nft {
+    pub fn open() -> Result<Nft> {
+        Ok(Nft { sock: Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))? })
+    }
+
+    /// The ruleset generation, which every committed change increments.
+    pub fn genid(&mut self) -> Result<u32> {
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST);
+        m.push(&[0, 0, 0, 0]);
+        let p = self.sock.get(m, "nftables: read ruleset generation")?;
+        Ok(Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_GEN_ID).map(|a| a.be32()).unwrap_or(0))
+    }
+
+    /// The rules of `table` of `family`, optionally of one chain. A table or
+    /// chain that does not exist has no rules.
+    pub fn rules(&mut self, family: u8, table: &str, chain: &str) -> Result<Vec<Rule>> {
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE, NLM_F_REQUEST | NLM_F_DUMP);
+        m.push(&[family, 0, 0, 0]);
+        m.put_str(NFTA_RULE_TABLE, table);
+        if !chain.is_empty() {
+            m.put_str(NFTA_RULE_CHAIN, chain);
+        }
+        match self.sock.dump(m, format_args!("nftables: list rules of table {table}")) {
+            Ok(v) => Ok(v.iter().filter_map(|p| Rule::parse(p)).collect()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of the chains of `table` (family `family`).
+    pub fn chains(&mut self, family: u8, table: &str) -> Result<Vec<String>> {
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP);
+        m.push(&[family, 0, 0, 0]);
+        let v = match self.sock.dump(m, format_args!("nftables: list chains of table {table}")) {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for p in &v {
+            let a = Attrs::new(p.get(4..).unwrap_or(&[]));
+            if a.get(NFTA_CHAIN_TABLE).map(|t| t.str()) == Some(table) {
+                out.extend(a.get(NFTA_CHAIN_NAME).map(|n| n.str().to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Send the batch and read every answer. The kernel handles a batch
+    /// inside the send call, so all answers are queued when it returns and are
+    /// read without blocking; an acknowledgement that is missing then (a
+    /// receive queue that overflowed) is an error rather than a hang.
+    pub fn commit(&mut self, b: &Batch, genid: u32) -> Result<()> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        crate::failpoint::hit("nft batch")?;
+        let seq = self.sock.next_seq();
+        for _ in 0..=b.msgs.len() {
+            self.sock.next_seq();
+        }
+        self.sock.send(&b.encode(seq, genid))?;
+        let mut acked = vec![false; b.msgs.len()];
+        let mut err: Option<Error> = None;
+        self.sock.drain(|data| {
+            for m in Msgs::new(data).filter(|m| m.ty == NLMSG_ERROR) {
+                let i = m.seq.wrapping_sub(seq) as usize;
+                if i == 0 && m.error_code() != 0 {
+                    err.get_or_insert(kernel_error(&"nftables: commit batch", &m));
+                } else if let Some(a) = i.checked_sub(1).and_then(|i| acked.get_mut(i)) {
+                    *a = true;
+                    if m.error_code() != 0 {
+                        err.get_or_insert(kernel_error(&format_args!("nftables: {}", b.msgs[i - 1].1), &m));
+                    }
+                }
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        match acked.iter().position(|a| !a) {
+            Some(i) => Err(Error::msg(format!("nftables: no answer from the kernel to \"{}\"", b.msgs[i].1))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Compute a change from what `build` lists and commit it against the
+/// ruleset generation read before the listing; computed again when someone
+/// changed the ruleset in between.
+pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> {
+    let mut nft = Nft::open()?;
+    let mut last = None;
+    for _ in 0..GENID_RETRIES {
+        let gen = nft.genid()?;
+        let b = build(&mut nft)?;
+        match nft.commit(&b, gen) {
+            Err(e) if e.is_errno(ERESTART) => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::msg("nftables: commit failed")).context("nftables: the ruleset kept changing"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Port-mapping rules in the reference's nftables layout (one table per
+//! family, `ip cni_hostport` and `ip6 cni_hostport`), every per-container rule
+//! commented with the bare container id:
+//!
+//! ```text
+//! table ip cni_hostport {
+//!     comment "CNI portmap plugin"
+//!     chain hostports {
+//!         tcp dport 8080 dnat to 10.22.0.5:80 comment "<id>"
+//!         ip daddr 192.168.1.10 udp dport 53 dnat to 10.22.0.5:5353 comment "<id>"
+//!     }
+//!     chain hostip_hostports { }      (kept for rules written by older references)
+//!     chain hostports_all { jump hostip_hostports; jump hostports }
+//!     chain prerouting {
+//!         type nat hook prerouting priority dstnat; policy accept;
+//!         fib daddr type local jump hostports_all
+//!     }
+//!     chain output {
+//!         type nat hook output priority -100; policy accept;
+//!         fib daddr type local jump hostports_all
+//!     }
+//!     chain masquerading {                                   (with snat)
+//!         type nat hook postrouting priority srcnat; policy accept;
+//!         ip saddr 10.22.0.5 ip daddr 10.22.0.5 masquerade comment "<id>"    (hairpin; 0.0.0.0/0 with masqAll)
+//!         ip saddr 127.0.0.1 ip daddr 10.22.0.5 masquerade comment "<id>"    (localhost, IPv4 without masqAll)
+//!     }
+//! }
+//! ```
+
+use super::expr::{self, Expr, NFT_CMP_EQ, NFT_JUMP};
+use super::{transact, Base, Batch, Nft, Rule, Table, COMMENT_MAX, HOOK_OUTPUT, HOOK_POSTROUTING, HOOK_PREROUTING, NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::error::{Context, Error, Result};
+use crate::net::{max_prefix, IpNet};
+use std::net::{IpAddr, Ipv4Addr};
+
+const NAME: &str = "cni_hostport";
+const HOSTPORTS: &str = "hostports";
+const HOSTIP_HOSTPORTS: &str = "hostip_hostports";
+const HOSTPORTS_ALL: &str = "hostports_all";
+const MASQUERADING: &str = "masquerading";
+const PER_CONTAINER: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
+
+pub fn table(v4: bool) -> Table {
+    Table { family: if v4 { NFPROTO_IPV4 } else { NFPROTO_IPV6 }, name: NAME }
+}
+
+/// One `portMappings` entry, validated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP.
+    pub proto: u8,
+    pub host_ip: Option<IpAddr>,
+}
+
+impl Mapping {
+    /// Whether the mapping applies to the container address of this family
+    /// (a host IP of the other family does not).
+    pub fn applies(&self, v4: bool) -> bool {
+        self.host_ip.map_or(true, |h| h.is_ipv4() == v4)
+    }
+}
+
+/// What to map for one container.
+pub struct Spec<'a> {
+    pub container_id: &'a str,
+    /// The container's first IPv4 and/or IPv6 address.
+    pub ips: &'a [IpAddr],
+    pub mappings: &'a [Mapping],
+    pub snat: bool,
+    pub masq_all: bool,
+}
+
+fn comment(id: &str) -> &[u8] {
+    &id.as_bytes()[..id.len().min(COMMENT_MAX)]
+}
+
+/// `[ip daddr <host ip>] <proto> dport <host port> dnat to <ip>:<container port>`
+pub fn dnat_rule(m: &Mapping, to: &IpAddr) -> Vec<Expr<'static>> {
+    let mut v = Vec::with_capacity(9);
+    if let Some(h) = m.host_ip.filter(|h| !h.is_unspecified()) {
+        expr::addr(&mut v, false, false, &IpNet { addr: h, prefix: max_prefix(&h) }, NFT_CMP_EQ);
+    }
+    expr::dport(&mut v, m.proto, m.host_port);
+    expr::dnat(&mut v, to, m.container_port);
+    v
+}
+
+/// `ip saddr <from> ip daddr <to> masquerade`
+pub fn masq_rule(from: &IpNet, to: &IpAddr) -> Vec<Expr<'static>> {
+    let mut v = Vec::with_capacity(7);
+    expr::addr(&mut v, false, true, from, NFT_CMP_EQ);
+    expr::addr(&mut v, false, false, &IpNet { addr: *to, prefix: max_prefix(to) }, NFT_CMP_EQ);
+    v.push(Expr::Masq);
+    v
+}
+
+/// The masquerade rules for connections the container would otherwise answer
+/// past the NAT: from itself (hairpin), from the node's localhost, or from
+/// anywhere with `masqAll`.
+pub fn masq_rules(ip: &IpAddr, masq_all: bool) -> Vec<Vec<Expr<'static>>> {
+    let v4 = ip.is_ipv4();
+    let from = if masq_all { IpNet { addr: crate::net::from_u128(ip, 0), prefix: 0 } } else { IpNet { addr: *ip, prefix: max_prefix(ip) } };
+    let mut out = vec![masq_rule(&from, ip)];
+    if v4 && !masq_all {
+        out.push(masq_rule(&IpNet { addr: Ipv4Addr::LOCALHOST.into(), prefix: 32 }, ip));
+    }
+    out
+}
+
+/// A rule of some container (commented, in a per-container chain of our tables).
+fn per_container(r: &Rule) -> bool {
+    matches!(r.family, NFPROTO_IPV4 | NFPROTO_IPV6) && PER_CONTAINER.contains(&r.chain.as_str()) && !r.comment.is_empty()
+}
+
+fn is_ours(r: &Rule, id: &[u8]) -> bool {
+    per_container(r) && r.comment == id
+}
+
+/// The batch of an ADD: the shared structure of each family's table, this
+/// container's earlier rules (`stale`, from any family) replaced by the new ones.
+pub fn setup_batch(stale: &[Rule], s: &Spec) -> Batch {
+    let mut b = Batch::new();
+    let c = comment(s.container_id);
+    for r in stale.iter().filter(|r| is_ours(r, c)) {
+        b.del_rule(r);
+    }
+    for ip in s.ips {
+        let v4 = ip.is_ipv4();
+        let t = table(v4);
+        b.add_table(&t, "CNI portmap plugin");
+        b.add_chain(&t, HOSTPORTS, None, "");
+        b.add_chain(&t, HOSTIP_HOSTPORTS, None, "");
+        b.add_chain(&t, HOSTPORTS_ALL, None, "");
+        b.flush_chain(&t, HOSTPORTS_ALL);
+        b.add_rule(&t, HOSTPORTS_ALL, &[Expr::Verdict(NFT_JUMP, HOSTIP_HOSTPORTS)], b"");
+        b.add_rule(&t, HOSTPORTS_ALL, &[Expr::Verdict(NFT_JUMP, HOSTPORTS)], b"");
+        let mut entry = Vec::with_capacity(3);
+        expr::fib_daddr_local(&mut entry);
+        entry.push(Expr::Verdict(NFT_JUMP, HOSTPORTS_ALL));
+        for (chain, hook) in [("prerouting", HOOK_PREROUTING), ("output", HOOK_OUTPUT)] {
+            b.add_chain(&t, chain, Some(Base { ty: "nat", hook, prio: -100 }), "");
+            b.flush_chain(&t, chain);
+            b.add_rule(&t, chain, &entry, b"");
+        }
+        for m in s.mappings.iter().filter(|m| m.applies(v4)) {
+            b.add_rule(&t, HOSTPORTS, &dnat_rule(m, ip), c);
+        }
+        if s.snat {
+            b.add_chain(&t, MASQUERADING, Some(Base { ty: "nat", hook: HOOK_POSTROUTING, prio: 100 }), "");
+            for r in masq_rules(ip, s.masq_all) {
+                b.add_rule(&t, MASQUERADING, &r, c);
+            }
+        }
+    }
+    b
+}
+
+/// The rules of both families' tables (a dump filtered by table name stops
+/// after the first table of that name, so each family is listed on its own).
+fn list(nft: &mut Nft) -> Result<Vec<Rule>> {
+    let mut v = nft.rules(NFPROTO_IPV4, NAME, "")?;
+    v.extend(nft.rules(NFPROTO_IPV6, NAME, "")?);
+    Ok(v)
+}
+
+pub fn setup(s: &Spec) -> Result<()> {
+    transact(|nft| Ok(setup_batch(&list(nft)?, s))).context("portmap: set up port mappings")
+}
+
+/// Remove every rule of this container, in both families.
+pub fn teardown(container_id: &str) -> Result<()> {
+    let c = comment(container_id);
+    transact(|nft| {
+        let mut b = Batch::new();
+        for r in list(nft)?.iter().filter(|r| is_ours(r, c)) {
+            b.del_rule(r);
+        }
+        Ok(b)
+    })
+    .context("portmap: remove port mappings")
+}
+
+/// Remove the rules of containers not in `valid`. The reference comments
+/// rules with the bare container id, so rules of other networks' containers
+/// are indistinguishable: GC must be given every live container.
+pub fn gc(valid: &[&str]) -> Result<()> {
+    transact(|nft| {
+        let mut b = Batch::new();
+        for r in list(nft)?.iter().filter(|r| per_container(r) && !valid.iter().any(|id| comment(id) == r.comment.as_slice())) {
+            b.del_rule(r);
+        }
+        Ok(b)
+    })
+    .context("portmap: garbage-collect port mappings")
+}
+
+/// Every mapping has its DNAT rule (matched by protocol and host port), and
+/// the masquerade rules are there when `snat` is on.
+pub fn check(s: &Spec) -> Result<()> {
+    let rules = list(&mut Nft::open()?)?;
+    let c = comment(s.container_id);
+    for ip in s.ips {
+        let t = table(ip.is_ipv4());
+        let ours = |chain: &'static str| rules.iter().filter(move |r| r.family == t.family && r.chain == chain && r.comment == c);
+        for m in s.mappings.iter().filter(|m| m.applies(ip.is_ipv4())) {
+            if !ours(HOSTPORTS).any(|r| r.compares(&[m.proto]) && r.compares(&m.host_port.to_be_bytes())) {
+                return Err(Error::msg(format!("portmap: no rule for host port {} in {t} {HOSTPORTS}", m.host_port)));
+            }
+        }
+        if s.snat && ours(MASQUERADING).count() < masq_rules(ip, s.masq_all).len() {
+            return Err(Error::msg(format!("portmap: missing masquerade rules for {ip} in {t} {MASQUERADING}")));
+        }
+    }
+    Ok(())
+}
