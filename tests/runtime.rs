@@ -63,7 +63,12 @@ impl Rt {
     }
 
     fn command(&self, argv0: &str, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(bin());
+        self.program(&bin(), argv0, args, extra)
+    }
+
+    /// `program` run in the node namespace with this test's CNI environment only.
+    fn program(&self, program: &std::path::Path, argv0: &str, args: &[&str], extra: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.arg0(argv0).args(args);
         for (k, _) in std::env::vars() {
             if k.starts_with("CNI_") || k == "NETCONFPATH" || k == "CAP_ARGS" {
@@ -684,4 +689,184 @@ fn short_form_with_a_config_file() {
     assert!(r.code == 1 && r.stderr.contains("no default network"), "{}", r.stderr);
     let r = rt.run_as("loopback", &["frob", "box1", &ctr.path()], &[]);
     assert_eq!(r.code, 2);
+}
+
+/// A cnitool built from Debian's libcni sources (golang-github-appc-cni-dev,
+/// libcni 1.1.2; the package ships the library but not cnitool's main, so
+/// this is cnitool's logic over the real libcni: same env, same container id
+/// derivation, same calls). CNI_CACHE_DIR is honoured so that the test keeps
+/// the cache in its temp dir. None, with the reason, when it cannot be built.
+const CNITOOL_GO: &str = r#"package main
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fail(fmt.Errorf("usage: cnitool add|check|del NETWORK NETNS"))
+	}
+	list, err := libcni.LoadConfList(os.Getenv("NETCONFPATH"), os.Args[2])
+	fail(err)
+	var caps map[string]interface{}
+	if s := os.Getenv("CAP_ARGS"); s != "" {
+		fail(json.Unmarshal([]byte(s), &caps))
+	}
+	var args [][2]string
+	if s := os.Getenv("CNI_ARGS"); s != "" {
+		for _, p := range strings.Split(s, ";") {
+			kv := strings.SplitN(p, "=", 2)
+			args = append(args, [2]string{kv[0], kv[1]})
+		}
+	}
+	ifname := os.Getenv("CNI_IFNAME")
+	if ifname == "" {
+		ifname = "eth0"
+	}
+	netns, err := filepath.Abs(os.Args[3])
+	fail(err)
+	sum := sha512.Sum512([]byte(netns))
+	rt := &libcni.RuntimeConf{ContainerID: fmt.Sprintf("cnitool-%x", sum[:10]), NetNS: netns, IfName: ifname, Args: args, CapabilityArgs: caps}
+	cni := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")), os.Getenv("CNI_CACHE_DIR"), nil)
+	ctx := context.TODO()
+	switch os.Args[1] {
+	case "add":
+		r, err := cni.AddNetworkList(ctx, list, rt)
+		fail(err)
+		fail(r.Print())
+	case "check":
+		fail(cni.CheckNetworkList(ctx, list, rt))
+	case "del":
+		fail(cni.DelNetworkList(ctx, list, rt))
+	}
+}
+
+func fail(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+"#;
+
+const LIBCNI_SRC: &str = "/usr/share/gocode/src/github.com/containernetworking/cni/libcni";
+
+fn build_cnitool(tmp: &TempDir) -> Result<String, String> {
+    if !std::path::Path::new(LIBCNI_SRC).is_dir() {
+        return Err(format!("{LIBCNI_SRC} missing (apt-get install golang-github-appc-cni-dev)"));
+    }
+    let dir = tmp.join("cnitool");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("main.go"), CNITOOL_GO).unwrap();
+    let out = Command::new("go")
+        .args(["build", "-o", "cnitool", "main.go"])
+        .current_dir(&dir)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", tmp.join("gocache"))
+        .env("GOFLAGS", "")
+        .output()
+        .map_err(|e| format!("cannot run go ({e}; apt-get install golang-go)"))?;
+    if !out.status.success() {
+        return Err(format!("go build failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(dir.join("cnitool").display().to_string())
+}
+
+impl Rt {
+    /// The libcni-based tool, run in the node like cnibox.
+    fn cnitool(&self, tool: &str, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let out = self.program(tool.as_ref(), "cnitool", args, extra).stdin(Stdio::null()).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+macro_rules! need_cnitool {
+    ($rt:expr) => {
+        match build_cnitool(&$rt.tmp) {
+            Ok(t) => t,
+            Err(why) => {
+                eprintln!("skipped: no libcni client: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// libcni 1.1.2 prints an empty `"dns": {}` in 1.0.0 results; cnibox omits it.
+fn no_empty_dns(r: &Value) -> Value {
+    let mut r = r.clone();
+    if r["dns"] == json!({}) {
+        r.as_object_mut().unwrap().remove("dns");
+    }
+    r
+}
+
+/// Interop chain: a recording plugin, then the real loopback (which returns
+/// the prevResult it is given), at libcni 1.1.2's newest version.
+fn interop_net(rt: &Rt) {
+    rt.fake("fake-a", RES_A, "");
+    rt.conf("lo.conflist", r#"{"cniVersion":"1.0.0","name":"interop","plugins":[{"type":"fake-a"},{"type":"loopback"}]}"#);
+}
+
+#[test]
+fn libcni_attaches_cnibox_checks_and_deletes() {
+    need_root!();
+    let rt = Rt::new();
+    let tool = need_cnitool!(rt);
+    let ctr = Netns::new("ctr");
+    ctr.sh(&["link", "set", "lo", "down"]);
+    interop_net(&rt);
+    let lo = [("CNI_IFNAME", "lo")];
+    let r = rt.cnitool(&tool, &["add", "interop", &ctr.path()], &lo);
+    assert_eq!(r.code, 0, "cnitool add: {}", r.stderr);
+    assert!(lo_up(&ctr));
+    assert_eq!(rt.cache_files(), [format!("interop-{}-lo", cnitool_id(&ctr.path()))], "same container id, same cache name");
+    rt.take();
+
+    rt.ok(&["check", "interop", &ctr.path()], &lo);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["CHECK fake-a"]);
+    assert_eq!(calls[0].stdin["prevResult"], v(RES_A), "prevResult from libcni's cache");
+    rt.ok(&["del", "interop", &ctr.path()], &lo);
+    let calls = rt.take();
+    assert_eq!(calls[0].stdin["prevResult"], v(RES_A));
+    assert!(!lo_up(&ctr), "loopback's DEL ran");
+    assert!(rt.cache_files().is_empty(), "libcni's cache entry removed");
+}
+
+#[test]
+fn cnibox_attaches_libcni_checks_and_deletes() {
+    need_root!();
+    let rt = Rt::new();
+    let tool = need_cnitool!(rt);
+    let ctr = Netns::new("ctr");
+    ctr.sh(&["link", "set", "lo", "down"]);
+    interop_net(&rt);
+    let lo = [("CNI_IFNAME", "lo")];
+    rt.ok(&["add", "interop", &ctr.path()], &lo);
+    assert!(lo_up(&ctr));
+    rt.take();
+    let r = rt.cnitool(&tool, &["check", "interop", &ctr.path()], &lo);
+    assert_eq!(r.code, 0, "cnitool check: {}", r.stderr);
+    let calls = rt.take();
+    assert_eq!(order(&calls), ["CHECK fake-a"]);
+    assert_eq!(no_empty_dns(&calls[0].stdin["prevResult"]), v(RES_A), "prevResult from cnibox's cache");
+    let r = rt.cnitool(&tool, &["del", "interop", &ctr.path()], &lo);
+    assert_eq!(r.code, 0, "cnitool del: {}", r.stderr);
+    assert_eq!(no_empty_dns(&rt.take()[0].stdin["prevResult"]), v(RES_A));
+    assert!(!lo_up(&ctr));
+    assert!(rt.cache_files().is_empty(), "libcni found and removed cnibox's cache entry");
 }
