@@ -870,3 +870,236 @@ fn cnibox_attaches_libcni_checks_and_deletes() {
     assert!(!lo_up(&ctr));
     assert!(rt.cache_files().is_empty(), "libcni found and removed cnibox's cache entry");
 }
+
+/// The chain tests need host-local and portmap; until a plugin of the chain
+/// is more than a placeholder in this build, they skip and say which.
+fn placeholder(r: &Run) -> Option<String> {
+    (r.code != 0 && r.stderr.contains("not implemented yet")).then(|| r.stderr.trim().to_string())
+}
+
+macro_rules! ok_or_skip {
+    ($r:expr) => {{
+        let r = $r;
+        if let Some(why) = placeholder(&r) {
+            eprintln!("skipped: a plugin of the chain is still a placeholder: {why}");
+            return;
+        }
+        assert_eq!(r.code, 0, "stdout={} stderr={}", r.stdout, r.stderr);
+        r
+    }};
+}
+
+fn web_conf(rt: &Rt, bridge: &str, subnet: &str, ipam_dir: &str) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"web","plugins":[
+            {{"type":"bridge","bridge":"{bridge}","isGateway":true,"ipMasq":true,
+              "ipam":{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"{subnet}"}}]],"routes":[{{"dst":"0.0.0.0/0"}}]}}}},
+            {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+            {{"type":"loopback"}}]}}"#,
+        rt.tmp.join(ipam_dir).display()
+    )
+}
+
+/// Whether host-local's store under `dir` holds `ip` (a reference per-address
+/// file, or a line of cnibox's state file; hidden files are spare generations).
+fn reserved(rt: &Rt, dir: &str, ip: &str) -> bool {
+    let d = rt.tmp.join(dir).join("web");
+    d.join(ip).exists()
+        || std::fs::read_dir(&d).into_iter().flatten().flatten().filter(|f| !f.file_name().to_string_lossy().starts_with('.')).any(|f| {
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            text.lines().any(|l| l.split_whitespace().next() == Some(ip))
+        })
+}
+
+fn eth0_v4(ns: &Netns) -> Option<String> {
+    ns.addrs("eth0").into_iter().find(|a| a.contains('.')).map(|a| a.split('/').next().unwrap().to_string())
+}
+
+/// A TCP server in `ns` answering one connection with "pong", bounded in time.
+fn serve_once(ns: &Netns, port: u16) -> std::thread::JoinHandle<bool> {
+    let f = ns.file();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        use std::io::Write;
+        assert_eq!(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) }, 0);
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        tx.send(()).unwrap();
+        for _ in 0..500 {
+            if let Ok((mut s, _)) = l.accept() {
+                return s.write_all(b"pong").is_ok();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    });
+    rx.recv().unwrap();
+    h
+}
+
+/// Connect from `ns` to `addr` and read what the server says.
+fn fetch(ns: &Netns, addr: &str) -> String {
+    let f = ns.file();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        assert_eq!(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) }, 0);
+        let mut s = match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)) {
+            Ok(s) => s,
+            Err(e) => return format!("connect: {e}"),
+        };
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn bridge_portmap_loopback_chain_through_the_runtime() {
+    need_root!();
+    let rt = Rt::new();
+    let (ctr1, ctr2, client) = (Netns::new("ctr"), Netns::new("ctr"), Netns::new("cl"));
+    rt.conf("web.conflist", &web_conf(&rt, "cnirt0", "10.77.0.0/24", "ipam"));
+    let caps = r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}"#;
+    let out = ok_or_skip!(rt.cnibox(&["add", "web", &ctr1.path()], &[("CAP_ARGS", caps)])).json();
+    rt.ok(&["add", "web", &ctr2.path()], &[]);
+    let (ip1, ip2) = (eth0_v4(&ctr1).expect("ctr1 eth0 address"), eth0_v4(&ctr2).expect("ctr2 eth0 address"));
+    assert_eq!(out["ips"][0]["address"], format!("{ip1}/24").as_str(), "printed result matches the kernel");
+    assert!(ip1.starts_with("10.77.0.") && ip2.starts_with("10.77.0.") && ip1 != ip2);
+    assert!(lo_up(&ctr1), "loopback ran as the last link of the chain");
+    assert!(ctr2.ping(&ip1) && rt.node.ping(&ip2), "packets cross the bridge");
+    rt.ok(&["check", "web", &ctr1.path()], &[]);
+
+    // the published port, from a client outside the node
+    rt.node.sh(&["link", "add", "cl0", "type", "veth", "peer", "name", "eth0", "netns", &client.name]);
+    rt.node.sh(&["addr", "add", "192.168.77.1/24", "dev", "cl0"]);
+    rt.node.sh(&["link", "set", "cl0", "up"]);
+    client.sh(&["addr", "add", "192.168.77.2/24", "dev", "eth0"]);
+    client.sh(&["link", "set", "eth0", "up"]);
+    client.sh(&["route", "add", "default", "via", "192.168.77.1"]);
+    let server = serve_once(&ctr1, 80);
+    assert_eq!(fetch(&client, "192.168.77.1:8080"), "pong", "hostPort 8080 reaches the container's port 80");
+    assert!(server.join().unwrap());
+
+    let veths = |ns: &Netns| ns.links().iter().filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("veth"))).count();
+    assert_eq!(veths(&rt.node), 2);
+    rt.ok(&["del", "web", &ctr1.path()], &[]);
+    assert!(ctr1.link("eth0").is_none(), "eth0 removed");
+    assert_eq!(veths(&rt.node), 1);
+    assert!(!reserved(&rt, "ipam", &ip1) && reserved(&rt, "ipam", &ip2), "ctr1's address released, ctr2's kept");
+    assert!(!rt.node.nft_json().to_string().contains("8080"), "port mapping removed");
+    assert!(ctr2.ping("10.77.0.1"), "the other container is untouched");
+    assert_eq!(rt.cache_files().len(), 1);
+    rt.ok(&["del", "web", &ctr2.path()], &[]);
+    assert!(rt.cache_files().is_empty());
+}
+
+#[test]
+fn del_after_the_config_changed_undoes_what_add_did() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Netns::new("ctr");
+    rt.conf("web.conflist", &web_conf(&rt, "cnirt0", "10.77.0.0/24", "ipam"));
+    ok_or_skip!(rt.cnibox(&["add", "web", &ctr.path()], &[]));
+    let ip = eth0_v4(&ctr).unwrap();
+    assert!(reserved(&rt, "ipam", &ip));
+    // the network is edited while the container runs: another bridge, subnet and store
+    rt.conf("web.conflist", &web_conf(&rt, "cnirt1", "10.78.0.0/24", "ipam2"));
+    rt.ok(&["del", "web", &ctr.path()], &[]);
+    assert!(ctr.link("eth0").is_none(), "the interface ADD made is gone");
+    assert!(!reserved(&rt, "ipam", &ip), "released in the store ADD used");
+    assert!(rt.node.link("cnirt1").is_none(), "nothing made for the new config");
+    assert!(rt.cache_files().is_empty());
+}
+
+/// A process in its own network namespace, as `docker run --network=none` leaves one.
+struct Isolated(Child);
+
+impl Isolated {
+    fn new() -> Isolated {
+        let mut c = Command::new("sleep");
+        c.arg("600");
+        // SAFETY: unshare between fork and exec; spawn returns after the exec.
+        unsafe {
+            c.pre_exec(|| if libc::unshare(libc::CLONE_NEWNET) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+        }
+        Isolated(c.spawn().unwrap())
+    }
+    fn netns(&self) -> String {
+        format!("/proc/{}/ns/net", self.0.id())
+    }
+    fn sh(&self, cmd: &[&str]) -> std::process::Output {
+        Command::new("nsenter").args(["-t", &self.0.id().to_string(), "-n", "--"]).args(cmd).output().unwrap()
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn docker_none_workflow_with_the_short_form_and_default_network() {
+    need_root!();
+    let rt = Rt::new();
+    let ctr = Isolated::new();
+    let id = "3f4e1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f"; // a Docker container id
+    let r = ok_or_skip!(rt.run_as("bridge", &["add", id, &ctr.netns()], &[]));
+    let out = r.json();
+    assert_eq!(out["cniVersion"], "1.1.0");
+    let addrs: Value = serde_json::from_slice(&ctr.sh(&["ip", "-j", "addr", "show", "eth0"]).stdout).unwrap();
+    let text = addrs.to_string();
+    assert!(text.contains("\"10.88.") && text.contains("\"fd00:88::"), "IPv4 and IPv6 from the default network: {text}");
+    assert!(ctr.sh(&["ping", "-c", "1", "-W", "2", "10.88.0.1"]).status.success(), "gateway answers");
+    assert!(rt.node.addrs("cnibox0").iter().any(|a| a == "10.88.0.1/16"), "{:?}", rt.node.addrs("cnibox0"));
+    assert!(rt.node.nft_json().to_string().contains("masquerade"), "masquerade for the default network");
+    assert!(rt.tmp.join("cache/networks/cnibox").is_dir(), "host-local state kept under the cache dir");
+    assert_eq!(rt.cache_files(), [format!("cnibox-{id}-eth0")]);
+    let r = rt.run_as("bridge", &["check", id, &ctr.netns()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = rt.run_as("bridge", &["del", id, &ctr.netns()], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!ctr.sh(&["ip", "link", "show", "eth0"]).status.success(), "eth0 gone");
+    assert!(rt.cache_files().is_empty());
+}
+
+#[test]
+fn run_on_the_default_network() {
+    need_root!();
+    let rt = Rt::new();
+    let name = Named(unique("cbt-rund"));
+    let r = ok_or_skip!(rt.cnibox(&["run", "--name", &name.0, "--", "sh", "-c", "ip -j addr show eth0 && ping -c 1 -W 2 10.88.0.1 >/dev/null"], &[]));
+    assert!(r.stdout.contains("\"10.88."), "{}", r.stdout);
+    assert!(!std::path::Path::new(&format!("/run/netns/{}", name.0)).exists());
+    assert!(rt.cache_files().is_empty());
+    assert!(rt.node.links().iter().all(|l| !l["ifname"].as_str().unwrap_or("").starts_with("veth")), "veth removed");
+}
+
+#[test]
+fn libcni_and_cnibox_share_a_bridge_attachment() {
+    need_root!();
+    let rt = Rt::new();
+    let tool = need_cnitool!(rt);
+    let (a, b) = (Netns::new("ctr"), Netns::new("ctr"));
+    rt.conf("web.conflist", &web_conf(&rt, "cnirt0", "10.77.0.0/24", "ipam"));
+    ok_or_skip!(rt.cnibox(&["add", "web", &a.path()], &[]));
+    let r = rt.cnitool(&tool, &["add", "web", &b.path()], &[]);
+    assert_eq!(r.code, 0, "cnitool add: {}", r.stderr);
+    let (ipa, ipb) = (eth0_v4(&a).unwrap(), eth0_v4(&b).unwrap());
+    assert!(a.ping(&ipb) && b.ping(&ipa));
+    // each checks and deletes the other's attachment
+    let r = rt.cnitool(&tool, &["check", "web", &a.path()], &[]);
+    assert_eq!(r.code, 0, "cnitool check: {}", r.stderr);
+    rt.ok(&["check", "web", &b.path()], &[]);
+    let r = rt.cnitool(&tool, &["del", "web", &a.path()], &[]);
+    assert_eq!(r.code, 0, "cnitool del: {}", r.stderr);
+    rt.ok(&["del", "web", &b.path()], &[]);
+    assert!(a.link("eth0").is_none() && b.link("eth0").is_none());
+    assert!(!reserved(&rt, "ipam", &ipa) && !reserved(&rt, "ipam", &ipb));
+    assert!(rt.cache_files().is_empty());
+}
