@@ -76,7 +76,11 @@ fn load(req: &Request) -> Result<CniResult> {
     let from_args = n.args.map(|a| a.cni.ips).unwrap_or_default();
     for ips in [from_args, n.runtime.ips] {
         if !ips.is_empty() {
-            list = ips.into_iter().map(|s| (s, None, None)).collect();
+            list.clear();
+            for s in ips {
+                let net = cidr(&s, "an entry in the 'ips' field is NOT in CIDR notation")?;
+                list.push((s, Some(net), None));
+            }
         }
     }
     let mut out = CniResult { routes: ipam.routes, dns: ipam.dns, ..Default::default() };
