@@ -67,9 +67,8 @@ impl Side {
         spawn::run(&self.spec(plugin, cmd, id, netns, stdin))
     }
 
-    /// Run one invocation through the RSS probe (see spawn::rss_probe):
-    /// returns the outcome with `maxrss_kib` set and the probe's floor.
-    pub fn exec_probed(&self, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: String) -> Result<(Outcome, u64), String> {
+    /// Run one invocation through the RSS probe (see spawn::rss_probe).
+    pub fn exec_probed(&self, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: String) -> Result<(Outcome, Rss), String> {
         let inner = self.spec(plugin, cmd, id, netns, stdin);
         let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
         let mut probe = Spec::new(&me, "cnibox-bench");
@@ -79,20 +78,38 @@ impl Side {
         probe.fd3 = true;
         probe.timeout = self.timeout;
         let mut o = spawn::run(&probe)?;
-        let (mut floor, mut maxrss) = (0, 0);
+        let mut rss = Rss::default();
         for kv in o.fd3.split_whitespace() {
-            match kv.split_once('=') {
-                Some(("floor", v)) => floor = v.parse().unwrap_or(0),
-                Some(("maxrss", v)) => maxrss = v.parse().unwrap_or(0),
+            let Some((k, v)) = kv.split_once('=') else { continue };
+            let v = v.parse().unwrap_or(0);
+            match k {
+                "hwm" => rss.hwm = Some(v),
+                "self" => rss.own = v,
+                "procs" => rss.procs = v as usize,
+                "maxrss" => rss.maxrss = v,
+                "floor" => rss.floor = v,
                 _ => {}
             }
         }
-        if maxrss == 0 {
+        if rss.maxrss == 0 && rss.hwm.is_none() {
             return Err(format!("the RSS probe reported nothing ({})", o.reason()));
         }
-        o.maxrss_kib = maxrss;
-        Ok((o, floor))
+        o.maxrss_kib = rss.hwm.unwrap_or(rss.maxrss);
+        Ok((o, rss))
     }
+}
+
+/// What the RSS probe saw, in KiB.
+#[derive(Default, Clone, Copy)]
+pub struct Rss {
+    /// Largest VmHWM over the plugin and everything it ran (exact; None without ptrace).
+    pub hwm: Option<u64>,
+    /// VmHWM of the plugin process itself.
+    pub own: u64,
+    pub procs: usize,
+    /// ru_maxrss of the plugin: includes the pre-exec copy of the probe.
+    pub maxrss: u64,
+    pub floor: u64,
 }
 
 /// A network: a name, a version and the plugins of its list, in order.

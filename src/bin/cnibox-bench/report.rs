@@ -202,6 +202,12 @@ impl Report<'_> {
                 }
             }
         }
+        for f in self.figures {
+            let n = format!("{}: {}", f.scenario, f.note);
+            if !f.note.is_empty() && !notes.iter().any(|x| x.contains(&f.note)) && !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
         for (scen, label, p, names) in problems {
             notes.push(format!("{scen} ({}): {label}: {p}", names.join(", ")));
         }
@@ -391,7 +397,7 @@ impl Report<'_> {
                     let _ = write!(s, r#"<line x1="{xm:.1}" y1="{:.1}" x2="{xm:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#, yc - 7.0, yc + 7.0);
                     let _ = write!(s, r#"<line x1="{xp:.1}" y1="{:.1}" x2="{xp:.1}" y2="{:.1}" stroke="black" stroke-width="1" stroke-dasharray="2,2"/>"#, yc - 6.0, yc + 6.0);
                 } else if ser.skipped.is_some() || ser.failures > 0 {
-                    let _ = write!(s, r#"<text x="{}" y="{:.1}" fill="{}" font-size="10">{}</text>"#, left + 4.0, yc + 3.5, colors[k], "not measured / failed");
+                    let _ = write!(s, r#"<text x="{}" y="{:.1}" fill="{}" font-size="10">not measured / failed</text>"#, left + 4.0, yc + 3.5, colors[k]);
                 }
                 let _ = writeln!(s);
             }

@@ -148,7 +148,8 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn run_all(&mut self) -> Result<(), String> {
-        let all: [(&str, fn(&mut Self) -> Result<(), String>); 12] = [
+        type Scenario<'c> = fn(&mut Ctx<'c>) -> Result<(), String>;
+        let all: [(&str, Scenario<'a>); 12] = [
             ("version", Ctx::version),
             ("loopback", Ctx::loopback),
             ("status", Ctx::status),
@@ -584,15 +585,15 @@ impl<'a> Ctx<'a> {
             Figure::new("rss", "peak RSS: VERSION", Unit::Kib),
         ];
         let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-rss-{}", s.key), "1.0.0", bridge_plugin(s, 7, false))).collect();
-        let mut floors: Vec<u64> = vec![0; self.sides.len()];
+        let mut seen: Vec<Option<invoke::Rss>> = vec![None; self.sides.len()];
         self.drive(&mut figs, 5, 1, |cx, s, i| {
             let side = &cx.sides[s];
             let net = &nets[s];
             let id = format!("{}-rss-{i}", side.key);
             let ns = side.netns(0);
             let mut it = It::new(3);
-            let (o, floor) = side.exec_probed("bridge", "ADD", &id, &ns, net.conf(0, None))?;
-            floors[s] = floors[s].max(floor);
+            let (o, rss) = side.exec_probed("bridge", "ADD", &id, &ns, net.conf(0, None))?;
+            seen[s] = Some(rss);
             if !o.ok() {
                 let e = invoke::failed("bridge", "ADD", &o);
                 let _ = net.del(side, &ns, &id, None);
@@ -614,15 +615,34 @@ impl<'a> Ctx<'a> {
             }
             Ok(it)
         })?;
-        let fl: Vec<String> = self.sides.iter().zip(&floors).map(|(s, f)| format!("{} {f} KiB", s.label)).collect();
-        let note = format!(
-            "ru_maxrss of the plugin process and the processes it waited for (max, not sum), through a small fork+exec probe; \
-             figures at or below the probe's floor ({}) mean \"no more than that\"",
-            fl.join(", ")
-        );
+        let exact = seen.iter().flatten().all(|r| r.hwm.is_some());
+        let detail: Vec<String> = self
+            .sides
+            .iter()
+            .zip(&seen)
+            .filter_map(|(s, r)| {
+                let r = r.as_ref()?;
+                Some(match r.hwm {
+                    Some(h) => format!("{}: ADD ran {} process{}, largest {h} KiB, bridge itself {} KiB", s.label, r.procs, if r.procs == 1 { "" } else { "es" }, r.own),
+                    None => format!("{}: ru_maxrss {} KiB, probe floor {} KiB", s.label, r.maxrss, r.floor),
+                })
+            })
+            .collect();
+        let note = if exact {
+            format!(
+                "peak RSS = the largest VmHWM among the plugin and the processes it ran, read under ptrace as each exits (exact; {})",
+                detail.join("; ")
+            )
+        } else {
+            format!(
+                "ptrace unavailable: ru_maxrss, which also counts the probe's pre-exec image, so figures at or below its floor mean \"no more than that\" ({})",
+                detail.join("; ")
+            )
+        };
         for f in figs.iter_mut() {
             f.note = note.clone();
         }
+        self.notes.push(note);
         self.finish(figs, t0);
         Ok(())
     }

@@ -338,12 +338,14 @@ impl Fd {
     }
 }
 
-/// The hidden `--rss-probe EXE ARGV0 [ARGS...]` mode: a fresh, small process
-/// that forks (a real fork, not vfork, so the child's memory is a copy of
-/// this small process and not of the benchmark's) and execs the plugin with
-/// the inherited stdin/stdout/stderr and environment. It reports on fd 3
-/// `floor=<KiB> maxrss=<KiB>`: ru_maxrss counts the pre-exec image too, so a
-/// figure at or below the floor means "no more than the floor".
+/// The hidden `--rss-probe EXE ARGV0 [ARGS...]` mode: a small process that
+/// runs the plugin (inherited stdin/stdout/stderr and environment) under
+/// ptrace, following everything it starts, and reads each process's VmHWM
+/// (peak resident set of its own image) when it stops at exit. That is exact,
+/// where the child's ru_maxrss also counts the pre-exec copy of its parent.
+/// Reports on fd 3: `hwm=<KiB, largest process> self=<KiB, the plugin
+/// process> procs=<n> maxrss=<ru_maxrss KiB> floor=<KiB>`; without ptrace
+/// (a sandbox forbids it) only maxrss and floor.
 pub fn rss_probe(args: &[String]) -> i32 {
     if args.len() < 2 {
         eprintln!("cnibox-bench: --rss-probe needs EXE ARGV0 [ARGS...]");
@@ -354,6 +356,9 @@ pub fn rss_probe(args: &[String]) -> i32 {
     let cargs: Vec<CString> = args[1..].iter().map(|a| cstr(a.as_bytes())).collect();
     let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
+    let report = |msg: String| unsafe {
+        libc::write(3, msg.as_ptr() as *const libc::c_void, msg.len());
+    };
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         eprintln!("cnibox-bench: fork: {}", std::io::Error::last_os_error());
@@ -361,32 +366,80 @@ pub fn rss_probe(args: &[String]) -> i32 {
     }
     if pid == 0 {
         // This process is single-threaded, so reading a file here is safe.
-        let floor = vm_rss_kib().unwrap_or(0);
-        let msg = format!("floor={floor} ");
+        report(format!("floor={} ", vm_kib("VmRSS:", "self").unwrap_or(0)));
         unsafe {
-            libc::write(3, msg.as_ptr() as *const libc::c_void, msg.len());
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0 {
+                libc::raise(libc::SIGSTOP);
+            }
             libc::execv(exe.as_ptr(), argv.as_ptr());
             libc::_exit(127);
         }
     }
-    let mut status = 0;
+    let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEEXEC;
+    let mut traced = false;
+    let mut seen: std::collections::HashSet<libc::pid_t> = std::collections::HashSet::new();
+    let (mut hwm, mut own, mut procs) = (0u64, 0u64, 0usize);
+    let mut code = None;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    while unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } < 0 {
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return 2;
+    loop {
+        let mut st = 0;
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        let w = unsafe { libc::wait4(-1, &mut st, libc::__WALL, &mut r) };
+        if w < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break; // ECHILD: everything has exited
         }
+        if libc::WIFEXITED(st) || libc::WIFSIGNALED(st) {
+            if w == pid {
+                ru = r;
+                code = Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });
+            }
+            continue;
+        }
+        if !libc::WIFSTOPPED(st) {
+            continue;
+        }
+        let sig = libc::WSTOPSIG(st);
+        let event = st >> 16;
+        let mut inject = 0;
+        if w == pid && !traced {
+            // The child's own SIGSTOP after PTRACE_TRACEME: follow it from here.
+            unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts as libc::c_long) };
+            traced = true;
+            seen.insert(pid);
+        } else if event == libc::PTRACE_EVENT_EXIT {
+            if let Some(k) = vm_kib("VmHWM:", &w.to_string()) {
+                hwm = hwm.max(k);
+                // Threads stop here too; count each process once, by its leader.
+                if vm_kib("Tgid:", &w.to_string()) == Some(w as u64) {
+                    procs += 1;
+                }
+                if w == pid {
+                    own = k;
+                }
+            }
+        } else if event != 0 {
+            // fork, vfork, clone, exec: nothing to do but go on.
+        } else if sig == libc::SIGSTOP && seen.insert(w) {
+            // The first stop of a newly followed process.
+        } else if sig != libc::SIGTRAP {
+            inject = sig; // a real signal: deliver it
+        }
+        unsafe { libc::ptrace(libc::PTRACE_CONT, w, 0, inject as libc::c_long) };
     }
-    let msg = format!("maxrss={}\n", ru.ru_maxrss);
-    unsafe { libc::write(3, msg.as_ptr() as *const libc::c_void, msg.len()) };
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
+    if traced && hwm > 0 {
+        report(format!("hwm={hwm} self={own} procs={procs} maxrss={}\n", ru.ru_maxrss));
     } else {
-        128 + libc::WTERMSIG(status)
+        report(format!("maxrss={}\n", ru.ru_maxrss));
     }
+    code.unwrap_or(2)
 }
 
-fn vm_rss_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+/// A number from a /proc/<who>/status line (`VmHWM:` in KiB, `Tgid:`).
+fn vm_kib(key: &str, who: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{who}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }

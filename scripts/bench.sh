@@ -1,0 +1,182 @@
+#!/bin/sh
+# make bench: cnibox against the reference CNI plugins, side by side.
+#
+#   scripts/bench.sh [CNIBOX_BINARY] [-- extra cnibox-bench options]
+#
+# Builds the benchmark tool, makes sure the reference plugins (Debian's
+# containernetworking-plugins) and iptables are installed, builds a
+# cnitool-compatible driver on Debian's libcni when Go is available, puts the
+# given cnibox binary behind a temporary plugin directory of symlinks, and runs
+# cnibox-bench with defaults that finish in a few minutes. Results go to
+# ./bench-out/ (bench.md, bench.json, bench.svg). Needs root: the tool creates
+# throwaway network namespaces and never touches the machine's own.
+#
+# Environment: BENCH_ARGS (extra options, e.g. "--quick" or "--iterations 100"),
+# BENCH_OUT (output directory, default bench-out), CARGO_TARGET_DIR (as cargo).
+set -eu
+
+BIN=${1:-target/x86_64-unknown-linux-musl/release/cnibox}
+[ $# -gt 0 ] && shift
+[ "${1:-}" = "--" ] && shift
+OUT=${BENCH_OUT:-bench-out}
+
+say() { echo "bench.sh: $*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    say "needs root (it creates network namespaces); run: sudo make bench"
+    exit 1
+fi
+if [ ! -x "$BIN" ]; then
+    say "no cnibox binary at $BIN (run make first, or pass its path)"
+    exit 1
+fi
+BIN=$(readlink -f "$BIN")
+
+# The benchmark tool: its own binary target, so the plugin binary stays small.
+cargo build --release --locked --bin cnibox-bench >&2
+TOOL=${CARGO_TARGET_DIR:-target}/release/cnibox-bench
+
+# The reference plugins, and what their ipMasq/portmap (iptables backend) need.
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        say "apt-get not available: install $* by hand"
+        return 1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2 ||
+        { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2; }
+}
+if [ ! -x /usr/lib/cni/bridge ]; then
+    say "installing the reference plugins (containernetworking-plugins)"
+    apt_install containernetworking-plugins || true
+fi
+if ! command -v iptables >/dev/null 2>&1; then
+    say "installing iptables (the reference ipMasq and portmap use it)"
+    apt_install iptables || true
+fi
+REF_ARGS=""
+if [ -x /usr/lib/cni/bridge ]; then
+    REF_VER=$(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || true)
+    REF_VER=${REF_VER%%+*}
+    REF_LABEL="reference${REF_VER:+ $REF_VER}"
+else
+    say "reference plugins unavailable: measuring cnibox alone"
+    REF_ARGS="--vs none"
+    REF_LABEL=reference
+fi
+
+# cnitool for the reference side of the runtime scenario: on PATH if present,
+# else a cnitool-compatible driver (add|check|del NET NETNS, same environment)
+# built here on the libcni that Debian packages (golang-github-appc-cni-dev).
+case $OUT in
+    /*) TOOLS=$OUT/tools ;;
+    *) TOOLS=$(pwd)/$OUT/tools ;;
+esac
+CNITOOL=$(command -v cnitool 2>/dev/null || true)
+if [ -z "$CNITOOL" ] && [ -x "$TOOLS/cnitool" ]; then
+    CNITOOL=$TOOLS/cnitool
+fi
+if [ -z "$CNITOOL" ]; then
+    if ! command -v go >/dev/null 2>&1 || [ ! -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ]; then
+        say "building a cnitool needs Go and Debian's libcni: installing golang-go golang-github-appc-cni-dev"
+        apt_install golang-go golang-github-appc-cni-dev || true
+    fi
+    if command -v go >/dev/null 2>&1 && [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ]; then
+        mkdir -p "$TOOLS/src"
+        cat >"$TOOLS/src/main.go" <<'EOF'
+// A cnitool-compatible runtime on libcni, for cnibox-bench: `cnitool add|check|del NET NETNS`
+// with NETCONFPATH, CNI_PATH, CNI_IFNAME, CAP_ARGS and CNI_CACHE_DIR from the environment;
+// the container id is derived from the netns path as cnitool does.
+package main
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containernetworking/cni/libcni"
+)
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: cnitool add|check|del NETWORK NETNS")
+		os.Exit(2)
+	}
+	netns, err := filepath.Abs(os.Args[3])
+	check(err)
+	list, err := libcni.LoadConfList(env("NETCONFPATH", "/etc/cni/net.d"), os.Args[2])
+	check(err)
+	caps := map[string]interface{}{}
+	if s := os.Getenv("CAP_ARGS"); s != "" {
+		check(json.Unmarshal([]byte(s), &caps))
+	}
+	sum := sha512.Sum512([]byte(netns))
+	rt := &libcni.RuntimeConf{
+		ContainerID:    fmt.Sprintf("cnitool-%x", sum[:10]),
+		NetNS:          netns,
+		IfName:         env("CNI_IFNAME", "eth0"),
+		CapabilityArgs: caps,
+	}
+	cni := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")), env("CNI_CACHE_DIR", "/var/lib/cni"), nil)
+	ctx := context.Background()
+	switch os.Args[1] {
+	case "add":
+		r, err := cni.AddNetworkList(ctx, list, rt)
+		check(err)
+		check(r.Print())
+	case "check":
+		check(cni.CheckNetworkList(ctx, list, rt))
+	case "del":
+		check(cni.DelNetworkList(ctx, list, rt))
+	default:
+		check(fmt.Errorf("unknown command %q", os.Args[1]))
+	}
+}
+EOF
+        if (cd "$TOOLS/src" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$TOOLS/gocache" GOFLAGS= \
+            go build -o "$TOOLS/cnitool" main.go) >&2; then
+            CNITOOL=$TOOLS/cnitool
+            say "built $CNITOOL on Debian's libcni"
+        else
+            say "could not build a cnitool: the runtime scenario measures cnibox alone"
+        fi
+    else
+        say "no Go or libcni: the runtime scenario measures cnibox alone"
+    fi
+fi
+
+# A plugin directory: symlinks to the one cnibox binary, as an install makes them.
+PLUGDIR=$(mktemp -d /tmp/cnibox-bench-plugins.XXXXXX)
+trap 'rm -rf "$PLUGDIR"' EXIT INT TERM
+# The names it answers to come from its own help text ("plugins: bridge ...").
+ln -s "$BIN" "$PLUGDIR/cnibox"
+NAMES=$("$BIN" --help 2>/dev/null | sed -n 's/^plugins: //p')
+for p in ${NAMES:-bridge host-local static loopback portmap}; do
+    ln -s cnibox "$PLUGDIR/$p"
+done
+
+# Defaults sized for a few minutes on a 2-core machine; the command line and
+# BENCH_ARGS come after them and override them.
+if [ -n "$CNITOOL" ]; then
+    set -- --cnitool "$CNITOOL" "$@"
+fi
+# shellcheck disable=SC2086
+set -- --plugins "$PLUGDIR" --label-a cnibox --label-b "$REF_LABEL" --out "$OUT" \
+    --iterations 40 --warmup 3 --rounds 3 $REF_ARGS "$@" ${BENCH_ARGS:-}
+"$TOOL" "$@"
