@@ -90,12 +90,11 @@ impl Cache {
     /// Every readable `cniCacheV1` attachment, in file-name order; other
     /// files are skipped, as libcni's `GetCachedAttachments` does.
     pub fn list(&self) -> Vec<Entry> {
-        let Ok(rd) = std::fs::read_dir(self.results()) else { return Vec::new() };
-        let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        names.sort();
-        names
+        let dir = self.results();
+        super::dir_names(&dir)
+            .unwrap_or_default()
             .iter()
-            .filter_map(|p| serde_json::from_slice::<Entry>(&std::fs::read(p).ok()?).ok())
+            .filter_map(|n| serde_json::from_slice::<Entry>(&std::fs::read(dir.join(n)).ok()?).ok())
             .filter(|e| e.kind == KIND && !e.ifname.is_empty() && !e.network.is_empty())
             .collect()
     }

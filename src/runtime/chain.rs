@@ -87,6 +87,12 @@ fn as_value(r: &CniResult, v: &str) -> Result<Value> {
     serde_json::from_str(&r.to_json(v)?).map_err(|e| Error::msg(format!("encode result: {e}")))
 }
 
+/// A cached result, read back the way a plugin's output is read (one
+/// deserializer for results in the binary, not a second one over `Value`).
+fn from_value(v: &Value) -> Result<CniResult> {
+    CniResult::from_json(&serde_json::to_vec(v).unwrap_or_default())
+}
+
 fn prev(r: &CniResult, v: &str) -> Result<Vec<(&'static str, Value)>> {
     Ok(vec![("prevResult", as_value(r, v)?)])
 }
@@ -191,7 +197,7 @@ fn del_unlocked(rt: &Runtime, current: Result<&NetList>, network: &str, att: &At
             used.args = e.cni_args;
         }
         used.cap_args = e.cap_args;
-        result = e.result.and_then(|v| CniResult::from_value(v).ok());
+        result = e.result.and_then(|v| from_value(&v).ok());
     }
     let list = match &cached_list {
         Some(l) => l,
@@ -217,7 +223,7 @@ pub fn check(rt: &Runtime, list: &NetList, att: &Attachment) -> Result<()> {
     let result = entry
         .and_then(|e| e.result)
         .ok_or_else(|| attachment_error(&list.name, att, "is not attached to"))
-        .and_then(CniResult::from_value)?;
+        .and_then(|v| from_value(&v))?;
     for p in &list.plugins {
         invoke(rt, list, p, Command::Check, Some(att), prev(&result, &list.cni_version)?)?;
     }

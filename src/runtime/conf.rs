@@ -155,36 +155,25 @@ pub fn from_bytes(bytes: &[u8]) -> Result<NetList> {
 /// host-local state lives under the cache directory (by default exactly the
 /// reference path, /var/lib/cni/networks), so one directory holds all of it.
 pub fn default_network(state_dir: &str) -> Result<NetList> {
-    let doc = serde_json::json!({
-        "cniVersion": version::CURRENT,
-        "name": "cnibox",
-        "plugins": [
-            {"type": "bridge", "bridge": "cnibox0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
-             "ipam": {"type": "host-local", "dataDir": format!("{state_dir}/networks"),
-                      "ranges": [[{"subnet": "10.88.0.0/16"}], [{"subnet": "fd00:88::/64"}]],
-                      "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
-            {"type": "portmap", "capabilities": {"portMappings": true}},
-            {"type": "loopback"}
-        ]
-    });
-    parse_list(&serde_json::to_vec(&doc).unwrap_or_default())
+    const DEFAULT: &str = r#"{"cniVersion":"1.1.0","name":"cnibox","plugins":[
+        {"type":"bridge","bridge":"cnibox0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+         "ipam":{"type":"host-local","dataDir":DATA_DIR,
+                 "ranges":[[{"subnet":"10.88.0.0/16"}],[{"subnet":"fd00:88::/64"}]],
+                 "routes":[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]}},
+        {"type":"portmap","capabilities":{"portMappings":true}},
+        {"type":"loopback"}]}"#;
+    let dir = serde_json::to_string(&format!("{state_dir}/networks")).unwrap_or_default();
+    parse_list(DEFAULT.replace("DATA_DIR", &dir).as_bytes())
 }
 
-/// Files in `dir` with one of `exts`, sorted by name; a missing directory has none.
+/// Files in `dir` with one of `exts`, sorted by name.
 fn files(dir: &Path, exts: &[&str]) -> Result<Vec<std::path::PathBuf>> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::os(format_args!("read directory {}", dir.display()), e.raw_os_error().unwrap_or(0))),
-    };
-    let mut out: Vec<_> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().map(|t| !t.is_dir()).unwrap_or(false))
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|x| x.to_str()).map_or(false, |x| exts.contains(&x)))
-        .collect();
-    out.sort();
-    Ok(out)
+    Ok(super::dir_names(dir)?
+        .iter()
+        .filter(|n| n.rsplit_once('.').is_some_and(|(_, x)| exts.contains(&x)))
+        .map(|n| dir.join(n))
+        .filter(|p| !p.is_dir())
+        .collect())
 }
 
 /// The network called `name` in `dir` (NETCONFPATH).

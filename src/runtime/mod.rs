@@ -75,6 +75,19 @@ fn parse(args: &[String], run: bool) -> std::result::Result<Opts, String> {
     Ok(o)
 }
 
+/// The names in `dir`, in the lexical order libcni and iproute2 use; none
+/// when it does not exist.
+fn dir_names(dir: &std::path::Path) -> Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::os(format_args!("read directory {}", dir.display()), e.raw_os_error().unwrap_or(0))),
+    };
+    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort_unstable();
+    Ok(names)
+}
+
 fn env(key: &str, default: &str) -> String {
     std::env::var(key).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
 }

@@ -95,14 +95,7 @@ pub fn del(name: &str) -> Result<()> {
 }
 
 pub fn list() -> Result<Vec<String>> {
-    let rd = match std::fs::read_dir(RUN_DIR) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::os(format_args!("read {RUN_DIR}"), e.raw_os_error().unwrap_or(0))),
-    };
-    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    Ok(names)
+    super::dir_names(std::path::Path::new(RUN_DIR))
 }
 
 /// What a process needs to enter namespace NAME, prepared beforehand so that

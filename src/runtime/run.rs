@@ -12,10 +12,15 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 static PENDING: AtomicI32 = AtomicI32::new(0);
 
 /// Pass the signal to the command; before it exists, remember it so that
-/// setup is cut short and teardown still runs.
-extern "C" fn forward(sig: libc::c_int) {
+/// setup is cut short and teardown still runs. A signal from the terminal
+/// (Ctrl-C: si_code SI_KERNEL) already reached the command, which shares our
+/// process group, so it is not sent a second time.
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let from_tty = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
     match CHILD.load(Ordering::SeqCst) {
         0 => PENDING.store(sig, Ordering::SeqCst),
+        _ if from_tty => {}
         // SAFETY: kill is async-signal-safe.
         pid => unsafe {
             libc::kill(pid, sig);
@@ -30,7 +35,7 @@ fn catch_signals() {
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = forward as *const () as usize;
-            sa.sa_flags = libc::SA_RESTART;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
