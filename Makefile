@@ -43,7 +43,7 @@ size: build tiny
 	@echo "normal: $$(stat -c %s $(BIN)) bytes; tiny: $$(stat -c %s $(TINY_BIN)) bytes"
 
 test-unit:
-	cargo test --locked --bin cnibox
+	cargo test --locked --lib
 
 # Integration tests run the binary given by CNIBOX_BIN in namespaces they create.
 test: build

@@ -1,20 +1,10 @@
 //! cnibox: Container Network Interface plugins in one static binary.
 //!
 //! The binary is chosen as a plugin by `basename(argv[0])` (symlinks `bridge`,
-//! `host-local`, ... pointing at it) or as `cnibox <plugin>`.
+//! `host-local`, ... pointing at it) or as `cnibox <plugin>`; or runs one of
+//! the runtime commands (`cnibox add`, `cnibox netns`, ...).
 
-mod cni;
-mod error;
-mod failpoint;
-mod ipam;
-mod net;
-mod netlink;
-mod nft;
-mod plugins;
-mod rtnl;
-mod runtime;
-mod sha512;
-mod sys;
+use cnibox::{cni, plugins, runtime};
 
 use std::io::Write;
 

@@ -1,0 +1,20 @@
+//! cnibox: Container Network Interface plugins in one static binary.
+//!
+//! The library holds every layer; `main.rs` only dispatches. It is a library
+//! so that fuzz targets and the benchmark can reach the parsers directly.
+//!
+//! Layers, each using only the ones below it:
+//! plugins, runtime → cni, ipam, nft, rtnl → netlink, sys → error, net, sha512.
+
+pub mod cni;
+pub mod error;
+pub mod failpoint;
+pub mod ipam;
+pub mod net;
+pub mod netlink;
+pub mod nft;
+pub mod plugins;
+pub mod rtnl;
+pub mod runtime;
+pub mod sha512;
+pub mod sys;
