@@ -8,6 +8,7 @@
 //! Everything ADD creates is recorded in [`Undo`] and removed again if a later
 //! step fails, so a failed ADD leaves nothing behind.
 
+use super::iface;
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Dns, IpamRef};
 use crate::cni::delegate::delegate;
@@ -16,9 +17,8 @@ use crate::cni::{Command, Plugin, Request};
 use crate::error::{code, Error, Result};
 use crate::net::{IpNet, Mac};
 use crate::nft::{masq, spoofchk};
-use crate::rtnl::addr::{IFA_F_DADFAILED, IFA_F_TENTATIVE};
 use crate::rtnl::link::{Link, VethSpec};
-use crate::rtnl::{route, Rtnl};
+use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
 use serde::Deserialize;
@@ -220,16 +220,18 @@ fn add_steps(req: &Request, n: &Net, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtnl
     };
     if n.l3 {
         undo.ipam = true;
-        let ipam = delegate(&c.ipam.plugin_type, Command::Add, req)?
-            .ok_or_else(|| Error::msg("IPAM plugin returned no result"))?;
+        let ipam = iface::ipam_add(&c.ipam.plugin_type, req)?;
         result.ips = ipam.ips;
         result.routes = ipam.routes;
         result.dns = ipam.dns;
-        if result.ips.is_empty() {
-            return Err(Error::msg("IPAM plugin returned missing IP config"));
-        }
         let gws = calc_gateways(&mut result, c);
-        configure_container(ns, ctr, req, n, &cveth, &result)?;
+        let ifn = &req.ifname;
+        let dad = if c.enable_dad { "1" } else { "0" };
+        let mut sysctls = vec![(format!("net/ipv6/conf/{ifn}/accept_dad"), dad), (format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
+        if c.enable_dad {
+            sysctls.push((format!("net/ipv6/conf/{ifn}/enhanced_dad"), "1"));
+        }
+        iface::configure(ns, ctr, ifn, &cveth, &result, &iface::Configure { sysctls: &sysctls, settle_dad: c.enable_dad })?;
         if c.is_gateway {
             set_gateways(host, req, n, &br, &gws, &mut result, undo)?;
         }
@@ -385,66 +387,6 @@ fn calc_gateways(result: &mut CniResult, c: &Conf) -> Vec<IpNet> {
     gws
 }
 
-/// Inside the container: sysctls, addresses, link up, DAD (only when it can
-/// matter), routes.
-fn configure_container(ns: &Netns, ctr: &mut Rtnl, req: &Request, n: &Net, cveth: &Link, r: &CniResult) -> Result<()> {
-    let ifn = &req.ifname;
-    let has_v6 = r.ips.iter().any(|i| !i.address.is_ipv4());
-    ns.run(|| {
-        if n.c.enable_dad {
-            let _ = sysctl::write(&format!("net/ipv6/conf/{ifn}/enhanced_dad"), "1");
-            let _ = sysctl::write(&format!("net/ipv6/conf/{ifn}/accept_dad"), "1");
-        } else {
-            let _ = sysctl::write(&format!("net/ipv6/conf/{ifn}/accept_dad"), "0");
-        }
-        let _ = sysctl::write(&format!("net/ipv4/conf/{ifn}/arp_notify"), "1");
-        if has_v6 {
-            for dev in ["lo", ifn.as_str()] {
-                sysctl::ensure(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0")?;
-            }
-            let _ = sysctl::write(&format!("net/ipv6/conf/{ifn}/keep_addr_on_down"), "1");
-        }
-        Ok(())
-    })?;
-    for ip in &r.ips {
-        ctr.add_addr(cveth.index, ifn, &ip.address, false)
-            .map_err(|e| e.context(format_args!("in netns \"{}\"", req.netns)))?;
-    }
-    ctr.set_up(cveth.index, ifn, true)?;
-    if n.c.enable_dad && r.ips.iter().any(|i| i.gateway.map(|g| !g.is_ipv4()).unwrap_or(false)) {
-        settle_dad(ctr, cveth)?;
-    }
-    for rt in &r.routes {
-        let gw = rt.gw.or_else(|| r.ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == rt.dst.is_ipv4()));
-        let kr = route::Route {
-            gw,
-            oif: cveth.index,
-            priority: rt.priority,
-            table: rt.table.unwrap_or(0),
-            scope: rt.scope.unwrap_or(0),
-            ..Default::default()
-        };
-        ctr.add_route(&kr, &rt.dst, ifn).map_err(|e| e.context(format_args!("in netns \"{}\"", req.netns)))?;
-    }
-    Ok(())
-}
-
-/// With DAD on, an IPv6 gateway is unreachable until our addresses leave the
-/// tentative state; poll briefly (bounded at 5 s like the reference).
-fn settle_dad(ctr: &mut Rtnl, l: &Link) -> Result<()> {
-    for _ in 0..250 {
-        let addrs = ctr.addrs(l.index, libc::AF_INET6 as u8)?;
-        if let Some(a) = addrs.iter().find(|a| a.flags & IFA_F_DADFAILED != 0) {
-            return Err(Error::msg(format!("duplicate address detection failed for {} on {}", a.net, l.name)));
-        }
-        if !addrs.iter().any(|a| a.flags & IFA_F_TENTATIVE != 0) {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    Err(Error::msg(format!("addresses on {} still tentative after 5s", l.name)))
-}
-
 /// Put each gateway address on the bridge (or, with an access VLAN, on a
 /// `<bridge>.<vlan>` veth in that VLAN) and turn forwarding on.
 fn set_gateways(host: &mut Rtnl, req: &Request, n: &Net, br: &Link, gws: &[IpNet], result: &mut CniResult, undo: &mut Undo) -> Result<()> {
@@ -498,7 +440,7 @@ fn ensure_addr(host: &mut Rtnl, dev: &Link, gw: &IpNet, force: bool) -> Result<(
             return Ok(());
         }
         let clash = gw.is_ipv4() || a.net.contains(&gw.addr) || gw.contains(&a.net.addr);
-        if clash && !a.net.addr.is_unicast_link_local_compat() {
+        if clash && !is_link_local(&a.net.addr) {
             if !force {
                 return Err(Error::msg(format!("\"{}\" already has an IP address different from {gw}", dev.name)));
             }
@@ -511,17 +453,9 @@ fn ensure_addr(host: &mut Rtnl, dev: &Link, gw: &IpNet, force: bool) -> Result<(
     }
 }
 
-trait LinkLocal {
-    fn is_unicast_link_local_compat(&self) -> bool;
-}
-
-impl LinkLocal for IpAddr {
-    fn is_unicast_link_local_compat(&self) -> bool {
-        match self {
-            IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
-            IpAddr::V4(_) => false,
-        }
-    }
+/// IPv6 link-local (fe80::/10): the kernel's own address on every bridge, never a clash.
+fn is_link_local(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// Fix the bridge's MAC so it stops following its lowest-numbered port (which
@@ -559,16 +493,9 @@ fn rollback(req: &Request, n: &Net, host: &mut Rtnl, undo: Undo) {
 fn del(req: &Request) -> Result<()> {
     let n = load(req)?;
     let mut errs: Vec<Error> = Vec::new();
-    if !req.netns.is_empty() {
-        match Netns::open(&req.netns) {
-            Ok(ns) => {
-                if let Err(e) = del_container_link(&ns, req) {
-                    errs.push(e);
-                }
-            }
-            Err(e) if e.is_not_found() => {} // namespace gone: its veth went with it
-            Err(e) => errs.push(e),
-        }
+    // A namespace that is gone took its veth (and so the host end) with it.
+    if let Err(e) = iface::delete_in_netns(&req.netns, &req.ifname) {
+        errs.push(e);
     }
     if n.l3 {
         if let Err(e) = delegate(&n.c.ipam.plugin_type, Command::Del, req) {
@@ -586,30 +513,7 @@ fn del(req: &Request) -> Result<()> {
             errs.push(e);
         }
     }
-    join_errors(errs)
-}
-
-fn del_container_link(ns: &Netns, req: &Request) -> Result<()> {
-    let mut ctr = Rtnl::in_netns(ns)?;
-    match ctr.link_by_name(&req.ifname)? {
-        Some(l) => match ctr.delete_link(l.index, &req.ifname) {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        },
-        None => Ok(()),
-    }
-}
-
-/// DEL and GC report every failure together after doing all they could.
-pub fn join_errors(mut errs: Vec<Error>) -> Result<()> {
-    match errs.len() {
-        0 => Ok(()),
-        1 => Err(errs.remove(0)),
-        _ => {
-            let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-            Err(Error::new(errs[0].code, msg))
-        }
-    }
+    iface::join_errors(errs)
 }
 
 fn check(req: &Request) -> Result<()> {
@@ -671,25 +575,7 @@ fn check(req: &Request) -> Result<()> {
         Error::msg(format!("CNI veth peer of {} not found on bridge {} (or not in prevResult)", req.ifname, c.bridge))
     })?;
 
-    let addrs = ctr.addrs(ct.index, 0)?;
-    for ip in prev.ips.iter().filter(|i| i.interface.map(|x| prev.interfaces.get(x).map(|f| f.name == req.ifname).unwrap_or(false)).unwrap_or(true)) {
-        if !addrs.iter().any(|a| a.net == ip.address) {
-            return Err(Error::msg(format!("Failed to match addr {} on interface {}", ip.address, req.ifname)));
-        }
-    }
-    let fams = [libc::AF_INET as u8, libc::AF_INET6 as u8];
-    let mut routes = Vec::new();
-    for f in fams {
-        routes.extend(ctr.routes(f)?);
-    }
-    for r in &prev.routes {
-        let ok = routes.iter().any(|k| {
-            k.dst.map(|d| d.network() == r.dst.network()).unwrap_or(false) && (r.gw.is_none() || k.gw == r.gw)
-        });
-        if !ok {
-            return Err(Error::msg(format!("Failed to match route {} in netns \"{}\"", r.dst, req.netns)));
-        }
-    }
+    iface::check_addrs_routes(&mut ctr, &req.netns, &req.ifname, &ct, &prev)?;
     if c.macspoofchk {
         spoofchk::check(&req.container_id, &req.ifname, &hveth.name, ct.mac)?;
     }
@@ -719,7 +605,7 @@ fn gc(req: &Request) -> Result<()> {
         }
     }
     if n.c.ip_masq {
-        match valid_attachments(req) {
+        match iface::valid_attachments(req) {
             Ok(valid) => {
                 if let Err(e) = masq::gc(&req.name, &valid) {
                     errs.push(e);
@@ -728,27 +614,7 @@ fn gc(req: &Request) -> Result<()> {
             Err(e) => errs.push(e),
         }
     }
-    join_errors(errs)
-}
-
-/// `cni.dev/valid-attachments` (or its alias `cni.dev/attachments`) as (container id, ifname) pairs.
-pub fn valid_attachments(req: &Request) -> Result<Vec<(String, String)>> {
-    #[derive(Deserialize)]
-    struct Att {
-        #[serde(rename = "containerID")]
-        id: String,
-        #[serde(default)]
-        ifname: String,
-    }
-    #[derive(Deserialize)]
-    struct Gc {
-        #[serde(rename = "cni.dev/valid-attachments", default)]
-        valid: Option<Vec<Att>>,
-        #[serde(rename = "cni.dev/attachments", default)]
-        alias: Option<Vec<Att>>,
-    }
-    let g: Gc = req.conf()?;
-    Ok(g.valid.or(g.alias).unwrap_or_default().into_iter().map(|a| (a.id, a.ifname)).collect())
+    iface::join_errors(errs)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod bandwidth;
 pub mod bridge;
 pub mod flannel;
 pub mod host_local;
+pub mod iface;
 pub mod loopback;
 pub mod portmap;
 pub mod static_ipam;

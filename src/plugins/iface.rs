@@ -1,0 +1,178 @@
+//! What every interface plugin does once its link exists in the container:
+//! apply the IPAM result (sysctls, addresses, link up, DAD when it matters,
+//! routes), and the IPAM delegation with its undo. Shared so that bridge,
+//! ptp, macvlan, ipvlan, vlan, dummy, tap and host-device configure a
+//! container the same way.
+
+use crate::cni::delegate::delegate;
+use crate::cni::result::CniResult;
+use crate::cni::{Command, Request};
+use crate::error::{Error, Result};
+use crate::rtnl::addr::{IFA_F_DADFAILED, IFA_F_TENTATIVE};
+use crate::rtnl::link::Link;
+use crate::rtnl::{route, Rtnl};
+use crate::sys::netns::Netns;
+use crate::sys::sysctl;
+
+/// How the container interface is configured.
+pub struct Configure<'a> {
+    /// Extra per-interface sysctls written inside the container first
+    /// (`arp_notify`, `accept_dad`...); failures are ignored, as the reference does.
+    pub sysctls: &'a [(String, &'a str)],
+    /// Wait for IPv6 DAD when an IPv6 gateway is configured (only useful with DAD on).
+    pub settle_dad: bool,
+}
+
+/// Apply `r` to `link` (named `ifname`) inside `ns`: every address whose
+/// `interface` index names `ifname` (or has no index), link up, routes via
+/// the route's gateway or the first gateway of its family.
+pub fn configure(ns: &Netns, ctr: &mut Rtnl, ifname: &str, link: &Link, r: &CniResult, how: &Configure) -> Result<()> {
+    let mine: Vec<_> = r
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.map(|i| r.interfaces.get(i).map(|f| f.name == ifname).unwrap_or(false)).unwrap_or(true))
+        .collect();
+    let has_v6 = mine.iter().any(|i| !i.address.is_ipv4());
+    ns.run(|| {
+        for (k, v) in how.sysctls {
+            let _ = sysctl::write(k, v);
+        }
+        if has_v6 {
+            for dev in ["lo", ifname] {
+                sysctl::ensure(&format!("net/ipv6/conf/{dev}/disable_ipv6"), "0")?;
+            }
+            let _ = sysctl::write(&format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1");
+        }
+        Ok(())
+    })?;
+    let in_ns = |e: Error| e.context(format_args!("in netns \"{}\"", ns.path));
+    for ip in &mine {
+        ctr.add_addr(link.index, ifname, &ip.address, false).map_err(in_ns)?;
+    }
+    ctr.set_up(link.index, ifname, true).map_err(in_ns)?;
+    if how.settle_dad && mine.iter().any(|i| i.gateway.map(|g| !g.is_ipv4()).unwrap_or(false)) {
+        settle_dad(ctr, link)?;
+    }
+    for rt in &r.routes {
+        let gw = rt.gw.or_else(|| mine.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == rt.dst.is_ipv4()));
+        let kr = route::Route {
+            gw,
+            oif: link.index,
+            priority: rt.priority,
+            table: rt.table.unwrap_or(0),
+            scope: rt.scope.unwrap_or(0),
+            ..Default::default()
+        };
+        ctr.add_route(&kr, &rt.dst, ifname).map_err(in_ns)?;
+    }
+    Ok(())
+}
+
+/// With DAD on, an IPv6 gateway is unreachable until our addresses leave the
+/// tentative state; poll briefly (bounded at 5 s like the reference).
+fn settle_dad(ctr: &mut Rtnl, l: &Link) -> Result<()> {
+    for _ in 0..250 {
+        let addrs = ctr.addrs(l.index, libc::AF_INET6 as u8)?;
+        if let Some(a) = addrs.iter().find(|a| a.flags & IFA_F_DADFAILED != 0) {
+            return Err(Error::msg(format!("duplicate address detection failed for {} on {}", a.net, l.name)));
+        }
+        if !addrs.iter().any(|a| a.flags & IFA_F_TENTATIVE != 0) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(Error::msg(format!("addresses on {} still tentative after 5s", l.name)))
+}
+
+/// IPAM ADD through the delegate. The caller records that a reservation may
+/// exist *before* calling, because the spec asks for a DEL of the delegate
+/// even when its ADD failed.
+pub fn ipam_add(ipam_type: &str, req: &Request) -> Result<CniResult> {
+    let r = delegate(ipam_type, Command::Add, req)?.ok_or_else(|| Error::msg("IPAM plugin returned no result"))?;
+    if r.ips.is_empty() {
+        return Err(Error::msg("IPAM plugin returned missing IP config"));
+    }
+    Ok(r)
+}
+
+pub fn ipam_del(ipam_type: &str, req: &Request) -> Result<()> {
+    delegate(ipam_type, Command::Del, req).map(|_| ())
+}
+
+/// DEL and GC report every failure together after doing all they could.
+pub fn join_errors(mut errs: Vec<Error>) -> Result<()> {
+    match errs.len() {
+        0 => Ok(()),
+        1 => Err(errs.remove(0)),
+        _ => {
+            let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+            Err(Error::new(errs[0].code, msg))
+        }
+    }
+}
+
+/// Delete `ifname` inside `netns_path` if both still exist (DEL's usual first step).
+pub fn delete_in_netns(netns_path: &str, ifname: &str) -> Result<()> {
+    if netns_path.is_empty() {
+        return Ok(());
+    }
+    let ns = match Netns::open(netns_path) {
+        Ok(ns) => ns,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut ctr = Rtnl::in_netns(&ns)?;
+    match ctr.link_by_name(ifname)? {
+        Some(l) => match ctr.delete_link(l.index, ifname) {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// `cni.dev/valid-attachments` (or its alias `cni.dev/attachments`) as (container id, ifname) pairs.
+pub fn valid_attachments(req: &Request) -> Result<Vec<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    struct Att {
+        #[serde(rename = "containerID")]
+        id: String,
+        #[serde(default)]
+        ifname: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Gc {
+        #[serde(rename = "cni.dev/valid-attachments", default)]
+        valid: Option<Vec<Att>>,
+        #[serde(rename = "cni.dev/attachments", default)]
+        alias: Option<Vec<Att>>,
+    }
+    let g: Gc = req.conf()?;
+    Ok(g.valid.or(g.alias).unwrap_or_default().into_iter().map(|a| (a.id, a.ifname)).collect())
+}
+
+/// CHECK's common tail: every prevResult address of `ifname` is on the link,
+/// and every prevResult route exists in the container.
+pub fn check_addrs_routes(ctr: &mut Rtnl, netns_path: &str, ifname: &str, link: &Link, prev: &CniResult) -> Result<()> {
+    let addrs = ctr.addrs(link.index, 0)?;
+    let mine = prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface.map(|x| prev.interfaces.get(x).map(|f| f.name == ifname).unwrap_or(false)).unwrap_or(true));
+    for ip in mine {
+        if !addrs.iter().any(|a| a.net == ip.address) {
+            return Err(Error::msg(format!("Failed to match addr {} on interface {ifname}", ip.address)));
+        }
+    }
+    let mut routes = ctr.routes(libc::AF_INET as u8)?;
+    routes.extend(ctr.routes(libc::AF_INET6 as u8)?);
+    for r in &prev.routes {
+        let ok = routes
+            .iter()
+            .any(|k| k.dst.map(|d| d.network() == r.dst.network()).unwrap_or(false) && (r.gw.is_none() || k.gw == r.gw));
+        if !ok {
+            return Err(Error::msg(format!("Failed to match route {} in netns \"{netns_path}\"", r.dst)));
+        }
+    }
+    Ok(())
+}
