@@ -6,7 +6,7 @@
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
-use crate::rtnl::link::Link;
+use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::tc::{Tbf, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
@@ -176,7 +176,7 @@ fn shape(host: &mut Rtnl, h: &Link, ifb: &str, lim: &Limits, result: &mut CniRes
     }
     if lim.egress.0 > 0 {
         let t = tbf(lim.egress.0, lim.egress.1)?;
-        host.create_link(ifb, "ifb", h.mtu, h.txqlen, true)?;
+        host.create_link(&NewLink { name: ifb, kind: "ifb", mtu: h.mtu, txqlen: h.txqlen, up: true, ..Default::default() })?;
         let dev = host.link_by_name(ifb)?.ok_or_else(|| Error::msg(format!("failed to look up {ifb}")))?;
         result.interfaces.push(Interface { name: ifb.to_string(), mac: dev.mac.to_string(), ..Default::default() });
         host.add_ingress_qdisc(h.index, &h.name)?;

@@ -122,40 +122,60 @@ pub fn get_by_index_msg(index: i32) -> MsgBuf {
     m
 }
 
-pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool) -> MsgBuf {
+/// A new link of any kind that is created by one plain RTM_NEWLINK (bridge,
+/// macvlan, ipvlan, vlan, dummy, ifb): the generic request all of them share.
+#[derive(Default)]
+pub struct NewLink<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub mtu: u32,
+    pub txqlen: u32,
+    /// The lower device (IFLA_LINK) for macvlan, ipvlan, vlan.
+    pub parent: i32,
+    pub mac: Option<Mac>,
+    /// Create it directly in this namespace (IFLA_NET_NS_FD).
+    pub netns: Option<RawFd>,
+    pub up: bool,
+    /// Kind-specific IFLA_INFO_DATA attributes, already in host byte order.
+    pub data: &'a [(u16, &'a [u8])],
+}
+
+pub fn new_link_msg(l: &NewLink) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
-    m.push(&ifinfomsg(0, 0, 0, 0));
-    m.put_str(IFLA_IFNAME, name);
-    if mtu > 0 {
-        m.put_u32(IFLA_MTU, mtu);
+    let f = if l.up { IFF_UP } else { 0 };
+    m.push(&ifinfomsg(0, 0, f, f));
+    m.put_str(IFLA_IFNAME, l.name);
+    if l.mtu > 0 {
+        m.put_u32(IFLA_MTU, l.mtu);
+    }
+    if l.txqlen > 0 {
+        m.put_u32(IFLA_TXQLEN, l.txqlen);
+    }
+    if l.parent > 0 {
+        m.put_u32(IFLA_LINK, l.parent as u32);
+    }
+    if let Some(mac) = l.mac {
+        m.put(IFLA_ADDRESS, &mac.0);
+    }
+    if let Some(fd) = l.netns {
+        m.put_u32(IFLA_NET_NS_FD, fd as u32);
     }
     let li = m.nest(IFLA_LINKINFO);
-    m.put_str(IFLA_INFO_KIND, "bridge");
-    if vlan_filtering {
+    m.put_str(IFLA_INFO_KIND, l.kind);
+    if !l.data.is_empty() {
         let d = m.nest(IFLA_INFO_DATA);
-        m.put_u8(IFLA_BR_VLAN_FILTERING, 1);
+        for (ty, v) in l.data {
+            m.put(*ty, v);
+        }
         m.end(d);
     }
     m.end(li);
     m
 }
 
-/// A link of a kind that needs no options (ifb, dummy), created up or down.
-pub fn new_simple_msg(name: &str, kind: &str, mtu: u32, txqlen: u32, up: bool) -> MsgBuf {
-    let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
-    let f = if up { IFF_UP } else { 0 };
-    m.push(&ifinfomsg(0, 0, f, f));
-    m.put_str(IFLA_IFNAME, name);
-    if mtu > 0 {
-        m.put_u32(IFLA_MTU, mtu);
-    }
-    if txqlen > 0 {
-        m.put_u32(IFLA_TXQLEN, txqlen);
-    }
-    let li = m.nest(IFLA_LINKINFO);
-    m.put_str(IFLA_INFO_KIND, kind);
-    m.end(li);
-    m
+pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool) -> MsgBuf {
+    let data: &[(u16, &[u8])] = if vlan_filtering { &[(IFLA_BR_VLAN_FILTERING, &[1])] } else { &[] };
+    new_link_msg(&NewLink { name, kind: "bridge", mtu, data, ..Default::default() })
 }
 
 /// Both ends of a veth pair in one request, each in its namespace under its
@@ -272,6 +292,24 @@ pub fn bridge_vlan_msg(add: bool, index: i32, lo: u16, hi: u16, pvid: bool, unta
     m
 }
 
+/// Move a link into another namespace, optionally renaming it on the way.
+pub fn move_msg(index: i32, netns: RawFd, name: Option<&str>) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m.put_u32(IFLA_NET_NS_FD, netns as u32);
+    if let Some(n) = name {
+        m.put_str(IFLA_IFNAME, n);
+    }
+    m
+}
+
+pub fn set_alias_msg(index: i32, alias: &str) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
+    m.push(&ifinfomsg(0, index, 0, 0));
+    m.put_str(IFLA_IFALIAS, alias);
+    m
+}
+
 pub fn del_msg(index: i32) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_DELLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
@@ -308,8 +346,8 @@ impl Rtnl {
         self.sock.request(new_bridge_msg(name, mtu, vlan_filtering), format_args!("create bridge {name}"))
     }
 
-    pub fn create_link(&mut self, name: &str, kind: &str, mtu: u32, txqlen: u32, up: bool) -> Result<()> {
-        self.sock.request(new_simple_msg(name, kind, mtu, txqlen, up), format_args!("create {kind} link {name}"))
+    pub fn create_link(&mut self, l: &NewLink) -> Result<()> {
+        self.sock.request(new_link_msg(l), format_args!("create {} link {}", l.kind, l.name))
     }
 
     pub fn create_veth(&mut self, v: &VethSpec) -> Result<()> {
@@ -367,6 +405,18 @@ impl Rtnl {
             }
         }
         Ok(out)
+    }
+
+    pub fn rename(&mut self, index: i32, from: &str, to: &str) -> Result<()> {
+        self.sock.request(set_name_msg(index, to), format_args!("rename {from} to {to}"))
+    }
+
+    pub fn move_to_netns(&mut self, index: i32, name: &str, netns: RawFd, rename: Option<&str>) -> Result<()> {
+        self.sock.request(move_msg(index, netns, rename), format_args!("move {name} to another network namespace"))
+    }
+
+    pub fn set_alias(&mut self, index: i32, name: &str, alias: &str) -> Result<()> {
+        self.sock.request(set_alias_msg(index, alias), format_args!("set alias of {name}"))
     }
 
     pub fn delete_link(&mut self, index: i32, name: &str) -> Result<()> {
