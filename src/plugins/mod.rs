@@ -5,22 +5,31 @@ use crate::cni::Plugin;
 
 pub mod bandwidth;
 pub mod bridge;
+pub mod dummy;
 pub mod flannel;
 pub mod host_local;
 pub mod iface;
+pub mod ipvlan;
 pub mod loopback;
+pub mod macvlan;
 pub mod portmap;
 pub mod static_ipam;
+pub mod vlan;
+pub mod vlink;
 
 /// Every plugin name the binary answers to (argv[0] or `cnibox <name>`).
 pub static ALL: &[&Plugin] = &[
     &bandwidth::PLUGIN,
     &bridge::PLUGIN,
+    &dummy::PLUGIN,
     &flannel::PLUGIN,
     &host_local::PLUGIN,
+    &ipvlan::PLUGIN,
     &loopback::PLUGIN,
+    &macvlan::PLUGIN,
     &portmap::PLUGIN,
     &static_ipam::PLUGIN,
+    &vlan::PLUGIN,
 ];
 
 pub fn find(name: &str) -> Option<&'static Plugin> {

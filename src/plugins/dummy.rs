@@ -1,0 +1,52 @@
+//! dummy: a dummy interface inside the container, addressed by IPAM.
+
+use super::vlink::{self, Spec};
+use crate::cni::config::{Dns, IpamRef};
+use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::error::{Error, Result};
+use crate::rtnl::link::NewLink;
+use serde::Deserialize;
+
+pub static PLUGIN: Plugin = Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc, status };
+
+#[derive(Deserialize)]
+struct Conf {
+    #[serde(default)]
+    ipam: IpamRef,
+    #[serde(default)]
+    dns: Dns,
+}
+
+fn load(req: &Request) -> Result<Conf> {
+    let c: Conf = req.conf()?;
+    if c.ipam.plugin_type.is_empty() {
+        return Err(Error::config("dummy interface requires an IPAM configuration"));
+    }
+    Ok(c)
+}
+
+fn add(req: &Request) -> Result<CniResult> {
+    let c = load(req)?;
+    let link = NewLink { kind: "dummy", ..Default::default() };
+    vlink::add(req, Spec { link, parent_in_container: true, ipam_type: &c.ipam.plugin_type, prev: None, dns: &c.dns })
+}
+
+fn del(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    vlink::del(req, &c.ipam.plugin_type)
+}
+
+fn check(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    vlink::check(req, &c.ipam.plugin_type, "dummy").map(|_| ())
+}
+
+fn status(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
+}
+
+fn gc(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
+}
