@@ -14,7 +14,7 @@ use crate::cni::config::{Dns, IpamRef};
 use crate::cni::delegate::delegate;
 use crate::cni::result::{CniResult, Interface, Route};
 use crate::cni::{Command, Plugin, Request};
-use crate::error::{code, Error, Result};
+use crate::error::{Error, Result};
 use crate::net::{IpNet, Mac};
 use crate::nft::{masq, spoofchk};
 use crate::rtnl::link::{Link, VethSpec};
@@ -108,14 +108,7 @@ fn load(req: &Request) -> Result<Net> {
         return Err(Error::config(format!("invalid VLAN ID {} (must be between 0 and 4094)", c.vlan)));
     }
     let trunk = collect_trunk(&c.vlan_trunk).map_err(|m| Error::config(format!("failed to parse vlan trunks: {m}")))?;
-    match c.ip_masq_backend.as_deref() {
-        None | Some("") | Some("nftables") => {}
-        Some("iptables") => {
-            return Err(Error::new(code::UNSUPPORTED_FIELD, "ipMasqBackend \"iptables\" is not supported: cnibox masquerades with nftables only")
-                .with_details("ipMasqBackend"))
-        }
-        Some(other) => return Err(Error::config(format!("invalid ipMasqBackend \"{other}\" (expected \"nftables\")"))),
-    }
+    iface::check_masq_backend(c.ip_masq_backend.as_deref())?;
     // Later sources win, as in the reference: CNI_ARGS, args.cni.mac, runtimeConfig.mac.
     let mac_src = [cargs.get("MAC").map(str::to_string), c.args.cni.mac.clone(), c.runtime_config.mac.clone()]
         .into_iter()
@@ -231,7 +224,7 @@ fn add_steps(req: &Request, n: &Net, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtnl
         if c.enable_dad {
             sysctls.push((format!("net/ipv6/conf/{ifn}/enhanced_dad"), "1"));
         }
-        iface::configure(ns, ctr, ifn, &cveth, &result, &iface::Configure { sysctls: &sysctls, settle_dad: c.enable_dad })?;
+        iface::configure(ns, ctr, ifn, &cveth, &result, &iface::Configure { sysctls: &sysctls, settle_dad: c.enable_dad, nodad: !c.enable_dad })?;
         if c.is_gateway {
             set_gateways(host, req, n, &br, &gws, &mut result, undo)?;
         }
@@ -292,12 +285,6 @@ fn ensure_bridge(host: &mut Rtnl, n: &Net, undo: &mut Undo) -> Result<Link> {
     Ok(br)
 }
 
-fn random_veth_name() -> String {
-    let mut b = [0u8; 4];
-    crate::sys::random_bytes(&mut b);
-    format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
-}
-
 /// One request creates both ends, each in its namespace under its final
 /// name, the host end already on the bridge. A name collision on the host
 /// side (EEXIST) is retried with a new random name.
@@ -307,7 +294,7 @@ fn create_veth_pair(host: &mut Rtnl, ctr: &mut Rtnl, ns: &Netns, req: &Request, 
     }
     let mut last = None;
     for _ in 0..10 {
-        let name = random_veth_name();
+        let name = iface::random_veth_name();
         let spec = VethSpec { host: &name, master, mtu: n.c.mtu, peer: &req.ifname, peer_ns: ns.fd(), peer_mac: n.mac };
         match host.create_veth(&spec) {
             Ok(()) => {
@@ -418,7 +405,7 @@ fn ensure_vlan_interface(host: &mut Rtnl, _req: &Request, n: &Net, br: &Link, un
         return Ok(l);
     }
     let here = Netns::current()?;
-    let port = random_veth_name();
+    let port = iface::random_veth_name();
     // The bridge-side end is the "host" end of the spec; the named end is its peer, also here.
     let spec = VethSpec { host: &port, master: br.index, mtu: br.mtu, peer: &name, peer_ns: here.fd(), peer_mac: None };
     host.create_veth(&spec).map_err(|e| e.context(format_args!("failed to create vlan gateway \"{name}\"")))?;

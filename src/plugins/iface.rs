@@ -21,6 +21,9 @@ pub struct Configure<'a> {
     pub sysctls: &'a [(String, &'a str)],
     /// Wait for IPv6 DAD when an IPv6 gateway is configured (only useful with DAD on).
     pub settle_dad: bool,
+    /// Add IPv6 addresses with IFA_F_NODAD: usable at once, never tentative
+    /// (where duplicates cannot happen or DAD is turned off anyway).
+    pub nodad: bool,
 }
 
 /// Apply `r` to `link` (named `ifname`) inside `ns`: every address whose
@@ -47,7 +50,8 @@ pub fn configure(ns: &Netns, ctr: &mut Rtnl, ifname: &str, link: &Link, r: &CniR
     })?;
     let in_ns = |e: Error| e.context(format_args!("in netns \"{}\"", ns.path));
     for ip in &mine {
-        ctr.add_addr(link.index, ifname, &ip.address, false).map_err(in_ns)?;
+        let nodad = how.nodad && !ip.address.is_ipv4();
+        ctr.add_addr(link.index, ifname, &ip.address, nodad).map_err(in_ns)?;
     }
     ctr.set_up(link.index, ifname, true).map_err(in_ns)?;
     if how.settle_dad && mine.iter().any(|i| i.gateway.map(|g| !g.is_ipv4()).unwrap_or(false)) {
@@ -97,6 +101,26 @@ pub fn ipam_add(ipam_type: &str, req: &Request) -> Result<CniResult> {
 
 pub fn ipam_del(ipam_type: &str, req: &Request) -> Result<()> {
     delegate(ipam_type, Command::Del, req).map(|_| ())
+}
+
+/// `ipMasqBackend` as the reference defines it; nftables is cnibox's only backend.
+pub fn check_masq_backend(backend: Option<&str>) -> Result<()> {
+    match backend {
+        None | Some("") | Some("nftables") => Ok(()),
+        Some("iptables") => Err(Error::new(
+            crate::error::code::UNSUPPORTED_FIELD,
+            "ipMasqBackend \"iptables\" is not supported: cnibox masquerades with nftables only",
+        )
+        .with_details("ipMasqBackend")),
+        Some(o) => Err(Error::config(format!("invalid ipMasqBackend \"{o}\" (expected \"nftables\")"))),
+    }
+}
+
+/// A host-side veth name: `veth` + 8 random hex digits.
+pub fn random_veth_name() -> String {
+    let mut b = [0u8; 4];
+    crate::sys::random_bytes(&mut b);
+    format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
 }
 
 /// DEL and GC report every failure together after doing all they could.

@@ -13,6 +13,7 @@ pub mod ipvlan;
 pub mod loopback;
 pub mod macvlan;
 pub mod portmap;
+pub mod ptp;
 pub mod static_ipam;
 pub mod vlan;
 pub mod vlink;
@@ -28,6 +29,7 @@ pub static ALL: &[&Plugin] = &[
     &loopback::PLUGIN,
     &macvlan::PLUGIN,
     &portmap::PLUGIN,
+    &ptp::PLUGIN,
     &static_ipam::PLUGIN,
     &vlan::PLUGIN,
 ];

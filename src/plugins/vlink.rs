@@ -94,7 +94,7 @@ fn finish(
             }
             let ifn = &req.ifname;
             let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1"), (format!("net/ipv6/conf/{ifn}/ndisc_notify"), "1")];
-            iface::configure(ns, ctr, ifn, &link, &result, &iface::Configure { sysctls: &sysctls, settle_dad: true })?;
+            iface::configure(ns, ctr, ifn, &link, &result, &iface::Configure { sysctls: &sysctls, settle_dad: true, nodad: false })?;
         }
         None => ctr.set_up(link.index, &req.ifname, true)?,
     }

@@ -19,6 +19,8 @@ pub const RT_TABLE_MAIN: u32 = 254;
 pub const RTPROT_BOOT: u8 = 3;
 pub const RT_SCOPE_UNIVERSE: u8 = 0;
 pub const RT_SCOPE_LINK: u8 = 253;
+/// In a delete request: match any scope.
+pub const RT_SCOPE_NOWHERE: u8 = 255;
 pub const RTN_UNICAST: u8 = 1;
 
 #[derive(Clone, Default)]
@@ -31,6 +33,8 @@ pub struct Route {
     pub scope: u8,
     pub mtu: u32,
     pub advmss: u32,
+    /// Preferred source address (RTA_PREFSRC).
+    pub src: Option<IpAddr>,
 }
 
 impl Route {
@@ -71,15 +75,6 @@ pub fn rtmsg(fam: u8, dst_len: u8, table: u8, proto: u8, scope: u8, ty: u8) -> [
 /// RTM_NEWROUTE with CREATE but without EXCL: an identical route already
 /// there is accepted, as the reference does (`RouteAddEcmp`).
 pub fn add_msg(r: &Route, dst: &IpNet) -> MsgBuf {
-    route_msg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, r, dst)
-}
-
-pub fn del_msg(r: &Route, dst: &IpNet) -> MsgBuf {
-    route_msg(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, r, dst)
-}
-
-fn route_msg(ty: u16, flags: u16, r: &Route, dst: &IpNet) -> MsgBuf {
-    let table = if r.table == 0 { RT_TABLE_MAIN } else { r.table };
     let scope = if r.scope != 0 {
         r.scope
     } else if r.gw.is_none() {
@@ -87,8 +82,19 @@ fn route_msg(ty: u16, flags: u16, r: &Route, dst: &IpNet) -> MsgBuf {
     } else {
         RT_SCOPE_UNIVERSE
     };
+    route_msg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, r, dst, RTPROT_BOOT, scope)
+}
+
+/// RTM_DELROUTE matching any protocol and scope (so that it also finds the
+/// routes the kernel adds itself for a connected subnet).
+pub fn del_msg(r: &Route, dst: &IpNet) -> MsgBuf {
+    route_msg(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, r, dst, 0, RT_SCOPE_NOWHERE)
+}
+
+fn route_msg(ty: u16, flags: u16, r: &Route, dst: &IpNet, proto: u8, scope: u8) -> MsgBuf {
+    let table = if r.table == 0 { RT_TABLE_MAIN } else { r.table };
     let mut m = MsgBuf::new(ty, flags);
-    m.push(&rtmsg(family(&dst.addr), dst.prefix, table.min(255) as u8, RTPROT_BOOT, scope, RTN_UNICAST));
+    m.push(&rtmsg(family(&dst.addr), dst.prefix, table.min(255) as u8, proto, scope, RTN_UNICAST));
     if table > 255 {
         m.put_u32(RTA_TABLE, table);
     }
@@ -97,6 +103,9 @@ fn route_msg(ty: u16, flags: u16, r: &Route, dst: &IpNet) -> MsgBuf {
     }
     if let Some(gw) = r.gw {
         m.put(RTA_GATEWAY, &ip_octets(&gw));
+    }
+    if let Some(src) = r.src {
+        m.put(RTA_PREFSRC, &ip_octets(&src));
     }
     if r.oif > 0 {
         m.put_u32(RTA_OIF, r.oif as u32);
@@ -148,6 +157,14 @@ mod tests {
         assert_eq!(&b[28..36], &[8, 0, 5, 0, 10, 1, 0, 1]);
         assert_eq!(&b[36..44], &[8, 0, 4, 0, 2, 0, 0, 0]);
         assert_eq!(b.len(), 44);
+    }
+
+    #[test]
+    fn delete_matches_any_protocol_and_scope() {
+        let r = Route { oif: 2, ..Default::default() };
+        let b = del_msg(&r, &"10.9.8.0/24".parse().unwrap()).finish(1);
+        assert_eq!(&b[4..6], &RTM_DELROUTE.to_ne_bytes());
+        assert_eq!(&b[16..24], &[2, 24, 0, 0, 254, 0, RT_SCOPE_NOWHERE, 1]);
     }
 
     #[test]

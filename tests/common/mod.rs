@@ -113,9 +113,9 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// One ping, short timeout; true when answered.
+    /// Up to three pings (the first may be spent on neighbour discovery); true when any is answered.
     pub fn ping(&self, dst: &str) -> bool {
-        self.exec(&["ping", "-c", "1", "-W", "2", "-q", dst]).status.success()
+        self.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "-q", dst]).status.success()
     }
 
     /// `nft -j list ruleset` inside the namespace.
