@@ -15,6 +15,7 @@ pub mod macvlan;
 pub mod portmap;
 pub mod ptp;
 pub mod static_ipam;
+pub mod tap;
 pub mod vlan;
 pub mod vlink;
 
@@ -31,6 +32,7 @@ pub static ALL: &[&Plugin] = &[
     &portmap::PLUGIN,
     &ptp::PLUGIN,
     &static_ipam::PLUGIN,
+    &tap::PLUGIN,
     &vlan::PLUGIN,
 ];
 

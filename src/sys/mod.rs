@@ -4,6 +4,7 @@
 pub mod file;
 pub mod netns;
 pub mod sysctl;
+pub mod tun;
 
 /// Fill `buf` from the kernel's random source (getrandom(2); never blocks after boot).
 pub fn random_bytes(buf: &mut [u8]) {

@@ -1,0 +1,135 @@
+//! tap: a persistent tap device inside the container (for VMs in pods),
+//! optionally on a bridge that already exists there. Created with the tun
+//! ioctls from inside the container's namespace; never by running `ip`.
+
+use super::iface;
+use super::macvlan::{pick_mac, RuntimeMac};
+use crate::cni::config::{Args, Dns, IpamRef};
+use crate::cni::result::Interface;
+use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::error::{code, Error, Result};
+use crate::rtnl::Rtnl;
+use crate::sys::netns::Netns;
+use crate::sys::tun;
+use serde::Deserialize;
+
+pub static PLUGIN: Plugin = Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc, status };
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Conf {
+    #[serde(default)]
+    mac: String,
+    #[serde(default)]
+    mtu: u32,
+    #[serde(default)]
+    multi_queue: bool,
+    #[serde(default)]
+    owner: Option<u32>,
+    #[serde(default)]
+    group: Option<u32>,
+    #[serde(default)]
+    selinux_context: String,
+    #[serde(default)]
+    bridge: String,
+    #[serde(default)]
+    ipam: IpamRef,
+    #[serde(default)]
+    dns: Dns,
+    #[serde(default)]
+    args: Args,
+    #[serde(default)]
+    runtime_config: RuntimeMac,
+}
+
+fn load(req: &Request) -> Result<Conf> {
+    let c: Conf = req.conf()?;
+    if !c.selinux_context.is_empty() {
+        // The reference labels the `ip` process it runs; cnibox runs no process to label.
+        return Err(Error::new(code::UNSUPPORTED_FIELD, "selinuxContext is not supported by cnibox's tap plugin")
+            .with_details("selinuxContext"));
+    }
+    Ok(c)
+}
+
+fn add(req: &Request) -> Result<CniResult> {
+    let c = load(req)?;
+    let mac = pick_mac(req, &c.mac, &c.args, &c.runtime_config)?;
+    let ns = Netns::open(&req.netns)?;
+    let mut ctr = Rtnl::in_netns(&ns)?;
+    if ctr.link_by_name(&req.ifname)?.is_some() {
+        return Err(Error::msg(format!("interface \"{}\" already exists in netns \"{}\"", req.ifname, req.netns)));
+    }
+    ns.run(|| tun::create_tap(&req.ifname, c.multi_queue, c.owner, c.group))?;
+    let mut ipam_used = false;
+    let r = configure(req, &c, &ns, &mut ctr, mac, &mut ipam_used);
+    if r.is_err() {
+        if let Ok(Some(l)) = ctr.link_by_name(&req.ifname) {
+            let _ = ctr.delete_link(l.index, &req.ifname);
+        }
+        if ipam_used {
+            let _ = iface::ipam_del(&c.ipam.plugin_type, req);
+        }
+    }
+    r
+}
+
+fn configure(req: &Request, c: &Conf, ns: &Netns, ctr: &mut Rtnl, mac: Option<crate::net::Mac>, ipam_used: &mut bool) -> Result<CniResult> {
+    let ifn = &req.ifname;
+    let l = ctr.link_by_name(ifn)?.ok_or_else(|| Error::msg(format!("tap {ifn} vanished")))?;
+    if c.mtu > 0 {
+        ctr.set_mtu(l.index, ifn, c.mtu)?;
+    }
+    if let Some(m) = mac {
+        ctr.set_mac(l.index, ifn, m)?;
+    }
+    if !c.bridge.is_empty() {
+        let br = ctr
+            .link_by_name(&c.bridge)?
+            .ok_or_else(|| Error::config(format!("bridge \"{}\" not found in netns \"{}\"", c.bridge, req.netns)))?;
+        ctr.set_master(l.index, ifn, br.index)?;
+    }
+    let l = ctr.link_by_index(l.index)?.ok_or_else(|| Error::msg(format!("tap {ifn} vanished")))?;
+    let mut result = CniResult {
+        interfaces: vec![Interface { name: ifn.clone(), mac: l.mac.to_string(), mtu: l.mtu, sandbox: req.netns.clone(), ..Default::default() }],
+        ..Default::default()
+    };
+    if c.ipam.plugin_type.is_empty() {
+        ctr.set_up(l.index, ifn, true)?;
+    } else {
+        *ipam_used = true;
+        let a = iface::ipam_add(&c.ipam.plugin_type, req)?;
+        result.ips = a.ips;
+        result.routes = a.routes;
+        result.dns = a.dns;
+        for ip in &mut result.ips {
+            ip.interface = Some(0);
+        }
+        let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
+        iface::configure(ns, ctr, ifn, &l, &result, &iface::Configure { sysctls: &sysctls, settle_dad: false, nodad: true })?;
+    }
+    if !c.dns.is_empty() {
+        result.dns = c.dns.clone();
+    }
+    Ok(result)
+}
+
+fn del(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    super::vlink::del(req, &c.ipam.plugin_type)
+}
+
+fn check(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    super::vlink::check(req, &c.ipam.plugin_type, "tun").map(|_| ())
+}
+
+fn status(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    super::vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
+}
+
+fn gc(req: &Request) -> Result<()> {
+    let c = load(req)?;
+    super::vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
+}
