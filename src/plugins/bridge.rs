@@ -266,7 +266,7 @@ fn ensure_bridge(host: &mut Rtnl, n: &Net, undo: &mut Undo) -> Result<Link> {
         match host.create_bridge(name, c.mtu, filtering) {
             Ok(()) => {}
             Err(e) if e.is_errno(libc::EEXIST) => {} // another ADD created it meanwhile
-            Err(e) => return Err(e.context(format_args!("failed to create bridge \"{name}\""))),
+            Err(e) => return Err(e),
         }
         br = host.link_by_name(name)?;
         if let Some(b) = &br {
