@@ -96,6 +96,9 @@ fn add_steps(req: &Request, c: &Conf, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtn
         Interface { name: h.name.clone(), mac: h.mac.to_string(), ..Default::default() },
         Interface { name: cv.name.clone(), mac: cv.mac.to_string(), sandbox: req.netns.clone(), ..Default::default() },
     ];
+    // The node end routes for the container from the first packet: its
+    // link-local address must not sit tentative for the DAD second or two.
+    let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_dad", h.name), "0");
     host.set_up(h.index, &h.name, true)?;
     // DAD on a point-to-point veth could only ever find the node's own gateway
     // address, which IPAM never hands out: skip it rather than wait a second or two.
