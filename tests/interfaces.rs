@@ -259,3 +259,50 @@ fn ipvlan_vlan_dummy_or_skip() {
     e.call("vlan", "ADD", "ctr2", &c2).run(&e.conf("vlan", "10.66.0.0/24", r#""vlanId":7"#)).err(7);
     e.call("dummy", "ADD", "ctr2", &c2).run(&e.conf("dummy", "", "")).err(7);
 }
+
+#[test]
+fn host_device_moves_in_and_back_with_its_name() {
+    need_root!();
+    let e = Env::new();
+    // A veth stands in for the NIC: nic0 goes to the container, nic0p stays as the wire's far end.
+    nic(&e, "nic0");
+    e.node.sh(&["addr", "add", "10.68.0.1/24", "dev", "nic0p"]);
+    let mac = e.node.link("nic0").unwrap()["address"].as_str().unwrap().to_string();
+    let c1 = Netns::new("c1");
+    let conf = e.conf("host-device", "10.68.0.0/24", r#""device":"nic0""#);
+    let r = e.call("host-device", "ADD", "ctr1", &c1).run(&conf).ok().json();
+    assert!(e.node.link("nic0").is_none(), "the device left the node");
+    let l = c1.link("eth0").expect("device in the container as eth0");
+    assert_eq!(l["address"], mac.as_str());
+    assert_eq!(l["ifalias"], "nic0");
+    assert_eq!(r["interfaces"][0]["name"], "eth0");
+    assert!(c1.ping("10.68.0.1"), "traffic over the moved device");
+    e.call("host-device", "CHECK", "ctr1", &c1).run(&with_prev(&conf, &r)).ok();
+    e.call("host-device", "DEL", "ctr1", &c1).run(&conf).ok();
+    assert!(c1.link("eth0").is_none());
+    assert_eq!(e.node.link("nic0").expect("back in the node under its name")["address"], mac.as_str());
+    e.call("host-device", "DEL", "ctr1", &c1).run(&conf).ok();
+    // By MAC address, too; and a name clash in the container leaves the device where it was.
+    let c2 = Netns::new("c2");
+    c2.sh(&["link", "add", "eth0", "type", "veth", "peer", "name", "x0"]);
+    let by_mac = e.conf("host-device", "", &format!(r#""hwaddr":"{mac}""#));
+    e.call("host-device", "ADD", "ctr2", &c2).run(&by_mac).err(999);
+    assert!(e.node.link("nic0").is_some());
+    let c3 = Netns::new("c3");
+    e.call("host-device", "ADD", "ctr3", &c3).run(&by_mac).ok();
+    assert_eq!(c3.link("eth0").unwrap()["address"], mac.as_str());
+    // DEL with the namespace already gone still releases the address of an L3 attachment.
+    let c4 = Netns::new("c4");
+    nic(&e, "nic1");
+    let l3 = e.conf("host-device", "10.68.0.0/24", r#""device":"nic1""#);
+    e.call("host-device", "ADD", "ctr4", &c4).run(&l3).ok();
+    let path = c4.path();
+    drop(c4);
+    let mut d = Call::cni(&e.node, "host-device", "DEL", "ctr4", &path, "eth0", &e.path);
+    d.run(&l3).ok();
+    let state = std::fs::read_to_string(e.tmp.join("ipam/ifnet/cnibox.state")).unwrap_or_default();
+    assert!(!state.contains("ctr4"), "{state}");
+    // Bad kernelpath is refused.
+    let bad = e.conf("host-device", "", r#""kernelpath":"/etc/passwd""#);
+    e.call("host-device", "ADD", "ctr5", &c3).run(&bad).err(7);
+}

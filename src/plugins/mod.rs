@@ -7,6 +7,7 @@ pub mod bandwidth;
 pub mod bridge;
 pub mod dummy;
 pub mod flannel;
+pub mod host_device;
 pub mod host_local;
 pub mod iface;
 pub mod ipvlan;
@@ -25,6 +26,7 @@ pub static ALL: &[&Plugin] = &[
     &bridge::PLUGIN,
     &dummy::PLUGIN,
     &flannel::PLUGIN,
+    &host_device::PLUGIN,
     &host_local::PLUGIN,
     &ipvlan::PLUGIN,
     &loopback::PLUGIN,
