@@ -3,6 +3,7 @@
 #   make tiny         the same, built with nightly's build-std (much smaller)
 #   make test         unit tests + integration tests against the release binary (root)
 #   make test-tiny    integration tests against the tiny binary
+#   make test-vm      ipvlan, vlan, dummy, vrf under Debian's kernel in qemu
 #   make demo         the README's demo: two containers on a bridge, in throwaway namespaces
 #   make bench        exec latency side by side with the reference Go plugins
 #   make install DESTDIR=... PREFIX=/opt/cni/bin
@@ -10,13 +11,13 @@
 TARGET   ?= x86_64-unknown-linux-musl
 PREFIX   ?= /opt/cni/bin
 DESTDIR  ?=
-PLUGINS  := bridge host-local static loopback portmap
+PLUGINS  := bandwidth bridge dummy flannel host-device host-local ipvlan loopback macvlan portmap ptp static tap vlan
 TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none
 
 BIN      = target/$(TARGET)/release/cnibox
 TINY_BIN = target/tiny/$(TARGET)/release/cnibox
 
-.PHONY: all build tiny test test-unit test-tiny demo bench install clean target size
+.PHONY: all build tiny test test-unit test-tiny test-vm demo bench install clean target size
 
 all: build
 
@@ -51,6 +52,11 @@ test: build
 
 test-tiny: tiny
 	CNIBOX_BIN=$(CURDIR)/$(TINY_BIN) cargo test --locked --tests -- --test-threads=$${TEST_THREADS:-4}
+
+# Interface kinds this kernel lacks (ipvlan, vlan, dummy, vrf), for real under
+# Debian's kernel in qemu (software emulation); see scripts/test-vm.sh.
+test-vm: build
+	./scripts/test-vm.sh $(BIN)
 
 demo: build
 	./scripts/demo.sh $(BIN)
