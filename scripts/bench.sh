@@ -11,7 +11,7 @@
 # ./bench-out/ (bench.md, bench.json, bench.svg). Needs root: the tool creates
 # throwaway network namespaces and never touches the machine's own.
 #
-# Environment: BENCH_ARGS (extra options, e.g. "--quick" or "--iterations 100"),
+# Environment: BENCH_ARGS (extra options, e.g. "--quick" or "--iterations 200"),
 # BENCH_OUT (output directory, default bench-out), CARGO_TARGET_DIR (as cargo).
 set -eu
 
@@ -149,11 +149,14 @@ func main() {
 	}
 }
 EOF
-        if (cd "$TOOLS/src" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$TOOLS/gocache" GOFLAGS= \
+        GOTMP=$(mktemp -d /tmp/cnibox-bench-go.XXXXXX)
+        if (cd "$TOOLS/src" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$GOTMP" GOFLAGS= \
             go build -o "$TOOLS/cnitool" main.go) >&2; then
+            rm -rf "$GOTMP"
             CNITOOL=$TOOLS/cnitool
             say "built $CNITOOL on Debian's libcni"
         else
+            rm -rf "$GOTMP"
             say "could not build a cnitool: the runtime scenario measures cnibox alone"
         fi
     else
@@ -178,5 +181,5 @@ if [ -n "$CNITOOL" ]; then
 fi
 # shellcheck disable=SC2086
 set -- --plugins "$PLUGDIR" --label-a cnibox --label-b "$REF_LABEL" --out "$OUT" \
-    --iterations 40 --warmup 3 --rounds 3 $REF_ARGS "$@" ${BENCH_ARGS:-}
+    --iterations 100 --warmup 3 --rounds 3 $REF_ARGS "$@" ${BENCH_ARGS:-}
 "$TOOL" "$@"

@@ -76,7 +76,7 @@ options:
   --config FILE          a network config (one plugin config, or a conflist) for the custom
                          scenario; in it @SET@ becomes a or b, @NET@ 1 or 2 and @DATADIR@ a
                          per-set directory, and a host-local ipam without dataDir gets one
-  --iterations N         measured pairs per figure (default 40)
+  --iterations N         measured pairs per figure (default 100)
   --warmup N             discarded runs per figure and set, first (default 3)
   --parallel LIST        pod counts for the parallel scenario (default 1,8,32,128)
   --rounds N             measured rounds per pod count (default 3)
@@ -135,7 +135,7 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
         label_a: "cnibox".into(),
         label_b: "reference".into(),
         config: None,
-        iterations: 40,
+        iterations: 100,
         warmup: 3,
         parallel: vec![1, 8, 32, 128],
         rounds: 3,

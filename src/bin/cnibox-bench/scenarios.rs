@@ -273,10 +273,11 @@ impl<'a> Ctx<'a> {
     fn bridge_like(&mut self, scen: &'static str, title: &str, n: u8, masq: bool, with_check: bool) -> Result<(), String> {
         let t0 = Instant::now();
         self.ensure_pool(1)?;
-        let mut figs = vec![Figure::new(scen, format!("{title} ADD"), Unit::Ns), Figure::new(scen, format!("{title} DEL"), Unit::Ns)];
-        if with_check {
-            figs.push(Figure::new(scen, format!("{title} CHECK"), Unit::Ns));
-        }
+        let mut figs = vec![
+            Figure::new(scen, format!("{title} ADD"), Unit::Ns),
+            Figure::new(scen, format!("{title} CHECK"), Unit::Ns),
+            Figure::new(scen, format!("{title} DEL"), Unit::Ns),
+        ];
         let (iters, w) = self.iters();
         let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq))).collect();
         self.drive(&mut figs, iters, w, |cx, s, i| {
@@ -297,19 +298,19 @@ impl<'a> Ctx<'a> {
             };
             if with_check {
                 match net.check(side, &ns, &id, &result) {
-                    Ok(t) => it.put(2, t[0]),
-                    Err(e) => it.fail(2, e),
+                    Ok(t) => it.put(1, t[0]),
+                    Err(e) => it.fail(1, e),
                 }
             }
             match net.del(side, &ns, &id, Some(&result)) {
-                Ok(t) => it.put(1, t[0]),
-                Err(e) => it.fail(1, e),
-            }
-            if !with_check {
-                it.samples.truncate(2);
+                Ok(t) => it.put(2, t[0]),
+                Err(e) => it.fail(2, e),
             }
             Ok(it)
         })?;
+        if !with_check {
+            figs.remove(1);
+        }
         self.finish(figs, t0);
         Ok(())
     }
@@ -708,11 +709,13 @@ impl<'a> Ctx<'a> {
         }
         let with_check = nets.first().map(|n| at_least(&n.version, 4)).unwrap_or(false);
         let kinds: Vec<String> = (0..nets[0].plugins.len()).map(|i| nets[0].kind(i)).collect();
-        let title = format!("custom {} ({})", nets[0].name, kinds.join("+"));
-        let mut figs = vec![Figure::new("custom", format!("{title} ADD"), Unit::Ns), Figure::new("custom", format!("{title} DEL"), Unit::Ns)];
-        if with_check {
-            figs.push(Figure::new("custom", format!("{title} CHECK"), Unit::Ns));
-        }
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let title = format!("{file} ({})", kinds.join("+"));
+        let mut figs = vec![
+            Figure::new("custom", format!("{title} ADD"), Unit::Ns),
+            Figure::new("custom", format!("{title} CHECK"), Unit::Ns),
+            Figure::new("custom", format!("{title} DEL"), Unit::Ns),
+        ];
         let (iters, w) = self.iters();
         self.drive(&mut figs, iters, w, |cx, s, i| {
             let side = &cx.sides[s];
@@ -732,19 +735,19 @@ impl<'a> Ctx<'a> {
             };
             if with_check {
                 match net.check(side, &ns, &id, &r) {
-                    Ok(t) => it.put(2, t.iter().sum()),
-                    Err(e) => it.fail(2, e),
+                    Ok(t) => it.put(1, t.iter().sum()),
+                    Err(e) => it.fail(1, e),
                 }
             }
             match net.del(side, &ns, &id, Some(&r)) {
-                Ok(t) => it.put(1, t.iter().sum()),
-                Err(e) => it.fail(1, e),
-            }
-            if !with_check {
-                it.samples.truncate(2);
+                Ok(t) => it.put(2, t.iter().sum()),
+                Err(e) => it.fail(2, e),
             }
             Ok(it)
         })?;
+        if !with_check {
+            figs.remove(1);
+        }
         self.finish(figs, t0);
         Ok(())
     }
