@@ -357,6 +357,10 @@ fn unparsable_config_files_are_named() {
     assert!(r.code == 1 && r.stderr.contains("no net configuration with name \"nonet\""), "{}", r.stderr);
     let r = rt.cnibox(&["add", "good", "/run/netns/cnibox-no-such-ns"], &[]);
     assert!(r.code == 1 && r.stderr.contains("cnibox-no-such-ns"), "{}", r.stderr);
+    let r = rt.cnibox(&["add", "good", &ctr.path(), "--id", "../../x"], &[]);
+    assert!(r.code == 1 && r.stderr.contains("invalid characters in containerID"), "{}", r.stderr);
+    let r = rt.cnibox(&["add", "good", &ctr.path(), "-i", "a/b"], &[]);
+    assert!(r.code == 1 && r.stderr.contains("interface name"), "{}", r.stderr);
     let r = rt.cnibox(&["add", "good"], &[]);
     assert_eq!(r.code, 2, "usage error: {}", r.stderr);
     assert!(rt.take().is_empty() && rt.cache_files().is_empty());

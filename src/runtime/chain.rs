@@ -8,7 +8,7 @@ use super::cache::{Cache, Entry, KIND};
 use super::conf::{self, NetList, PluginConf};
 use crate::cni::delegate;
 use crate::cni::version::at_least;
-use crate::cni::{Command, CniResult, Request};
+use crate::cni::{skel, Command, CniResult, Request};
 use crate::error::{code, Error, Result};
 use crate::sys::netns::Netns;
 use serde_json::{Map, Value};
@@ -101,7 +101,18 @@ fn attachment_error(list: &str, att: &Attachment, what: &str) -> Error {
     Error::new(code::UNKNOWN_CONTAINER, format!("container {} {what} network \"{list}\" as {}", att.container_id, att.ifname))
 }
 
+/// The names become part of the cache file's path: checked with the rules
+/// plugins apply, before anything runs.
+fn validate(network: &str, att: &Attachment) -> Result<()> {
+    if !skel::valid_id(network) {
+        return Err(Error::config(format!("invalid characters found in network name \"{network}\"")));
+    }
+    skel::validate_container_id(&att.container_id)?;
+    skel::validate_ifname(&att.ifname)
+}
+
 pub fn add(rt: &Runtime, list: &NetList, att: &Attachment) -> Result<CniResult> {
+    validate(&list.name, att)?;
     let _lock = rt.cache.lock()?;
     let cached = rt.cache.path(&list.name, &att.container_id, &att.ifname);
     if cached.exists() {
@@ -174,6 +185,7 @@ fn del_chain(rt: &Runtime, list: &NetList, att: &Attachment, result: Option<&Cni
 /// config file changed or was removed. Without a cache entry, `current` is
 /// used and the plugins get no prevResult, as the spec allows.
 pub fn del(rt: &Runtime, current: Result<&NetList>, network: &str, att: &Attachment) -> Result<()> {
+    validate(network, att)?;
     let _lock = rt.cache.lock()?;
     del_unlocked(rt, current, network, att)
 }
@@ -217,6 +229,7 @@ pub fn check(rt: &Runtime, list: &NetList, att: &Attachment) -> Result<()> {
     if list.disable_check {
         return Ok(());
     }
+    validate(&list.name, att)?;
     // CHECK before ADD or after DEL is a runtime error (SPEC.md): say so
     // rather than let every plugin complain about a missing prevResult.
     let entry = rt.cache.read(&list.name, &att.container_id, &att.ifname)?;
