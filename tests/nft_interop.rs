@@ -69,8 +69,9 @@ impl Env {
         Call::cni(&self.node, "bridge", cmd, id, netns, "eth0", &self.path)
     }
 
+    /// Comments of the per-attachment rules of `table` (cnibox's shared `localnet_guard` rule aside).
     fn comments(&self, table: &str) -> Vec<String> {
-        rules(&self.node).into_iter().filter(|r| r.1 == table && !r.3.is_empty()).map(|r| r.3).collect()
+        rules(&self.node).into_iter().filter(|r| r.1 == table && r.2 != "localnet_guard" && !r.3.is_empty()).map(|r| r.3).collect()
     }
 }
 

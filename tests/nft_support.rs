@@ -38,7 +38,7 @@ pub fn forwarding(ns: &Netns) {
 
 /// A child process, killed when the guard drops (declare it after the
 /// namespace it runs in, so that it dies first).
-pub struct Bg(Child);
+pub struct Bg(pub Child);
 
 impl Drop for Bg {
     fn drop(&mut self) {

@@ -277,3 +277,66 @@ fn config_errors_name_the_field_and_change_nothing() {
     assert_eq!(out["ips"][0]["version"], "4");
     assert!(rules(&e.node).is_empty());
 }
+
+/// What route_localnet opens (CVE-2020-8558): with it on the container's
+/// side of the node, a container can send to the node's 127.0.0.1. The
+/// `localnet_guard` chain drops such packets unless they belong to a
+/// connection the node has (the localhost mapping's answers) or were
+/// translated to there. The container is made to route 127.0.0.1 to the node
+/// as an attacker would; a UDP server on the node's 127.0.0.1 lists who reached it.
+#[test]
+fn localnet_guard_keeps_containers_off_the_nodes_localhost() {
+    need_root!();
+    let e = Env::new(1);
+    let (node, c1) = (&e.node, &e.ctrs[0]);
+    let _srv = serve(c1, "c1", 80);
+    let conf = e.conf("1.0.0", 1, tcp_udp(8080, 80), json!({}));
+    e.call("ADD", "ctr-g", 1).run(&conf).ok();
+    assert!(ruleset_text(node).contains(
+        "iifname != \"lo\" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop comment \"block incoming localnet connections\""
+    ));
+
+    const SEEN: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 9999))
+seen = []
+print('ready', flush=True)
+while True:
+    d, a = s.recvfrom(100)
+    seen.append(a[0])
+    s.sendto(' '.join(seen).encode(), a)
+"#;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &node.name, "python3", "-c", SEEN])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let _seen = Bg(child);
+    for cmd in [
+        vec!["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"],
+        vec!["ip", "route", "del", "local", "127.0.0.0/8", "dev", "lo", "table", "local"],
+        vec!["ip", "route", "del", "local", "127.0.0.1", "dev", "lo", "table", "local"],
+        vec!["ip", "route", "add", "127.0.0.1/32", "via", "10.88.1.1", "dev", "eth0"],
+    ] {
+        assert!(c1.exec(&cmd).status.success(), "{cmd:?}");
+    }
+    let send = || {
+        let py = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9999))";
+        assert!(c1.exec(&["python3", "-c", py]).status.success());
+    };
+    // The container's datagram goes out first; the node's own request, answered
+    // with everyone seen so far, comes after it.
+    send();
+    assert_eq!(talk(node, "udp", "127.0.0.1", 9999).as_deref(), Some("127.0.0.1"), "the container reached the node's localhost");
+    // The same with the guard emptied: the container gets through, so the test can see it.
+    nft_apply(node, "flush chain ip cni_hostport localnet_guard\n");
+    send();
+    assert_eq!(talk(node, "udp", "127.0.0.1", 9999).as_deref(), Some("127.0.0.1 10.88.1.5 127.0.0.1"));
+    // The localhost mapping still works with the guard back in place.
+    e.call("ADD", "ctr-g", 1).run(&conf).ok();
+    assert_eq!(talk(node, "tcp", "127.0.0.1", 8080).as_deref(), Some("c1 10.88.1.1"));
+    e.call("DEL", "ctr-g", 1).run(&conf).ok();
+}

@@ -28,11 +28,15 @@ pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 
 pub const NFT_META_IIFNAME: u32 = 6;
-pub const NFT_META_OIFNAME: u32 = 7;
 pub const NFT_META_NFPROTO: u32 = 15;
 pub const NFT_META_L4PROTO: u32 = 16;
 
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_STATUS: u32 = 2;
+/// `ct state` bits: established, related.
+pub const CT_ESTABLISHED_RELATED: u32 = (1 << 1) | (1 << 2);
+/// `ct status` bit: the connection's destination was translated.
+pub const IPS_DST_NAT: u32 = 1 << 5;
 pub const NFTA_FIB_F_DADDR: u32 = 2;
 pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const RTN_LOCAL: u32 = 2;
@@ -231,14 +235,26 @@ pub fn dport(v: &mut Vec<Expr>, proto: u8, port: u16) {
     v.push(Expr::Cmp(NFT_CMP_EQ, Data::new(&port.to_be_bytes())));
 }
 
-/// `iifname|oifname "<name>"`: the name is compared as the kernel's
-/// NUL-padded 16-byte buffer, so it never matches a longer name by prefix.
-pub fn ifname(v: &mut Vec<Expr>, key: u32, name: &str) {
+/// The kernel's NUL-padded 16-byte form of an interface name, so that a
+/// comparison never matches a longer name by its prefix.
+pub fn ifname_bytes(name: &str) -> [u8; 16] {
     let mut b = [0u8; 16];
     let n = name.len().min(15);
     b[..n].copy_from_slice(&name.as_bytes()[..n]);
-    v.push(Expr::Meta(key));
-    v.push(Expr::Cmp(NFT_CMP_EQ, Data::new(&b)));
+    b
+}
+
+/// `iifname ==|!= "<name>"`
+pub fn iifname(v: &mut Vec<Expr>, op: u32, name: &str) {
+    v.push(Expr::Meta(NFT_META_IIFNAME));
+    v.push(Expr::Cmp(op, Data::new(&ifname_bytes(name))));
+}
+
+/// `ct <key> & <bits> == 0` (none of the bits set; the register holds a host-order u32).
+pub fn ct_none_of(v: &mut Vec<Expr>, key: u32, bits: u32) {
+    v.push(Expr::Ct(key));
+    v.push(Expr::Bitwise(Data::new(&bits.to_ne_bytes())));
+    v.push(Expr::Cmp(NFT_CMP_EQ, Data::new(&[0; 4])));
 }
 
 /// `ether saddr <mac>`

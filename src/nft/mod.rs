@@ -57,6 +57,7 @@ pub const NFPROTO_BRIDGE: u8 = 7;
 pub const NFPROTO_IPV6: u8 = 10;
 
 pub const HOOK_PREROUTING: u32 = 0;
+pub const HOOK_INPUT: u32 = 1;
 pub const HOOK_OUTPUT: u32 = 3;
 pub const HOOK_POSTROUTING: u32 = 4;
 

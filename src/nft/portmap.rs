@@ -24,11 +24,23 @@
 //!         ip saddr 10.22.0.5 ip daddr 10.22.0.5 masquerade comment "<id>"    (hairpin; 0.0.0.0/0 with masqAll)
 //!         ip saddr 127.0.0.1 ip daddr 10.22.0.5 masquerade comment "<id>"    (localhost, IPv4 without masqAll)
 //!     }
+//!     chain localnet_guard {                                 (IPv4 with snat; not in the reference)
+//!         type filter hook input priority filter; policy accept;
+//!         iifname != "lo" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop
+//!             comment "block incoming localnet connections"
+//!     }
 //! }
 //! ```
+//!
+//! The localhost rule needs `route_localnet` on the interface towards the
+//! container, which also lets anything behind that interface reach services
+//! bound to 127.0.0.1 on the node (CVE-2020-8558). `localnet_guard` closes
+//! that as kube-proxy does: a packet for 127/8 from outside `lo` may only be
+//! part of a connection that exists already (the localhost mapping's answers)
+//! or one translated to there.
 
-use super::expr::{self, Expr, NFT_CMP_EQ, NFT_JUMP};
-use super::{transact, Base, Batch, Nft, Rule, Table, COMMENT_MAX, HOOK_OUTPUT, HOOK_POSTROUTING, HOOK_PREROUTING, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::expr::{self, Expr, CT_ESTABLISHED_RELATED, IPS_DST_NAT, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_CT_STATUS, NFT_JUMP, NF_DROP};
+use super::{transact, Base, Batch, Nft, Rule, Table, COMMENT_MAX, HOOK_INPUT, HOOK_OUTPUT, HOOK_POSTROUTING, HOOK_PREROUTING, NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::error::{Context, Error, Result};
 use crate::net::{max_prefix, IpNet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,6 +50,7 @@ const HOSTPORTS: &str = "hostports";
 const HOSTIP_HOSTPORTS: &str = "hostip_hostports";
 const HOSTPORTS_ALL: &str = "hostports_all";
 const MASQUERADING: &str = "masquerading";
+const LOCALNET_GUARD: &str = "localnet_guard";
 const PER_CONTAINER: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
 
 pub fn table(v4: bool) -> Table {
@@ -114,6 +127,17 @@ fn per_container(r: &Rule) -> bool {
     matches!(r.family, NFPROTO_IPV4 | NFPROTO_IPV6) && PER_CONTAINER.contains(&r.chain.as_str()) && !r.comment.is_empty()
 }
 
+/// `iifname != "lo" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop`
+pub fn localnet_guard_rule() -> Vec<Expr<'static>> {
+    let mut v = Vec::with_capacity(11);
+    expr::iifname(&mut v, NFT_CMP_NEQ, "lo");
+    expr::addr(&mut v, false, false, &IpNet { addr: Ipv4Addr::new(127, 0, 0, 0).into(), prefix: 8 }, NFT_CMP_EQ);
+    expr::ct_none_of(&mut v, NFT_CT_STATE, CT_ESTABLISHED_RELATED);
+    expr::ct_none_of(&mut v, NFT_CT_STATUS, IPS_DST_NAT);
+    v.push(Expr::Verdict(NF_DROP, ""));
+    v
+}
+
 fn is_ours(r: &Rule, id: &[u8]) -> bool {
     per_container(r) && r.comment == id
 }
@@ -151,6 +175,11 @@ pub fn setup_batch(stale: &[Rule], s: &Spec) -> Batch {
             b.add_chain(&t, MASQUERADING, Some(Base { ty: "nat", hook: HOOK_POSTROUTING, prio: 100 }), "");
             for r in masq_rules(ip, s.masq_all) {
                 b.add_rule(&t, MASQUERADING, &r, c);
+            }
+            if v4 {
+                b.add_chain(&t, LOCALNET_GUARD, Some(Base { ty: "filter", hook: HOOK_INPUT, prio: 0 }), "");
+                b.flush_chain(&t, LOCALNET_GUARD);
+                b.add_rule(&t, LOCALNET_GUARD, &localnet_guard_rule(), b"block incoming localnet connections");
             }
         }
     }

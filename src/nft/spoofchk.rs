@@ -17,7 +17,7 @@
 //! }
 //! ```
 
-use super::expr::{self, Expr, NFT_META_IIFNAME, NFT_JUMP, NFT_RETURN, NF_DROP};
+use super::expr::{self, Expr, NFT_CMP_EQ, NFT_JUMP, NFT_RETURN, NF_DROP};
 use super::{transact, Base, Batch, Nft, Table, COMMENT_MAX, HOOK_PREROUTING, NFPROTO_BRIDGE};
 use crate::error::{Context, Error, Result};
 use crate::net::Mac;
@@ -41,7 +41,7 @@ fn names(container_id: &str, ifname: &str) -> Names {
 /// The four rules: (chain, expressions), in order.
 fn rules<'a>(n: &'a Names, host_veth: &str, mac: Mac) -> [(&'a str, Vec<Expr<'a>>); 4] {
     let mut jump = Vec::with_capacity(3);
-    expr::ifname(&mut jump, NFT_META_IIFNAME, host_veth);
+    expr::iifname(&mut jump, NFT_CMP_EQ, host_veth);
     jump.push(Expr::Verdict(NFT_JUMP, &n.iface));
     let mut ok = Vec::with_capacity(3);
     expr::ether_saddr(&mut ok, &mac.0);
@@ -103,8 +103,7 @@ pub fn teardown(container_id: &str, ifname: &str) -> Result<()> {
 pub fn check(container_id: &str, ifname: &str, host_veth: &str, mac: Mac) -> Result<()> {
     let n = names(container_id, ifname);
     let have = Nft::open()?.rules(TABLE.family, TABLE.name, "")?;
-    let mut name = [0u8; 16];
-    name[..host_veth.len().min(15)].copy_from_slice(&host_veth.as_bytes()[..host_veth.len().min(15)]);
+    let name = expr::ifname_bytes(host_veth);
     let ours = |chain: &str| have.iter().filter(|r| r.chain == chain && r.comment == n.comment).collect::<Vec<_>>();
     if !ours(PREROUTING).iter().any(|r| r.compares(&name)) || ours(&n.iface).is_empty() {
         return Err(Error::msg(format!("macspoofchk: no rule sending {host_veth} to chain {} in {TABLE}", n.iface)));
