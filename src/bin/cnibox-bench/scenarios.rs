@@ -261,7 +261,6 @@ impl<'a> Ctx<'a> {
                 let label = &self.sides[s].label;
                 let sep = if figs[0].note.is_empty() { "" } else { "; " };
                 figs[0].note = format!("{}{sep}{label} {a}", figs[0].note);
-                self.notes.push(format!("STATUS at 1.1.0: {label} {a}."));
             }
         }
         self.finish(figs, t0);
