@@ -1070,6 +1070,22 @@ fn docker_none_workflow_with_the_short_form_and_default_network() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!ctr.sh(&["ip", "link", "show", "eth0"]).status.success(), "eth0 gone");
     assert!(rt.cache_files().is_empty());
+
+    // the usual order with Docker: the container has stopped (its namespace
+    // is gone) before DEL; the cache still lets DEL release everything
+    let ctr2 = Isolated::new();
+    let path2 = ctr2.netns();
+    let r = rt.run_as("bridge", &["add", id, &path2], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ip = r.json()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let store = rt.tmp.join("cache/networks/cnibox");
+    let held = || std::fs::read_to_string(store.join("cnibox.state")).unwrap_or_default().lines().any(|l| l.starts_with(&format!("{ip} ")));
+    assert!(held());
+    drop(ctr2);
+    let r = rt.run_as("bridge", &["del", id, &path2], &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!held(), "address released after the container exited");
+    assert!(rt.cache_files().is_empty());
 }
 
 #[test]
