@@ -16,7 +16,7 @@ pub mod spoofchk;
 
 use crate::error::{Error, Result};
 use crate::netlink::socket::kernel_error;
-use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
+use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
 use expr::Expr;
 
 pub const NETLINK_NETFILTER: i32 = 12;
@@ -66,7 +66,7 @@ pub const HOOK_POSTROUTING: u32 = 4;
 pub const COMMENT_MAX: usize = 128;
 
 /// How often a change is recomputed when the ruleset moved under it.
-const GENID_RETRIES: usize = 8;
+const GENID_RETRIES: usize = 32;
 const ERESTART: i32 = 85;
 
 /// A table: its family and name.
@@ -90,6 +90,10 @@ impl std::fmt::Display for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", family_name(self.family), self.name)
     }
+}
+
+fn hook_name(h: u32) -> &'static str {
+    ["prerouting", "input", "forward", "output", "postrouting"].get(h as usize).copied().unwrap_or("?")
 }
 
 /// What makes a chain a base chain: `type <ty> hook <hook> priority <prio>; policy accept`.
@@ -140,7 +144,7 @@ impl Batch {
     }
 
     fn msg(&mut self, ty: u16, flags: u16, t: &Table, what: String) -> &mut MsgBuf {
-        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | ty, NLM_F_REQUEST | NLM_F_ACK | flags);
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | ty, NLM_F_REQUEST | flags);
         m.push(&[t.family, 0, 0, 0]);
         self.msgs.push((m, what));
         &mut self.msgs.last_mut().expect("just pushed").0
@@ -158,7 +162,11 @@ impl Batch {
 
     /// Create the chain unless it exists (an existing one is left as it is).
     pub fn add_chain(&mut self, t: &Table, name: &str, base: Option<Base>, comment: &str) {
-        let m = self.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, t, format!("add chain {t} {name}"));
+        let what = match base {
+            Some(b) => format!("add chain {t} {name} (type {} hook {} priority {})", b.ty, hook_name(b.hook), b.prio),
+            None => format!("add chain {t} {name}"),
+        };
+        let m = self.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, t, what);
         m.put_str(NFTA_CHAIN_TABLE, t.name).put_str(NFTA_CHAIN_NAME, name);
         if let Some(b) = base {
             m.put_str(NFTA_CHAIN_TYPE, b.ty).put_be32(NFTA_CHAIN_POLICY, expr::NF_ACCEPT as u32);
@@ -314,10 +322,12 @@ impl Nft {
         Ok(out)
     }
 
-    /// Send the batch and read every answer. The kernel handles a batch
-    /// inside the send call, so all answers are queued when it returns and are
-    /// read without blocking; an acknowledgement that is missing then (a
-    /// receive queue that overflowed) is an error rather than a hang.
+    /// Send the batch and collect the kernel's errors. The messages ask for
+    /// no ACK, as `nft`'s do: the kernel handles a batch inside the send call
+    /// and queues an error for each message that failed (and one against
+    /// BEGIN for a failed commit), so once `send` returns, an empty queue
+    /// means the batch was applied. Thousands of ACKs would overflow the
+    /// receive buffer of a large batch (a few thousand port mappings).
     pub fn commit(&mut self, b: &Batch, genid: u32) -> Result<()> {
         if b.is_empty() {
             return Ok(());
@@ -327,29 +337,22 @@ impl Nft {
         for _ in 0..=b.msgs.len() {
             self.sock.next_seq();
         }
-        self.sock.send(&b.encode(seq, genid))?;
-        let mut acked = vec![false; b.msgs.len()];
+        let bytes = b.encode(seq, genid);
+        self.sock.send(&bytes).map_err(|e| match e.errno {
+            libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", b.msgs.len(), bytes.len())),
+            _ => e.context("nftables"),
+        })?;
         let mut err: Option<Error> = None;
         self.sock.drain(|data| {
-            for m in Msgs::new(data).filter(|m| m.ty == NLMSG_ERROR) {
-                let i = m.seq.wrapping_sub(seq) as usize;
-                if i == 0 && m.error_code() != 0 {
-                    err.get_or_insert(kernel_error(&"nftables: commit batch", &m));
-                } else if let Some(a) = i.checked_sub(1).and_then(|i| acked.get_mut(i)) {
-                    *a = true;
-                    if m.error_code() != 0 {
-                        err.get_or_insert(kernel_error(&format_args!("nftables: {}", b.msgs[i - 1].1), &m));
-                    }
-                }
+            for m in Msgs::new(data).filter(|m| m.ty == NLMSG_ERROR && m.error_code() != 0) {
+                let what = match m.seq.wrapping_sub(seq) as usize {
+                    0 => "commit batch",
+                    i => b.msgs.get(i - 1).map_or("batch", |(_, w)| w.as_str()),
+                };
+                err.get_or_insert(kernel_error(&format_args!("nftables: {what}"), &m));
             }
         })?;
-        if let Some(e) = err {
-            return Err(e);
-        }
-        match acked.iter().position(|a| !a) {
-            Some(i) => Err(Error::msg(format!("nftables: no answer from the kernel to \"{}\"", b.msgs[i].1))),
-            None => Ok(()),
-        }
+        err.map_or(Ok(()), Err)
     }
 }
 

@@ -225,9 +225,9 @@ fn batch_framing() {
     // BEGIN: type 0x10, REQUEST only, nfgenmsg res_id = htons(10), then the generation
     assert_eq!((msgs[0].ty, msgs[0].flags, msgs[0].seq), (0x10, 1, 7));
     assert_eq!(msgs[0].payload, &[0, 0, 0, 10, 8, 0, 1, 0, 1, 2, 3, 4]);
-    // messages are acked and numbered after BEGIN
-    assert_eq!((msgs[1].ty, msgs[1].flags, msgs[1].seq), (0x0a00, 0x405, 8));
-    assert_eq!((msgs[2].ty, msgs[2].flags, msgs[2].seq), (0x0a05, 0x005, 9));
+    // messages are numbered after BEGIN and ask for no ACK (errors come anyway)
+    assert_eq!((msgs[1].ty, msgs[1].flags, msgs[1].seq), (0x0a00, 0x401, 8));
+    assert_eq!((msgs[2].ty, msgs[2].flags, msgs[2].seq), (0x0a05, 0x001, 9));
     assert_eq!((msgs[3].ty, msgs[3].flags, msgs[3].seq), (0x11, 1, 10));
     assert_eq!(msgs[3].payload, &[0, 0, 0, 10]);
     // a handle of 0 would flush the chain: never sent
@@ -274,7 +274,7 @@ fn masquerade_add_replaces_only_its_own_rules() {
         [
             "add table inet cni_plugins_masquerade",
             "add chain inet cni_plugins_masquerade masq_checks",
-            "add chain inet cni_plugins_masquerade postrouting",
+            "add chain inet cni_plugins_masquerade postrouting (type nat hook postrouting priority 100)",
             "flush chain inet cni_plugins_masquerade postrouting",
             "add rule to inet cni_plugins_masquerade postrouting",
             "add rule to inet cni_plugins_masquerade postrouting",
