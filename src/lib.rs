@@ -14,6 +14,7 @@ pub mod net;
 pub mod netlink;
 pub mod nft;
 pub mod plugins;
+pub mod regex;
 pub mod rtnl;
 pub mod runtime;
 pub mod sha512;

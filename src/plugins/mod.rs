@@ -15,10 +15,13 @@ pub mod loopback;
 pub mod macvlan;
 pub mod portmap;
 pub mod ptp;
+pub mod sbr;
 pub mod static_ipam;
 pub mod tap;
+pub mod tuning;
 pub mod vlan;
 pub mod vlink;
+pub mod vrf;
 
 /// Every plugin name the binary answers to (argv[0] or `cnibox <name>`).
 pub static ALL: &[&Plugin] = &[
@@ -33,9 +36,12 @@ pub static ALL: &[&Plugin] = &[
     &macvlan::PLUGIN,
     &portmap::PLUGIN,
     &ptp::PLUGIN,
+    &sbr::PLUGIN,
     &static_ipam::PLUGIN,
     &tap::PLUGIN,
+    &tuning::PLUGIN,
     &vlan::PLUGIN,
+    &vrf::PLUGIN,
 ];
 
 pub fn find(name: &str) -> Option<&'static Plugin> {

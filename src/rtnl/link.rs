@@ -25,6 +25,7 @@ pub const IFLA_INFO_KIND: u16 = 1;
 pub const IFLA_INFO_DATA: u16 = 2;
 pub const VETH_INFO_PEER: u16 = 1;
 pub const IFLA_BR_VLAN_FILTERING: u16 = 7;
+pub const IFLA_VRF_TABLE: u16 = 1;
 pub const IFLA_BRPORT_MODE: u16 = 4;
 pub const IFLA_BRPORT_ISOLATED: u16 = 33;
 pub const IFLA_BRIDGE_FLAGS: u16 = 0;
@@ -65,6 +66,8 @@ pub struct Link {
     pub operstate: u8,
     pub txqlen: u32,
     pub kind: String,
+    /// For a VRF: its routing table.
+    pub vrf_table: u32,
     pub alias: String,
 }
 
@@ -95,6 +98,10 @@ impl Link {
                 IFLA_LINKINFO => {
                     if let Some(k) = a.attrs().get(IFLA_INFO_KIND) {
                         l.kind = k.str().to_string();
+                    }
+                    if l.kind == "vrf" {
+                        let table = a.attrs().get(IFLA_INFO_DATA).and_then(|d| d.attrs().get(IFLA_VRF_TABLE));
+                        l.vrf_table = table.map(|t| t.u32()).unwrap_or(0);
                     }
                 }
                 _ => {}
@@ -364,6 +371,14 @@ impl Rtnl {
         self.sock.request(set_flags_msg(index, f, IFF_PROMISC), format_args!("set promiscuous mode on {name}"))
     }
 
+    pub fn set_flags(&mut self, index: i32, name: &str, flags: u32, mask: u32) -> Result<()> {
+        self.sock.request(set_flags_msg(index, flags, mask), format_args!("set flags {flags:#x}/{mask:#x} on {name}"))
+    }
+
+    pub fn set_u32(&mut self, index: i32, name: &str, attr: u16, v: u32, what: &str) -> Result<()> {
+        self.sock.request(set_u32_msg(index, attr, v), format_args!("set {what} {v} on {name}"))
+    }
+
     pub fn set_master(&mut self, index: i32, name: &str, master: i32) -> Result<()> {
         self.sock.request(set_u32_msg(index, IFLA_MASTER, master as u32), format_args!("attach {name} to its bridge"))
     }
@@ -528,6 +543,20 @@ mod tests {
         assert_eq!(&b[40..44], &[16, 0, 200, 0]);
         let single = body(bridge_vlan_msg(false, 3, 7, 7, true, true));
         assert_eq!(&single[28..36], &[8, 0, 2, 0, 6, 0, 7, 0]);
+    }
+
+    #[test]
+    fn vrf_link_bytes_and_table_read_back() {
+        let tb = 10u32.to_ne_bytes();
+        let data: [(u16, &[u8]); 1] = [(IFLA_VRF_TABLE, &tb)];
+        let mut b = new_link_msg(&NewLink { name: "vrf0", kind: "vrf", up: true, data: &data, ..Default::default() }).finish(1);
+        assert_eq!(&b[16..32], &ifinfomsg(0, 0, IFF_UP, IFF_UP));
+        // LINKINFO { KIND "vrf", DATA { VRF_TABLE 10 } }
+        assert_eq!(&b[44..64], &[24, 0, 18, 0, 8, 0, 1, 0, b'v', b'r', b'f', 0, 12, 0, 2, 0, 8, 0, 1, 0]);
+        assert_eq!(&b[64..68], &[10, 0, 0, 0]);
+        b[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
+        let l = Link::parse(&b[16..]).unwrap();
+        assert_eq!((l.name.as_str(), l.kind.as_str(), l.vrf_table), ("vrf0", "vrf", 10));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod addr;
 pub mod link;
 pub mod route;
+pub mod rule;
 pub mod tc;
 
 use crate::error::Result;

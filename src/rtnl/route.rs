@@ -3,7 +3,7 @@
 use super::{family, Rtnl, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE};
 use crate::error::Result;
 use crate::net::{ip_from_octets, ip_octets, IpNet};
-use crate::netlink::{Attrs, MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::netlink::{Attrs, MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
 use std::net::IpAddr;
 
 pub const RTA_DST: u16 = 1;
@@ -53,6 +53,7 @@ impl Route {
                 RTA_OIF => r.oif = a.u32() as i32,
                 RTA_PRIORITY => r.priority = a.u32(),
                 RTA_TABLE => r.table = a.u32(),
+                RTA_PREFSRC => r.src = ip_from_octets(a.data),
                 _ => {}
             }
         }
@@ -75,14 +76,23 @@ pub fn rtmsg(fam: u8, dst_len: u8, table: u8, proto: u8, scope: u8, ty: u8) -> [
 /// RTM_NEWROUTE with CREATE but without EXCL: an identical route already
 /// there is accepted, as the reference does (`RouteAddEcmp`).
 pub fn add_msg(r: &Route, dst: &IpNet) -> MsgBuf {
-    let scope = if r.scope != 0 {
+    route_msg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, r, dst, RTPROT_BOOT, scope_of(r))
+}
+
+/// The route's own scope, else link scope for a device route and universe for one via a gateway.
+fn scope_of(r: &Route) -> u8 {
+    if r.scope != 0 {
         r.scope
     } else if r.gw.is_none() {
         RT_SCOPE_LINK
     } else {
         RT_SCOPE_UNIVERSE
-    };
-    route_msg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE, r, dst, RTPROT_BOOT, scope)
+    }
+}
+
+/// RTM_NEWROUTE that replaces a route with the same destination.
+pub fn replace_msg(r: &Route, dst: &IpNet) -> MsgBuf {
+    route_msg(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, r, dst, RTPROT_BOOT, scope_of(r))
 }
 
 /// RTM_DELROUTE matching any protocol and scope (so that it also finds the
@@ -130,6 +140,10 @@ impl Rtnl {
     pub fn add_route(&mut self, r: &Route, dst: &IpNet, dev: &str) -> Result<()> {
         let via = r.gw.map(|g| format!(" via {g}")).unwrap_or_default();
         self.sock.request(add_msg(r, dst), format_args!("add route {dst}{via} dev {dev}"))
+    }
+
+    pub fn replace_route(&mut self, r: &Route, dst: &IpNet, dev: &str) -> Result<()> {
+        self.sock.request(replace_msg(r, dst), format_args!("replace route {dst} dev {dev}"))
     }
 
     pub fn del_route(&mut self, r: &Route, dst: &IpNet, dev: &str) -> Result<()> {

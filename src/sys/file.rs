@@ -14,6 +14,7 @@ pub struct FileLock {
 }
 
 impl FileLock {
+    /// Lock `path`, creating it as an empty 0600 file when missing.
     pub fn exclusive(path: &Path) -> Result<FileLock> {
         let file = OpenOptions::new()
             .read(true)
@@ -23,6 +24,21 @@ impl FileLock {
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| Error::os(format_args!("open lock file {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
+        Self::lock(file, path)
+    }
+
+    /// Lock a file that must already exist and may not be writable (a
+    /// namespace's bind mount, to serialize plugins working inside it).
+    pub fn existing(path: &Path) -> Result<FileLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::os(format_args!("open {} to lock it", path.display()), e.raw_os_error().unwrap_or(0)))?;
+        Self::lock(file, path)
+    }
+
+    fn lock(file: File, path: &Path) -> Result<FileLock> {
         loop {
             // SAFETY: flock on a valid, owned descriptor.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {

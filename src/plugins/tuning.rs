@@ -1,0 +1,300 @@
+//! tuning (chained): sysctls of the container's network namespace and link
+//! settings of its interface (MAC, MTU, promiscuous, all-multicast, queue
+//! length). The original link settings are saved first and put back on DEL.
+
+use super::macvlan::RuntimeMac;
+use crate::cni::args::CniArgs;
+use crate::cni::{CniResult, Plugin, Request};
+use crate::error::{Error, Result};
+use crate::net::Mac;
+use crate::regex::Regex;
+use crate::rtnl::link::{IFF_PROMISC, IFLA_TXQLEN};
+use crate::rtnl::Rtnl;
+use crate::sys::netns::Netns;
+use crate::sys::{file, sysctl};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub static PLUGIN: Plugin = Plugin {
+    name: "tuning",
+    min_version: "0.1.0",
+    add,
+    del,
+    check,
+    gc: crate::cni::skel::noop,
+    status: crate::cni::skel::noop,
+};
+
+const DEFAULT_DATA_DIR: &str = "/run/cni/tuning";
+const ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
+const IFF_ALLMULTI: u32 = libc::IFF_ALLMULTI as u32;
+
+/// What can be set, from the config or from `args.cni` (which wins).
+#[derive(Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Settings {
+    #[serde(default)]
+    sysctl: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    promisc: Option<bool>,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    allmulti: Option<bool>,
+    #[serde(default, rename = "txQLen")]
+    tx_qlen: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Conf {
+    #[serde(default)]
+    sysctl: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    mac: Option<String>,
+    #[serde(default)]
+    promisc: Option<bool>,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    allmulti: Option<bool>,
+    #[serde(default, rename = "txQLen")]
+    tx_qlen: Option<u32>,
+    #[serde(default)]
+    data_dir: Option<String>,
+    #[serde(default)]
+    args: Option<ArgsCni>,
+    #[serde(default)]
+    runtime_config: RuntimeMac,
+}
+
+#[derive(Deserialize)]
+struct ArgsCni {
+    #[serde(default)]
+    cni: Option<Settings>,
+}
+
+/// The link's settings before tuning, kept for DEL.
+#[derive(Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Backup {
+    mac: Mac,
+    mtu: u32,
+    promisc: bool,
+    allmulti: bool,
+    tx_qlen: u32,
+}
+
+/// The effective settings with sysctl keys resolved to paths under /proc/sys/net.
+struct Tuning {
+    sysctls: Vec<(String, String)>,
+    mac: Option<Mac>,
+    promisc: Option<bool>,
+    mtu: Option<u32>,
+    allmulti: Option<bool>,
+    tx_qlen: Option<u32>,
+    data_dir: PathBuf,
+}
+
+fn load(req: &Request) -> Result<Tuning> {
+    let c: Conf = req.conf()?;
+    let over = c.args.and_then(|a| a.cni).unwrap_or_default();
+    let cargs = CniArgs::parse(&req.args, &["MAC"])?;
+    let mac_src = [c.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac].into_iter().flatten().filter(|m| !m.is_empty()).last();
+    let data_dir = c.data_dir.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    if !data_dir.starts_with('/') {
+        return Err(Error::config(format!("dataDir \"{data_dir}\" must be an absolute path")));
+    }
+    let raw = over.sysctl.or(c.sysctl).unwrap_or_default();
+    Ok(Tuning {
+        sysctls: sysctl_paths(&raw, &req.ifname)?,
+        mac: mac_src.map(|m| m.parse().map_err(Error::config)).transpose()?,
+        promisc: over.promisc.or(c.promisc),
+        mtu: over.mtu.or(c.mtu),
+        allmulti: over.allmulti.or(c.allmulti),
+        tx_qlen: over.tx_qlen.or(c.tx_qlen),
+        data_dir: PathBuf::from(data_dir),
+    })
+}
+
+/// Turn "net.ipv4.conf.IFNAME.arp_filter" (or the slashed form) into
+/// "net/ipv4/conf/eth0/arp_filter": only under net/, no traversal, no
+/// duplicates, and allowed by the allowlist file when there is one.
+fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(String, String)>> {
+    let allow: Option<Vec<Regex>> = match std::fs::read_to_string(ALLOWLIST) {
+        Ok(text) => Some(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(|l| Regex::new(l).map_err(|e| Error::config(format!("{ALLOWLIST}: {e}"))))
+                .collect::<Result<_>>()?,
+        ),
+        Err(_) => None,
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (key, value) in raw {
+        // Split first, substitute after: interface names may contain dots.
+        let parts: Vec<&str> = if key.contains('/') { key.split('/').collect() } else { key.split('.').collect() };
+        let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).map(|p| if p == "IFNAME" { ifname } else { p }).collect();
+        if parts.first() != Some(&"net") || parts.iter().any(|p| *p == ".." || *p == ".") || parts.len() < 2 {
+            return Err(Error::config(format!("invalid net sysctl key: {key:?}").replace('"', "'")));
+        }
+        if value.contains('\n') {
+            return Err(Error::config(format!("sysctl {key}: value may not contain a newline")));
+        }
+        let dotted = parts.join(".");
+        if let Some(list) = &allow {
+            if !list.iter().any(|r| r.is_match(&dotted)) {
+                return Err(Error::config(format!("sysctl {dotted} is not allowed. Only the following sysctls are allowed: {ALLOWLIST}")));
+            }
+        }
+        let path = parts.join("/");
+        if out.iter().any(|(p, _)| *p == path) {
+            return Err(Error::config(format!("duplicate sysctl key: {dotted}")));
+        }
+        out.push((path, value.clone()));
+    }
+    Ok(out)
+}
+
+fn backup_path(dir: &Path, req: &Request) -> PathBuf {
+    dir.join(format!("{}_{}.json", req.container_id, req.ifname))
+}
+
+fn changes_link(t: &Tuning) -> bool {
+    t.mac.is_some() || t.promisc.is_some() || t.mtu.is_some() || t.allmulti.is_some() || t.tx_qlen.is_some()
+}
+
+fn add(req: &Request) -> Result<CniResult> {
+    let t = load(req)?;
+    let mut result = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
+    let ns = Netns::open(&req.netns)?;
+    ns.run(|| {
+        for (k, v) in &t.sysctls {
+            sysctl::write(k, v)?;
+        }
+        Ok(())
+    })?;
+    if !changes_link(&t) {
+        return Ok(result);
+    }
+    let mut rt = Rtnl::in_netns(&ns)?;
+    let ifn = &req.ifname;
+    let l = rt.link_by_name(ifn)?.ok_or_else(|| Error::msg(format!("failed to find interface {ifn} in netns \"{}\"", req.netns)))?;
+    let path = backup_path(&t.data_dir, req);
+    if !path.exists() {
+        let b = Backup { mac: l.mac, mtu: l.mtu, promisc: l.flags & IFF_PROMISC != 0, allmulti: l.flags & IFF_ALLMULTI != 0, tx_qlen: l.txqlen };
+        let bytes = serde_json::to_vec(&b).map_err(|e| Error::msg(format!("encode backup: {e}")))?;
+        file::create_dir_all(&t.data_dir, 0o700)?;
+        file::write_atomic(&path, &bytes, 0o600)?;
+    }
+    apply(&mut rt, l.index, ifn, t.mac, t.mtu, t.promisc, t.allmulti, t.tx_qlen)?;
+    if let Some(m) = t.mac {
+        for i in result.interfaces.iter_mut().filter(|i| i.name == *ifn && i.sandbox == req.netns) {
+            i.mac = m.to_string();
+        }
+    }
+    Ok(result)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn apply(rt: &mut Rtnl, index: i32, ifn: &str, mac: Option<Mac>, mtu: Option<u32>, promisc: Option<bool>, allmulti: Option<bool>, txq: Option<u32>) -> Result<()> {
+    if let Some(m) = mac {
+        rt.set_mac(index, ifn, m)?;
+    }
+    if let Some(m) = mtu {
+        rt.set_mtu(index, ifn, m)?;
+    }
+    if let Some(p) = promisc {
+        rt.set_promisc(index, ifn, p)?;
+    }
+    if let Some(a) = allmulti {
+        rt.set_flags(index, ifn, if a { IFF_ALLMULTI } else { 0 }, IFF_ALLMULTI)?;
+    }
+    if let Some(q) = txq {
+        rt.set_u32(index, ifn, IFLA_TXQLEN, q, "transmit queue length")?;
+    }
+    Ok(())
+}
+
+/// DEL puts the saved link settings back; everything it meets missing is fine.
+fn del(req: &Request) -> Result<()> {
+    let t = load(req)?;
+    let path = backup_path(&t.data_dir, req);
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
+    if let (Ok(b), Ok(ns)) = (serde_json::from_slice::<Backup>(&bytes), Netns::open(&req.netns)) {
+        if let Ok(mut rt) = Rtnl::in_netns(&ns) {
+            if let Ok(Some(l)) = rt.link_by_name(&req.ifname) {
+                let _ = apply(&mut rt, l.index, &req.ifname, Some(b.mac), Some(b.mtu), Some(b.promisc), Some(b.allmulti), Some(b.tx_qlen));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+fn check(req: &Request) -> Result<()> {
+    let t = load(req)?;
+    req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
+    let ns = Netns::open(&req.netns)?;
+    ns.run(|| {
+        for (k, v) in &t.sysctls {
+            let cur = sysctl::read(k)?;
+            if cur != v.trim() {
+                return Err(Error::msg(format!("Error: Tuning configured value of {k} is {v}, current value is {cur}")));
+            }
+        }
+        Ok(())
+    })?;
+    if !changes_link(&t) {
+        return Ok(());
+    }
+    let mut rt = Rtnl::in_netns(&ns)?;
+    let l = rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
+    let bad = |what: &str| Err(Error::msg(format!("Error: Tuning configured {what} of {} does not match the link", req.ifname)));
+    if t.mac.map(|m| m != l.mac).unwrap_or(false) {
+        return bad("MAC");
+    }
+    if t.mtu.map(|m| m != l.mtu).unwrap_or(false) {
+        return bad("MTU");
+    }
+    if t.promisc.map(|p| p != (l.flags & IFF_PROMISC != 0)).unwrap_or(false) {
+        return bad("promiscuous mode");
+    }
+    if t.allmulti.map(|a| a != (l.flags & IFF_ALLMULTI != 0)).unwrap_or(false) {
+        return bad("allmulti");
+    }
+    if t.tx_qlen.map(|q| q != l.txqlen).unwrap_or(false) {
+        return bad("txQLen");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn keys_become_paths_with_the_interface_name() {
+        let p = sysctl_paths(&keys(&[("net.ipv4.conf.IFNAME.arp_filter", "1"), ("net/ipv6/conf/IFNAME/accept_ra", "0")]), "eth0.100").unwrap();
+        assert_eq!(p, vec![
+            ("net/ipv4/conf/eth0.100/arp_filter".to_string(), "1".to_string()),
+            ("net/ipv6/conf/eth0.100/accept_ra".to_string(), "0".to_string()),
+        ]);
+    }
+
+    #[test]
+    fn refuses_outside_net_traversal_and_duplicates() {
+        for k in ["kernel.panic", "net/../kernel/panic", "net", "/etc/passwd"] {
+            assert!(sysctl_paths(&keys(&[(k, "1")]), "eth0").is_err(), "{k}");
+        }
+        assert!(sysctl_paths(&keys(&[("net.ipv4.ip_forward", "1"), ("net/ipv4/ip_forward", "0")]), "eth0").is_err());
+    }
+}
