@@ -6,6 +6,7 @@ use crate::cni::Plugin;
 pub mod bandwidth;
 pub mod bridge;
 pub mod dummy;
+pub mod firewall;
 pub mod flannel;
 pub mod host_device;
 pub mod host_local;
@@ -28,6 +29,7 @@ pub static ALL: &[&Plugin] = &[
     &bandwidth::PLUGIN,
     &bridge::PLUGIN,
     &dummy::PLUGIN,
+    &firewall::PLUGIN,
     &flannel::PLUGIN,
     &host_device::PLUGIN,
     &host_local::PLUGIN,

@@ -1,0 +1,213 @@
+//! firewall (chained, cniVersion >= 0.4.0): the reference plugin's policy
+//! (accept the container's traffic in FORWARD, an admin chain for overrides,
+//! optional isolation between bridges) in cnibox's own nftables table instead
+//! of iptables chains:
+//!
+//! ```text
+//! table inet cni_firewall {
+//!     chain forward { type filter hook forward priority filter; policy accept;
+//!                     jump isolation_stage_1; jump cni_forward }
+//!     chain cni_forward { jump cni_admin
+//!                         ip daddr <ip> ct state established,related accept comment "<key>"
+//!                         ip saddr <ip> accept comment "<key>" }
+//!     chain cni_admin { }                      (the operator's; cnibox never touches its rules)
+//!     chain isolation_stage_1 { iifname <br> oifname != <br> jump isolation_stage_2 comment "isolation <br>"
+//!                               [iifname <br> oifname <br> drop]              (ingressPolicy isolated) }
+//!     chain isolation_stage_2 { oifname <br> drop comment "isolation <br>" }
+//! }
+//! ```
+//!
+//! DEL removes the container's rules by key; isolation rules stay, as in the reference.
+
+use crate::cni::{CniResult, Plugin, Request};
+use crate::error::{code, Context, Error, Result};
+use crate::net::{ip_octets, max_prefix, IpNet};
+use crate::nft::expr::{self, Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_JUMP, NF_ACCEPT, NF_DROP};
+use crate::nft::{transact, Base, Batch, Nft, Rule, Table, NFPROTO_INET};
+use serde::Deserialize;
+
+pub static PLUGIN: Plugin = Plugin {
+    name: "firewall",
+    min_version: "0.4.0",
+    add,
+    del,
+    check,
+    gc: crate::cni::skel::noop,
+    status: crate::cni::skel::noop,
+};
+
+const TABLE: Table = Table { family: NFPROTO_INET, name: "cni_firewall" };
+const FORWARD: &str = "forward";
+const CNI_FORWARD: &str = "cni_forward";
+const STAGE1: &str = "isolation_stage_1";
+const STAGE2: &str = "isolation_stage_2";
+const HOOK_FORWARD: u32 = 2;
+const NFT_META_OIFNAME: u32 = 7;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Conf {
+    #[serde(default)]
+    backend: String,
+    #[serde(default)]
+    iptables_admin_chain_name: String,
+    #[serde(default)]
+    ingress_policy: String,
+}
+
+#[derive(PartialEq)]
+enum Ingress {
+    Open,
+    SameBridge,
+    Isolated,
+}
+
+fn load(req: &Request) -> Result<(Conf, Ingress)> {
+    let c: Conf = req.conf()?;
+    match c.backend.as_str() {
+        "" | "nftables" | "iptables" => {}
+        "firewalld" => {
+            return Err(Error::new(code::UNSUPPORTED_FIELD, "backend \"firewalld\" is not supported: cnibox's firewall plugin writes nftables rules")
+                .with_details("backend"))
+        }
+        b => return Err(Error::config(format!("invalid backend \"{b}\" (expected \"nftables\")"))),
+    }
+    let ing = match c.ingress_policy.as_str() {
+        "" | "open" => Ingress::Open,
+        "same-bridge" => Ingress::SameBridge,
+        "isolated" => Ingress::Isolated,
+        p => return Err(Error::config(format!("unknown ingressPolicy \"{p}\" (expected open, same-bridge or isolated)"))),
+    };
+    let n = &c.iptables_admin_chain_name;
+    if n.len() > 64 || n.contains(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')) {
+        return Err(Error::config(format!("invalid iptablesAdminChainName \"{n}\"")));
+    }
+    Ok((c, ing))
+}
+
+fn admin_chain(c: &Conf) -> String {
+    if c.iptables_admin_chain_name.is_empty() {
+        "cni_admin".into()
+    } else {
+        c.iptables_admin_chain_name.clone()
+    }
+}
+
+/// The comment shared by one attachment's rules.
+fn key(network: &str, ifname: &str, container_id: &str) -> Vec<u8> {
+    let mut k = format!("cni-fw {}-{}", crate::sha512::hex(network.as_bytes(), 16), crate::sha512::hex(format!("{ifname}:{container_id}").as_bytes(), 16))
+        .into_bytes();
+    k.truncate(crate::nft::COMMENT_MAX);
+    k
+}
+
+fn ifname_cmp(v: &mut Vec<Expr>, key: u32, op: u32, name: &str) {
+    v.push(Expr::Meta(key));
+    v.push(Expr::Cmp(op, Data::new(&expr::ifname_bytes(name))));
+}
+
+/// `ip daddr <ip> ct state established,related accept` and `ip saddr <ip> accept`.
+fn container_rules(ip: &IpNet) -> [Vec<Expr<'static>>; 2] {
+    let host = IpNet { addr: ip.addr, prefix: max_prefix(&ip.addr) };
+    let mut to = Vec::new();
+    expr::addr(&mut to, true, false, &host, NFT_CMP_EQ);
+    to.push(Expr::Ct(NFT_CT_STATE));
+    to.push(Expr::Bitwise(Data::new(&CT_ESTABLISHED_RELATED.to_ne_bytes())));
+    to.push(Expr::Cmp(NFT_CMP_NEQ, Data::new(&[0; 4])));
+    to.push(Expr::Verdict(NF_ACCEPT, ""));
+    let mut from = Vec::new();
+    expr::addr(&mut from, true, true, &host, NFT_CMP_EQ);
+    from.push(Expr::Verdict(NF_ACCEPT, ""));
+    [to, from]
+}
+
+fn rules_of(nft: &mut Nft, chain: &str) -> Result<Vec<Rule>> {
+    nft.rules(TABLE.family, TABLE.name, chain)
+}
+
+fn add(req: &Request) -> Result<CniResult> {
+    let (c, ing) = load(req)?;
+    let prev = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
+    let admin = admin_chain(&c);
+    let k = key(&req.name, &req.ifname, &req.container_id);
+    let bridge = prev.interfaces.first().map(|i| i.name.clone()).unwrap_or_default();
+    if ing != Ingress::Open && bridge.is_empty() {
+        return Err(Error::msg("ingressPolicy needs the bridge as the first interface of prevResult"));
+    }
+    let iso = format!("isolation {bridge}").into_bytes();
+    transact(|nft| {
+        let mut b = Batch::new();
+        b.add_table(&TABLE, "CNI firewall plugin rules (cnibox)");
+        for ch in [CNI_FORWARD, admin.as_str(), STAGE1, STAGE2] {
+            b.add_chain(&TABLE, ch, None, "");
+        }
+        b.add_chain(&TABLE, FORWARD, Some(Base { ty: "filter", hook: HOOK_FORWARD, prio: 0 }), "");
+        b.flush_chain(&TABLE, FORWARD);
+        b.add_rule(&TABLE, FORWARD, &[Expr::Verdict(NFT_JUMP, STAGE1)], b"");
+        b.add_rule(&TABLE, FORWARD, &[Expr::Verdict(NFT_JUMP, CNI_FORWARD)], b"");
+        let existing = rules_of(nft, CNI_FORWARD)?;
+        if !existing.iter().any(|r| r.comment == b"CNI firewall plugin admin overrides") {
+            b.add_rule(&TABLE, CNI_FORWARD, &[Expr::Verdict(NFT_JUMP, &admin)], b"CNI firewall plugin admin overrides");
+        }
+        for r in existing.iter().filter(|r| r.comment == k) {
+            b.del_rule(r); // a re-ADD replaces its rules
+        }
+        for ip in &prev.ips {
+            for r in container_rules(&ip.address) {
+                b.add_rule(&TABLE, CNI_FORWARD, &r, &k);
+            }
+        }
+        if ing != Ingress::Open && !rules_of(nft, STAGE1)?.iter().any(|r| r.comment == iso) {
+            let mut leave = Vec::new();
+            ifname_cmp(&mut leave, expr::NFT_META_IIFNAME, NFT_CMP_EQ, &bridge);
+            ifname_cmp(&mut leave, NFT_META_OIFNAME, NFT_CMP_NEQ, &bridge);
+            leave.push(Expr::Verdict(NFT_JUMP, STAGE2));
+            b.add_rule(&TABLE, STAGE1, &leave, &iso);
+            if ing == Ingress::Isolated {
+                let mut within = Vec::new();
+                ifname_cmp(&mut within, expr::NFT_META_IIFNAME, NFT_CMP_EQ, &bridge);
+                ifname_cmp(&mut within, NFT_META_OIFNAME, NFT_CMP_EQ, &bridge);
+                within.push(Expr::Verdict(NF_DROP, ""));
+                b.add_rule(&TABLE, STAGE1, &within, &iso);
+            }
+            let mut enter = Vec::new();
+            ifname_cmp(&mut enter, NFT_META_OIFNAME, NFT_CMP_EQ, &bridge);
+            enter.push(Expr::Verdict(NF_DROP, ""));
+            b.add_rule(&TABLE, STAGE2, &enter, &iso);
+        }
+        Ok(b)
+    })
+    .context("firewall: add rules")?;
+    Ok(prev)
+}
+
+fn del(req: &Request) -> Result<()> {
+    load(req)?;
+    let k = key(&req.name, &req.ifname, &req.container_id);
+    transact(|nft| {
+        let mut b = Batch::new();
+        for r in rules_of(nft, CNI_FORWARD)?.iter().filter(|r| r.comment == k) {
+            b.del_rule(r);
+        }
+        Ok(b)
+    })
+    .context("firewall: remove rules")
+}
+
+fn check(req: &Request) -> Result<()> {
+    let (c, _) = load(req)?;
+    let prev = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
+    let mut nft = Nft::open()?;
+    let rules = rules_of(&mut nft, CNI_FORWARD)?;
+    let k = key(&req.name, &req.ifname, &req.container_id);
+    if !rules.iter().any(|r| r.comment == b"CNI firewall plugin admin overrides") {
+        return Err(Error::msg(format!("firewall: no jump to {} in {TABLE} {CNI_FORWARD}", admin_chain(&c))));
+    }
+    for ip in &prev.ips {
+        let n = rules.iter().filter(|r| r.comment == k && r.compares(&ip_octets(&ip.address.addr))).count();
+        if n < 2 {
+            return Err(Error::msg(format!("firewall: missing accept rules for {} in {TABLE} {CNI_FORWARD}", ip.address.addr)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! firewall, chained after bridge: per-container accept rules in cnibox's
+//! nftables table (checked with `nft -j`), and bridge isolation with real pings.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+fn bridge_conf(tmp: &TempDir, br: &str, subnet: &str) -> String {
+    json!({"cniVersion":"1.0.0","name":"fwnet","type":"bridge","bridge":br,"isDefaultGateway":true,
+           "ipam":{"type":"host-local","dataDir":tmp.join("ipam").to_string_lossy(),"ranges":[[{"subnet":subnet}]]}})
+    .to_string()
+}
+
+fn fw_conf(prev: &Value, policy: &str) -> String {
+    json!({"cniVersion":"1.0.0","name":"fwnet","type":"firewall","ingressPolicy":policy,"prevResult":prev}).to_string()
+}
+
+/// All rules of table inet cni_firewall as (chain, rendered expressions).
+fn fw_rules(node: &Netns) -> Vec<(String, String)> {
+    let v = node.nft_json();
+    let mut out = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        if let Some(r) = item.get("rule") {
+            if r["table"] == "cni_firewall" {
+                out.push((r["chain"].as_str().unwrap_or("").to_string(), r["expr"].to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn accept_rules_and_bridge_isolation() {
+    need_root!();
+    let tmp = TempDir::new("fw");
+    let path = plugin_dir(&tmp);
+    let node = Netns::new("node");
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let a = bridge_conf(&tmp, "cbrA", "10.76.0.0/24");
+    let b = bridge_conf(&tmp, "cbrB", "10.78.0.0/24");
+    let r1 = Call::cni(&node, "bridge", "ADD", "ctr1", &c1.path(), "eth0", &path).run(&a).ok().json();
+    let r2 = Call::cni(&node, "bridge", "ADD", "ctr2", &c2.path(), "eth0", &path).run(&b).ok().json();
+    let ip2 = r2["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert!(c1.ping(&ip2), "routed between bridges before any isolation");
+
+    let fw = |cmd: &str, id: &str, ns: &Netns, conf: &str| Call::cni(&node, "firewall", cmd, id, &ns.path(), "eth0", &path).run(conf);
+    let f1 = fw_conf(&r1, "same-bridge");
+    let f2 = fw_conf(&r2, "same-bridge");
+    let out = fw("ADD", "ctr1", &c1, &f1).ok().json();
+    assert_eq!(out["ips"], r1["ips"], "prevResult passes through");
+    fw("ADD", "ctr2", &c2, &f2).ok();
+    let rules = fw_rules(&node);
+    let ip1 = r1["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let per_ip: Vec<_> = rules.iter().filter(|(ch, e)| ch == "cni_forward" && e.contains(&ip1)).collect();
+    assert_eq!(per_ip.len(), 2, "two accept rules for {ip1}: {rules:?}");
+    assert!(rules.iter().any(|(ch, e)| ch == "cni_forward" && e.contains("cni_admin")), "admin jump: {rules:?}");
+    assert!(rules.iter().any(|(ch, e)| ch == "isolation_stage_2" && e.contains("cbrB") && e.contains("drop")), "{rules:?}");
+    assert!(!c1.ping(&ip2), "same-bridge policy isolates the two bridges");
+    assert!(c1.ping("10.76.0.1"), "the gateway is still reachable");
+    fw("CHECK", "ctr1", &c1, &f1).ok();
+
+    fw("DEL", "ctr1", &c1, &f1).ok();
+    let rules = fw_rules(&node);
+    assert!(!rules.iter().any(|(_, e)| e.contains(&ip1)), "per-IP rules removed: {rules:?}");
+    fw("CHECK", "ctr1", &c1, &f1).err(999);
+    fw("DEL", "ctr1", &c1, &f1).ok();
+    // Versions before 0.4.0 and firewalld are refused.
+    let old = f1.replace("\"1.0.0\"", "\"0.3.1\"");
+    fw("ADD", "ctr1", &c1, &old).err(1);
+    let fwd = json!({"cniVersion":"1.0.0","name":"fwnet","type":"firewall","backend":"firewalld","prevResult":r1}).to_string();
+    let v = fw("ADD", "ctr1", &c1, &fwd).err(2);
+    assert_eq!(v["details"], "backend");
+}
