@@ -91,7 +91,7 @@ fn masquerade_rules_cross_both_ways() {
     // Written by the reference (its ADD transaction), removed by cnibox's DEL without netns.
     let c = masq_comment("ionet", "eth0", "ctr-ref");
     nft_apply(&e.node, &format!("{MASQ_TX}add rule inet cni_plugins_masquerade masq_checks ip saddr == 10.96.0.7 ip daddr != 10.96.0.0/24 masquerade comment \"{c}\"\n"));
-    assert_eq!(e.comments("cni_plugins_masquerade"), [c.clone()]);
+    assert_eq!(e.comments("cni_plugins_masquerade"), [c]);
     let conf = e.bridge_conf(r#""ipMasq":true,"ipMasqBackend":"nftables","#);
     e.bridge("DEL", "ctr-ref", "").run(&conf).ok();
     assert!(e.comments("cni_plugins_masquerade").is_empty(), "{}", ruleset_text(&e.node));

@@ -16,7 +16,7 @@ use support::common;
 use support::*;
 
 struct Env {
-    tmp: TempDir,
+    _tmp: TempDir,
     path: String,
     node: Netns,
     outside: Netns,
@@ -43,7 +43,7 @@ impl Env {
             c.sh(&["-6", "route", "add", "default", "via", &format!("fd88:{i}::1")]);
             ctrs.push(c);
         }
-        Env { tmp, path, node, outside, ctrs }
+        Env { _tmp: tmp, path, node, outside, ctrs }
     }
 
     /// The prevResult an interface plugin would have given for container `i` (1-based).

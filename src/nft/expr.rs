@@ -211,7 +211,7 @@ pub fn addr(v: &mut Vec<Expr>, inet: bool, src: bool, net: &IpNet, op: u32) {
     if p == len * 8 {
         v.push(Expr::Payload(NFT_PAYLOAD_NETWORK_HEADER, off, len as u32));
         v.push(Expr::Cmp(op, Data::new(&bytes)));
-    } else if p % 8 == 0 && p > 0 {
+    } else if p.is_multiple_of(8) && p > 0 {
         v.push(Expr::Payload(NFT_PAYLOAD_NETWORK_HEADER, off, (p / 8) as u32));
         v.push(Expr::Cmp(op, Data::new(&bytes[..p / 8])));
     } else {

@@ -265,7 +265,7 @@ impl Rule {
 
     /// Whether some `cmp` of the rule compares against exactly `value`.
     pub fn compares(&self, value: &[u8]) -> bool {
-        expr::cmp_values(&self.exprs).iter().any(|v| *v == value)
+        expr::cmp_values(&self.exprs).contains(&value)
     }
 }
 

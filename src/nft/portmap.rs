@@ -71,7 +71,7 @@ impl Mapping {
     /// Whether the mapping applies to the container address of this family
     /// (a host IP of the other family does not).
     pub fn applies(&self, v4: bool) -> bool {
-        self.host_ip.map_or(true, |h| h.is_ipv4() == v4)
+        self.host_ip.is_none_or(|h| h.is_ipv4() == v4)
     }
 }
 
