@@ -271,6 +271,8 @@ fn config_errors_name_the_field_and_change_nothing() {
     let v = e.call("ADD", "ctr-x", 1).run(&plain.to_string()).err(999);
     assert!(v["msg"].as_str().unwrap().contains("chained"), "{v}");
     assert!(rules(&e.node).is_empty(), "{}", ruleset_text(&e.node));
+    // DEL after a refused ADD succeeds: runtimes retry a failing DEL forever.
+    e.call("DEL", "ctr-x", 1).run(&e.conf("1.0.0", 1, maps.clone(), json!({"backend": "iptables"}))).ok();
     // No mappings: nothing to do, prevResult passed through in the config's version.
     let out = e.call("ADD", "ctr-x", 1).run(&e.conf("0.3.1", 1, json!([]), json!({}))).ok().json();
     assert_eq!(out["cniVersion"], "0.3.1");

@@ -190,10 +190,10 @@ fn flush_udp_conntrack(ips: &[IpAddr], mappings: &[Mapping]) {
     }
 }
 
-/// DEL removes every rule of the container id, whatever the config says now
-/// (the reference skips DEL when the runtime sends no mappings, and leaks).
+/// DEL removes every rule of the container id, whatever the config says:
+/// the reference skips DEL when the runtime sends no mappings, and leaks; and
+/// a config refused at ADD must not make the runtime's DEL fail forever.
 fn del(req: &Request) -> Result<()> {
-    load(req)?;
     rules::teardown(&req.container_id)
 }
 
