@@ -159,7 +159,8 @@ impl Report<'_> {
         let _ = writeln!(
             o,
             "- Times are fork→wait wall clock of real invocations inside a throwaway node namespace; median / p90 / p99 / max in ms; \
-             A and B interleaved after warm-up; B/A is the median of the per-pair ratios (higher = A faster).{}\n",
+             percentiles by nearest rank (p99 is the max below 100 samples); A and B interleaved after warm-up; \
+             B/A is the median of the per-pair ratios (higher = A faster).{}\n",
             if self.interrupted { " **The run was interrupted: figures are partial.**" } else { "" }
         );
         if self.has_b() {
