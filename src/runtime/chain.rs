@@ -55,8 +55,13 @@ fn invoke(
     let empty = String::new();
     let (id, netns, ifname, args) = match att {
         Some(a) => {
-            let rc: Map<String, Value> =
-                p.caps.iter().filter_map(|c| a.cap_args.get(c).map(|v| (c.clone(), v.clone()))).collect();
+            // Inserted one by one: collecting into a map costs a sort in the binary.
+            let mut rc = Map::new();
+            for c in &p.caps {
+                if let Some(v) = a.cap_args.get(c) {
+                    rc.insert(c.clone(), v.clone());
+                }
+            }
             if !rc.is_empty() {
                 m.insert("runtimeConfig".into(), Value::Object(rc));
             }
@@ -84,7 +89,7 @@ fn invoke(
 
 /// A result as a plugin of version `v` reads it in `prevResult`.
 fn as_value(r: &CniResult, v: &str) -> Result<Value> {
-    serde_json::from_str(&r.to_json(v)?).map_err(|e| Error::msg(format!("encode result: {e}")))
+    serde_json::from_slice(r.to_json(v)?.as_bytes()).map_err(|e| Error::msg(format!("encode result: {e}")))
 }
 
 /// A cached result, read back the way a plugin's output is read (one
