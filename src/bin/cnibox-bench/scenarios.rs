@@ -10,7 +10,7 @@ use crate::stats::{Figure, Unit};
 use serde_json::{json, Value};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Barrier;
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 pub struct Ctx<'a> {
@@ -805,26 +805,33 @@ struct Burst<T> {
 }
 
 /// Run `f(0..n)` on n threads released together, as a runtime creating n
-/// pods at once does.
+/// pods at once does. The threads wait on a start signal given once all of
+/// them exist (a barrier would hang if one could not be started).
 fn fan_out<T: Send, F>(n: usize, f: F) -> Burst<T>
 where
     F: Fn(usize) -> Result<(u64, T), String> + Sync,
 {
-    let barrier = Barrier::new(n);
+    let start = (Mutex::new(false), Condvar::new());
     let mut spans: Vec<(Instant, Instant)> = Vec::with_capacity(n);
     let mut runs = Vec::with_capacity(n);
     std::thread::scope(|sc| {
         let hs: Vec<_> = (0..n)
             .map(|j| {
-                let (f, barrier) = (&f, &barrier);
+                let (f, start) = (&f, &start);
                 std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(sc, move || {
-                    barrier.wait();
+                    let mut go = start.0.lock().unwrap_or_else(|e| e.into_inner());
+                    while !*go {
+                        go = start.1.wait(go).unwrap_or_else(|e| e.into_inner());
+                    }
+                    drop(go);
                     let a = Instant::now();
                     let r = f(j);
                     (a, Instant::now(), r)
                 })
             })
             .collect();
+        *start.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        start.1.notify_all();
         for h in hs {
             match h {
                 Ok(h) => match h.join() {
