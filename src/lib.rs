@@ -7,6 +7,7 @@
 //! plugins, runtime → cni, ipam, nft, rtnl → netlink, sys → error, net, sha512.
 
 pub mod cni;
+pub mod dhcp;
 pub mod error;
 pub mod failpoint;
 pub mod ipam;

@@ -47,6 +47,7 @@ fn main() {
         }
         cmd if runtime::COMMANDS.contains(&cmd) => runtime::main(cmd, rest),
         name => match plugins::find(name) {
+            Some(p) if p.name == "dhcp" && rest.first().map(String::as_str) == Some("daemon") => cnibox::dhcp::daemon::main(&rest[1..]),
             // A plugin given arguments (`bridge add <id> <netns>`) is the short form.
             Some(p) if !rest.is_empty() && std::env::var_os("CNI_COMMAND").is_none() => runtime::short_form(p, rest),
             Some(p) => {

@@ -5,6 +5,7 @@ use crate::cni::Plugin;
 
 pub mod bandwidth;
 pub mod bridge;
+pub mod dhcp;
 pub mod dummy;
 pub mod firewall;
 pub mod flannel;
@@ -28,6 +29,7 @@ pub mod vrf;
 pub static ALL: &[&Plugin] = &[
     &bandwidth::PLUGIN,
     &bridge::PLUGIN,
+    &dhcp::PLUGIN,
     &dummy::PLUGIN,
     &firewall::PLUGIN,
     &flannel::PLUGIN,

@@ -1,0 +1,153 @@
+//! The plugin ↔ daemon protocol (described in the module docs of `dhcp`):
+//! one JSON request line, one JSON reply line, on a fresh unix-socket
+//! connection. Both sides use these types, so they cannot drift apart.
+
+use crate::cni::CniResult;
+use crate::error::{code, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+pub const DEFAULT_SOCKET: &str = "/run/cni/dhcp.sock";
+/// Longest request or reply line read.
+pub const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Serialize, Deserialize, Default)]
+pub struct Request {
+    /// `add`, `check`, `del`, `gc` or `status`.
+    pub op: String,
+    /// The lease's name and DHCP client identifier: `<containerID>/<network>/<ifname>`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network: String,
+    /// Absolute path of the container's network namespace (add).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub netns: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ifname: String,
+    /// Option codes for the parameter request list (add).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request: Vec<u8>,
+    /// Options sent to the server as given: `[code, "value"]` (add).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provide: Vec<(u8, String)>,
+    /// The ids of `network` that stay (gc).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<String>,
+}
+
+/// Success: `{}` or `{"result": {...}}`; failure: the CNI error fields.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Reply {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub code: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub msg: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub details: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<CniResult>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+impl Reply {
+    pub fn error(e: &Error) -> Reply {
+        Reply { code: e.code, msg: e.msg.clone(), details: e.details.clone(), result: None }
+    }
+
+    pub fn ok(result: Option<CniResult>) -> Reply {
+        Reply { result, ..Default::default() }
+    }
+
+    fn into_result(self) -> Result<Option<CniResult>> {
+        if self.code != 0 {
+            return Err(Error { code: self.code, msg: self.msg, details: self.details, errno: 0 });
+        }
+        Ok(self.result)
+    }
+}
+
+/// Send `req` to the daemon at `path` and wait up to `timeout` for its reply.
+/// A daemon that is not there, or does not answer in time, is "try again later" (11).
+pub fn call(path: &str, req: &Request, timeout: Duration) -> Result<Option<CniResult>> {
+    let later = |what: &str, e: std::io::Error| {
+        let why = match e.raw_os_error() {
+            Some(n) => crate::error::strerror(n),
+            None => e.to_string(),
+        };
+        Error::new(code::TRY_AGAIN_LATER, format!("{what} {path}: {why}"))
+    };
+    let mut s = UnixStream::connect(path).map_err(|e| {
+        later("DHCP daemon is not running: cannot connect to", e).with_details("start it with `cnibox dhcp daemon`")
+    })?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let mut line = serde_json::to_vec(req).map_err(|e| Error::msg(format!("encode DHCP daemon request: {e}")))?;
+    line.push(b'\n');
+    s.write_all(&line).map_err(|e| later("cannot send to the DHCP daemon at", e))?;
+    let mut buf = Vec::new();
+    let read = BufReader::new(&s).take(MAX_LINE as u64).read_until(b'\n', &mut buf);
+    match read {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            return Err(Error::new(
+                code::TRY_AGAIN_LATER,
+                format!("DHCP daemon at {path} did not answer within {}s", timeout.as_secs()),
+            ));
+        }
+        Err(e) => return Err(later("cannot read the DHCP daemon's answer from", e)),
+        Ok(_) if !buf.ends_with(b"\n") => {
+            return Err(Error::new(code::TRY_AGAIN_LATER, format!("DHCP daemon at {path} closed the connection without an answer")));
+        }
+        Ok(_) => {}
+    }
+    let reply: Reply = crate::cni::config::parse(&buf, "DHCP daemon answer")?;
+    reply.into_result()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shapes() {
+        let r = Request {
+            op: "add".into(),
+            id: "c1/net/eth0".into(),
+            request: vec![1, 3],
+            provide: vec![(12, "pod-a".into())],
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"add","id":"c1/net/eth0","request":[1,3],"provide":[[12,"pod-a"]]}"#);
+        let e = Reply::error(&Error::new(11, "later"));
+        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"code":11,"msg":"later"}"#);
+        assert_eq!(serde_json::to_string(&Reply::ok(None)).unwrap(), "{}");
+        let back: Reply = serde_json::from_str(r#"{"code":11,"msg":"later"}"#).unwrap();
+        assert_eq!(back.into_result().err().unwrap().code, 11);
+    }
+
+    #[test]
+    fn missing_daemon_is_try_again_later() {
+        let e = call("/nonexistent/cnibox-dhcp.sock", &Request::default(), Duration::from_secs(1)).err().unwrap();
+        assert_eq!(e.code, code::TRY_AGAIN_LATER);
+        assert!(e.msg.starts_with("DHCP daemon is not running: cannot connect to /nonexistent/cnibox-dhcp.sock: "), "{}", e.msg);
+    }
+
+    #[test]
+    fn silent_daemon_times_out() {
+        let dir = std::env::temp_dir().join(format!("cnibox-rpc-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let p = path.to_string_lossy().into_owned();
+        let e = call(&p, &Request::default(), Duration::from_millis(200)).err().unwrap();
+        assert_eq!(e.code, code::TRY_AGAIN_LATER);
+        assert!(e.msg.contains("did not answer"), "{}", e.msg);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
