@@ -228,7 +228,7 @@ fn chain_order_prev_result_capabilities_and_cache() {
 
     // the cache, in libcni's place and format
     let file = format!("chain-{id}-eth0");
-    assert_eq!(rt.cache_files(), [file.clone()]);
+    assert_eq!(rt.cache_files(), std::slice::from_ref(&file));
     let e = rt.cache(&file);
     assert_eq!(e["kind"], "cniCacheV1");
     assert_eq!((e["containerId"].as_str(), e["ifName"].as_str(), e["networkName"].as_str()), (Some(id.as_str()), Some("eth0"), Some("chain")));
@@ -275,7 +275,7 @@ fn ifname_id_and_bare_netns_name() {
     assert_eq!(calls[0].env["CNI_NETNS"], ctr.path(), "a bare name means /run/netns/NAME");
     assert_eq!(calls[1].env["CNI_IFNAME"], "net2");
     let id = cnitool_id(&ctr.path());
-    assert_eq!(rt.cache_files(), [format!("one-box1-net1"), format!("one-{id}-net2")]);
+    assert_eq!(rt.cache_files(), ["one-box1-net1".to_string(), format!("one-{id}-net2")]);
 }
 
 #[test]
@@ -648,7 +648,7 @@ fn run_passes_sigterm_on_and_cleans_up() {
     let rt = Rt::new();
     rt.conf("lo.conflist", r#"{"cniVersion":"1.1.0","name":"lonet","plugins":[{"type":"loopback"}]}"#);
     let name = Named(unique("cbt-sig"));
-    let mut child: Child = rt
+    let child: Child = rt
         .command("cnibox", &["run", "--network", "lonet", "--name", &name.0, "--", "sleep", "600"], &[])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

@@ -77,7 +77,7 @@ fn select_version(w: &ListWire) -> Result<String> {
         if !version::at_least(version::CURRENT, v) {
             continue;
         }
-        if best.map_or(true, |b| version::parse(b) < Some(p)) {
+        if best.is_none_or(|b| version::parse(b) < Some(p)) {
             best = Some(v);
         }
     }
