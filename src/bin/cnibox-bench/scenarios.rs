@@ -544,6 +544,9 @@ impl<'a> Ctx<'a> {
             }
             let warm = self.opts.warmup.min(2);
             let broken_now = broken.clone();
+            // The lowest address an ADD got at this level: below `level`, the
+            // pre-filled allocations were not seen and the figure means nothing.
+            let mut lowest: Vec<Option<u32>> = vec![None; self.sides.len()];
             self.drive(&mut figs, iters, warm, |cx, s, i| {
                 if broken_now[s].is_some() {
                     return Ok(It::new(2));
@@ -556,6 +559,9 @@ impl<'a> Ctx<'a> {
                 let r = match net.add(side, &ns, &id) {
                     Ok((t, r)) => {
                         it.put(0, t[0]);
+                        if let Some(off) = address_offset(&r, side) {
+                            lowest[s] = Some(lowest[s].map_or(off, |l| l.min(off)));
+                        }
                         r
                     }
                     Err(e) => {
@@ -569,6 +575,19 @@ impl<'a> Ctx<'a> {
                 }
                 Ok(it)
             })?;
+            for (s, low) in lowest.iter().enumerate() {
+                if let Some(low) = low {
+                    if (*low as usize) < level {
+                        let side = &self.sides[s];
+                        let msg = format!(
+                            "{}: at {level} allocations an ADD got host number {low} of the /16: the pre-filled allocations were not all seen (--fill-{} {:?})",
+                            side.label, side.key, side.fill
+                        );
+                        figs[0].note = msg.clone();
+                        self.notes.push(msg);
+                    }
+                }
+            }
             self.finish(figs, t0);
         }
         Ok(())
@@ -794,6 +813,13 @@ pub fn custom_net(text: &str, side: &Side) -> Result<Net, String> {
         }
     }
     Ok(Net { name, version, plugins })
+}
+
+/// The host part of the first IPv4 address in an allocs-network result.
+fn address_offset(r: &Value, side: &Side) -> Option<u32> {
+    let a = r["ips"].as_array()?.iter().find_map(|i| i["address"].as_str()?.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())?;
+    let base = u32::from_be_bytes([10, invoke::subnet_octet(side, 5), 0, 0]);
+    u32::from(a).checked_sub(base)
 }
 
 /// The outcome of one burst of concurrent invocations.
