@@ -15,8 +15,8 @@ fn usage() -> String {
          usage: <plugin>               run as a CNI plugin (argv[0] = plugin name, CNI_* in the environment)\n\
          \x20      cnibox <plugin>        the same, naming the plugin explicitly\n\
          \x20      cnibox netns add|del|list|exec NAME [-- CMD...]\n\
-         \x20      cnibox add|check|del|gc|status NETWORK NETNS   (cnitool-compatible)\n\
-         \x20      cnibox run [--network NAME] [--] CMD...\n\
+         \x20      cnibox add|check|del NETWORK NETNS | gc|status NETWORK   (cnitool-compatible; -i IFNAME --id ID --cache-dir DIR)\n\
+         \x20      cnibox run [--network NAME] [--name NETNS] [--] CMD...\n\
          \x20      <plugin> add|check|del CONTAINERID NETNS [--config FILE]\n\
          \x20      cnibox --version | --help\n\n\
          plugins: {}\n",

@@ -370,3 +370,18 @@ fn parallel_adds_and_dels_lose_nothing() {
     });
     assert!(rules(&e.node).iter().all(|r| !r.3.starts_with("ctr-p")), "{}", ruleset_text(&e.node));
 }
+
+#[test]
+fn a_port_range_larger_than_the_default_socket_buffer() {
+    need_root!();
+    // 600 mappings for both families: one batch of well over 200 KB, more than
+    // a netlink socket sends by default (podman and nerdctl publish ranges).
+    let e = Env::new(1);
+    let maps: Vec<Value> = (0..600).map(|i| json!({"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"})).collect();
+    let conf = e.conf("1.0.0", 1, Value::Array(maps), json!({}));
+    e.call("ADD", "big", 1).run(&conf).ok();
+    let dnats = e.portmap_rules("big").iter().filter(|(_, chain)| chain == "hostports").count();
+    assert_eq!(dnats, 1200, "one DNAT rule per mapping and family");
+    e.call("DEL", "big", 1).run(&conf).ok();
+    assert!(e.portmap_rules("big").is_empty());
+}

@@ -64,6 +64,20 @@ impl Socket {
         ns.run(|| Socket::open(proto))
     }
 
+    /// Make room for one datagram of `bytes` (a large nftables batch): the
+    /// default send buffer takes about 200 KB. SO_SNDBUFFORCE passes the
+    /// system limit, which root may; SO_SNDBUF is the fallback.
+    pub fn reserve_send(&self, bytes: usize) {
+        let n = bytes.min(i32::MAX as usize / 2) as i32;
+        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+            // SAFETY: valid fd, option value points at an i32.
+            let r = unsafe { libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&n as *const i32).cast(), 4) };
+            if r == 0 {
+                return;
+            }
+        }
+    }
+
     pub fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq

@@ -338,6 +338,9 @@ impl Nft {
             self.sock.next_seq();
         }
         let bytes = b.encode(seq, genid);
+        if bytes.len() > 128 * 1024 {
+            self.sock.reserve_send(bytes.len() + 4096);
+        }
         self.sock.send(&bytes).map_err(|e| match e.errno {
             libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", b.msgs.len(), bytes.len())),
             _ => e.context("nftables"),
