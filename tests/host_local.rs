@@ -392,3 +392,56 @@ fn interoperates_with_the_reference_binary() {
     assert!(!n.dir().join("10.80.0.3").exists());
     assert_eq!(n.held(), ["10.80.0.4 box1 eth0", "10.80.0.5 box2 eth0", "10.80.0.6 box3 eth0"]);
 }
+
+/// A container id shaped like the runtime's: 64 hex digits that look random.
+fn fake_id(n: u64) -> String {
+    let mut x = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut s = String::with_capacity(64);
+    for _ in 0..4 {
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 31;
+        s.push_str(&format!("{x:016x}"));
+    }
+    s
+}
+
+/// Not a pass/fail test: prints what an ADD costs with 10 and with 10,000
+/// allocations held (run with the release binary:
+/// `CNIBOX_BIN=target/x86_64-unknown-linux-musl/release/cnibox cargo test --test host_local -- --ignored --nocapture`).
+#[test]
+#[ignore = "benchmark; prints timings"]
+fn bench_add_cost_with_allocations_held() {
+    for held in [10usize, 10_000] {
+        let n = Net::new();
+        let conf = n.conf("1.0.0", json!({"ranges": [[{"subnet": "10.42.0.0/16"}]]}));
+        std::fs::create_dir_all(n.dir()).unwrap();
+        // Kubernetes-like ids (64 hex digits); the first ADD rewrites this into cnibox's own form.
+        let mut text = String::new();
+        for i in 0..held {
+            text.push_str(&format!("10.42.{}.{} {} eth0\n", (i + 2) >> 8, (i + 2) & 255, fake_id(i as u64)));
+        }
+        std::fs::write(n.dir().join("cnibox.state"), text).unwrap();
+        n.add("warmup", &conf);
+        n.del("warmup", &conf);
+        let mut times = Vec::new();
+        for i in 0..300 {
+            let id = fake_id(0xbe4c_0000 + i);
+            let t = std::time::Instant::now();
+            n.add(&id, &conf);
+            times.push(t.elapsed());
+            n.del(&id, &conf);
+        }
+        assert_eq!(n.held().len(), held);
+        times.sort();
+        let size = std::fs::metadata(n.dir().join("cnibox.state")).unwrap().len();
+        eprintln!(
+            "host-local ADD with {held:>5} held ({size:>7} byte state): median {:?}, p10 {:?}, p90 {:?}",
+            times[times.len() / 2],
+            times[times.len() / 10],
+            times[times.len() * 9 / 10]
+        );
+    }
+}
