@@ -445,3 +445,33 @@ fn bench_add_cost_with_allocations_held() {
         );
     }
 }
+
+/// A plugin killed at every mutating step (built with `--features
+/// failpoints`) leaves the state file whole: the old reservations or the
+/// new, nothing torn, and the network usable afterwards.
+#[cfg(feature = "failpoints")]
+#[test]
+fn killed_at_any_step_leaves_the_old_or_the_new_state() {
+    let n = Net::new();
+    let conf = n.conf("1.0.0", dual());
+    n.add("a", &conf);
+    std::fs::write(n.dir().join("10.22.0.6"), "old\r\neth0").unwrap();
+    let before = n.held();
+    for (cmd, id) in [("ADD", "b"), ("DEL", "a"), ("DEL", "old")] {
+        for mode in ["abort", "error"] {
+            let mut c = Call::new(None, "host-local");
+            c.set("CNI_COMMAND", cmd).set("CNI_CONTAINERID", id).set("CNI_NETNS", NETNS).set("CNI_IFNAME", "eth0");
+            c.set("CNI_PATH", "/x").set("CNIBOX_FAILPOINT", "1").set("CNIBOX_FAILPOINT_MODE", mode);
+            let r = c.run(&conf);
+            assert_ne!(r.code, 0, "{cmd} {id} {mode}: the failpoint was not reached");
+            assert_eq!(n.held(), before, "{cmd} {id} {mode}");
+            assert!(n.dir().join("10.22.0.6").exists());
+        }
+    }
+    // and every verb still works
+    n.add("b", &conf);
+    n.del("a", &conf);
+    n.del("old", &conf);
+    assert!(!n.dir().join("10.22.0.6").exists());
+    assert_eq!(n.held(), ["10.22.0.3 b eth0", "fd00:22::3 b eth0"]);
+}

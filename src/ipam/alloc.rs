@@ -175,7 +175,10 @@ mod tests {
         }
     }
 
-    fn sets(spec: &[&[(&str, Option<&str>, Option<&str>, Option<&str>)]]) -> Vec<RangeSet> {
+    /// (subnet, rangeStart, rangeEnd, gateway)
+    type Conf<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+    fn sets(spec: &[&[Conf]]) -> Vec<RangeSet> {
         spec.iter()
             .map(|set| {
                 let confs: Vec<RangeConf> = set
