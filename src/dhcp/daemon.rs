@@ -744,9 +744,13 @@ impl Daemon {
                     let why = r.msg;
                     return self.remove(i, &why, true);
                 }
-                for w in std::mem::take(&mut e.waiters) {
+                // On disk before ADD hears of it: a daemon killed right after still knows the lease.
+                let waiters = std::mem::take(&mut e.waiters);
+                self.save();
+                for w in waiters {
                     self.reply(w, Reply { result: r.result.clone(), ..Default::default() });
                 }
+                return;
             }
             Event::Renewed => {
                 e.sock = None;

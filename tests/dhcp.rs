@@ -1,0 +1,461 @@
+//! The dhcp IPAM plugin and its daemon against a real DHCP server (Debian's
+//! dnsmasq), all inside namespaces the test makes:
+//!
+//! ```text
+//!   server ns: srv0 10.55.0.1/24, dnsmasq ──veth── node ns: lan0 ── macvlan eth0 in each container ns
+//!                                                   cnibox dhcp daemon (socket in the test's temp dir)
+//! ```
+//!
+//! The plugin runs as a runtime runs it: `macvlan` with `"ipam":{"type":"dhcp"}`
+//! in the node namespace, delegating to `dhcp`, which asks the daemon. What
+//! the server saw is read from dnsmasq's own log and lease file. Every
+//! process the test starts is killed, and every namespace deleted, on drop.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// Skip when dnsmasq is missing (scripts/setup.sh installs `dnsmasq-base`).
+macro_rules! need_dnsmasq {
+    () => {
+        need_root!();
+        if !std::path::Path::new(DNSMASQ).exists() {
+            eprintln!("skipped: needs {DNSMASQ} (apt-get install dnsmasq-base)");
+            return;
+        }
+    };
+}
+
+/// Start `exe args` inside `ns`, stdout and stderr appended to `log`.
+fn spawn_in(ns: &Netns, exe: &str, args: &[&str], log: &std::path::Path) -> Child {
+    let f = ns.file();
+    let fd = f.as_raw_fd();
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("start {exe}: {e}"));
+    drop(f);
+    child
+}
+
+/// Poll `ok` every 100 ms for at most `secs`; panic with `what` if it never holds.
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+fn stop(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+struct Lab {
+    tmp: TempDir,
+    path: String,
+    node: Netns,
+    srv: Netns,
+    server: Option<Child>,
+    daemon: Option<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        stop(&mut self.daemon);
+        stop(&mut self.server);
+        if std::thread::panicking() {
+            eprintln!("--- daemon log:\n{}--- dnsmasq log:\n{}", self.daemon_log(), self.server_log());
+        }
+    }
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let tmp = TempDir::new("dhcp");
+        let path = plugin_dir(&tmp);
+        let (node, srv) = (Netns::new("node"), Netns::new("srv"));
+        node.sh(&["link", "add", "lan0", "type", "veth", "peer", "name", "srv0", "netns", &srv.name]);
+        node.sh(&["link", "set", "lan0", "up"]);
+        srv.sh(&["addr", "add", "10.55.0.1/24", "dev", "srv0"]);
+        srv.sh(&["link", "set", "srv0", "up"]);
+        Lab { tmp, path, node, srv, server: None, daemon: None }
+    }
+
+    /// (Re)start dnsmasq handing out `range` (e.g. "10.55.0.50,10.55.0.150")
+    /// for two minutes (its minimum) with T1 = 3 s, so renewals come quickly
+    /// (dnsmasq 2.90 ignores a T1 of 2).
+    fn start_server(&mut self, range: &str, leasefile: &str, extra: &[&str]) {
+        stop(&mut self.server);
+        let log = self.tmp.join("dnsmasq.log");
+        let starts = self.server_log().matches("DHCP, IP range").count();
+        let mut args = vec![
+            "--conf-file=/dev/null".to_string(),
+            "--keep-in-foreground".into(),
+            "--port=0".into(),
+            "--interface=srv0".into(),
+            "--pid-file=".into(),
+            "--user=root".into(),
+            "--log-dhcp".into(),
+            // no ping check of an address before offering it: answers in milliseconds
+            "--no-ping".into(),
+            format!("--log-facility={}", log.display()),
+            format!("--dhcp-leasefile={}", self.tmp.join(leasefile).display()),
+            format!("--dhcp-range={range},255.255.255.0,2m"),
+            "--dhcp-option=option:T1,3".into(),
+            "--dhcp-option=option:dns-server,10.55.0.1".into(),
+            "--dhcp-option=option:domain-name,lab.test".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.server = Some(spawn_in(&self.srv, DNSMASQ, &a, &self.tmp.join("dnsmasq.out")));
+        wait_for("dnsmasq to start", 10, || self.server_log().matches("DHCP, IP range").count() > starts);
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.tmp.join("dnsmasq.log")).unwrap_or_default()
+    }
+
+    /// dnsmasq's lease file: one line per lease it holds.
+    fn server_leases(&self) -> String {
+        std::fs::read_to_string(self.tmp.join("leases")).unwrap_or_default()
+    }
+
+    fn sock(&self) -> String {
+        self.tmp.join("run/dhcp.sock").to_string_lossy().into_owned()
+    }
+
+    /// `cnibox dhcp daemon ...`
+    fn start_daemon(&mut self, extra: &[&str]) {
+        self.start_daemon_as(bin().to_str().unwrap(), &["dhcp", "daemon"], extra);
+    }
+
+    /// `dhcp daemon ...` through the `dhcp` link, as the reference is started.
+    fn start_daemon_link(&mut self, extra: &[&str]) {
+        let exe = format!("{}/dhcp", self.path);
+        self.start_daemon_as(&exe, &["daemon"], extra);
+    }
+
+    fn start_daemon_as(&mut self, exe: &str, pre: &[&str], extra: &[&str]) {
+        let sock = self.sock();
+        let mut args = pre.to_vec();
+        args.extend_from_slice(&["-socketpath", &sock, "-timeout", "4s"]);
+        args.extend_from_slice(extra);
+        self.daemon = Some(spawn_in(&self.node, exe, &args, &self.tmp.join("daemon.log")));
+        wait_for("the daemon's socket", 10, || UnixStream::connect(&sock).is_ok());
+    }
+
+    fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.tmp.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The daemon is still the same live process.
+    fn daemon_alive(&mut self) -> bool {
+        self.daemon.as_mut().map(|c| c.try_wait().ok().flatten().is_none()).unwrap_or(false)
+    }
+
+    fn conf(&self) -> String {
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"lan","type":"macvlan","master":"lan0",
+            "ipam":{{"type":"dhcp","daemonSocketPath":"{}","provide":[{{"option":"host-name","fromArg":"K8S_POD_NAME"}}]}}}}"#,
+            self.sock()
+        )
+    }
+
+    /// The dhcp plugin on its own (as a main plugin would delegate to it).
+    fn ipam_conf(&self) -> String {
+        format!(r#"{{"cniVersion":"1.1.0","name":"lan","ipam":{{"type":"dhcp","daemonSocketPath":"{}"}}}}"#, self.sock())
+    }
+
+    fn call(&self, plugin: &'static str, cmd: &str, id: &str, ctr: &Netns) -> Call<'_> {
+        let mut c = Call::cni(&self.node, plugin, cmd, id, &ctr.path(), "eth0", &self.path);
+        c.set("CNI_ARGS", &format!("IgnoreUnknown=1;K8S_POD_NAME=pod-{id}"));
+        c
+    }
+
+    fn add(&self, id: &str, ctr: &Netns) -> Value {
+        self.call("macvlan", "ADD", id, ctr).run(&self.conf()).ok().json()
+    }
+
+    /// CHECK through macvlan with the ADD result as prevResult.
+    fn check(&self, id: &str, ctr: &Netns, prev: &Value) -> Run {
+        let mut v: Value = serde_json::from_str(&self.conf()).unwrap();
+        v["prevResult"] = prev.clone();
+        self.call("macvlan", "CHECK", id, ctr).run(&v.to_string())
+    }
+
+    /// One raw request line to the daemon, and its answer.
+    fn rpc(&self, line: &str) -> Value {
+        let mut s = UnixStream::connect(self.sock()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        let mut out = String::new();
+        BufReader::new(&s).read_line(&mut out).unwrap();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("daemon answer {out:?}: {e}"))
+    }
+}
+
+fn ip_of(r: &Value) -> String {
+    r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+/// How many times the server acknowledged `ip`.
+fn acks(lab: &Lab, ip: &str) -> usize {
+    lab.server_log().lines().filter(|l| l.contains(&format!("DHCPACK(srv0) {ip} "))).count()
+}
+
+#[test]
+fn lease_is_obtained_renewed_checked_and_released() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    let c1 = Netns::new("c1");
+    let r = lab.add("ctr1", &c1);
+    // the lease as an IPAM result inside macvlan's result
+    let ip = ip_of(&r);
+    assert!(r["ips"][0]["address"].as_str().unwrap().ends_with("/24"), "{r}");
+    assert_eq!(r["ips"][0]["gateway"], "10.55.0.1");
+    assert_eq!(r["routes"], serde_json::json!([{"dst":"0.0.0.0/0","gw":"10.55.0.1"}]));
+    assert_eq!(r["dns"], serde_json::json!({"nameservers":["10.55.0.1"],"domain":"lab.test"}));
+    let last: u8 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    assert!(ip.starts_with("10.55.0.") && (50..=150).contains(&last), "{ip}");
+    // ... applied by macvlan, and the server reachable through it
+    assert_eq!(c1.addrs("eth0").iter().filter(|a| a.starts_with("10.55.")).collect::<Vec<_>>(), [&format!("{ip}/24")]);
+    assert!(c1.ping("10.55.0.1"));
+    // the server saw our client identifier and the host name from CNI_ARGS
+    let leases = lab.server_leases();
+    let line = leases.lines().find(|l| l.contains(&ip)).unwrap_or_else(|| panic!("no lease for {ip} in {leases}"));
+    let client_id: String = "ctr1/lan/eth0".bytes().map(|b| format!(":{b:02x}")).collect();
+    assert!(line.contains("pod-ctr1") && line.ends_with(&format!("00{client_id}")), "{line}");
+    // renewed at T1 (3 s), again and again, without changing the address
+    wait_for("two renewals", 20, || acks(&lab, &ip) >= 3);
+    let renew = lab.server_log().lines().filter(|l| l.contains(&format!("DHCPREQUEST(srv0) {ip} "))).count();
+    assert!(renew >= 3, "{}", lab.server_log());
+    lab.check("ctr1", &c1, &r).ok();
+    // CHECK against a prevResult with another address fails
+    let mut other = r.clone();
+    other["ips"][0]["address"] = "10.55.0.250/24".into();
+    let v = lab.call("dhcp", "CHECK", "ctr1", &c1).run(&{
+        let mut c: Value = serde_json::from_str(&lab.ipam_conf()).unwrap();
+        c["prevResult"] = other;
+        c.to_string()
+    });
+    assert!(v.err(999)["msg"].as_str().unwrap().contains("is not in prevResult"), "{}", v.stdout);
+    // DEL releases: the server says so and forgets the lease
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    wait_for("DHCPRELEASE at the server", 10, || lab.server_log().contains(&format!("DHCPRELEASE(srv0) {ip} ")));
+    wait_for("the server to drop the lease", 10, || !lab.server_leases().contains(&ip));
+    assert!(c1.link("eth0").is_none());
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    let v = lab.call("dhcp", "CHECK", "ctr1", &c1).run(&lab.ipam_conf()).err(999);
+    assert!(v["msg"].as_str().unwrap().contains("no DHCP lease is held for ctr1/lan/eth0"), "{v}");
+    // STATUS: the daemon answers
+    Call::new(Some(&lab.node), "dhcp").set("CNI_COMMAND", "STATUS").set("CNI_PATH", &lab.path).run(&lab.ipam_conf()).ok();
+    assert!(lab.daemon_alive());
+}
+
+#[test]
+fn two_containers_get_different_leases() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let (r1, r2) = (lab.add("ctr1", &c1), lab.add("ctr2", &c2));
+    assert_ne!(ip_of(&r1), ip_of(&r2));
+    assert!(c1.ping(&ip_of(&r2)), "the two containers reach each other");
+    // ADD again for an attachment the daemon already holds returns the same lease
+    let again = lab.call("dhcp", "ADD", "ctr1", &c1).run(&lab.ipam_conf()).ok().json();
+    assert_eq!(ip_of(&again), ip_of(&r1));
+    // GC keeps the listed attachment and releases the other
+    let mut gc: Value = serde_json::from_str(&lab.ipam_conf()).unwrap();
+    gc["cni.dev/valid-attachments"] = serde_json::json!([{"containerID":"ctr2","ifname":"eth0"}]);
+    Call::new(Some(&lab.node), "dhcp").set("CNI_COMMAND", "GC").set("CNI_PATH", &lab.path).run(&gc.to_string()).ok();
+    wait_for("GC's DHCPRELEASE", 10, || lab.server_log().contains(&format!("DHCPRELEASE(srv0) {} ", ip_of(&r1))));
+    assert!(!lab.server_log().contains(&format!("DHCPRELEASE(srv0) {} ", ip_of(&r2))));
+    lab.check("ctr2", &c2, &r2).ok();
+    lab.call("macvlan", "DEL", "ctr2", &c2).run(&lab.conf()).ok();
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+}
+
+#[test]
+fn missing_daemon_is_try_again_later_and_a_restart_keeps_the_leases() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    let c1 = Netns::new("c1");
+    // no daemon yet: code 11, and macvlan leaves nothing behind
+    let v = lab.call("macvlan", "ADD", "ctr1", &c1).run(&lab.conf()).err(11);
+    assert!(v["msg"].as_str().unwrap().starts_with("DHCP daemon is not running"), "{v}");
+    assert!(c1.link("eth0").is_none());
+    let v = Call::new(Some(&lab.node), "dhcp").set("CNI_COMMAND", "STATUS").set("CNI_PATH", &lab.path).run(&lab.ipam_conf()).err(50);
+    assert!(v["msg"].as_str().unwrap().contains("not running"), "{v}");
+    lab.start_daemon(&[]);
+    let r = lab.add("ctr1", &c1);
+    let ip = ip_of(&r);
+    // killed without warning: the socket file stays, the leases are on disk
+    lab.daemon.as_mut().unwrap().kill().unwrap();
+    lab.daemon.as_mut().unwrap().wait().unwrap();
+    lab.daemon = None;
+    let v = lab.call("dhcp", "CHECK", "ctr1", &c1).run(&lab.ipam_conf()).err(11);
+    assert!(v["msg"].as_str().unwrap().contains("not running"), "{v}");
+    // a new daemon (started through the `dhcp` link this time) takes over the
+    // stale socket and the lease: CHECK, renewals, DEL
+    lab.start_daemon_link(&[]);
+    wait_for("the lease to be restored", 10, || lab.daemon_log().contains("ctr1/lan/eth0: restored lease"));
+    lab.check("ctr1", &c1, &r).ok();
+    let before = acks(&lab, &ip);
+    wait_for("a renewal by the new daemon", 20, || acks(&lab, &ip) > before);
+    // a second daemon on the same socket refuses to start
+    let log = lab.tmp.join("second.log");
+    let status = spawn_in(&lab.node, bin().to_str().unwrap(), &["dhcp", "daemon", "-socketpath", &lab.sock()], &log).wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("another DHCP daemon is listening"));
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    wait_for("DHCPRELEASE after the restart", 10, || lab.server_log().contains(&format!("DHCPRELEASE(srv0) {ip} ")));
+    // SIGTERM: a clean stop removes the socket
+    let pid = lab.daemon.as_ref().unwrap().id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(lab.daemon.as_mut().unwrap().wait().unwrap().success());
+    lab.daemon = None;
+    assert!(!std::path::Path::new(&lab.sock()).exists());
+}
+
+#[test]
+fn silent_server_fails_add_in_bounded_time_then_recovers() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_daemon(&["-timeout", "3s", "-resendmax", "2s"]);
+    let c1 = Netns::new("c1");
+    let v = lab.call("macvlan", "ADD", "ctr1", &c1).run(&lab.conf()).err(11);
+    let msg = v["msg"].as_str().unwrap();
+    assert!(msg.contains("no DHCP lease for ctr1/lan/eth0 on eth0 within 3s: no answer from any DHCP server"), "{v}");
+    assert!(c1.link("eth0").is_none(), "macvlan removed its link after the failed IPAM");
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    let r = lab.add("ctr1", &c1);
+    assert!(ip_of(&r).starts_with("10.55.0."));
+    assert!(lab.daemon_alive());
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+}
+
+#[test]
+fn nak_on_renewal_loses_the_lease_and_check_says_so() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    let c1 = Netns::new("c1");
+    let r = lab.add("ctr1", &c1);
+    let ip = ip_of(&r);
+    // A new, authoritative server that never heard of this lease and whose
+    // range does not hold the address refuses the next renewal.
+    lab.start_server("10.55.0.200,10.55.0.220", "leases2", &["--dhcp-authoritative"]);
+    wait_for("the server's DHCPNAK", 20, || lab.server_log().contains(&format!("DHCPNAK(srv0) {ip} ")));
+    wait_for("the daemon to report the loss", 10, || lab.daemon_log().contains("lost: DHCP server 10.55.0.1 refused (DHCPNAK)"));
+    let v = lab.check("ctr1", &c1, &r).err(999);
+    assert!(v["msg"].as_str().unwrap().contains("the DHCP lease of ctr1/lan/eth0 was lost"), "{v}");
+    // the address is not used any more: the interface is down
+    wait_for("eth0 down", 10, || !c1.link("eth0").unwrap()["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    assert!(lab.daemon_alive());
+}
+
+#[test]
+fn a_vanished_namespace_drops_its_lease() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    let c1 = Netns::new("c1");
+    lab.add("ctr1", &c1);
+    let gone = c1.path();
+    drop(c1); // ip netns del: the container is gone without a DEL
+    wait_for("the daemon to drop the lease", 15, || lab.daemon_log().contains(&format!("network namespace {gone} is gone")));
+    let ghost = Netns::new("c1b");
+    let v = lab.call("dhcp", "CHECK", "ctr1", &ghost).run(&lab.ipam_conf()).err(999);
+    assert!(v["msg"].as_str().unwrap().contains("no DHCP lease is held"), "{v}");
+    // a DEL that comes late still succeeds
+    lab.call("dhcp", "DEL", "ctr1", &ghost).run(&lab.ipam_conf()).ok();
+    assert!(lab.daemon_alive());
+}
+
+#[test]
+fn daemon_survives_broken_and_abandoned_requests() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    // no server yet, so that ADDs are still waiting when their plugins vanish
+    lab.start_daemon(&["-timeout", "30s"]);
+    let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
+    // half a line, then hang up
+    UnixStream::connect(lab.sock()).unwrap().write_all(b"{\"op\":\"ad").unwrap();
+    // not JSON; an unknown operation; a namespace that does not exist
+    assert_eq!(lab.rpc("nonsense\n")["code"], 6);
+    assert_eq!(lab.rpc("{\"op\":\"frobnicate\"}\n")["code"], 999);
+    let v = lab.rpc(&format!("{{\"op\":\"add\",\"id\":\"x/lan/eth0\",\"netns\":\"{}/nope\",\"ifname\":\"eth0\"}}\n", lab.tmp.str()));
+    assert!(v["msg"].as_str().unwrap().contains("/nope"), "{v}");
+    for (ctr, name) in [(&c2, "mv2"), (&c3, "mv3")] {
+        lab.node.sh(&["link", "add", name, "link", "lan0", "netns", &ctr.name, "type", "macvlan", "mode", "bridge"]);
+        ctr.sh(&["link", "set", name, "name", "eth0"]);
+    }
+    // an ADD whose connection is dropped right after the request
+    let mut s = UnixStream::connect(lab.sock()).unwrap();
+    let add = format!("{{\"op\":\"add\",\"id\":\"ctr2/lan/eth0\",\"network\":\"lan\",\"netns\":\"{}\",\"ifname\":\"eth0\",\"request\":[1,3]}}\n", c2.path());
+    s.write_all(add.as_bytes()).unwrap();
+    drop(s);
+    // a real plugin process killed while it waits for its lease
+    let call = lab.call("dhcp", "ADD", "ctr3", &c3);
+    let mut cmd = Command::new(bin());
+    cmd.arg0("dhcp").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in &call.env {
+        cmd.env(k, v);
+    }
+    let f = lab.node.file();
+    let fd = f.as_raw_fd();
+    unsafe {
+        cmd.pre_exec(move || if libc::setns(fd, libc::CLONE_NEWNET) != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let mut p = cmd.spawn().unwrap();
+    p.stdin.take().unwrap().write_all(lab.ipam_conf().as_bytes()).unwrap();
+    wait_for("the plugin's ADD to reach the daemon", 10, || lab.daemon_log().contains("ctr3/lan/eth0: acquiring"));
+    p.kill().unwrap();
+    p.wait().unwrap();
+    // the daemon carries on: the abandoned leases are acquired once a server
+    // answers, and later requests are served
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    let r1 = lab.add("ctr1", &c1);
+    let mut held = Vec::new();
+    for id in ["ctr2/lan/eth0", "ctr3/lan/eth0"] {
+        let check = format!("{{\"op\":\"check\",\"id\":\"{id}\"}}\n");
+        wait_for("an abandoned ADD's lease", 20, || lab.rpc(&check).get("result").is_some());
+        held.push(lab.rpc(&check)["result"]["ips"][0]["address"].clone());
+    }
+    assert!(held[0] != held[1] && held[0] != r1["ips"][0]["address"] && held[1] != r1["ips"][0]["address"], "{held:?} {r1}");
+    assert_eq!(lab.rpc("{\"op\":\"del\",\"id\":\"ctr2/lan/eth0\"}\n"), serde_json::json!({}));
+    lab.call("dhcp", "DEL", "ctr3", &c3).run(&lab.ipam_conf()).ok();
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    wait_for("three releases", 10, || lab.server_log().matches("DHCPRELEASE(srv0)").count() == 3);
+    assert!(lab.daemon_alive());
+}
