@@ -329,6 +329,75 @@ mod tests {
     }
 
 
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cnibox-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn network_dir_is_one_component_under_an_absolute_data_dir() {
+        assert_eq!(network_dir(Path::new("/var/lib/cni/networks"), "cbr0").unwrap(), PathBuf::from("/var/lib/cni/networks/cbr0"));
+        let e = network_dir(Path::new("var/lib"), "cbr0").err().unwrap();
+        assert_eq!(e.code, crate::error::code::INVALID_CONFIG);
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(network_dir(Path::new("/x"), bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reference_files_are_read_as_the_reference_writes_them() {
+        let dir = tmp("legacy");
+        crate::sys::file::create_dir_all(&dir, 0o755).unwrap();
+        std::fs::write(dir.join("10.1.0.2"), "ctr1\r\neth0").unwrap();
+        std::fs::write(dir.join("10.1.0.3"), "ctr2\n").unwrap(); // the oldest format: the id alone
+        std::fs::write(dir.join("fd00::3"), " ctr3\r\nnet1 \n").unwrap();
+        std::fs::write(dir.join("last_reserved_ip.0"), "10.1.0.3").unwrap();
+        std::fs::write(dir.join("notes"), "ctr9\r\neth0").unwrap();
+        std::fs::create_dir(dir.join("10.1.0.9")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("10.1.0.8")).unwrap();
+        let s = Store::open(dir.clone(), false).unwrap().unwrap();
+        let mut got: Vec<String> = s.legacy_scan().unwrap().iter().map(|l| format!("{} {} {}", l.ip, l.id, l.ifname.as_deref().unwrap_or("-"))).collect();
+        got.sort();
+        assert_eq!(got, ["10.1.0.2 ctr1 eth0", "10.1.0.3 ctr2 -", "fd00::3 ctr3 net1"]);
+        assert!(s.legacy_held(&"10.1.0.2".parse().unwrap()));
+        assert!(!s.legacy_held(&"10.1.0.4".parse().unwrap()));
+        assert_eq!(s.legacy_last_reserved(0), Some("10.1.0.3".parse().unwrap()));
+        assert_eq!(s.legacy_last_reserved(1), None);
+        let l = s.legacy_scan().unwrap().into_iter().find(|l| l.id == "ctr1").unwrap();
+        s.legacy_release(&l).unwrap();
+        s.legacy_release(&l).unwrap(); // already gone is fine
+        assert!(!dir.join("10.1.0.2").exists());
+        assert!(dir.join("lock").exists(), "the reference's lock file is the one locked");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn symlinked_network_dir_and_linked_spare_are_refused() {
+        let base = tmp("links");
+        let real = base.join("real");
+        crate::sys::file::create_dir_all(&real, 0o755).unwrap();
+        std::os::unix::fs::symlink(&real, base.join("net")).unwrap();
+        let e = Store::open(base.join("net"), true).err().unwrap();
+        assert!(e.msg.contains("symbolic link"), "{}", e.msg);
+        assert!(check_writable(&base.join("net")).is_err());
+        assert!(Store::open(base.join("absent"), false).unwrap().is_none());
+        assert!(!base.join("absent").exists());
+        check_writable(&base.join("absent")).unwrap();
+        // a spare hard-linked to a file elsewhere is replaced, never written through
+        let s = Store::open(real.clone(), true).unwrap().unwrap();
+        std::fs::write(base.join("victim"), "keep").unwrap();
+        std::fs::hard_link(base.join("victim"), real.join(SPARE)).unwrap();
+        s.commit(&[b"x\n"]).unwrap();
+        assert_eq!(std::fs::read_to_string(base.join("victim")).unwrap(), "keep");
+        assert_eq!(std::fs::read(real.join(FILE)).unwrap(), b"x\n");
+        s.commit(&[b"y\n"]).unwrap();
+        assert_eq!(&*s.read().unwrap(), b"y\n");
+        drop(s);
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
     /// A container id shaped like the runtime's: 64 hex digits that look random.
     fn fake_id(n: u64) -> String {
         let mut x = n.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -249,6 +249,44 @@ fn parse_resolv_conf(text: &str) -> Dns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cni::Command;
+
+    fn req(conf: &str, args: &str) -> Request {
+        Request {
+            command: Command::Add,
+            container_id: "c".into(),
+            netns: String::new(),
+            ifname: "eth0".into(),
+            args: args.into(),
+            path: String::new(),
+            netns_override: false,
+            config: conf.as_bytes().to_vec(),
+            cni_version: "1.0.0".into(),
+            name: "net1".into(),
+        }
+    }
+
+    #[test]
+    fn load_orders_ranges_and_gathers_requests_like_the_reference() {
+        let c = load(&req(
+            r#"{"ipam": {"subnet": "10.2.0.0/24", "ranges": [[{"subnet": "10.3.0.0/24"}]]},
+                "runtimeConfig": {"ipRanges": [[{"subnet": "10.1.0.0/24"}]], "ips": ["10.3.0.9/24"]},
+                "args": {"cni": {"ips": ["10.2.0.9"]}},
+                "cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}],
+                "cni.dev/attachments": [{"containerID": "b", "ifname": "eth1"}]}"#,
+            "IgnoreUnknown=1;IP=::ffff:10.1.0.9",
+        ))
+        .unwrap();
+        let sets: Vec<String> = c.sets.iter().map(|s| s.to_string()).collect();
+        assert_eq!(sets, ["10.1.0.1-10.1.0.254", "10.2.0.1-10.2.0.254", "10.3.0.1-10.3.0.254"]);
+        let wanted: Vec<String> = c.requested.iter().map(|i| i.to_string()).collect();
+        assert_eq!(wanted, ["10.1.0.9", "10.2.0.9", "10.3.0.9"]);
+        assert_eq!(c.dir, PathBuf::from("/var/lib/cni/networks/net1"));
+        assert_eq!(c.valid.unwrap(), [("a".to_string(), "eth0".to_string()), ("b".to_string(), "eth1".to_string())]);
+        let e = load(&req(r#"{"ipam": {"subnet": "10.2.0.0/24"}, "runtimeConfig": {"ips": ["x"]}}"#, "")).err().unwrap();
+        assert_eq!((e.code, e.msg.as_str()), (7, "runtimeConfig.ips: invalid IP address x"));
+        assert!(load(&req(r#"{"ipam": {"subnet": "10.2.0.0/24"}}"#, "")).unwrap().valid.is_none());
+    }
 
     #[test]
     fn resolv_conf_like_the_reference() {
