@@ -384,6 +384,10 @@ fn interoperates_with_the_reference_binary() {
     assert_eq!(uniq.len(), 5, "an address was handed out twice: {seen:?}");
     // cnibox continued the reference's round-robin
     assert_eq!(seen, ["10.80.0.2/28", "10.80.0.3/28", "10.80.0.4/28", "10.80.0.5/28", "10.80.0.6/28"]);
+    // a reference binary still running (an upgrade in progress) continues after cnibox's addresses
+    let r = run_in(None, reference, "host-local", &env("ADD", "ref3"), &conf);
+    assert_eq!(addrs(&r.ok().json()), ["10.80.0.7/28"]);
+    run_in(None, reference, "host-local", &env("DEL", "ref3"), &conf).ok();
     // cnibox releases the reference's reservation; the reference's own DEL still works on what it holds
     assert!(n.dir().join("10.80.0.2").exists());
     n.del("ref1", &conf);

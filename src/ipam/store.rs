@@ -197,6 +197,18 @@ impl Store {
         Some(ip.to_canonical())
     }
 
+    /// Record where the round-robin stands in the reference's own file too, so
+    /// that a reference binary still running during an upgrade continues after
+    /// cnibox's addresses instead of walking into them. Best effort: the state
+    /// file is the truth, and the reference treats an unreadable file as "start
+    /// at the beginning".
+    pub fn mirror_last_reserved(&self, idx: usize, ip: &IpAddr) -> Result<()> {
+        crate::failpoint::hit("write last_reserved_ip")?;
+        let name = format!("{LEGACY_LAST}{idx}");
+        let f = openat(&self.dir, &name, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o600)?;
+        f.write_all_at(ip.to_string().as_bytes(), 0).map_err(|e| Error::from(e).context(format_args!("write {name}")))
+    }
+
     /// Every reservation file of the reference plugin. Reads the directory,
     /// so it is only used when the state file does not already answer.
     pub fn legacy_scan(&self) -> Result<Vec<Legacy>> {

@@ -152,6 +152,11 @@ fn add(req: &Request) -> Result<CniResult> {
     let state = State::parse(&snap);
     let (leases, edit) = alloc::allocate(&state, &c.sets, &c.requested, &req.container_id, &req.ifname, &store)?;
     write(&store, &state, &edit)?;
+    for (idx, ip) in &edit.last {
+        if let Err(e) = store.mirror_last_reserved(*idx, ip) {
+            eprintln!("host-local: {e}");
+        }
+    }
     let ips = leases
         .into_iter()
         .map(|l| IpConfig { version: None, address: l.addr, gateway: Some(l.gateway), interface: None })
