@@ -182,6 +182,10 @@ impl Socket {
     /// Send one request and wait for its ACK. `what` names the operation and
     /// object for the error ("create veth vethab12", "add 10.1.0.5/16 to eth0").
     pub fn request(&mut self, msg: MsgBuf, what: impl Display) -> Result<()> {
+        // The failpoints build names the step by what it does (the crash walk prints it).
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::hit(&format!("netlink: {what}"))?;
+        #[cfg(not(feature = "failpoints"))]
         crate::failpoint::hit("netlink request")?;
         self.transact(msg, what, |_| Ok(())).map(|_| ())
     }
