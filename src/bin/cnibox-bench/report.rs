@@ -388,11 +388,13 @@ impl Report<'_> {
                 }
                 let yc = y0 + if k == 0 { row * 0.3 } else { row * 0.7 };
                 let n = ser.samples.len();
+                let _ = write!(s, r#"<g fill="{}" fill-opacity="{}">"#, colors[k], if n > 100 { 0.25 } else { 0.5 });
                 for (j, &v) in ser.samples.iter().enumerate() {
                     // Deterministic jitter so dense strips stay readable.
                     let jit = ((j as u64).wrapping_mul(2654435761) % 1000) as f64 / 1000.0 - 0.5;
-                    let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{}" fill-opacity="{}"/>"#, x(v as f64), yc + jit * row * 0.28, colors[k], if n > 100 { 0.25 } else { 0.5 });
+                    let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2"/>"#, x(v as f64), yc + jit * row * 0.28);
                 }
+                s.push_str("</g>");
                 if let Some(sum) = ser.summary() {
                     let (xm, xp) = (x(sum.median), x(sum.p99));
                     let _ = write!(s, r#"<line x1="{xm:.1}" y1="{:.1}" x2="{xm:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#, yc - 7.0, yc + 7.0);
