@@ -2,12 +2,12 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use serde::Deserialize;
 
-pub static PLUGIN: Plugin = Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc, status };
+pub static PLUGIN: Plugin = Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 #[derive(Deserialize)]
 struct Conf {
@@ -39,14 +39,4 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let c = load(req)?;
     vlink::check(req, &c.ipam.plugin_type, "dummy").map(|_| ())
-}
-
-fn status(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
-}
-
-fn gc(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
 }

@@ -15,7 +15,7 @@ use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde::Deserialize;
 
-pub static PLUGIN: Plugin = Plugin { name: "host-device", min_version: "0.1.0", add, del, check, gc, status };
+pub static PLUGIN: Plugin = Plugin { name: "host-device", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
 
 /// Drivers that mean "userspace owns this NIC" (DPDK): nothing to move.
 const DPDK_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
@@ -209,14 +209,4 @@ fn check(req: &Request) -> Result<()> {
         .link_by_name(&req.ifname)?
         .ok_or_else(|| Error::msg(format!("Interface name {} not found in netns \"{}\"", req.ifname, req.netns)))?;
     iface::check_addrs_routes(&mut ctr, &req.netns, &req.ifname, &l, &prev)
-}
-
-fn status(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    super::vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
-}
-
-fn gc(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    super::vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
 }

@@ -4,14 +4,14 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde::Deserialize;
 
-pub static PLUGIN: Plugin = Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc, status };
+pub static PLUGIN: Plugin = Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_IPVLAN_MODE: u16 = 1;
 
@@ -71,14 +71,4 @@ fn check(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
     mode_value(&c.mode)?;
     vlink::check(req, &c.ipam.plugin_type, "ipvlan").map(|_| ())
-}
-
-fn status(req: &Request) -> Result<()> {
-    let c: Conf = req.conf()?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
-}
-
-fn gc(req: &Request) -> Result<()> {
-    let c: Conf = req.conf()?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
 }

@@ -4,7 +4,7 @@
 use super::vlink::{self, Spec};
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Args, Dns, IpamRef};
-use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::Mac;
 use crate::rtnl::link::NewLink;
@@ -12,7 +12,7 @@ use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde::Deserialize;
 
-pub static PLUGIN: Plugin = Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc, status };
+pub static PLUGIN: Plugin = Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
@@ -97,14 +97,4 @@ fn check(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
     mode_value(&c.mode)?;
     vlink::check(req, &c.ipam.plugin_type, "macvlan").map(|_| ())
-}
-
-fn status(req: &Request) -> Result<()> {
-    let c: Conf = req.conf()?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
-}
-
-fn gc(req: &Request) -> Result<()> {
-    let c: Conf = req.conf()?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
 }

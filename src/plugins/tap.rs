@@ -6,14 +6,14 @@ use super::iface;
 use super::macvlan::{pick_mac, RuntimeMac};
 use crate::cni::config::{Args, Dns, IpamRef};
 use crate::cni::result::Interface;
-use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Error, Result};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::tun;
 use serde::Deserialize;
 
-pub static PLUGIN: Plugin = Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc, status };
+pub static PLUGIN: Plugin = Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -122,14 +122,4 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let c = load(req)?;
     super::vlink::check(req, &c.ipam.plugin_type, "tun").map(|_| ())
-}
-
-fn status(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    super::vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
-}
-
-fn gc(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    super::vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
 }

@@ -3,14 +3,14 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde::Deserialize;
 
-pub static PLUGIN: Plugin = Plugin { name: "vlan", min_version: "0.1.0", add, del, check, gc, status };
+pub static PLUGIN: Plugin = Plugin { name: "vlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_VLAN_ID: u16 = 1;
 
@@ -64,14 +64,4 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let c = load(req)?;
     vlink::check(req, &c.ipam.plugin_type, "vlan").map(|_| ())
-}
-
-fn status(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Status)
-}
-
-fn gc(req: &Request) -> Result<()> {
-    let c = load(req)?;
-    vlink::delegate_ipam(req, &c.ipam.plugin_type, Command::Gc)
 }

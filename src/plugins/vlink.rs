@@ -163,10 +163,30 @@ pub fn parent(rt: &mut Rtnl, name: &str, mtu: u32) -> Result<Link> {
     Ok(m)
 }
 
-/// STATUS and GC of these plugins: whatever their IPAM says.
+/// Pass `cmd` on to the IPAM plugin, if there is one.
 pub fn delegate_ipam(req: &Request, ipam_type: &str, cmd: Command) -> Result<()> {
     if ipam_type.is_empty() {
         return Ok(());
     }
     crate::cni::delegate::delegate(ipam_type, cmd, req).map(|_| ())
+}
+
+/// The `ipam.type` of any interface plugin's config.
+fn ipam_type(req: &Request) -> Result<String> {
+    #[derive(serde::Deserialize)]
+    struct C {
+        #[serde(default)]
+        ipam: crate::cni::config::IpamRef,
+    }
+    Ok(req.conf::<C>()?.ipam.plugin_type)
+}
+
+/// STATUS of an interface plugin: whatever its IPAM says (the reference's rule).
+pub fn status(req: &Request) -> Result<()> {
+    delegate_ipam(req, &ipam_type(req)?, Command::Status)
+}
+
+/// GC of an interface plugin: its links go with their namespaces; IPAM collects the addresses.
+pub fn gc(req: &Request) -> Result<()> {
+    delegate_ipam(req, &ipam_type(req)?, Command::Gc)
 }
