@@ -909,7 +909,11 @@ fn web_conf(rt: &Rt, bridge: &str, subnet: &str, ipam_dir: &str) -> String {
 fn reserved(rt: &Rt, dir: &str, ip: &str) -> bool {
     let d = rt.tmp.join(dir).join("web");
     d.join(ip).exists()
-        || std::fs::read_dir(&d).into_iter().flatten().flatten().filter(|f| !f.file_name().to_string_lossy().starts_with('.')).any(|f| {
+        || std::fs::read_dir(&d).into_iter().flatten().flatten().filter(|f| {
+            // Not state: the spare copy, and the reference-style round-robin cursor files.
+            let n = f.file_name().to_string_lossy().into_owned();
+            !n.starts_with('.') && !n.starts_with("last_reserved_ip.")
+        }).any(|f| {
             let text = std::fs::read_to_string(f.path()).unwrap_or_default();
             text.lines().any(|l| l.split_whitespace().next() == Some(ip))
         })
