@@ -14,7 +14,7 @@ DESTDIR  ?=
 PLUGINS  := bandwidth bridge dummy flannel host-device host-local ipvlan loopback macvlan portmap ptp static tap vlan
 TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none
 
-BIN      = target/$(TARGET)/release/cnibox
+BIN      = $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/cnibox
 TINY_BIN = target/tiny/$(TARGET)/release/cnibox
 
 .PHONY: all build tiny test test-unit test-tiny test-vm demo bench install clean target size
