@@ -48,10 +48,10 @@ test-unit:
 
 # Integration tests run the binary given by CNIBOX_BIN in namespaces they create.
 test: build
-	CNIBOX_BIN=$(CURDIR)/$(BIN) cargo test --locked --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}
+	CNIBOX_BIN=$(abspath $(BIN)) cargo test --locked --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}
 
 test-tiny: tiny
-	CNIBOX_BIN=$(CURDIR)/$(TINY_BIN) cargo test --locked --no-fail-fast --test '*' -- --test-threads=$${TEST_THREADS:-4}
+	CNIBOX_BIN=$(abspath $(TINY_BIN)) cargo test --locked --no-fail-fast --test '*' -- --test-threads=$${TEST_THREADS:-4}
 
 # Interface kinds this kernel lacks (ipvlan, vlan, dummy, vrf), for real under
 # Debian's kernel in qemu (software emulation); see scripts/test-vm.sh.
