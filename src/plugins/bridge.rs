@@ -24,9 +24,6 @@ use crate::sys::sysctl;
 use serde::Deserialize;
 use std::net::IpAddr;
 
-// Kept while portmap still names it here; it lives in iface now.
-pub use super::iface::valid_attachments;
-
 pub static PLUGIN: Plugin = Plugin { name: "bridge", min_version: "0.1.0", add, del, check, gc, status };
 
 #[derive(Deserialize, Default)]

@@ -210,7 +210,7 @@ fn check(req: &Request) -> Result<()> {
 /// Rules of container ids not among the valid attachments go.
 fn gc(req: &Request) -> Result<()> {
     load(req)?;
-    let valid = crate::plugins::bridge::valid_attachments(req)?;
+    let valid = crate::plugins::iface::valid_attachments(req)?;
     let ids: Vec<&str> = valid.iter().map(|(id, _)| id.as_str()).collect();
     rules::gc(&ids)
 }
