@@ -121,32 +121,34 @@ pub fn duration(s: &str) -> std::result::Result<Ms, String> {
         return Ok(0);
     }
     let mut rest = s;
-    let mut ns: u128 = 0;
+    let mut us: u64 = 0;
     if rest.is_empty() {
         return Err(bad());
     }
     while !rest.is_empty() {
         let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
         let (int, frac) = rest[..n].split_once('.').unwrap_or((&rest[..n], ""));
-        if int.is_empty() && frac.is_empty() || int.len() > 20 || frac.len() > 9 {
+        if int.is_empty() && frac.is_empty() || int.len() > 12 || frac.len() > 6 {
             return Err(bad());
         }
         rest = &rest[n..];
         let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit: u128 = match &rest[..u] {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
+        // microseconds per unit (a nanosecond part is dropped)
+        let unit: u64 = match &rest[..u] {
+            "ns" => 0,
+            "us" | "µs" => 1,
+            "ms" => 1_000,
+            "s" => 1_000_000,
+            "m" => 60_000_000,
+            "h" => 3_600_000_000,
             _ => return Err(bad()),
         };
         rest = &rest[u..];
-        let num = |t: &str| if t.is_empty() { Ok(0) } else { t.parse::<u128>().map_err(|_| bad()) };
-        ns += num(int)? * unit + num(frac)? * unit / 10u128.pow(frac.len() as u32);
+        let num = |t: &str| if t.is_empty() { Ok(0) } else { t.parse::<u64>().map_err(|_| bad()) };
+        let part = num(int)?.saturating_mul(unit).saturating_add(num(frac)? * unit / 10u64.pow(frac.len() as u32));
+        us = us.saturating_add(part);
     }
-    Ok((ns / 1_000_000).min(NEVER as u128 / 2) as Ms)
+    Ok(us / 1000)
 }
 
 fn log(msg: impl std::fmt::Display) {
@@ -354,22 +356,26 @@ impl Entry {
     }
 }
 
-/// What the state file keeps of a lease.
+/// What the state file keeps of a lease: the ADD that asked for it (with
+/// the namespace path as the daemon opens it), which namespace that was,
+/// since when the lease runs, and in hex the interface's MAC, the server's
+/// MAC and the ACK itself.
 #[derive(Serialize, Deserialize)]
 struct Saved {
-    id: String,
-    network: String,
-    netns: String,
-    ns: (u64, u64),
-    ifname: String,
-    client_id: Vec<u8>,
-    request: Vec<u8>,
-    provide: Vec<(u8, Vec<u8>)>,
-    mac: [u8; 6],
-    ack: Vec<u8>,
-    server_mac: [u8; 6],
+    add: Request,
+    dev: u64,
+    ino: u64,
     /// Wall-clock milliseconds of the lease's start.
     start: u64,
+    lease: String,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 struct Conn {
@@ -551,7 +557,7 @@ impl Daemon {
         c.buf.extend_from_slice(&buf[..n]);
         let Some(end) = c.buf.iter().position(|&b| b == b'\n') else {
             if c.buf.len() > rpc::MAX_LINE {
-                self.reply(id, Reply::error(&Error::new(code::DECODING, "DHCP daemon request line too long")));
+                self.reply(id, &Reply::error(&Error::new(code::DECODING, "DHCP daemon request line too long")));
             }
             return;
         };
@@ -559,15 +565,15 @@ impl Daemon {
         c.deadline = NEVER;
         match serde_json::from_slice::<Request>(&line) {
             Ok(req) => self.handle(id, req, now),
-            Err(e) => self.reply(id, Reply::error(&Error::new(code::DECODING, format!("invalid DHCP daemon request: {e}")))),
+            Err(e) => self.reply(id, &Reply::error(&Error::new(code::DECODING, format!("invalid DHCP daemon request: {e}")))),
         }
     }
 
     /// Answer connection `id` and close it.
-    fn reply(&mut self, id: u64, r: Reply) {
+    fn reply(&mut self, id: u64, r: &Reply) {
         let Some(i) = self.conns.iter().position(|c| c.id == id) else { return };
         let c = self.conns.remove(i);
-        let mut line = serde_json::to_vec(&r).unwrap_or_default();
+        let mut line = serde_json::to_vec(r).unwrap_or_default();
         line.push(b'\n');
         // A few hundred bytes into an empty socket buffer: a short blocking write.
         let _ = c.stream.set_nonblocking(false);
@@ -607,54 +613,59 @@ impl Daemon {
             "status" => Reply::ok(None),
             op => Reply::error(&Error::msg(format!("unknown DHCP daemon operation \"{op}\""))),
         };
-        self.reply(cid, r);
+        self.reply(cid, &r);
     }
 
     fn add(&mut self, cid: u64, req: Request, now: Ms) {
         let netns = format!("{}{}", self.o.hostprefix, req.netns);
         let ident = match Netns::open(&netns) {
             Ok(ns) => fd_ident(ns.fd()),
-            Err(e) => return self.reply(cid, Reply::error(&e)),
+            Err(e) => return self.reply(cid, &Reply::error(&e)),
         };
         if let Some(i) = self.find(&req.id) {
             let e = &mut self.leases[i];
             if e.ns_ident == ident && e.ifname == req.ifname && e.lost.is_none() {
                 if e.held() {
                     let r = result_reply(e);
-                    return self.reply(cid, r);
+                    return self.reply(cid, &r);
                 }
                 return e.waiters.push(cid);
             }
             // Another attachment under the same name, or a lost lease: start over.
             self.remove(i, "replaced by a new ADD", true);
         }
-        let mut client_id = vec![0u8];
-        client_id.extend_from_slice(req.id.as_bytes());
-        let params = Params {
-            client_id,
-            request: req.request,
-            provide: req.provide.into_iter().map(|(c, v)| (c, v.into_bytes())).collect(),
-            broadcast: self.o.broadcast,
-            resend_max: self.o.resend_max,
-        };
-        let mut e = Entry {
-            id: req.id,
-            network: req.network,
-            netns,
-            ns_ident: ident,
-            ifname: req.ifname,
-            params,
-            client: Client::new([0; 6], now, now + self.o.timeout),
-            sock: None,
-            waiters: vec![cid],
-            lost: None,
-        };
+        let mut e = self.entry(req, netns, ident, Client::new([0; 6], now, now + self.o.timeout));
+        e.waiters.push(cid);
         if let Err(err) = e.open(true) {
             let err = err.context(format_args!("DHCP on {} in {}", e.ifname, e.netns));
-            return self.reply(cid, Reply::error(&err));
+            return self.reply(cid, &Reply::error(&err));
         }
         log(format_args!("{}: acquiring a lease on {} in {}", e.id, e.ifname, e.netns));
         self.leases.push(e);
+    }
+
+    /// A lease record for the ADD `req` (the client identifier is type 0 and the id).
+    fn entry(&self, req: Request, netns: String, ns_ident: (u64, u64), client: Client) -> Entry {
+        let mut client_id = vec![0u8];
+        client_id.extend_from_slice(req.id.as_bytes());
+        Entry {
+            params: Params {
+                client_id,
+                request: req.request,
+                provide: req.provide.into_iter().map(|(c, v)| (c, v.into_bytes())).collect(),
+                broadcast: self.o.broadcast,
+                resend_max: self.o.resend_max,
+            },
+            id: req.id,
+            network: req.network,
+            netns,
+            ns_ident,
+            ifname: req.ifname,
+            client,
+            sock: None,
+            waiters: Vec::new(),
+            lost: None,
+        }
     }
 
     /// Drop lease `i`, releasing it first when asked and it is held.
@@ -677,7 +688,7 @@ impl Daemon {
         }
         let err = Error::new(code::TRY_AGAIN_LATER, format!("DHCP lease of {}: {why}", e.id));
         for w in std::mem::take(&mut e.waiters) {
-            self.reply(w, Reply::error(&err));
+            self.reply(w, &Reply::error(&err));
         }
         self.save();
     }
@@ -748,7 +759,7 @@ impl Daemon {
                 let waiters = std::mem::take(&mut e.waiters);
                 self.save();
                 for w in waiters {
-                    self.reply(w, Reply { result: r.result.clone(), ..Default::default() });
+                    self.reply(w, &r);
                 }
                 return;
             }
@@ -763,7 +774,7 @@ impl Daemon {
                 );
                 log(&err);
                 for w in std::mem::take(&mut e.waiters) {
-                    self.reply(w, Reply::error(&err));
+                    self.reply(w, &Reply::error(&err));
                 }
                 self.leases.remove(i);
                 return;
@@ -797,20 +808,20 @@ impl Daemon {
             .filter(|e| e.held())
             .filter_map(|e| {
                 let l = e.client.lease.as_ref()?;
-                Some(Saved {
+                let p = &e.params;
+                let add = Request {
+                    op: "add".into(),
                     id: e.id.clone(),
                     network: e.network.clone(),
                     netns: e.netns.clone(),
-                    ns: e.ns_ident,
                     ifname: e.ifname.clone(),
-                    client_id: e.params.client_id.clone(),
-                    request: e.params.request.clone(),
-                    provide: e.params.provide.clone(),
-                    mac: e.client.mac,
-                    ack: l.ack.encode(),
-                    server_mac: l.server_mac,
-                    start: wall.saturating_sub(now.saturating_sub(l.start)),
-                })
+                    request: p.request.clone(),
+                    provide: p.provide.iter().map(|(c, v)| (*c, String::from_utf8_lossy(v).into_owned())).collect(),
+                    keep: Vec::new(),
+                };
+                let blob = [&e.client.mac[..], &l.server_mac, &l.ack.encode()].concat();
+                let start = wall.saturating_sub(now.saturating_sub(l.start));
+                Some(Saved { add, dev: e.ns_ident.0, ino: e.ns_ident.1, start, lease: hex(&blob) })
             })
             .collect();
         let data = serde_json::to_vec(&saved).unwrap_or_default();
@@ -828,30 +839,18 @@ impl Daemon {
         };
         let (now, wall) = (now_ms(), epoch_ms());
         for s in saved {
-            if path_ident(&s.netns) != Some(s.ns) {
-                log(format_args!("{}: network namespace {} is gone: lease dropped", s.id, s.netns));
+            let ns = (s.dev, s.ino);
+            if path_ident(&s.add.netns) != Some(ns) {
+                log(format_args!("{}: network namespace {} is gone: lease dropped", s.add.id, s.add.netns));
                 continue;
             }
-            let Some(ack) = Message::decode(&s.ack) else { continue };
-            let lease = Lease { ack, server_mac: s.server_mac, start: now.saturating_sub(wall.saturating_sub(s.start)) };
-            let e = Entry {
-                params: Params {
-                    client_id: s.client_id,
-                    request: s.request,
-                    provide: s.provide,
-                    broadcast: self.o.broadcast,
-                    resend_max: self.o.resend_max,
-                },
-                client: Client::bound(s.mac, lease),
-                id: s.id,
-                network: s.network,
-                netns: s.netns,
-                ns_ident: s.ns,
-                ifname: s.ifname,
-                sock: None,
-                waiters: Vec::new(),
-                lost: None,
-            };
+            let blob = unhex(&s.lease).unwrap_or_default();
+            let Some(ack) = blob.get(12..).and_then(Message::decode) else { continue };
+            let mac: [u8; 6] = blob[..6].try_into().unwrap_or_default();
+            let server_mac: [u8; 6] = blob[6..12].try_into().unwrap_or_default();
+            let lease = Lease { ack, server_mac, start: now.saturating_sub(wall.saturating_sub(s.start)) };
+            let netns = s.add.netns.clone();
+            let e = self.entry(s.add, netns, ns, Client::bound(mac, lease));
             log(format_args!("{}: restored lease {}", e.id, e.lease_text()));
             self.leases.push(e);
         }

@@ -2,10 +2,11 @@
 //! one JSON request line, one JSON reply line, on a fresh unix-socket
 //! connection. Both sides use these types, so they cannot drift apart.
 
+use crate::cni::result::AnyResult;
 use crate::cni::CniResult;
 use crate::error::{code, Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -39,36 +40,41 @@ pub struct Request {
 }
 
 /// Success: `{}` or `{"result": {...}}`; failure: the CNI error fields.
-#[derive(Serialize, Deserialize, Default)]
-pub struct Reply {
+/// The daemon writes a `CniResult`; the plugin reads it back through the
+/// one parser of results (any version), so `R` differs between the two sides.
+#[derive(Serialize, Deserialize)]
+pub struct Reply<R = CniResult> {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub code: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub msg: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub details: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<CniResult>,
+    // (absent is None: no `default` here, which would ask R for a Default)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<R>,
 }
 
 fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
-impl Reply {
-    pub fn error(e: &Error) -> Reply {
+impl<R> Reply<R> {
+    pub fn error(e: &Error) -> Reply<R> {
         Reply { code: e.code, msg: e.msg.clone(), details: e.details.clone(), result: None }
     }
 
-    pub fn ok(result: Option<CniResult>) -> Reply {
-        Reply { result, ..Default::default() }
+    pub fn ok(result: Option<R>) -> Reply<R> {
+        Reply { code: 0, msg: String::new(), details: String::new(), result }
     }
+}
 
+impl Reply<AnyResult> {
     fn into_result(self) -> Result<Option<CniResult>> {
         if self.code != 0 {
             return Err(Error { code: self.code, msg: self.msg, details: self.details, errno: 0 });
         }
-        Ok(self.result)
+        Ok(self.result.map(AnyResult::normalize))
     }
 }
 
@@ -90,8 +96,9 @@ pub fn call(path: &str, req: &Request, timeout: Duration) -> Result<Option<CniRe
     let mut line = serde_json::to_vec(req).map_err(|e| Error::msg(format!("encode DHCP daemon request: {e}")))?;
     line.push(b'\n');
     s.write_all(&line).map_err(|e| later("cannot send to the DHCP daemon at", e))?;
+    // The daemon closes the connection after its one line.
     let mut buf = Vec::new();
-    let read = BufReader::new(&s).take(MAX_LINE as u64).read_until(b'\n', &mut buf);
+    let read = (&s).take(MAX_LINE as u64).read_to_end(&mut buf);
     match read {
         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
             return Err(Error::new(
@@ -105,7 +112,7 @@ pub fn call(path: &str, req: &Request, timeout: Duration) -> Result<Option<CniRe
         }
         Ok(_) => {}
     }
-    let reply: Reply = crate::cni::config::parse(&buf, "DHCP daemon answer")?;
+    let reply: Reply<AnyResult> = crate::cni::config::parse(&buf, "DHCP daemon answer")?;
     reply.into_result()
 }
 
@@ -123,10 +130,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"add","id":"c1/net/eth0","request":[1,3],"provide":[[12,"pod-a"]]}"#);
-        let e = Reply::error(&Error::new(11, "later"));
+        let e: Reply = Reply::error(&Error::new(11, "later"));
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"code":11,"msg":"later"}"#);
-        assert_eq!(serde_json::to_string(&Reply::ok(None)).unwrap(), "{}");
-        let back: Reply = serde_json::from_str(r#"{"code":11,"msg":"later"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&Reply::<CniResult>::ok(None)).unwrap(), "{}");
+        let back: Reply<AnyResult> = serde_json::from_str(r#"{"code":11,"msg":"later"}"#).unwrap();
         assert_eq!(back.into_result().err().unwrap().code, 11);
     }
 
