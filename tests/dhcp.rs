@@ -186,7 +186,10 @@ impl Lab {
 
     /// The dhcp plugin on its own (as a main plugin would delegate to it).
     fn ipam_conf(&self) -> String {
-        format!(r#"{{"cniVersion":"1.1.0","name":"lan","ipam":{{"type":"dhcp","daemonSocketPath":"{}"}}}}"#, self.sock())
+        format!(
+            r#"{{"cniVersion":"1.1.0","name":"lan","ipam":{{"type":"dhcp","daemonSocketPath":"{}"}}}}"#,
+            self.sock()
+        )
     }
 
     fn call(&self, plugin: &'static str, cmd: &str, id: &str, ctr: &Netns) -> Call<'_> {
@@ -273,7 +276,11 @@ fn lease_is_obtained_renewed_checked_and_released() {
     let v = lab.call("dhcp", "CHECK", "ctr1", &c1).run(&lab.ipam_conf()).err(999);
     assert!(v["msg"].as_str().unwrap().contains("no DHCP lease is held for ctr1/lan/eth0"), "{v}");
     // STATUS: the daemon answers
-    Call::new(Some(&lab.node), "dhcp").set("CNI_COMMAND", "STATUS").set("CNI_PATH", &lab.path).run(&lab.ipam_conf()).ok();
+    Call::new(Some(&lab.node), "dhcp")
+        .set("CNI_COMMAND", "STATUS")
+        .set("CNI_PATH", &lab.path)
+        .run(&lab.ipam_conf())
+        .ok();
     assert!(lab.daemon_alive());
 }
 
@@ -311,7 +318,11 @@ fn missing_daemon_is_try_again_later_and_a_restart_keeps_the_leases() {
     let v = lab.call("macvlan", "ADD", "ctr1", &c1).run(&lab.conf()).err(11);
     assert!(v["msg"].as_str().unwrap().starts_with("DHCP daemon is not running"), "{v}");
     assert!(c1.link("eth0").is_none());
-    let v = Call::new(Some(&lab.node), "dhcp").set("CNI_COMMAND", "STATUS").set("CNI_PATH", &lab.path).run(&lab.ipam_conf()).err(50);
+    let v = Call::new(Some(&lab.node), "dhcp")
+        .set("CNI_COMMAND", "STATUS")
+        .set("CNI_PATH", &lab.path)
+        .run(&lab.ipam_conf())
+        .err(50);
     assert!(v["msg"].as_str().unwrap().contains("not running"), "{v}");
     lab.start_daemon(&[]);
     let r = lab.add("ctr1", &c1);
@@ -331,7 +342,9 @@ fn missing_daemon_is_try_again_later_and_a_restart_keeps_the_leases() {
     wait_for("a renewal by the new daemon", 20, || acks(&lab, &ip) > before);
     // a second daemon on the same socket refuses to start
     let log = lab.tmp.join("second.log");
-    let status = spawn_in(&lab.node, bin().to_str().unwrap(), &["dhcp", "daemon", "-socketpath", &lab.sock()], &log).wait().unwrap();
+    let status = spawn_in(&lab.node, bin().to_str().unwrap(), &["dhcp", "daemon", "-socketpath", &lab.sock()], &log)
+        .wait()
+        .unwrap();
     assert_eq!(status.code(), Some(1));
     assert!(std::fs::read_to_string(&log).unwrap().contains("another DHCP daemon is listening"));
     lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
@@ -374,7 +387,9 @@ fn nak_on_renewal_loses_the_lease_and_check_says_so() {
     // range does not hold the address refuses the next renewal.
     lab.start_server("10.55.0.200,10.55.0.220", "leases2", &["--dhcp-authoritative"]);
     wait_for("the server's DHCPNAK", 20, || lab.server_log().contains(&format!("DHCPNAK(srv0) {ip} ")));
-    wait_for("the daemon to report the loss", 10, || lab.daemon_log().contains("lost: DHCP server 10.55.0.1 refused (DHCPNAK)"));
+    wait_for("the daemon to report the loss", 10, || {
+        lab.daemon_log().contains("lost: DHCP server 10.55.0.1 refused (DHCPNAK)")
+    });
     let v = lab.check("ctr1", &c1, &r).err(999);
     assert!(v["msg"].as_str().unwrap().contains("the DHCP lease of ctr1/lan/eth0 was lost"), "{v}");
     // the address is not used any more: the interface is down
@@ -393,7 +408,9 @@ fn a_vanished_namespace_drops_its_lease() {
     lab.add("ctr1", &c1);
     let gone = c1.path();
     drop(c1); // ip netns del: the container is gone without a DEL
-    wait_for("the daemon to drop the lease", 15, || lab.daemon_log().contains(&format!("network namespace {gone} is gone")));
+    wait_for("the daemon to drop the lease", 15, || {
+        lab.daemon_log().contains(&format!("network namespace {gone} is gone"))
+    });
     let ghost = Netns::new("c1b");
     let v = lab.call("dhcp", "CHECK", "ctr1", &ghost).run(&lab.ipam_conf()).err(999);
     assert!(v["msg"].as_str().unwrap().contains("no DHCP lease is held"), "{v}");
@@ -414,7 +431,10 @@ fn daemon_survives_broken_and_abandoned_requests() {
     // not JSON; an unknown operation; a namespace that does not exist
     assert_eq!(lab.rpc("nonsense\n")["code"], 6);
     assert_eq!(lab.rpc("{\"op\":\"frobnicate\"}\n")["code"], 999);
-    let v = lab.rpc(&format!("{{\"op\":\"add\",\"id\":\"x/lan/eth0\",\"netns\":\"{}/nope\",\"ifname\":\"eth0\"}}\n", lab.tmp.str()));
+    let v = lab.rpc(&format!(
+        "{{\"op\":\"add\",\"id\":\"x/lan/eth0\",\"netns\":\"{}/nope\",\"ifname\":\"eth0\"}}\n",
+        lab.tmp.str()
+    ));
     assert!(v["msg"].as_str().unwrap().contains("/nope"), "{v}");
     for (ctr, name) in [(&c2, "mv2"), (&c3, "mv3")] {
         lab.node.sh(&["link", "add", name, "link", "lan0", "netns", &ctr.name, "type", "macvlan", "mode", "bridge"]);
@@ -435,7 +455,13 @@ fn daemon_survives_broken_and_abandoned_requests() {
     let f = lab.node.file();
     let fd = f.as_raw_fd();
     unsafe {
-        cmd.pre_exec(move || if libc::setns(fd, libc::CLONE_NEWNET) != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
     }
     let mut p = cmd.spawn().unwrap();
     p.stdin.take().unwrap().write_all(lab.ipam_conf().as_bytes()).unwrap();
@@ -452,10 +478,35 @@ fn daemon_survives_broken_and_abandoned_requests() {
         wait_for("an abandoned ADD's lease", 20, || lab.rpc(&check).get("result").is_some());
         held.push(lab.rpc(&check)["result"]["ips"][0]["address"].clone());
     }
-    assert!(held[0] != held[1] && held[0] != r1["ips"][0]["address"] && held[1] != r1["ips"][0]["address"], "{held:?} {r1}");
+    assert!(
+        held[0] != held[1] && held[0] != r1["ips"][0]["address"] && held[1] != r1["ips"][0]["address"],
+        "{held:?} {r1}"
+    );
     assert_eq!(lab.rpc("{\"op\":\"del\",\"id\":\"ctr2/lan/eth0\"}\n"), serde_json::json!({}));
     lab.call("dhcp", "DEL", "ctr3", &c3).run(&lab.ipam_conf()).ok();
     lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
     wait_for("three releases", 10, || lab.server_log().matches("DHCPRELEASE(srv0)").count() == 3);
     assert!(lab.daemon_alive());
+}
+
+#[test]
+fn lost_unicast_renewals_fall_back_to_rebinding_at_t2() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &["--dhcp-option=option:T2,8"]);
+    lab.start_daemon(&[]);
+    let c1 = Netns::new("c1");
+    let r = lab.add("ctr1", &c1);
+    let ip = ip_of(&r);
+    // The server stops hearing unicast: the renewal at T1 is lost, only the
+    // broadcast REQUEST of rebinding (from T2) gets through.
+    let rules = "table inet t { chain in { type filter hook input priority 0; ip daddr 10.55.0.1 udp dport 67 counter drop; }; }";
+    let out = lab.srv.exec(&["nft", rules]);
+    assert!(out.status.success(), "nft: {}", String::from_utf8_lossy(&out.stderr));
+    let before = acks(&lab, &ip);
+    wait_for("an ACK to a rebinding REQUEST", 30, || acks(&lab, &ip) > before);
+    let nft = lab.srv.nft_json().to_string();
+    assert!(!nft.contains(r#""packets":0"#), "no unicast renewal was dropped: {nft}");
+    lab.check("ctr1", &c1, &r).ok();
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
 }

@@ -123,10 +123,9 @@ impl Lease {
     /// default route; a 121 route via 0.0.0.0 is on-link (scope link).
     pub fn result(&self) -> Result<CniResult> {
         let a = &self.ack;
-        let prefix = a
-            .addr(opt::SUBNET_MASK)
-            .and_then(wire::mask_prefix)
-            .ok_or_else(|| Error::msg(format!("DHCP server {} sent no valid subnet mask for {}", self.server(), a.yiaddr)))?;
+        let prefix = a.addr(opt::SUBNET_MASK).and_then(wire::mask_prefix).ok_or_else(|| {
+            Error::msg(format!("DHCP server {} sent no valid subnet mask for {}", self.server(), a.yiaddr))
+        })?;
         // prefixes from the wire are at most 32 (checked while parsing)
         let net = |d: Ipv4Addr, p: u8| IpNet { addr: IpAddr::V4(d), prefix: p }.network();
         let gateway = a.addr(opt::ROUTER).map(IpAddr::V4);
@@ -156,7 +155,12 @@ impl Lease {
             ..Default::default()
         };
         let address = IpNet { addr: IpAddr::V4(a.yiaddr), prefix };
-        Ok(CniResult { ips: vec![IpConfig { version: None, address, gateway, interface: None }], routes, dns, ..Default::default() })
+        Ok(CniResult {
+            ips: vec![IpConfig { version: None, address, gateway, interface: None }],
+            routes,
+            dns,
+            ..Default::default()
+        })
     }
 }
 
@@ -272,7 +276,9 @@ impl Client {
             State::Selecting | State::Requesting if now >= self.deadline => {
                 return (None, Event::Failed(self.why.clone()));
             }
-            State::Bound if now >= self.lease.as_ref().map(Lease::t1).unwrap_or(NEVER) => self.enter(State::Renewing, now),
+            State::Bound if now >= self.lease.as_ref().map(Lease::t1).unwrap_or(NEVER) => {
+                self.enter(State::Renewing, now)
+            }
             State::Renewing | State::Rebinding if now >= exp => {
                 return (None, Event::Lost(format!("lease expired without renewal ({})", self.why)));
             }
@@ -406,7 +412,13 @@ mod tests {
     const SRV_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
 
     fn params() -> Params {
-        Params { client_id: b"\0c/n/eth0".to_vec(), request: vec![1, 3], provide: vec![(12, b"pod".to_vec())], broadcast: false, resend_max: 62 * SEC }
+        Params {
+            client_id: b"\0c/n/eth0".to_vec(),
+            request: vec![1, 3],
+            provide: vec![(12, b"pod".to_vec())],
+            broadcast: false,
+            resend_max: 62 * SEC,
+        }
     }
 
     fn ip(s: &str) -> Ipv4Addr {
@@ -416,7 +428,11 @@ mod tests {
     /// The DHCP message inside a frame we sent, with the IP addresses.
     fn sent(o: &Out) -> (Message, Ipv4Addr, Ipv4Addr) {
         let f = &o.frame;
-        (Message::decode(&f[28..]).unwrap(), Ipv4Addr::new(f[12], f[13], f[14], f[15]), Ipv4Addr::new(f[16], f[17], f[18], f[19]))
+        (
+            Message::decode(&f[28..]).unwrap(),
+            Ipv4Addr::new(f[12], f[13], f[14], f[15]),
+            Ipv4Addr::new(f[16], f[17], f[18], f[19]),
+        )
     }
 
     fn reply(to: &Message, kind: u8, yiaddr: &str, opts: &[(u8, &[u8])]) -> Message {
@@ -431,7 +447,8 @@ mod tests {
         m
     }
 
-    const ACK_OPTS: &[(u8, &[u8])] = &[(opt::SUBNET_MASK, &[255, 255, 255, 0]), (opt::ROUTER, &[10, 55, 0, 1]), (opt::LEASE_TIME, &[0, 0, 0, 120])];
+    const ACK_OPTS: &[(u8, &[u8])] =
+        &[(opt::SUBNET_MASK, &[255, 255, 255, 0]), (opt::ROUTER, &[10, 55, 0, 1]), (opt::LEASE_TIME, &[0, 0, 0, 120])];
 
     /// Run a client to Bound at t=1000: DISCOVER, OFFER, REQUEST, ACK.
     fn bound() -> Client {
@@ -469,7 +486,10 @@ mod tests {
         let (out, _) = c.timer(61_100, &p);
         let out = out.unwrap();
         let (r, src, dst) = sent(&out);
-        assert_eq!((r.kind(), r.ciaddr, src, dst), (wire::REQUEST, ip("10.55.0.23"), ip("10.55.0.23"), ip("10.55.0.1")));
+        assert_eq!(
+            (r.kind(), r.ciaddr, src, dst),
+            (wire::REQUEST, ip("10.55.0.23"), ip("10.55.0.23"), ip("10.55.0.1"))
+        );
         assert_eq!(out.dst_mac, SRV_MAC);
         assert_eq!(r.get(opt::REQUESTED_IP), None, "RFC 2131: no requested-IP while renewing");
         assert_eq!(r.get(opt::SERVER_ID), None);
@@ -593,7 +613,10 @@ mod tests {
         let c = bound();
         let out = c.release(&params()).unwrap();
         let (m, src, dst) = sent(&out);
-        assert_eq!((m.kind(), m.ciaddr, src, dst), (wire::RELEASE, ip("10.55.0.23"), ip("10.55.0.23"), ip("10.55.0.1")));
+        assert_eq!(
+            (m.kind(), m.ciaddr, src, dst),
+            (wire::RELEASE, ip("10.55.0.23"), ip("10.55.0.23"), ip("10.55.0.1"))
+        );
         assert_eq!(m.addr(opt::SERVER_ID), Some(ip("10.55.0.1")));
         assert_eq!(out.dst_mac, SRV_MAC);
     }
@@ -621,13 +644,18 @@ mod tests {
         l.ack.set(opt::DNS, &[10, 55, 0, 1, 10, 55, 0, 2]);
         l.ack.set(opt::DOMAIN_NAME, b"test.");
         let j = l.result().unwrap().to_json("1.0.0").unwrap();
-        assert!(j.contains(r#""routes":[{"dst":"172.20.0.0/16","gw":"10.55.0.254"},{"dst":"0.0.0.0/0","gw":"10.55.0.1"}]"#), "{j}");
+        assert!(
+            j.contains(r#""routes":[{"dst":"172.20.0.0/16","gw":"10.55.0.254"},{"dst":"0.0.0.0/0","gw":"10.55.0.1"}]"#),
+            "{j}"
+        );
         assert!(j.contains(r#""dns":{"nameservers":["10.55.0.1","10.55.0.2"],"domain":"test."}"#), "{j}");
         // option 121 replaces both; an on-link route gets scope link
         l.ack.set(opt::CLASSLESS_ROUTES, &[24, 10, 56, 0, 0, 0, 0, 0, 0, 10, 55, 0, 254]);
         let j = l.result().unwrap().to_json("1.0.0").unwrap();
         assert!(
-            j.contains(r#""routes":[{"dst":"10.56.0.0/24","gw":"0.0.0.0","scope":253},{"dst":"0.0.0.0/0","gw":"10.55.0.254"}]"#),
+            j.contains(
+                r#""routes":[{"dst":"10.56.0.0/24","gw":"0.0.0.0","scope":253},{"dst":"0.0.0.0/0","gw":"10.55.0.254"}]"#
+            ),
             "{j}"
         );
         l.ack.options.retain(|(c, _)| *c != opt::SUBNET_MASK);

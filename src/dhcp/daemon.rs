@@ -78,7 +78,10 @@ fn parse_args(args: &[String]) -> std::result::Result<Opts, String> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let flag = a.strip_prefix("--").or_else(|| a.strip_prefix('-')).ok_or_else(|| format!("unexpected argument \"{a}\""))?;
+        let flag = a
+            .strip_prefix("--")
+            .or_else(|| a.strip_prefix('-'))
+            .ok_or_else(|| format!("unexpected argument \"{a}\""))?;
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (flag, None),
@@ -225,7 +228,8 @@ impl PacketSocket {
     fn open(ifindex: i32) -> Result<PacketSocket> {
         // Protocol 0: nothing is queued until the filter is on and the bind below names IPv4.
         // SAFETY: plain socket(2) call.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+        let fd =
+            unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(Error::last_os("open packet socket"));
         }
@@ -236,7 +240,16 @@ impl PacketSocket {
         let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_mut_ptr() };
         let sl = std::mem::size_of::<libc::sock_fprog>() as u32;
         // SAFETY: fprog points at `prog`, alive for the call.
-        if unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&fprog as *const libc::sock_fprog).cast(), sl) } != 0 {
+        if unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                sl,
+            )
+        } != 0
+        {
             return Err(Error::last_os("attach packet filter"));
         }
         let sa = ll_addr(ifindex, &[]);
@@ -251,7 +264,14 @@ impl PacketSocket {
         let sa = ll_addr(self.ifindex, &mac);
         // SAFETY: frame and sa are valid for the call.
         let n = unsafe {
-            libc::sendto(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0, (&sa as *const libc::sockaddr_ll).cast(), LL_LEN)
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                LL_LEN,
+            )
         };
         if n < 0 {
             return Err(Error::last_os("send DHCP packet"));
@@ -267,7 +287,14 @@ impl PacketSocket {
             let mut len = LL_LEN;
             // SAFETY: buf and sa are valid out-parameters of the sizes given.
             let n = unsafe {
-                libc::recvfrom(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0, (&mut sa as *mut libc::sockaddr_ll).cast(), &mut len)
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sa as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
             };
             if n < 0 {
                 let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
@@ -324,9 +351,7 @@ impl Entry {
     fn open(&mut self, set_up: bool) -> Result<()> {
         let ifname = self.ifname.clone();
         let (sock, mac) = self.in_netns(|rt| {
-            let l = rt
-                .link_by_name(&ifname)?
-                .ok_or_else(|| Error::msg(format!("interface {ifname} is gone")))?;
+            let l = rt.link_by_name(&ifname)?.ok_or_else(|| Error::msg(format!("interface {ifname} is gone")))?;
             if set_up && !l.is_up() {
                 rt.set_up(l.index, &ifname, true)?;
             }
@@ -348,7 +373,13 @@ impl Entry {
     fn lease_text(&self) -> String {
         match &self.client.lease {
             Some(l) => {
-                let left = |t: Ms| if t == NEVER { "never".to_string() } else { format!("{}s", t.saturating_sub(now_ms()) / 1000) };
+                let left = |t: Ms| {
+                    if t == NEVER {
+                        "never".to_string()
+                    } else {
+                        format!("{}s", t.saturating_sub(now_ms()) / 1000)
+                    }
+                };
                 format!("{} from {} (renew in {}, expires in {})", l.addr(), l.server(), left(l.t1()), left(l.expiry()))
             }
             None => String::new(),
@@ -468,7 +499,8 @@ fn listen(path: &str) -> Result<(UnixListener, bool)> {
             }
         }
     }
-    let l = UnixListener::bind(path).map_err(|e| Error::os(format_args!("listen on {path}"), e.raw_os_error().unwrap_or(0)))?;
+    let l = UnixListener::bind(path)
+        .map_err(|e| Error::os(format_args!("listen on {path}"), e.raw_os_error().unwrap_or(0)))?;
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     l.set_nonblocking(true)?;
@@ -504,7 +536,8 @@ impl Daemon {
             }
             let now = now_ms();
             // Act by id, not by position: handling one event can remove others.
-            let conn_ids: Vec<u64> = self.conns.iter().zip(&fds[2..]).filter(|(_, f)| f.revents != 0).map(|(c, _)| c.id).collect();
+            let conn_ids: Vec<u64> =
+                self.conns.iter().zip(&fds[2..]).filter(|(_, f)| f.revents != 0).map(|(c, _)| c.id).collect();
             let lease_ids: Vec<(String, i16)> = self
                 .leases
                 .iter()
@@ -565,7 +598,9 @@ impl Daemon {
         c.deadline = NEVER;
         match serde_json::from_slice::<Request>(&line) {
             Ok(req) => self.handle(id, req, now),
-            Err(e) => self.reply(id, &Reply::error(&Error::new(code::DECODING, format!("invalid DHCP daemon request: {e}")))),
+            Err(e) => {
+                self.reply(id, &Reply::error(&Error::new(code::DECODING, format!("invalid DHCP daemon request: {e}"))))
+            }
         }
     }
 
@@ -595,7 +630,10 @@ impl Daemon {
                     e.id,
                     e.lost.as_deref().unwrap_or("")
                 ))),
-                Some(e) if !e.held() => Reply::error(&Error::new(code::TRY_AGAIN_LATER, format!("the DHCP lease of {} is still being acquired", e.id))),
+                Some(e) if !e.held() => Reply::error(&Error::new(
+                    code::TRY_AGAIN_LATER,
+                    format!("the DHCP lease of {} is still being acquired", e.id),
+                )),
                 Some(e) => result_reply(e),
             },
             "del" => {
@@ -605,7 +643,9 @@ impl Daemon {
                 Reply::ok(None)
             }
             "gc" => {
-                while let Some(i) = self.leases.iter().position(|e| e.network == req.network && !req.keep.contains(&e.id)) {
+                while let Some(i) =
+                    self.leases.iter().position(|e| e.network == req.network && !req.keep.contains(&e.id))
+                {
                     self.remove(i, "released by GC", true);
                 }
                 Reply::ok(None)
@@ -680,7 +720,11 @@ impl Daemon {
                 e.sock.as_ref().map(|s| s.send(&out.frame, out.dst_mac)).unwrap_or(Ok(()))
             })();
             match sent {
-                Ok(()) => log(format_args!("{}: {why}: {}", e.id, e.client.lease.as_ref().map(|l| l.addr().to_string()).unwrap_or_default())),
+                Ok(()) => log(format_args!(
+                    "{}: {why}: {}",
+                    e.id,
+                    e.client.lease.as_ref().map(|l| l.addr().to_string()).unwrap_or_default()
+                )),
                 Err(err) => log(format_args!("{}: {why}, but no DHCPRELEASE could be sent: {err}", e.id)),
             }
         } else {
@@ -702,7 +746,8 @@ impl Daemon {
                 self.remove(i, &why, false);
             }
         }
-        let due: Vec<String> = self.leases.iter().filter(|e| e.lost.is_none() && e.client.wake() <= now).map(|e| e.id.clone()).collect();
+        let due: Vec<String> =
+            self.leases.iter().filter(|e| e.lost.is_none() && e.client.wake() <= now).map(|e| e.id.clone()).collect();
         for id in due {
             let Some(i) = self.find(&id) else { continue };
             let e = &mut self.leases[i];
@@ -728,7 +773,9 @@ impl Daemon {
             let Some(sock) = &e.sock else { return };
             let broken = match sock.recv(buf) {
                 Ok(Some((n, from))) => {
-                    let Some(m) = super::wire::unframe(&buf[..n]).and_then(|(_, p)| Message::decode(p)) else { continue };
+                    let Some(m) = super::wire::unframe(&buf[..n]).and_then(|(_, p)| Message::decode(p)) else {
+                        continue;
+                    };
                     let ev = e.client.input(now, &m, from);
                     self.event(i, ev);
                     continue;
@@ -876,10 +923,17 @@ mod tests {
 
     #[test]
     fn go_style_flags() {
-        let o = parse_args(&args("-socketpath /tmp/x.sock --pidfile=/tmp/p -broadcast -timeout 3s -resendmax=1m30s")).unwrap();
-        assert_eq!((o.socket.as_str(), o.pidfile.as_str(), o.broadcast, o.timeout, o.resend_max), ("/tmp/x.sock", "/tmp/p", true, 3000, 90_000));
+        let o = parse_args(&args("-socketpath /tmp/x.sock --pidfile=/tmp/p -broadcast -timeout 3s -resendmax=1m30s"))
+            .unwrap();
+        assert_eq!(
+            (o.socket.as_str(), o.pidfile.as_str(), o.broadcast, o.timeout, o.resend_max),
+            ("/tmp/x.sock", "/tmp/p", true, 3000, 90_000)
+        );
         let o = parse_args(&[]).unwrap();
-        assert_eq!((o.socket.as_str(), o.timeout, o.resend_max, o.broadcast), ("/run/cni/dhcp.sock", 10_000, 62_000, false));
+        assert_eq!(
+            (o.socket.as_str(), o.timeout, o.resend_max, o.broadcast),
+            ("/run/cni/dhcp.sock", 10_000, 62_000, false)
+        );
         assert!(!parse_args(&args("-broadcast=false")).unwrap().broadcast);
         assert_eq!(parse_args(&args("-nope 1")).err().unwrap(), "flag provided but not defined: -nope");
         assert_eq!(parse_args(&args("-timeout")).err().unwrap(), "flag needs an argument: -timeout");

@@ -108,7 +108,10 @@ pub fn call(path: &str, req: &Request, timeout: Duration) -> Result<Option<CniRe
         }
         Err(e) => return Err(later("cannot read the DHCP daemon's answer from", e)),
         Ok(_) if !buf.ends_with(b"\n") => {
-            return Err(Error::new(code::TRY_AGAIN_LATER, format!("DHCP daemon at {path} closed the connection without an answer")));
+            return Err(Error::new(
+                code::TRY_AGAIN_LATER,
+                format!("DHCP daemon at {path} closed the connection without an answer"),
+            ));
         }
         Ok(_) => {}
     }
@@ -129,7 +132,10 @@ mod tests {
             provide: vec![(12, "pod-a".into())],
             ..Default::default()
         };
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"add","id":"c1/net/eth0","request":[1,3],"provide":[[12,"pod-a"]]}"#);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"add","id":"c1/net/eth0","request":[1,3],"provide":[[12,"pod-a"]]}"#
+        );
         let e: Reply = Reply::error(&Error::new(11, "later"));
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"code":11,"msg":"later"}"#);
         assert_eq!(serde_json::to_string(&Reply::<CniResult>::ok(None)).unwrap(), "{}");
@@ -141,7 +147,11 @@ mod tests {
     fn missing_daemon_is_try_again_later() {
         let e = call("/nonexistent/cnibox-dhcp.sock", &Request::default(), Duration::from_secs(1)).err().unwrap();
         assert_eq!(e.code, code::TRY_AGAIN_LATER);
-        assert!(e.msg.starts_with("DHCP daemon is not running: cannot connect to /nonexistent/cnibox-dhcp.sock: "), "{}", e.msg);
+        assert!(
+            e.msg.starts_with("DHCP daemon is not running: cannot connect to /nonexistent/cnibox-dhcp.sock: "),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]

@@ -322,7 +322,8 @@ mod tests {
     /// The fixed part of a message: op, htype 1, hlen 6, hops, xid, secs,
     /// flags, four addresses, chaddr padded to 16, 64 + 128 zero bytes, cookie.
     fn fixed(op: u8, xid: &str, flags: &str, ciaddr: &str, yiaddr: &str) -> Vec<u8> {
-        let mut v = hex(&format!("{op:02x} 01 06 00 {xid} 0000 {flags} {ciaddr} {yiaddr} 00000000 00000000 0200 00aa bbcc"));
+        let mut v =
+            hex(&format!("{op:02x} 01 06 00 {xid} 0000 {flags} {ciaddr} {yiaddr} 00000000 00000000 0200 00aa bbcc"));
         v.resize(236, 0);
         v.extend_from_slice(&hex("63 82 53 63"));
         v
@@ -358,13 +359,13 @@ mod tests {
     fn ack_decodes_with_pads_split_options_and_routes() {
         let mut b = fixed(2, "12345678", "0000", "00000000", "0a370017");
         b.extend_from_slice(&hex(concat!(
-            "35 01 05  36 04 0a370001  00 00",  // type ACK, server id, two pads
-            "01 04 ffffff00  03 08 0a370001 0a3700fe",  // mask /24, two routers
-            "06 04 0a370001  0f 08 6578616d706c6500",  // DNS, domain "example" + NUL
-            "33 04 00000078  3a 04 0000003c  3b 04 00000069",  // lease 120, T1 60, T2 105
+            "35 01 05  36 04 0a370001  00 00",                // type ACK, server id, two pads
+            "01 04 ffffff00  03 08 0a370001 0a3700fe",        // mask /24, two routers
+            "06 04 0a370001  0f 08 6578616d706c6500",         // DNS, domain "example" + NUL
+            "33 04 00000078  3a 04 0000003c  3b 04 00000069", // lease 120, T1 60, T2 105
             // option 121 in two pieces: 10.56.0.0/24 on-link, default via .1, 192.168.0.0/16 via .2
             "79 03 180a38  79 11 00 00000000 00 0a370001 10 c0a8 0a370002",
-            "21 08 0a010200 0a3700fe",  // option 33: 10.1.2.0 via .254
+            "21 08 0a010200 0a3700fe", // option 33: 10.1.2.0 via .254
             "ff 00 00"
         )));
         let m = Message::decode(&b).unwrap();
@@ -378,7 +379,14 @@ mod tests {
         assert_eq!((m.u32(opt::LEASE_TIME), m.u32(opt::T1), m.u32(opt::T2)), (Some(120), Some(60), Some(105)));
         let r = classless_routes(m.get(opt::CLASSLESS_ROUTES).unwrap()).unwrap();
         let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        assert_eq!(r, [(a("10.56.0.0"), 24, a("0.0.0.0")), (a("0.0.0.0"), 0, a("10.55.0.1")), (a("192.168.0.0"), 16, a("10.55.0.2"))]);
+        assert_eq!(
+            r,
+            [
+                (a("10.56.0.0"), 24, a("0.0.0.0")),
+                (a("0.0.0.0"), 0, a("10.55.0.1")),
+                (a("192.168.0.0"), 16, a("10.55.0.2"))
+            ]
+        );
         assert_eq!(static_routes(m.get(opt::STATIC_ROUTES).unwrap()), [(a("10.1.2.0"), 8, a("10.55.0.254"))]);
     }
 

@@ -79,7 +79,9 @@ fn option_code(name: &str, field: &str) -> Result<u8> {
     }
     match name.parse::<u8>() {
         Ok(c) if c != 0 && c != 255 => Ok(c),
-        _ => Err(Error::config(format!("{field}: unknown DHCP option \"{name}\" (a name such as host-name, or a number 1-254)"))),
+        _ => Err(Error::config(format!(
+            "{field}: unknown DHCP option \"{name}\" (a name such as host-name, or a number 1-254)"
+        ))),
     }
 }
 
@@ -123,7 +125,10 @@ fn setup(req: &Request, op: &str) -> Result<(String, Rpc, u32)> {
         let from_arg = args.iter().rev().find(|(k, _)| !o.from_arg.is_empty() && *k == o.from_arg).map(|(_, v)| *v);
         for v in [Some(o.value.as_str()), from_arg].into_iter().flatten().filter(|v| !v.is_empty()) {
             if v.len() > 255 {
-                return Err(Error::config(format!("{field}: value for option \"{}\" is longer than 255 bytes", o.option)));
+                return Err(Error::config(format!(
+                    "{field}: value for option \"{}\" is longer than 255 bytes",
+                    o.option
+                )));
             }
             r.provide.retain(|(c, _)| *c != code);
             r.provide.push((code, v.to_string()));
@@ -142,7 +147,8 @@ fn setup(req: &Request, op: &str) -> Result<(String, Rpc, u32)> {
 
 fn add(req: &Request) -> Result<CniResult> {
     let (socket, r, priority) = setup(req, "add")?;
-    let mut res = rpc::call(&socket, &r, RPC_TIMEOUT)?.ok_or_else(|| Error::msg("DHCP daemon answered ADD without a lease"))?;
+    let mut res =
+        rpc::call(&socket, &r, RPC_TIMEOUT)?.ok_or_else(|| Error::msg("DHCP daemon answered ADD without a lease"))?;
     for rt in &mut res.routes {
         rt.priority = priority;
     }
@@ -231,7 +237,11 @@ mod tests {
         let long = "x".repeat(256);
         let conf = format!(r#"{{"name":"lan","ipam":{{"provide":[{{"option":"host-name","value":"{long}"}}]}}}}"#);
         let e = setup(&req(&conf, ""), "add").err().unwrap();
-        assert!(e.msg.contains("ipam.provide[0]: value for option \"host-name\" is longer than 255 bytes"), "{}", e.msg);
+        assert!(
+            e.msg.contains("ipam.provide[0]: value for option \"host-name\" is longer than 255 bytes"),
+            "{}",
+            e.msg
+        );
         let e = setup(&req(r#"{"name":"lan","ipam":{"priority":"high"}}"#, ""), "add").err().unwrap();
         assert!(e.msg.contains("field ipam.priority"), "{}", e.msg);
     }
