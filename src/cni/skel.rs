@@ -12,6 +12,15 @@ use std::io::{Read, Write};
 /// Largest network configuration accepted on stdin.
 pub const MAX_CONFIG: usize = 1 << 20;
 
+/// Longest network name: host-local names a directory after it, and a path
+/// component holds at most 255 bytes.
+pub const MAX_NAME: usize = 255;
+
+/// Longest container id. The id is the comment of portmap's rules (the
+/// reference's layout), and nftables comments hold 128 bytes: two longer ids
+/// sharing their first 128 bytes would own each other's rules.
+pub const MAX_CONTAINER_ID: usize = 128;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     Add,
@@ -230,8 +239,11 @@ pub fn dispatch(plugin: &Plugin, mut req: Request) -> Result<(Request, Option<Cn
             .with_details(format!("config is \"{v}\", plugin supports {}", version::quoted_list(plugin.versions()))));
     }
     req.cni_version = v;
-    if matches!(req.command, Command::Add | Command::Del | Command::Check) && !req.netns_override {
-        refuse_own_netns(&req)?;
+    if req.command != Command::Version {
+        need_net_admin()?;
+    }
+    if matches!(req.command, Command::Add | Command::Del | Command::Check) {
+        check_netns(&req)?;
     }
     let result = match req.command {
         Command::Add => Some((plugin.add)(&req)?),
@@ -256,19 +268,38 @@ pub fn dispatch(plugin: &Plugin, mut req: Request) -> Result<(Request, Option<Cn
     Ok((req, result))
 }
 
-/// A stale `/proc/<pid>/ns/net` can point at the node's own namespace; acting
-/// on it would reconfigure the node (plugins#714). Checked before any change.
-fn refuse_own_netns(req: &Request) -> Result<()> {
+/// CNI_NETNS, before any change. A path that exists but is not a network
+/// namespace (a regular file, a directory, another kind of namespace) is
+/// refused for ADD and CHECK; DEL takes it for a namespace that is gone.
+/// A stale `/proc/<pid>/ns/net` can point at the node's own namespace;
+/// acting on it would reconfigure the node (plugins#714), so that is refused
+/// too, unless CNI_NETNS_OVERRIDE says the caller means it.
+fn check_netns(req: &Request) -> Result<()> {
     if req.netns.is_empty() {
         return Ok(());
     }
-    let Ok(target) = Netns::open(&req.netns) else {
-        return Ok(()); // the verb reports (ADD) or tolerates (DEL) a missing namespace
+    let target = match Netns::open(&req.netns) {
+        Ok(t) => t,
+        Err(e) if e.code == code::INVALID_NETNS && req.command != Command::Del => return Err(e),
+        Err(_) => return Ok(()), // the verb reports (ADD) or tolerates (DEL) a missing namespace
     };
-    if target.same_as(&Netns::current()?)? {
+    if !req.netns_override && target.same_as(&Netns::current()?)? {
         return Err(Error::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"));
     }
     Ok(())
+}
+
+/// Every verb changes or inspects kernel state that needs CAP_NET_ADMIN (or
+/// writes state only root may write): without it, say so before doing anything.
+fn need_net_admin() -> Result<()> {
+    if crate::sys::has_cap_net_admin() {
+        return Ok(());
+    }
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    Err(Error::msg(format!(
+        "this plugin needs CAP_NET_ADMIN and runs without it (uid {uid}): run it as root, as container runtimes do"
+    )))
 }
 
 fn validate_config(bytes: &[u8]) -> Result<Common> {
@@ -276,6 +307,8 @@ fn validate_config(bytes: &[u8]) -> Result<Common> {
         .map_err(|e| Error::new(code::DECODING, "error unmarshall network config").with_details(e.to_string()))?;
     match c.name.as_deref() {
         None | Some("") => Err(Error::new(code::INVALID_CONFIG, "missing network name")),
+        Some(n) if n.len() > MAX_NAME => Err(Error::new(code::INVALID_CONFIG, "network name is too long")
+            .with_details(format!("{} bytes, at most {MAX_NAME}", n.len()))),
         Some(n) if !valid_id(n) => {
             Err(Error::new(code::INVALID_CONFIG, "invalid characters found in network name").with_details(n))
         }
@@ -297,6 +330,10 @@ pub fn validate_container_id(id: &str) -> Result<()> {
     }
     if !valid_id(id) {
         return Err(Error::new(code::INVALID_ENV, "invalid characters in containerID").with_details(id));
+    }
+    if id.len() > MAX_CONTAINER_ID {
+        return Err(Error::new(code::INVALID_ENV, "containerID is too long")
+            .with_details(format!("{} bytes, at most {MAX_CONTAINER_ID}", id.len())));
     }
     Ok(())
 }
@@ -332,7 +369,36 @@ impl Request {
             prev: Option<super::result::AnyResult>,
         }
         let p: Prev = self.conf()?;
-        Ok(p.prev.map(|r| r.normalize()))
+        let prev = p.prev.map(|r| r.normalize());
+        if let (Some(r), Command::Add | Command::Check) = (&prev, self.command) {
+            self.check_sandboxes(r)?;
+        }
+        Ok(prev)
+    }
+
+    /// Every container-side interface of a prevResult lives in CNI_NETNS: a
+    /// chained plugin must never act on another namespace's interfaces or
+    /// addresses because a prevResult named them. (DEL does not look: it has
+    /// to clean up whatever the namespaces have become.)
+    fn check_sandboxes(&self, r: &CniResult) -> Result<()> {
+        let mut ours: Option<Netns> = None;
+        for i in r.interfaces.iter().filter(|i| !i.sandbox.is_empty() && i.sandbox != self.netns) {
+            let bad = || {
+                Error::new(
+                    code::INVALID_CONFIG,
+                    format!("prevResult: interface \"{}\" is in sandbox \"{}\", not in CNI_NETNS \"{}\"", i.name, i.sandbox, self.netns),
+                )
+            };
+            // The same namespace may be named by another path (/proc/<pid>/ns/net).
+            let Ok(theirs) = Netns::open(&i.sandbox) else { return Err(bad()) };
+            if ours.is_none() {
+                ours = Some(Netns::open(&self.netns).map_err(|_| bad())?);
+            }
+            if !ours.as_ref().is_some_and(|o| o.same_as(&theirs).unwrap_or(false)) {
+                return Err(bad());
+            }
+        }
+        Ok(())
     }
 
     /// Parse the config into a plugin's own type; errors name the field.
@@ -456,6 +522,9 @@ mod tests {
 
     #[test]
     fn missing_version_means_0_1_0_and_result_is_converted() {
+        if !crate::sys::has_cap_net_admin() {
+            return; // ADD refuses to run at all without the capability
+        }
         let (rc, out) = run_std("ADD", &[], r#"{"name":"n"}"#);
         // an empty result cannot be expressed in 0.1.0
         assert_eq!(rc, 1);

@@ -11,7 +11,8 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
-const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// `NS_GET_NSTYPE` (linux/nsfs.h, `_IO(0xb7, 0x3)`): the kind of a namespace file.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
 
 pub struct Netns {
     fd: OwnedFd,
@@ -19,29 +20,50 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Open the namespace at `path` (`/run/netns/x`, `/proc/<pid>/ns/net`).
-    /// Anything that is not nsfs or procfs is refused before it can be used.
+    /// Open the network namespace at `path` (`/run/netns/x`, `/proc/<pid>/ns/net`).
+    /// Anything else (a regular file, a directory, another kind of namespace)
+    /// is refused before it can be used, with code 8 and errno ENOENT: there is
+    /// no network namespace at that path, which DEL treats as one already gone
+    /// (a runtime's bind mount that was unmounted leaves an empty file behind).
     pub fn open(path: &str) -> Result<Netns> {
         let c = CString::new(path)
             .map_err(|_| Error::new(crate::error::code::INVALID_ENV, format!("invalid netns path {path:?}")))?;
-        // SAFETY: c is a valid NUL-terminated path.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let not_netns = |what: &str| {
+            let mut e = Error::new(crate::error::code::INVALID_NETNS, format!("\"{path}\" is not a valid network namespace path{what}"));
+            e.errno = libc::ENOENT;
+            e
+        };
+        // A namespace file is a regular file of nsfs. Anything else is refused
+        // before it is opened: opening a device or a FIFO can have effects.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: c is a valid NUL-terminated path, st a properly sized out-parameter.
+        if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+            return Err(Error::last_os(format_args!("failed to open netns \"{path}\"")));
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(not_netns(""));
+        }
+        // SAFETY: as above. O_NONBLOCK: should the path have become a FIFO
+        // meanwhile, opening it must not hang; the checks below refuse it.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) };
         if fd < 0 {
             return Err(Error::last_os(format_args!("failed to open netns \"{path}\"")));
         }
         // SAFETY: fd was just returned by open and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is valid and st is a properly sized out-parameter.
-        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is valid and sf is a properly sized out-parameter.
+        if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
             return Err(Error::last_os(format_args!("statfs netns \"{path}\"")));
         }
-        let magic = st.f_type as i64;
-        if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC {
-            return Err(Error::new(
-                crate::error::code::INVALID_NETNS,
-                format!("\"{path}\" is not a valid network namespace path"),
-            ));
+        if sf.f_type as i64 != NSFS_MAGIC {
+            return Err(not_netns(""));
+        }
+        // SAFETY: an ioctl without argument on our descriptor. Kernels before
+        // 4.11 answer ENOTTY; the nsfs check above is all they allow.
+        let ty = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if ty >= 0 && ty != libc::CLONE_NEWNET {
+            return Err(not_netns(" (it is another kind of namespace)"));
         }
         Ok(Netns { fd, path: path.to_string() })
     }
