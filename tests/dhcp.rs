@@ -399,7 +399,7 @@ fn nak_on_renewal_loses_the_lease_and_check_says_so() {
 }
 
 #[test]
-fn a_vanished_namespace_drops_its_lease() {
+fn a_vanished_namespace_or_interface_drops_its_lease() {
     need_dnsmasq!();
     let mut lab = Lab::new();
     lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
@@ -416,6 +416,13 @@ fn a_vanished_namespace_drops_its_lease() {
     assert!(v["msg"].as_str().unwrap().contains("no DHCP lease is held"), "{v}");
     // a DEL that comes late still succeeds
     lab.call("dhcp", "DEL", "ctr1", &ghost).run(&lab.ipam_conf()).ok();
+    // an interface deleted behind the daemon's back: noticed at the next renewal
+    let c2 = Netns::new("c2");
+    lab.add("ctr2", &c2);
+    c2.sh(&["link", "del", "eth0"]);
+    wait_for("the daemon to drop the lease", 15, || lab.daemon_log().contains("interface eth0 is gone: lease dropped"));
+    let v = lab.call("dhcp", "CHECK", "ctr2", &c2).run(&lab.ipam_conf()).err(999);
+    assert!(v["msg"].as_str().unwrap().contains("no DHCP lease is held"), "{v}");
     assert!(lab.daemon_alive());
 }
 

@@ -753,7 +753,7 @@ impl Daemon {
             let e = &mut self.leases[i];
             if e.sock.is_none() {
                 if let Err(err) = e.open(false) {
-                    let why = format!("cannot reach the server any more: {err}");
+                    let why = format!("{err}: lease dropped");
                     self.remove(i, &why, false);
                     continue;
                 }
@@ -771,7 +771,7 @@ impl Daemon {
             let Some(i) = self.find(id) else { return };
             let e = &mut self.leases[i];
             let Some(sock) = &e.sock else { return };
-            let broken = match sock.recv(buf) {
+            let failed = match sock.recv(buf) {
                 Ok(Some((n, from))) => {
                     let Some(m) = super::wire::unframe(&buf[..n]).and_then(|(_, p)| Message::decode(p)) else {
                         continue;
@@ -781,12 +781,15 @@ impl Daemon {
                     continue;
                 }
                 Ok(None) if revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0 => return,
-                // The interface went away under the socket (ENETDOWN) or the socket broke.
                 Ok(None) => String::new(),
-                Err(err) => format!(" ({err})"),
+                Err(err) => format!(": {err}"),
             };
-            let why = format!("interface {} is gone{broken}: lease dropped", e.ifname);
-            return self.remove(i, &why, false);
+            // ENETDOWN: the interface was set down, or deleted. Close the
+            // socket; the next transmission opens a new one, or drops the
+            // lease if the interface (or its namespace) is gone for good.
+            log(format_args!("{}: packet socket on {} failed{failed}", e.id, e.ifname));
+            e.sock = None;
+            return;
         }
     }
 

@@ -36,12 +36,13 @@
 //! rebinding, releasing), so a bound lease holds no descriptor and the
 //! daemon never keeps a deleted container's namespace alive.
 //!
-//! A lease ends when DEL releases it; when the container's namespace is
-//! gone (its path no longer names the namespace the lease was made in;
-//! checked every 5 s) or its interface is; and when the server NAKs a
-//! renewal or the lease expires unrenewed — then it is "lost": logged, the
-//! interface is set down as the reference does (the address may be someone
-//! else's now), and CHECK reports it until DEL.
+//! A lease ends when DEL releases it (or GC, for attachments not in its
+//! list). It is dropped, logged, when the container's namespace is gone (its
+//! path no longer names the namespace the lease was made in; checked every
+//! 5 s) or, at its next transmission, when its interface is. It is "lost"
+//! when the server NAKs a renewal or it expires unrenewed: logged, the
+//! interface set down as the reference does (the address may be someone
+//! else's now), and CHECK reports the loss until DEL.
 //!
 //! Held leases are written (atomically) to `<socketpath>.leases` on every
 //! change, so a restarted daemon goes on renewing them, answers CHECK, and
