@@ -96,7 +96,8 @@ fn parse_args(args: &[String]) -> std::result::Result<Opts, String> {
                 };
                 continue;
             }
-            _ => {}
+            "socketpath" | "pidfile" | "hostprefix" | "timeout" | "resendmax" => {}
+            _ => return Err(format!("flag provided but not defined: -{name}")),
         }
         let v = match inline {
             Some(v) => v,
@@ -107,8 +108,7 @@ fn parse_args(args: &[String]) -> std::result::Result<Opts, String> {
             "pidfile" => o.pidfile = v,
             "hostprefix" => o.hostprefix = v,
             "timeout" => o.timeout = duration(&v)?,
-            "resendmax" => o.resend_max = duration(&v)?,
-            _ => return Err(format!("flag provided but not defined: -{name}")),
+            _ => o.resend_max = duration(&v)?,
         }
     }
     if o.socket.is_empty() {
@@ -939,6 +939,7 @@ mod tests {
         );
         assert!(!parse_args(&args("-broadcast=false")).unwrap().broadcast);
         assert_eq!(parse_args(&args("-nope 1")).err().unwrap(), "flag provided but not defined: -nope");
+        assert_eq!(parse_args(&args("-nope")).err().unwrap(), "flag provided but not defined: -nope");
         assert_eq!(parse_args(&args("-timeout")).err().unwrap(), "flag needs an argument: -timeout");
         assert_eq!(parse_args(&args("stray")).err().unwrap(), "unexpected argument \"stray\"");
         assert_eq!(parse_args(&args("-h")).err().unwrap(), "");
