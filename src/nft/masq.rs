@@ -77,17 +77,18 @@ pub fn postrouting_rules() -> [Vec<Expr<'static>>; 3] {
 
 /// The batch of an ADD: ensure table and chains, rewrite `postrouting`,
 /// replace this attachment's rules (`stale`) with one per address.
-pub fn setup_batch(stale: &[super::Rule], network: &str, ifname: &str, container_id: &str, addrs: &[IpNet]) -> Batch {
+pub fn setup_batch(current: &[super::Rule], network: &str, ifname: &str, container_id: &str, addrs: &[IpNet]) -> Batch {
     let mut b = Batch::new();
     b.add_table(&TABLE, TABLE_COMMENT);
     b.add_chain(&TABLE, CHAIN, None, CHAIN_COMMENT);
     b.add_chain(&TABLE, POSTROUTING, Some(Base { ty: "nat", hook: HOOK_POSTROUTING, prio: 100 }), "");
-    b.flush_chain(&TABLE, POSTROUTING);
-    for r in postrouting_rules() {
-        b.add_rule(&TABLE, POSTROUTING, &r, b"");
-    }
+    let fixed = postrouting_rules();
+    let fixed: Vec<&[Expr]> = fixed.iter().map(|r| r.as_slice()).collect();
+    // The reference rewrites postrouting on every ADD; its three rules are
+    // recognised by their multicast prefixes and left alone when in place.
+    b.set_chain(&TABLE, POSTROUTING, &fixed, current, |now| now[0].compares(&[224, 0, 0, 0]) && now[1].compares(&[0xff]));
     let key = instance_key(network, ifname, container_id);
-    for r in stale.iter().filter(|r| r.comment.starts_with(key.as_bytes())) {
+    for r in current.iter().filter(|r| r.chain == CHAIN && r.comment.starts_with(key.as_bytes())) {
         b.del_rule(r);
     }
     let c = comment(network, ifname, container_id);
@@ -101,9 +102,14 @@ fn list(nft: &mut Nft) -> Result<Vec<super::Rule>> {
     nft.rules(TABLE.family, TABLE.name, CHAIN)
 }
 
+/// Both chains: setup also looks at postrouting.
+fn list_all(nft: &mut Nft) -> Result<Vec<super::Rule>> {
+    nft.rules(TABLE.family, TABLE.name, "")
+}
+
 /// Masquerade traffic from each of `addrs` leaving its own subnet (`addrs` carry their prefix).
 pub fn setup(network: &str, ifname: &str, container_id: &str, addrs: &[IpNet]) -> Result<()> {
-    transact(|nft| Ok(setup_batch(&list(nft)?, network, ifname, container_id, addrs))).context("ipMasq: set up masquerading")
+    transact(|nft| Ok(setup_batch(&list_all(nft)?, network, ifname, container_id, addrs))).context("ipMasq: set up masquerading")
 }
 
 /// Remove this attachment's rules; needs neither the addresses nor the netns.

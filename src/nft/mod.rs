@@ -190,6 +190,22 @@ impl Batch {
         m.put_str(NFTA_RULE_TABLE, t.name).put_str(NFTA_RULE_CHAIN, chain);
     }
 
+    /// Give a fixed chain (one cnibox rewrites, never per-container) exactly
+    /// `rules`, unless `current` already shows them. Rewriting on every call
+    /// would destroy rules each time, and a destroyed rule makes the release of
+    /// this netfilter socket wait for an RCU grace period (nf_tables flushes
+    /// its destroy work then): milliseconds added to every ADD.
+    pub fn set_chain(&mut self, t: &Table, chain: &str, rules: &[&[Expr]], current: &[Rule], in_place: impl Fn(&[&Rule]) -> bool) {
+        let now: Vec<&Rule> = current.iter().filter(|r| r.family == t.family && r.table == t.name && r.chain == chain).collect();
+        if now.len() == rules.len() && in_place(&now) {
+            return;
+        }
+        self.flush_chain(t, chain);
+        for r in rules {
+            self.add_rule(t, chain, r, b"");
+        }
+    }
+
     /// Append a rule to the chain.
     pub fn add_rule(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: &[u8]) {
         let m = self.msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t, format!("add rule to {t} {chain}"));

@@ -52,6 +52,7 @@ const HOSTPORTS_ALL: &str = "hostports_all";
 const MASQUERADING: &str = "masquerading";
 const LOCALNET_GUARD: &str = "localnet_guard";
 const PER_CONTAINER: [&str; 3] = [HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING];
+const GUARD_COMMENT: &[u8] = b"block incoming localnet connections";
 
 pub fn table(v4: bool) -> Table {
     Table { family: if v4 { NFPROTO_IPV4 } else { NFPROTO_IPV6 }, name: NAME }
@@ -144,10 +145,10 @@ fn is_ours(r: &Rule, id: &[u8]) -> bool {
 
 /// The batch of an ADD: the shared structure of each family's table, this
 /// container's earlier rules (`stale`, from any family) replaced by the new ones.
-pub fn setup_batch(stale: &[Rule], s: &Spec) -> Batch {
+pub fn setup_batch(current: &[Rule], s: &Spec) -> Batch {
     let mut b = Batch::new();
     let c = comment(s.container_id);
-    for r in stale.iter().filter(|r| is_ours(r, c)) {
+    for r in current.iter().filter(|r| is_ours(r, c)) {
         b.del_rule(r);
     }
     for ip in s.ips {
@@ -157,16 +158,15 @@ pub fn setup_batch(stale: &[Rule], s: &Spec) -> Batch {
         b.add_chain(&t, HOSTPORTS, None, "");
         b.add_chain(&t, HOSTIP_HOSTPORTS, None, "");
         b.add_chain(&t, HOSTPORTS_ALL, None, "");
-        b.flush_chain(&t, HOSTPORTS_ALL);
-        b.add_rule(&t, HOSTPORTS_ALL, &[Expr::Verdict(NFT_JUMP, HOSTIP_HOSTPORTS)], b"");
-        b.add_rule(&t, HOSTPORTS_ALL, &[Expr::Verdict(NFT_JUMP, HOSTPORTS)], b"");
+        // The fixed chains are rewritten only when not as expected (see Batch::set_chain).
+        let all: [&[Expr]; 2] = [&[Expr::Verdict(NFT_JUMP, HOSTIP_HOSTPORTS)], &[Expr::Verdict(NFT_JUMP, HOSTPORTS)]];
+        b.set_chain(&t, HOSTPORTS_ALL, &all, current, |_| true);
         let mut entry = Vec::with_capacity(3);
         expr::fib_daddr_local(&mut entry);
         entry.push(Expr::Verdict(NFT_JUMP, HOSTPORTS_ALL));
         for (chain, hook) in [("prerouting", HOOK_PREROUTING), ("output", HOOK_OUTPUT)] {
             b.add_chain(&t, chain, Some(Base { ty: "nat", hook, prio: -100 }), "");
-            b.flush_chain(&t, chain);
-            b.add_rule(&t, chain, &entry, b"");
+            b.set_chain(&t, chain, &[&entry], current, |_| true);
         }
         for m in s.mappings.iter().filter(|m| m.applies(v4)) {
             b.add_rule(&t, HOSTPORTS, &dnat_rule(m, ip), c);
@@ -178,8 +178,11 @@ pub fn setup_batch(stale: &[Rule], s: &Spec) -> Batch {
             }
             if v4 {
                 b.add_chain(&t, LOCALNET_GUARD, Some(Base { ty: "filter", hook: HOOK_INPUT, prio: 0 }), "");
-                b.flush_chain(&t, LOCALNET_GUARD);
-                b.add_rule(&t, LOCALNET_GUARD, &localnet_guard_rule(), b"block incoming localnet connections");
+                let guard = current.iter().any(|r| r.family == t.family && r.chain == LOCALNET_GUARD && r.comment == GUARD_COMMENT);
+                if !guard {
+                    b.flush_chain(&t, LOCALNET_GUARD);
+                    b.add_rule(&t, LOCALNET_GUARD, &localnet_guard_rule(), GUARD_COMMENT);
+                }
             }
         }
     }
