@@ -11,7 +11,7 @@
 TARGET   ?= x86_64-unknown-linux-musl
 PREFIX   ?= /opt/cni/bin
 DESTDIR  ?=
-PLUGINS  := bandwidth bridge dummy flannel host-device host-local ipvlan loopback macvlan portmap ptp static tap vlan
+PLUGINS  := bandwidth bridge dhcp dummy firewall flannel host-device host-local ipvlan loopback macvlan portmap ptp sbr static tap tuning vlan vrf
 TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none
 
 BIN      = $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/cnibox

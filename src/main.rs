@@ -18,6 +18,7 @@ fn usage() -> String {
          \x20      cnibox add|check|del NETWORK NETNS | gc|status NETWORK   (cnitool-compatible; -i IFNAME --id ID --cache-dir DIR)\n\
          \x20      cnibox run [--network NAME] [--name NETNS] [--] CMD...\n\
          \x20      <plugin> add|check|del CONTAINERID NETNS [--config FILE]\n\
+         \x20      cnibox dhcp daemon [-socketpath P] [-pidfile P] [-broadcast] [-timeout D] [-resendmax D]\n\
          \x20      cnibox --version | --help\n\n\
          plugins: {}\n",
         env!("CARGO_PKG_VERSION"),

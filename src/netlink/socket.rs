@@ -78,6 +78,11 @@ impl Socket {
         }
     }
 
+    /// The descriptor, for a caller that decides how it is closed.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     pub fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1);
         self.seq

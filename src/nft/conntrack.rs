@@ -72,6 +72,13 @@ pub fn delete_by_dport(family: u8, proto: u8, ports: &[u16]) -> Result<usize> {
         return Ok(0);
     }
     let mut sock = Socket::open(super::NETLINK_NETFILTER)?;
+    let r = delete_matching(&mut sock, family, proto, ports);
+    // A netfilter socket's release can wait for nf_tables (see sys::close_detached).
+    crate::sys::close_detached(sock.into_fd());
+    r
+}
+
+fn delete_matching(sock: &mut Socket, family: u8, proto: u8, ports: &[u16]) -> Result<usize> {
     let entries = sock.dump(dump_msg(family, proto), "conntrack: list entries")?;
     let mut n = 0;
     for e in &entries {

@@ -287,19 +287,35 @@ impl Rule {
 
 /// A NETLINK_NETFILTER socket in the current namespace.
 pub struct Nft {
-    sock: Socket,
+    /// An Option only so that Drop can hand the descriptor on.
+    sock: Option<Socket>,
+}
+
+impl Drop for Nft {
+    /// Releasing a netfilter socket waits for the kernel to free every
+    /// committed nf_tables transaction (an RCU grace period); a child does
+    /// that waiting instead of the plugin.
+    fn drop(&mut self) {
+        if let Some(s) = self.sock.take() {
+            crate::sys::close_detached(s.into_fd());
+        }
+    }
 }
 
 impl Nft {
     pub fn open() -> Result<Nft> {
-        Ok(Nft { sock: Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))? })
+        Ok(Nft { sock: Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?) })
+    }
+
+    fn sock(&mut self) -> &mut Socket {
+        self.sock.as_mut().expect("the socket is only taken by drop")
     }
 
     /// The ruleset generation, which every committed change increments.
     pub fn genid(&mut self) -> Result<u32> {
         let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST);
         m.push(&[0, 0, 0, 0]);
-        let p = self.sock.get(m, "nftables: read ruleset generation")?;
+        let p = self.sock().get(m, "nftables: read ruleset generation")?;
         Ok(Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_GEN_ID).map(|a| a.be32()).unwrap_or(0))
     }
 
@@ -312,7 +328,7 @@ impl Nft {
         if !chain.is_empty() {
             m.put_str(NFTA_RULE_CHAIN, chain);
         }
-        match self.sock.dump(m, format_args!("nftables: list rules of table {table}")) {
+        match self.sock().dump(m, format_args!("nftables: list rules of table {table}")) {
             Ok(v) => Ok(v.iter().filter_map(|p| Rule::parse(p)).collect()),
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -323,7 +339,7 @@ impl Nft {
     pub fn chains(&mut self, family: u8, table: &str) -> Result<Vec<String>> {
         let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP);
         m.push(&[family, 0, 0, 0]);
-        let v = match self.sock.dump(m, format_args!("nftables: list chains of table {table}")) {
+        let v = match self.sock().dump(m, format_args!("nftables: list chains of table {table}")) {
             Ok(v) => v,
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -349,20 +365,20 @@ impl Nft {
             return Ok(());
         }
         crate::failpoint::hit("nft batch")?;
-        let seq = self.sock.next_seq();
+        let seq = self.sock().next_seq();
         for _ in 0..=b.msgs.len() {
-            self.sock.next_seq();
+            self.sock().next_seq();
         }
         let bytes = b.encode(seq, genid);
         if bytes.len() > 128 * 1024 {
-            self.sock.reserve_send(bytes.len() + 4096);
+            self.sock().reserve_send(bytes.len() + 4096);
         }
-        self.sock.send(&bytes).map_err(|e| match e.errno {
+        self.sock().send(&bytes).map_err(|e| match e.errno {
             libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", b.msgs.len(), bytes.len())),
             _ => e.context("nftables"),
         })?;
         let mut err: Option<Error> = None;
-        self.sock.drain(|data| {
+        self.sock().drain(|data| {
             for m in Msgs::new(data).filter(|m| m.ty == NLMSG_ERROR && m.error_code() != 0) {
                 let what = match m.seq.wrapping_sub(seq) as usize {
                     0 => "commit batch",
