@@ -266,13 +266,21 @@ fn reference_reservations_are_kept_and_released() {
 }
 
 #[test]
-fn a_damaged_state_file_is_read_line_by_line_and_rewritten() {
+fn a_damaged_state_file_is_refused_and_a_hand_edited_one_read() {
     let n = Net::new();
     let conf = n.conf("1.0.0", json!({"ranges": [[{"subnet": "10.60.0.0/24"}]]}));
     std::fs::create_dir_all(n.dir()).unwrap();
-    std::fs::write(n.dir().join("cnibox.state"), b"junk\x00\xff\n10.60.0.9 kept eth0\n10.60.0.2 x\x01 eth0\n10.60.0.3 cut").unwrap();
+    // Garbage, a line that is not a reservation, a last line cut short: guessing
+    // past it could hand out a held address, so nothing is done and the file named.
+    let damaged: &[u8] = b"junk\x00\xff\n10.60.0.9 kept eth0\n10.60.0.2 x\x01 eth0\n10.60.0.3 cut";
+    std::fs::write(n.dir().join("cnibox.state"), damaged).unwrap();
+    let e = n.run("ADD", "a", "eth0", "", &conf).err(999);
+    assert!(e["msg"].as_str().unwrap().contains("cnibox.state is damaged"), "{e}");
+    assert_eq!(std::fs::read(n.dir().join("cnibox.state")).unwrap(), damaged, "left as it was");
+    // A file an operator wrote by hand (no header, unsorted, comments) is fine.
+    std::fs::write(n.dir().join("cnibox.state"), b"# by hand\n10.60.0.9 kept eth0\n\n10.60.0.3 other eth0\n").unwrap();
     assert_eq!(addrs(&n.add("a", &conf)), ["10.60.0.2/24"]);
-    assert_eq!(n.held(), ["10.60.0.2 a eth0", "10.60.0.9 kept eth0"]);
+    assert_eq!(n.held(), ["10.60.0.2 a eth0", "10.60.0.3 other eth0", "10.60.0.9 kept eth0"]);
 }
 
 #[test]

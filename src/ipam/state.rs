@@ -102,6 +102,33 @@ impl<'a> State<'a> {
         Self::trusted(data).unwrap_or_else(|| Self::normalize(data))
     }
 
+    /// Read the state file of a live network: like `parse`, but a file that
+    /// cnibox did not write whole (cut short, or with lines that are neither a
+    /// reservation, a round-robin position, a comment nor blank) is refused:
+    /// guessing past damage could hand out an address someone holds.
+    pub fn load(data: &'a [u8]) -> std::result::Result<State<'a>, String> {
+        if let Some(s) = Self::trusted(data) {
+            return Ok(s);
+        }
+        let mut at = 0;
+        for (n, line) in data.split_inclusive(|&c| c == b'\n').enumerate() {
+            let span = at..at + line.len();
+            at = span.end;
+            if !line.ends_with(b"\n") {
+                return Err(format!("it is cut short (line {} has no end)", n + 1));
+            }
+            let text = line.trim_ascii();
+            let ok = text.is_empty()
+                || text.starts_with(b"#")
+                || (line.starts_with(LAST.as_bytes()) && parse_last(line).is_some())
+                || entry(data, span).is_some();
+            if !ok {
+                return Err(format!("line {} is not a reservation", n + 1));
+            }
+        }
+        Ok(Self::normalize(data))
+    }
+
     fn trusted(data: &'a [u8]) -> Option<State<'a>> {
         let digits = data.get(MAGIC.len()..MAGIC.len() + SIZE_DIGITS)?;
         if !data.starts_with(MAGIC.as_bytes()) || !digits.iter().all(u8::is_ascii_digit) {
@@ -457,6 +484,19 @@ pub(crate) mod tests {
         e.extend_from_slice(b"10.0.0.1 z eth0\n");
         assert!(State::parse(&e).was_normalized());
         assert_eq!(body(&e)[0], "10.0.0.1 z eth0");
+    }
+
+    #[test]
+    fn load_refuses_damage_but_takes_hand_edits() {
+        let why = |d: &[u8]| State::load(d).err().unwrap_or_default();
+        assert!(why(b"10.1.0.2 a eth0\n10.1.0.3 cut").contains("cut short"));
+        assert!(why(b"10.1.0.2 a eth0\nnonsense here\n").contains("line 2"));
+        assert!(State::load(b"\xff\xfe\n").is_err());
+        let s = State::load(b"# mine\n\nlast_reserved_ip.0 10.1.0.3\n10.1.0.3 b eth0\n10.1.0.2 a eth0\n").unwrap();
+        assert_eq!(s.entries().count(), 2);
+        assert_eq!(s.last_reserved(0), Some(ip("10.1.0.3")));
+        let ours = apply(b"", &Edit::default());
+        assert!(State::load(&ours).is_ok());
     }
 
     #[test]

@@ -73,10 +73,29 @@ fn refuse_symlink(path: &Path) -> Error {
     Error::msg(format!("host-local: refusing data directory {}: it is a symbolic link", path.display()))
 }
 
-/// The network's directory: `data_dir` must be absolute, `name` one path component.
+/// A state file larger than this cannot be ours: a /16 of 64-byte ids is 6 MiB.
+const MAX_STATE: u64 = 64 << 20;
+
+/// The network's directory: `data_dir` must be absolute, not a symbolic link
+/// and not writable by others (a sticky directory such as /tmp aside), and
+/// `name` one path component.
 pub fn network_dir(data_dir: &Path, name: &str) -> Result<PathBuf> {
     if !data_dir.is_absolute() {
         return Err(Error::config(format!("host-local: dataDir \"{}\" must be an absolute path", data_dir.display())));
+    }
+    if let Some(m) = lstat(data_dir) {
+        use std::os::unix::fs::PermissionsExt;
+        if m.file_type().is_symlink() {
+            return Err(Error::config(format!("host-local: refusing dataDir {}: it is a symbolic link", data_dir.display())));
+        }
+        let mode = m.permissions().mode();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Err(Error::config(format!(
+                "host-local: refusing dataDir {}: anyone may write to it (mode {:o}); reservations must not be forgeable",
+                data_dir.display(),
+                mode & 0o7777
+            )));
+        }
     }
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(Error::config(format!("host-local: network name \"{name}\" cannot name a directory")));
@@ -127,6 +146,13 @@ impl Store {
         let m = f.metadata().map_err(|e| Error::from(e).context(format_args!("stat {}/{FILE}", self.path.display())))?;
         if !m.is_file() {
             return Err(Error::msg(format!("{}/{FILE} is not a regular file", self.path.display())));
+        }
+        if m.len() > MAX_STATE {
+            return Err(Error::msg(format!(
+                "host-local: state file {}/{FILE} is {} bytes, more than a network can need ({MAX_STATE}); repair or remove it",
+                self.path.display(),
+                m.len()
+            )));
         }
         let len = m.len() as usize;
         if len == 0 {

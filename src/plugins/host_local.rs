@@ -149,7 +149,7 @@ fn add(req: &Request) -> Result<CniResult> {
     let dns = if c.resolv_conf.is_empty() { Dns::default() } else { resolv_conf(&c.resolv_conf)? };
     let store = Store::open(c.dir, true)?.ok_or_else(|| Error::msg("host-local: data directory vanished"))?;
     let snap = store.read()?;
-    let state = State::parse(&snap);
+    let state = load_state(&store, &snap)?;
     let (leases, edit) = alloc::allocate(&state, &c.sets, &c.requested, &req.container_id, &req.ifname, &store)?;
     write(&store, &state, &edit)?;
     for (idx, ip) in &edit.last {
@@ -169,7 +169,7 @@ fn del(req: &Request) -> Result<()> {
     let c = load(req)?;
     let Some(store) = Store::open(c.dir, false)? else { return Ok(()) };
     let snap = store.read()?;
-    let state = State::parse(&snap);
+    let state = load_state(&store, &snap)?;
     let (lines, files) = alloc::attachment(&state, &req.container_id, &req.ifname, || store.legacy_scan())?;
     let edit = Edit { remove: lines.iter().map(|e| e.span.clone()).collect(), ..Edit::default() };
     finish(&store, &state, &edit, &files)
@@ -200,7 +200,7 @@ fn check(req: &Request) -> Result<()> {
     let missing = || Error::msg(format!("host-local: Failed to find address added by container {}", req.container_id));
     let store = Store::open(c.dir, false)?.ok_or_else(missing)?;
     let snap = store.read()?;
-    let state = State::parse(&snap);
+    let state = load_state(&store, &snap)?;
     let (lines, files) = alloc::attachment(&state, &req.container_id, &req.ifname, || store.legacy_scan())?;
     if lines.is_empty() && files.is_empty() {
         return Err(missing());
@@ -214,7 +214,7 @@ fn gc(req: &Request) -> Result<()> {
     let Some(valid) = c.valid else { return Ok(()) };
     let Some(store) = Store::open(c.dir, false)? else { return Ok(()) };
     let snap = store.read()?;
-    let state = State::parse(&snap);
+    let state = load_state(&store, &snap)?;
     let (edit, files) = alloc::collect(&state, store.legacy_scan()?, &Valid(&valid));
     finish(&store, &state, &edit, &files)
 }
@@ -304,4 +304,12 @@ mod tests {
         assert_eq!(d.search, ["a.example", "b.example"]);
         assert_eq!(d.options, ["ndots:5", "edns0"]);
     }
+}
+
+/// The network's state, or an error that names the file and what is wrong
+/// with it (nothing is changed then: the operator repairs or removes it).
+fn load_state<'a>(store: &Store, snap: &'a [u8]) -> Result<State<'a>> {
+    State::load(snap).map_err(|why| {
+        Error::msg(format!("host-local: state file {}/{} is damaged: {why}; repair or remove it", store.path.display(), crate::ipam::state::FILE))
+    })
 }
