@@ -22,6 +22,15 @@ use std::path::Path;
 use support::common;
 use support::*;
 
+/// Figures for the test's output even when the harness captures it (the
+/// harness captures the print macros, not writes to the descriptor).
+macro_rules! report {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 const ABORT: [(&str, &str); 1] = [("CNIBOX_FAILPOINT_MODE", "abort")];
 
 /// The steps a run takes, as the trace names them.
@@ -130,8 +139,8 @@ fn add_aborted_at_every_step_then_del_leaves_nothing() {
     };
     let pm = w.walk("pm", "portmap", "ADD", 30020, |_| {}, chained);
     assert!(!pm.is_empty());
-    eprintln!("bridge ADD, first pod: {first:?}\nbridge ADD, next pods: {next:?}\nportmap ADD: {pm:?}");
-    eprintln!("crash walk (ADD): {} aborts, no leak after any DEL", first.len() + next.len() + pm.len());
+    report!("bridge ADD, first pod: {first:?}\nbridge ADD, next pods: {next:?}\nportmap ADD: {pm:?}");
+    report!("crash walk (ADD): {} aborts, no leak after any DEL", first.len() + next.len() + pm.len());
 }
 
 #[test]
@@ -153,8 +162,8 @@ fn del_aborted_at_every_step_then_del_again_leaves_nothing() {
     };
     let br = w.walk("db", "bridge", "DEL", 31020, attach_no_pm, |_| conf.clone());
     assert!(br.len() >= 3, "bridge DEL: veth, state, masquerade: {br:?}");
-    eprintln!("portmap DEL: {pm:?}\nbridge DEL: {br:?}");
-    eprintln!("crash walk (DEL): {} aborts, no leak after the next DEL", pm.len() + br.len());
+    report!("portmap DEL: {pm:?}\nbridge DEL: {br:?}");
+    report!("crash walk (DEL): {} aborts, no leak after the next DEL", pm.len() + br.len());
 }
 
 /// A step that fails (rather than the process dying) must be rolled back by
@@ -172,9 +181,16 @@ fn add_failing_at_every_step_rolls_back_everything() {
                 w.c.node.sh(&["link", "del", "cbr0"]);
             }
             let (r, step) = w.run_failing("bridge", "ADD", &id, &conf, n, false);
-            if r.code == 0 {
+            if trace(&r).len() < n {
+                assert_eq!(r.code, 0, "ADD past its last step succeeds: {}", r.stdout);
                 w.cleanup_and_prove("ADD past its last step", &id, 32010);
                 break;
+            }
+            walked += 1;
+            if r.code == 0 {
+                // A best-effort step (the reference's round-robin file): its failure is not ADD's.
+                w.cleanup_and_prove(&format!("bridge ADD with step {n} ({step}) failing, tolerated"), &id, 32010);
+                continue;
             }
             let v = r.err(999);
             assert!(v["msg"].as_str().unwrap_or("").contains("injected failure"), "step {n} ({step}): {v}");
@@ -184,10 +200,9 @@ fn add_failing_at_every_step_rolls_back_everything() {
                 assert!(w.c.node.link("cbr0").is_none(), "the bridge this ADD created is rolled back too (step {n}, {step})");
             }
             w.cleanup_and_prove(&format!("bridge ADD failed at step {n} ({step})"), &id, 32010);
-            walked += 1;
         }
     }
-    eprintln!("rollback walk: {walked} failing steps, each rolled back completely");
+    report!("rollback walk: {walked} failing steps, each rolled back completely");
 }
 
 /// Real SIGKILLs at random instants while 16 chains run in parallel; the
@@ -262,7 +277,7 @@ fn sigkill_at_random_times_under_load() {
     }
     let refs: Vec<&Netns> = ctrs.iter().collect();
     assert!(c.leaks(&refs).is_empty());
-    eprintln!("sigkill under load: {} chains, {killed} killed mid-way, {finished} finished first; no leak after DEL", ROUNDS * PODS);
+    report!("sigkill under load: {} chains, {killed} killed mid-way, {finished} finished first; no leak after DEL", ROUNDS * PODS);
 }
 
 /// Start a plugin and SIGKILL it after `delay_us` unless it finished; true if it was killed.

@@ -21,6 +21,15 @@ use std::time::{Duration, Instant};
 use support::common;
 use support::*;
 
+/// Figures for the test's output even when the harness captures it (the
+/// harness captures the print macros, not writes to the descriptor).
+macro_rules! report {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 const PODS: usize = 200;
 const WORKERS: usize = 16;
 
@@ -187,7 +196,7 @@ fn two_hundred_pods_sixteen_workers_no_leak_no_duplicate() {
     ms.sort_unstable();
     let pct = |p: usize| ms.get((ms.len() * p / 100).min(ms.len().saturating_sub(1))).copied().unwrap_or(0);
     let (adds, dels) = (f.adds.load(Relaxed), f.dels.load(Relaxed));
-    eprintln!(
+    report!(
         "stress: {WORKERS} workers, {PODS} pods, {:.1} s: operations={} ({adds} ADD, {dels} DEL; {} plugin calls, {:.0} calls/s), \
          failures={}, leaks={}, duplicate addresses={}, lost reservations={}; {} state samples, {} namespace checks; \
          chain ADD p50 {} ms, p99 {} ms",
