@@ -281,6 +281,7 @@ fn sigkill_at_random_times_under_load() {
 }
 
 /// Start a plugin and SIGKILL it after `delay_us` unless it finished; true if it was killed.
+#[allow(clippy::too_many_arguments)]
 fn kill_after(c: &Cluster, exe: &Path, path: &str, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: &str, delay_us: u64) -> (bool, Option<Value>) {
     use std::io::Write;
     use std::os::fd::AsRawFd;

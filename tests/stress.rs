@@ -125,7 +125,7 @@ fn two_hundred_pods_sixteen_workers_no_leak_no_duplicate() {
         for w in 0..WORKERS {
             let (slots, add, del) = (&slots, &add, &del);
             s.spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1) * 0x1000_0000_01b3);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((w as u64 + 1) * 0x1000_0000_01b3));
                 while Instant::now() < deadline {
                     let i = rng.below(PODS as u64) as usize;
                     let Ok(mut slot) = slots[i].try_lock() else { continue };

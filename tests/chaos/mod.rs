@@ -98,6 +98,7 @@ impl Cluster {
     }
 
     /// Run one plugin as the runtime does, with extra environment (failpoints).
+    #[allow(clippy::too_many_arguments)]
     pub fn run(&self, exe: &Path, path: &str, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: &str, extra: &[(&str, &str)]) -> Run {
         let mut env: Vec<(String, String)> = vec![
             ("CNI_COMMAND".into(), cmd.into()),
