@@ -4,6 +4,7 @@
 #   make test         unit tests + integration tests against the release binary (root)
 #   make test-tiny    integration tests against the tiny binary
 #   make test-vm      ipvlan, vlan, dummy, vrf under Debian's kernel in qemu
+#   make fuzz-smoke   every cargo-fuzz target for 60 s (nightly)
 #   make demo         the README's demo: two containers on a bridge, in throwaway namespaces
 #   make bench        exec latency side by side with the reference Go plugins
 #   make install DESTDIR=... PREFIX=/opt/cni/bin
@@ -16,8 +17,9 @@ TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -
 
 BIN      = $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/cnibox
 TINY_BIN = target/tiny/$(TARGET)/release/cnibox
+FAILPOINT_BIN = target/failpoints/debug/cnibox
 
-.PHONY: all build tiny test test-unit test-tiny test-vm demo bench install clean target size
+.PHONY: all build tiny test test-unit test-tiny test-vm demo bench install clean target size failpoints fuzz-smoke
 
 all: build
 
@@ -46,12 +48,22 @@ size: build tiny
 test-unit:
 	cargo test --locked --lib
 
-# Integration tests run the binary given by CNIBOX_BIN in namespaces they create.
-test: build
-	CNIBOX_BIN=$(abspath $(BIN)) cargo test --locked --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}
+# Test-only build with the fault hook (src/failpoint.rs), used by tests/crash.rs.
+failpoints:
+	cargo build --locked --features failpoints --bin cnibox --target-dir target/failpoints
 
-test-tiny: tiny
-	CNIBOX_BIN=$(abspath $(TINY_BIN)) cargo test --locked --no-fail-fast --test '*' -- --test-threads=$${TEST_THREADS:-4}
+# Integration tests run the binary given by CNIBOX_BIN in namespaces they create.
+test: build failpoints
+	CNIBOX_BIN=$(abspath $(BIN)) CNIBOX_FAILPOINT_BIN=$(abspath $(FAILPOINT_BIN)) \
+	  cargo test --locked --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}
+
+test-tiny: tiny failpoints
+	CNIBOX_BIN=$(abspath $(TINY_BIN)) CNIBOX_FAILPOINT_BIN=$(abspath $(FAILPOINT_BIN)) \
+	  cargo test --locked --no-fail-fast --test '*' -- --test-threads=$${TEST_THREADS:-4}
+
+# Every cargo-fuzz target for FUZZ_SECONDS (60) each; needs nightly; not part of CI's default run.
+fuzz-smoke:
+	./scripts/fuzz-smoke.sh
 
 # Interface kinds this kernel lacks (ipvlan, vlan, dummy, vrf), for real under
 # Debian's kernel in qemu (software emulation); see scripts/test-vm.sh.

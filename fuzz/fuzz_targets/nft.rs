@@ -14,6 +14,10 @@ const NFTA_RULE_USERDATA: u16 = 7;
 fuzz_target!(|data: &[u8]| {
     for m in Msgs::new(data) {
         let _ = (m.error_code(), m.error_seq(), m.ext_ack());
+        // The parser cnibox itself uses on rule listings.
+        if let Some(r) = cnibox::nft::Rule::parse(m.payload) {
+            let _ = r.compares(&[0; 4]);
+        }
         // NFT_MSG_NEWRULE replies: nfgenmsg (4 bytes), then the rule's attributes.
         let attrs = Attrs::new(m.payload.get(4..).unwrap_or(&[]));
         for a in attrs {

@@ -264,7 +264,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn parse(p: &[u8]) -> Option<Rule> {
+    /// A rule from a GETRULE dump message's payload (public for the fuzz target).
+    pub fn parse(p: &[u8]) -> Option<Rule> {
         let mut r = Rule { family: *p.first()?, table: String::new(), chain: String::new(), handle: 0, comment: Vec::new(), exprs: Vec::new() };
         for a in Attrs::new(p.get(4..)?) {
             match a.ty {

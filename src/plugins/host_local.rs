@@ -169,7 +169,7 @@ fn del(req: &Request) -> Result<()> {
     let c = load(req)?;
     let Some(store) = Store::open(c.dir, false)? else { return Ok(()) };
     let snap = store.read()?;
-    let state = load_state(&store, &snap)?;
+    let state = State::parse(&snap);
     let (lines, files) = alloc::attachment(&state, &req.container_id, &req.ifname, || store.legacy_scan())?;
     let edit = Edit { remove: lines.iter().map(|e| e.span.clone()).collect(), ..Edit::default() };
     finish(&store, &state, &edit, &files)
@@ -214,7 +214,7 @@ fn gc(req: &Request) -> Result<()> {
     let Some(valid) = c.valid else { return Ok(()) };
     let Some(store) = Store::open(c.dir, false)? else { return Ok(()) };
     let snap = store.read()?;
-    let state = load_state(&store, &snap)?;
+    let state = State::parse(&snap);
     let (edit, files) = alloc::collect(&state, store.legacy_scan()?, &Valid(&valid));
     finish(&store, &state, &edit, &files)
 }
@@ -306,8 +306,10 @@ mod tests {
     }
 }
 
-/// The network's state, or an error that names the file and what is wrong
-/// with it (nothing is changed then: the operator repairs or removes it).
+/// The network's state for ADD and CHECK, or an error that names the file
+/// and what is wrong with it (nothing is changed then: the operator repairs
+/// or removes it). DEL and GC read a damaged file leniently instead: they
+/// only ever release, and must not be stuck behind damage.
 fn load_state<'a>(store: &Store, snap: &'a [u8]) -> Result<State<'a>> {
     State::load(snap).map_err(|why| {
         Error::msg(format!("host-local: state file {}/{} is damaged: {why}; repair or remove it", store.path.display(), crate::ipam::state::FILE))
