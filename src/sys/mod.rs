@@ -16,24 +16,37 @@ pub mod tun;
 pub fn close_detached(fd: std::os::fd::OwnedFd) {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
+    // The child must close its copy last: it waits for EOF on a pipe whose
+    // write end this process closes only after closing its own copy.
+    let mut p = [-1i32; 2];
     // SAFETY: cnibox is single-threaded, so fork is safe; the child only
     // makes plain system calls before _exit.
     unsafe {
-        if libc::fork() == 0 {
+        if libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            libc::close(raw);
+            return;
+        }
+        let child = libc::fork();
+        if child == 0 {
+            libc::close(p[1]);
             for std_fd in 0..=2 {
-                if std_fd != raw {
+                if std_fd != raw && std_fd != p[0] {
                     libc::close(std_fd);
                 }
             }
-            if raw > 3 {
-                libc::syscall(libc::SYS_close_range, 3u32, (raw - 1) as u32, 0u32);
-            }
-            libc::syscall(libc::SYS_close_range, (raw + 1) as u32, u32::MAX, 0u32);
+            let mut b = 0u8;
+            while libc::read(p[0], (&mut b as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+            let (lo, hi) = if raw < p[0] { (raw, p[0]) } else { (p[0], raw) };
+            libc::syscall(libc::SYS_close_range, 3u32, (lo - 1).max(2) as u32, 0u32);
+            libc::syscall(libc::SYS_close_range, (lo + 1) as u32, (hi - 1) as u32, 0u32);
+            libc::syscall(libc::SYS_close_range, (hi + 1) as u32, u32::MAX, 0u32);
+            libc::close(p[0]);
             libc::close(raw);
             libc::_exit(0);
         }
-        // Not the last reference now (or, if fork failed, the slow way).
         libc::close(raw);
+        libc::close(p[0]);
+        libc::close(p[1]); // the child may go on now
     }
 }
 
