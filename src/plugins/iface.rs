@@ -88,6 +88,38 @@ fn settle_dad(ctr: &mut Rtnl, l: &Link) -> Result<()> {
     Err(Error::msg(format!("addresses on {} still tentative after 5s", l.name)))
 }
 
+/// Address an interface that is interface 0 of `result`: from IPAM when
+/// `ipam_type` is set (`ipam_used` is set first, so that a failure still gets
+/// the DEL the spec asks for), else from `given` (a chained plugin's
+/// addresses); with neither, the link is only brought up (L2 only).
+#[allow(clippy::too_many_arguments)]
+pub fn address_only_interface(
+    req: &Request,
+    ns: &Netns,
+    ctr: &mut Rtnl,
+    link: &Link,
+    result: &mut CniResult,
+    ipam_type: &str,
+    given: Option<CniResult>,
+    how: &Configure,
+    ipam_used: &mut bool,
+) -> Result<()> {
+    let addrs = if !ipam_type.is_empty() {
+        *ipam_used = true;
+        Some(ipam_add(ipam_type, req)?)
+    } else {
+        given.filter(|p| !p.ips.is_empty())
+    };
+    let Some(a) = addrs else { return ctr.set_up(link.index, &req.ifname, true) };
+    result.ips = a.ips;
+    result.routes = a.routes;
+    result.dns = a.dns;
+    for ip in &mut result.ips {
+        ip.interface = Some(0);
+    }
+    configure(ns, ctr, &req.ifname, link, result, how)
+}
+
 /// IPAM ADD through the delegate. The caller records that a reservation may
 /// exist *before* calling, because the spec asks for a DEL of the delegate
 /// even when its ADD failed.

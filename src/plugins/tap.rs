@@ -94,20 +94,9 @@ fn configure(req: &Request, c: &Conf, ns: &Netns, ctr: &mut Rtnl, mac: Option<cr
         interfaces: vec![Interface { name: ifn.clone(), mac: l.mac.to_string(), mtu: l.mtu, sandbox: req.netns.clone(), ..Default::default() }],
         ..Default::default()
     };
-    if c.ipam.plugin_type.is_empty() {
-        ctr.set_up(l.index, ifn, true)?;
-    } else {
-        *ipam_used = true;
-        let a = iface::ipam_add(&c.ipam.plugin_type, req)?;
-        result.ips = a.ips;
-        result.routes = a.routes;
-        result.dns = a.dns;
-        for ip in &mut result.ips {
-            ip.interface = Some(0);
-        }
-        let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
-        iface::configure(ns, ctr, ifn, &l, &result, &iface::Configure { sysctls: &sysctls, settle_dad: false, nodad: true })?;
-    }
+    let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
+    let how = iface::Configure { sysctls: &sysctls, settle_dad: false, nodad: true };
+    iface::address_only_interface(req, ns, ctr, &l, &mut result, &c.ipam.plugin_type, None, &how, ipam_used)?;
     if !c.dns.is_empty() {
         result.dns = c.dns.clone();
     }

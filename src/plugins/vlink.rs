@@ -78,26 +78,10 @@ fn finish(
         interfaces: vec![Interface { name: req.ifname.clone(), mac: link.mac.to_string(), sandbox: req.netns.clone(), ..Default::default() }],
         ..Default::default()
     };
-    let addrs = if !ipam_type.is_empty() {
-        *ipam_used = true;
-        Some(iface::ipam_add(ipam_type, req)?)
-    } else {
-        prev.filter(|p| !p.ips.is_empty())
-    };
-    match addrs {
-        Some(a) => {
-            result.ips = a.ips;
-            result.routes = a.routes;
-            result.dns = a.dns;
-            for ip in &mut result.ips {
-                ip.interface = Some(0);
-            }
-            let ifn = &req.ifname;
-            let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1"), (format!("net/ipv6/conf/{ifn}/ndisc_notify"), "1")];
-            iface::configure(ns, ctr, ifn, &link, &result, &iface::Configure { sysctls: &sysctls, settle_dad: true, nodad: false })?;
-        }
-        None => ctr.set_up(link.index, &req.ifname, true)?,
-    }
+    let ifn = &req.ifname;
+    let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1"), (format!("net/ipv6/conf/{ifn}/ndisc_notify"), "1")];
+    let how = iface::Configure { sysctls: &sysctls, settle_dad: true, nodad: false };
+    iface::address_only_interface(req, ns, ctr, &link, &mut result, ipam_type, prev, &how, ipam_used)?;
     if !dns.is_empty() {
         result.dns = dns.clone();
     }
