@@ -124,7 +124,7 @@ fn macvlan_options_and_errors() {
     e.node.sh(&["addr", "add", "192.0.2.1/24", "dev", "nic0"]);
     e.node.sh(&["route", "add", "default", "via", "192.0.2.254", "dev", "nic0"]);
     e.call("macvlan", "ADD", "ctr3", &c3).run(&e.conf("macvlan", "", "")).ok();
-    assert_eq!(c3.link("eth0").unwrap()["link_netnsid"].is_number(), true);
+    assert!(c3.link("eth0").unwrap()["link_netnsid"].is_number(), "eth0 should live in another netns");
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn host_device_moves_in_and_back_with_its_name() {
     e.call("host-device", "ADD", "ctr4", &c4).run(&l3).ok();
     let path = c4.path();
     drop(c4);
-    let mut d = Call::cni(&e.node, "host-device", "DEL", "ctr4", &path, "eth0", &e.path);
+    let d = Call::cni(&e.node, "host-device", "DEL", "ctr4", &path, "eth0", &e.path);
     d.run(&l3).ok();
     let state = std::fs::read_to_string(e.tmp.join("ipam/ifnet/cnibox.state")).unwrap_or_default();
     assert!(!state.contains("ctr4"), "{state}");

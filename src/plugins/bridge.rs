@@ -113,8 +113,7 @@ fn load(req: &Request) -> Result<Net> {
     let mac_src = [cargs.get("MAC").map(str::to_string), c.args.cni.mac.clone(), c.runtime_config.mac.clone()]
         .into_iter()
         .flatten()
-        .filter(|m| !m.is_empty())
-        .last();
+        .rfind(|m| !m.is_empty());
     let mac = match mac_src {
         Some(m) => Some(m.parse::<Mac>().map_err(Error::config)?),
         None => None,

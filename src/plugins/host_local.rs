@@ -251,6 +251,16 @@ fn parse_resolv_conf(text: &str) -> Dns {
     dns
 }
 
+/// The network's state for ADD and CHECK, or an error that names the file
+/// and what is wrong with it (nothing is changed then: the operator repairs
+/// or removes it). DEL and GC read a damaged file leniently instead: they
+/// only ever release, and must not be stuck behind damage.
+fn load_state<'a>(store: &Store, snap: &'a [u8]) -> Result<State<'a>> {
+    State::load(snap).map_err(|why| {
+        Error::msg(format!("host-local: state file {}/{} is damaged: {why}; repair or remove it", store.path.display(), crate::ipam::state::FILE))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,14 +314,4 @@ mod tests {
         assert_eq!(d.search, ["a.example", "b.example"]);
         assert_eq!(d.options, ["ndots:5", "edns0"]);
     }
-}
-
-/// The network's state for ADD and CHECK, or an error that names the file
-/// and what is wrong with it (nothing is changed then: the operator repairs
-/// or removes it). DEL and GC read a damaged file leniently instead: they
-/// only ever release, and must not be stuck behind damage.
-fn load_state<'a>(store: &Store, snap: &'a [u8]) -> Result<State<'a>> {
-    State::load(snap).map_err(|why| {
-        Error::msg(format!("host-local: state file {}/{} is damaged: {why}; repair or remove it", store.path.display(), crate::ipam::state::FILE))
-    })
 }

@@ -65,8 +65,7 @@ pub fn pick_mac(req: &Request, base: &str, args: &Args, runtime: &RuntimeMac) ->
     let m = [Some(base.to_string()), cargs.get("MAC").map(str::to_string), args.cni.mac.clone(), runtime.mac.clone()]
         .into_iter()
         .flatten()
-        .filter(|m| !m.is_empty())
-        .last();
+        .rfind(|m| !m.is_empty());
     m.map(|m| m.parse::<Mac>().map_err(Error::config)).transpose()
 }
 

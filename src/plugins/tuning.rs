@@ -103,7 +103,7 @@ fn load(req: &Request) -> Result<Tuning> {
     let c: Conf = req.conf()?;
     let over = c.args.and_then(|a| a.cni).unwrap_or_default();
     let cargs = CniArgs::parse(&req.args, &["MAC"])?;
-    let mac_src = [c.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac].into_iter().flatten().filter(|m| !m.is_empty()).last();
+    let mac_src = [c.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac].into_iter().flatten().rfind(|m| !m.is_empty());
     let data_dir = c.data_dir.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     if !data_dir.starts_with('/') {
         return Err(Error::config(format!("dataDir \"{data_dir}\" must be an absolute path")));

@@ -4,7 +4,6 @@ use super::{family, Rtnl, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR};
 use crate::error::Result;
 use crate::net::{ip_from_octets, ip_octets, IpNet};
 use crate::netlink::{Attrs, MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
-use std::net::IpAddr;
 
 pub const IFA_ADDRESS: u16 = 1;
 pub const IFA_LOCAL: u16 = 2;
@@ -60,10 +59,9 @@ pub fn add_msg(index: i32, net: &IpNet, nodad: bool) -> MsgBuf {
     let a = ip_octets(&net.addr);
     m.put(IFA_LOCAL, &a);
     m.put(IFA_ADDRESS, &a);
-    if let IpAddr::V4(_) = net.addr {
-        if net.prefix < 31 {
-            m.put(IFA_BROADCAST, &ip_octets(&net.last()));
-        }
+    // /31 and /32 have no broadcast address (RFC 3021).
+    if net.addr.is_ipv4() && net.prefix < 31 {
+        m.put(IFA_BROADCAST, &ip_octets(&net.last()));
     }
     if nodad {
         m.put_u32(IFA_FLAGS, IFA_F_NODAD);

@@ -395,6 +395,7 @@ impl Rtnl {
         self.sock.request(set_brport_msg(index, hairpin, isolated), format_args!("set bridge port flags on {name}"))
     }
 
+    #[allow(clippy::too_many_arguments)] // mirrors one bridge_vlan_info entry field for field
     pub fn bridge_vlan(&mut self, add: bool, index: i32, name: &str, lo: u16, hi: u16, pvid: bool, untagged: bool) -> Result<()> {
         let what = if add { "add" } else { "remove" };
         self.sock.request(
@@ -481,7 +482,7 @@ fn now_ms() -> i64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid out-parameter.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as i64 * 1000 + ts.tv_nsec as i64 / 1_000_000
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
 }
 
 #[cfg(test)]
