@@ -16,6 +16,7 @@ pub mod spoofchk;
 
 use crate::error::{Error, Result};
 use crate::netlink::socket::kernel_error;
+use crate::sys::file::FileLock;
 use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
 use expr::Expr;
 
@@ -66,8 +67,12 @@ pub const HOOK_POSTROUTING: u32 = 4;
 pub const COMMENT_MAX: usize = 128;
 
 /// How often a change is recomputed when the ruleset moved under it.
-const GENID_RETRIES: usize = 32;
+const GENID_RETRIES: u32 = 32;
 const ERESTART: i32 = 85;
+
+/// cnibox's nftables writers take turns on this lock (see `transact`).
+const WRITER_LOCK_DIR: &str = "/run/cni";
+const WRITER_LOCK: &str = "/run/cni/cnibox-nftables.lock";
 
 /// A table: its family and name.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -395,18 +400,35 @@ impl Nft {
 /// Compute a change from what `build` lists and commit it against the
 /// ruleset generation read before the listing; computed again when someone
 /// changed the ruleset in between.
+///
+/// Concurrent cnibox calls take turns on a host-wide lock first: a dozen
+/// pods starting at once would otherwise keep invalidating each other's
+/// listings (every commit moves the generation, and a commit can stall for
+/// an RCU grace period), and one could lose the race more often than it
+/// retries. The generation check then only has other programs (nft,
+/// kube-proxy) to guard against, which a short backoff outlasts. Without a
+/// writable /run the lock is skipped and the retries alone remain.
 pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> {
+    let _turn = writer_lock();
     let mut nft = Nft::open()?;
-    let mut last = None;
-    for _ in 0..GENID_RETRIES {
+    for attempt in 0..GENID_RETRIES {
         let gen = nft.genid()?;
         let b = build(&mut nft)?;
         match nft.commit(&b, gen) {
-            Err(e) if e.is_errno(ERESTART) => last = Some(e),
+            Err(e) if e.is_errno(ERESTART) => std::thread::sleep(std::time::Duration::from_micros(100 << attempt.min(6))),
             other => return other,
         }
     }
-    Err(last.unwrap_or_else(|| Error::msg("nftables: commit failed")).context("nftables: the ruleset kept changing"))
+    Err(Error::msg(format!(
+        "nftables: the ruleset changed between listing and commit {GENID_RETRIES} times in a row; \
+         another program keeps rewriting it"
+    )))
+}
+
+fn writer_lock() -> Option<FileLock> {
+    use std::os::unix::fs::DirBuilderExt;
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(WRITER_LOCK_DIR);
+    FileLock::exclusive(std::path::Path::new(WRITER_LOCK)).ok()
 }
 
 #[cfg(test)]
