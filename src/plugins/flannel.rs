@@ -68,7 +68,7 @@ fn parse_subnet_env(path: &str, text: &str) -> Result<SubnetEnv> {
     for line in text.lines() {
         let Some((k, v)) = line.split_once('=') else { continue };
         let v = v.trim();
-        let bad = |what: &str| Error::config(format!("{path}: invalid {k}={v:?}: {what}").replace('"', "'"));
+        let bad = |what: &str| Error::config(format!("{path}: invalid {k}='{v}': {what}"));
         let cidr = || v.parse::<IpNet>().map(|n| n.network()).map_err(|m| bad(&m));
         match k.trim() {
             "FLANNEL_NETWORK" => e.network = Some(cidr()?),

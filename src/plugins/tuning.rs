@@ -140,7 +140,7 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
         let parts: Vec<&str> = if key.contains('/') { key.split('/').collect() } else { key.split('.').collect() };
         let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).map(|p| if p == "IFNAME" { ifname } else { p }).collect();
         if parts.first() != Some(&"net") || parts.iter().any(|p| *p == ".." || *p == ".") || parts.len() < 2 {
-            return Err(Error::config(format!("invalid net sysctl key: {key:?}").replace('"', "'")));
+            return Err(Error::config(format!("invalid net sysctl key: '{key}'")));
         }
         if value.contains('\n') {
             return Err(Error::config(format!("sysctl {key}: value may not contain a newline")));

@@ -27,7 +27,7 @@ impl Netns {
     /// (a runtime's bind mount that was unmounted leaves an empty file behind).
     pub fn open(path: &str) -> Result<Netns> {
         let c = CString::new(path)
-            .map_err(|_| Error::new(crate::error::code::INVALID_ENV, format!("invalid netns path {path:?}")))?;
+            .map_err(|_| Error::new(crate::error::code::INVALID_ENV, format!("invalid netns path \"{}\": it contains a NUL byte", path.replace('\0', "\\0"))))?;
         let not_netns = |what: &str| {
             let mut e = Error::new(crate::error::code::INVALID_NETNS, format!("\"{path}\" is not a valid network namespace path{what}"));
             e.errno = libc::ENOENT;
