@@ -82,73 +82,7 @@ if [ -z "$CNITOOL" ]; then
     fi
     if command -v go >/dev/null 2>&1 && [ -d /usr/share/gocode/src/github.com/containernetworking/cni/libcni ]; then
         mkdir -p "$TOOLS/src"
-        cat >"$TOOLS/src/main.go" <<'EOF'
-// A cnitool-compatible runtime on libcni, for cnibox-bench: `cnitool add|check|del NET NETNS`
-// with NETCONFPATH, CNI_PATH, CNI_IFNAME, CAP_ARGS and CNI_CACHE_DIR from the environment;
-// the container id is derived from the netns path as cnitool does.
-package main
-
-import (
-	"context"
-	"crypto/sha512"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-
-	"github.com/containernetworking/cni/libcni"
-)
-
-func env(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func check(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-
-func main() {
-	if len(os.Args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: cnitool add|check|del NETWORK NETNS")
-		os.Exit(2)
-	}
-	netns, err := filepath.Abs(os.Args[3])
-	check(err)
-	list, err := libcni.LoadConfList(env("NETCONFPATH", "/etc/cni/net.d"), os.Args[2])
-	check(err)
-	caps := map[string]interface{}{}
-	if s := os.Getenv("CAP_ARGS"); s != "" {
-		check(json.Unmarshal([]byte(s), &caps))
-	}
-	sum := sha512.Sum512([]byte(netns))
-	rt := &libcni.RuntimeConf{
-		ContainerID:    fmt.Sprintf("cnitool-%x", sum[:10]),
-		NetNS:          netns,
-		IfName:         env("CNI_IFNAME", "eth0"),
-		CapabilityArgs: caps,
-	}
-	cni := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")), env("CNI_CACHE_DIR", "/var/lib/cni"), nil)
-	ctx := context.Background()
-	switch os.Args[1] {
-	case "add":
-		r, err := cni.AddNetworkList(ctx, list, rt)
-		check(err)
-		check(r.Print())
-	case "check":
-		check(cni.CheckNetworkList(ctx, list, rt))
-	case "del":
-		check(cni.DelNetworkList(ctx, list, rt))
-	default:
-		check(fmt.Errorf("unknown command %q", os.Args[1]))
-	}
-}
-EOF
+        cp "$(dirname "$0")/cnitool.go" "$TOOLS/src/main.go"
         GOTMP=$(mktemp -d /tmp/cnibox-bench-go.XXXXXX)
         if (cd "$TOOLS/src" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$GOTMP" GOFLAGS= \
             go build -o "$TOOLS/cnitool" main.go) >&2; then

@@ -695,71 +695,9 @@ fn short_form_with_a_config_file() {
     assert_eq!(r.code, 2);
 }
 
-/// A cnitool built from Debian's libcni sources (golang-github-appc-cni-dev,
-/// libcni 1.1.2; the package ships the library but not cnitool's main, so
-/// this is cnitool's logic over the real libcni: same env, same container id
-/// derivation, same calls). CNI_CACHE_DIR is honoured so that the test keeps
-/// the cache in its temp dir. None, with the reason, when it cannot be built.
-const CNITOOL_GO: &str = r#"package main
-
-import (
-	"context"
-	"crypto/sha512"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
-
-	"github.com/containernetworking/cni/libcni"
-)
-
-func main() {
-	if len(os.Args) != 4 {
-		fail(fmt.Errorf("usage: cnitool add|check|del NETWORK NETNS"))
-	}
-	list, err := libcni.LoadConfList(os.Getenv("NETCONFPATH"), os.Args[2])
-	fail(err)
-	var caps map[string]interface{}
-	if s := os.Getenv("CAP_ARGS"); s != "" {
-		fail(json.Unmarshal([]byte(s), &caps))
-	}
-	var args [][2]string
-	if s := os.Getenv("CNI_ARGS"); s != "" {
-		for _, p := range strings.Split(s, ";") {
-			kv := strings.SplitN(p, "=", 2)
-			args = append(args, [2]string{kv[0], kv[1]})
-		}
-	}
-	ifname := os.Getenv("CNI_IFNAME")
-	if ifname == "" {
-		ifname = "eth0"
-	}
-	netns, err := filepath.Abs(os.Args[3])
-	fail(err)
-	sum := sha512.Sum512([]byte(netns))
-	rt := &libcni.RuntimeConf{ContainerID: fmt.Sprintf("cnitool-%x", sum[:10]), NetNS: netns, IfName: ifname, Args: args, CapabilityArgs: caps}
-	cni := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")), os.Getenv("CNI_CACHE_DIR"), nil)
-	ctx := context.TODO()
-	switch os.Args[1] {
-	case "add":
-		r, err := cni.AddNetworkList(ctx, list, rt)
-		fail(err)
-		fail(r.Print())
-	case "check":
-		fail(cni.CheckNetworkList(ctx, list, rt))
-	case "del":
-		fail(cni.DelNetworkList(ctx, list, rt))
-	}
-}
-
-func fail(err error) {
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-}
-"#;
+/// cnitool's logic over Debian's real libcni (see the file). CNI_CACHE_DIR
+/// keeps the cache in the test's temp dir.
+const CNITOOL_GO: &str = include_str!("../scripts/cnitool.go");
 
 const LIBCNI_SRC: &str = "/usr/share/gocode/src/github.com/containernetworking/cni/libcni";
 
