@@ -4,6 +4,7 @@
 //! validation and result conversion, so nothing observable differs but the
 //! fork and exec that are saved.
 
+use super::json::Obj;
 use super::skel::{self, Command, Plugin, Request};
 use super::CniResult;
 use crate::error::{code, Error, Result};
@@ -104,17 +105,12 @@ pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> 
 
 /// A failed plugin's error JSON, or its raw output when it printed none.
 fn plugin_error(name: &str, stdout: &[u8]) -> Error {
-    #[derive(serde::Deserialize)]
-    struct Wire {
-        #[serde(default)]
-        code: u32,
-        #[serde(default)]
-        msg: String,
-        #[serde(default)]
-        details: String,
-    }
-    match serde_json::from_slice::<Wire>(stdout) {
-        Ok(w) => Error { code: if w.code == 0 { code::INTERNAL } else { w.code }, msg: w.msg, details: w.details, errno: 0 },
-        Err(_) => Error::msg(format!("plugin {name} failed: {}", String::from_utf8_lossy(stdout).trim())),
+    let wire = serde_json::from_slice::<serde_json::Value>(stdout).ok().and_then(|v| {
+        let o = Obj::of(&v).ok()?;
+        Some(Error { code: o.get("code").ok()?, msg: o.get("msg").ok()?, details: o.get("details").ok()?, errno: 0 })
+    });
+    match wire {
+        Some(e) => Error { code: if e.code == 0 { code::INTERNAL } else { e.code }, ..e },
+        None => Error::msg(format!("plugin {name} failed: {}", String::from_utf8_lossy(stdout).trim())),
     }
 }

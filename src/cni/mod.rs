@@ -4,6 +4,7 @@
 pub mod args;
 pub mod config;
 pub mod delegate;
+pub mod json;
 pub mod result;
 pub mod skel;
 pub mod version;

@@ -5,64 +5,66 @@ use super::config::Dns;
 use super::version;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
-use serde::{Deserialize, Serialize};
+use super::json::{object, FromJson, JResult};
+use serde::Serialize;
+use serde_json::Value;
 use std::net::IpAddr;
 
-#[derive(Serialize, Deserialize, Clone, Default)]
+#[derive(Serialize, Clone, Default)]
 pub struct CniResult {
-    #[serde(rename = "cniVersion", default)]
+    #[serde(rename = "cniVersion")]
     pub cni_version: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpConfig>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
-    #[serde(default, skip_serializing_if = "Dns::is_empty")]
+    #[serde(skip_serializing_if = "Dns::is_empty")]
     pub dns: Dns,
 }
 
-#[derive(Serialize, Deserialize, Clone, Default, PartialEq)]
+#[derive(Serialize, Clone, Default, PartialEq)]
 pub struct Interface {
     pub name: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub mac: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub mtu: u32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub sandbox: String,
-    #[serde(rename = "socketPath", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "socketPath", skip_serializing_if = "String::is_empty")]
     pub socket_path: String,
-    #[serde(rename = "pciID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "pciID", skip_serializing_if = "String::is_empty")]
     pub pci_id: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[derive(Serialize, Clone, PartialEq)]
 pub struct IpConfig {
     /// Only in 0.3.x/0.4.0 results; derived from the address when printing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     pub address: IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
 }
 
-#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[derive(Serialize, Clone, PartialEq)]
 pub struct Route {
     pub dst: IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gw: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub mtu: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub advmss: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub priority: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<u8>,
 }
 
@@ -77,12 +79,12 @@ impl Route {
 }
 
 /// 0.1.0/0.2.0 shape.
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Serialize, Clone)]
 struct Ip020 {
     ip: IpNet,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<IpAddr>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     routes: Vec<Route>,
 }
 
@@ -121,22 +123,80 @@ struct Interface040<'a> {
 }
 
 /// Any version on input: 0.1/0.2 have ip4/ip6, later ones ips[].
-#[derive(Deserialize)]
 pub(crate) struct AnyResult {
-    #[serde(rename = "cniVersion", default)]
     cni_version: String,
-    #[serde(default)]
     interfaces: Vec<Interface>,
-    #[serde(default)]
     ips: Vec<IpConfig>,
-    #[serde(default)]
     routes: Vec<Route>,
-    #[serde(default)]
     dns: Dns,
-    #[serde(default)]
     ip4: Option<Ip020>,
-    #[serde(default)]
     ip6: Option<Ip020>,
+}
+
+impl FromJson for AnyResult {
+    fn from_json(v: &Value) -> JResult<AnyResult> {
+        object(v, |o| {
+            Ok(AnyResult {
+                cni_version: o.get("cniVersion")?,
+                interfaces: o.get("interfaces")?,
+                ips: o.get("ips")?,
+                routes: o.get("routes")?,
+                dns: o.get("dns")?,
+                ip4: o.opt("ip4")?,
+                ip6: o.opt("ip6")?,
+            })
+        })
+    }
+}
+
+impl FromJson for Interface {
+    fn from_json(v: &Value) -> JResult<Interface> {
+        object(v, |o| {
+            Ok(Interface {
+                name: o.req("name")?,
+                mac: o.get("mac")?,
+                mtu: o.get("mtu")?,
+                sandbox: o.get("sandbox")?,
+                socket_path: o.get("socketPath")?,
+                pci_id: o.get("pciID")?,
+            })
+        })
+    }
+}
+
+impl FromJson for IpConfig {
+    fn from_json(v: &Value) -> JResult<IpConfig> {
+        object(v, |o| {
+            Ok(IpConfig {
+                version: o.opt("version")?,
+                address: o.req("address")?,
+                gateway: o.opt("gateway")?,
+                interface: o.opt("interface")?,
+            })
+        })
+    }
+}
+
+impl FromJson for Route {
+    fn from_json(v: &Value) -> JResult<Route> {
+        object(v, |o| {
+            Ok(Route {
+                dst: o.req("dst")?,
+                gw: o.opt("gw")?,
+                mtu: o.get("mtu")?,
+                advmss: o.get("advmss")?,
+                priority: o.get("priority")?,
+                table: o.opt("table")?,
+                scope: o.opt("scope")?,
+            })
+        })
+    }
+}
+
+impl FromJson for Ip020 {
+    fn from_json(v: &Value) -> JResult<Ip020> {
+        object(v, |o| Ok(Ip020 { ip: o.req("ip")?, gateway: o.opt("gateway")?, routes: o.get("routes")? }))
+    }
 }
 
 impl CniResult {
@@ -147,8 +207,8 @@ impl CniResult {
     }
 
     pub fn from_value(v: serde_json::Value) -> Result<CniResult> {
-        let any: AnyResult = serde_json::from_value(v)
-            .map_err(|e| Error::new(code::DECODING, format!("could not read prevResult: {e}")))?;
+        let any: AnyResult = AnyResult::from_json(&v)
+            .map_err(|b| Error::new(code::DECODING, format!("could not read prevResult: {}", b.located())))?;
         Ok(any.normalize())
     }
 

@@ -3,6 +3,7 @@
 //! result (or the error JSON on stdout with exit status 1).
 
 use super::config::{self, Common};
+use super::json::{FromJson, JResult, Obj};
 use super::version;
 use super::CniResult;
 use crate::error::{code, Error, Result};
@@ -303,8 +304,9 @@ fn need_net_admin() -> Result<()> {
 }
 
 fn validate_config(bytes: &[u8]) -> Result<Common> {
-    let c: Common = serde_json::from_slice(bytes)
-        .map_err(|e| Error::new(code::DECODING, "error unmarshall network config").with_details(e.to_string()))?;
+    let bad = |details: String| Error::new(code::DECODING, "error unmarshall network config").with_details(details);
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let c = Common::from_json(&v).map_err(|b| bad(b.located()))?;
     match c.name.as_deref() {
         None | Some("") => Err(Error::new(code::INVALID_CONFIG, "missing network name")),
         Some(n) if n.len() > MAX_NAME => Err(Error::new(code::INVALID_CONFIG, "network name is too long")
@@ -363,13 +365,7 @@ impl Request {
 
     /// The `prevResult` of a chained call, in whichever version it came.
     pub fn prev_result(&self) -> Result<Option<CniResult>> {
-        #[derive(serde::Deserialize)]
-        struct Prev {
-            #[serde(rename = "prevResult", default)]
-            prev: Option<super::result::AnyResult>,
-        }
-        let p: Prev = self.conf()?;
-        let prev = p.prev.map(|r| r.normalize());
+        let prev = self.conf_with(|o| o.opt::<super::result::AnyResult>("prevResult"))?.map(|r| r.normalize());
         if let (Some(r), Command::Add | Command::Check) = (&prev, self.command) {
             self.check_sandboxes(r)?;
         }
@@ -402,8 +398,13 @@ impl Request {
     }
 
     /// Parse the config into a plugin's own type; errors name the field.
-    pub fn conf<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+    pub fn conf<T: FromJson>(&self) -> Result<T> {
         config::parse(&self.config, "invalid network config")
+    }
+
+    /// Read a few fields of the config with `read`, for shapes too small to name.
+    pub fn conf_with<T>(&self, read: impl FnOnce(Obj) -> JResult<T>) -> Result<T> {
+        config::parse_with(&self.config, "invalid network config", read)
     }
 }
 

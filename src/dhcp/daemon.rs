@@ -12,10 +12,12 @@
 use super::client::{Client, Event, Lease, Ms, Params, State, NEVER};
 use super::rpc::{self, Reply, Request};
 use super::wire::Message;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::error::{code, Error, Result};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -391,7 +393,7 @@ impl Entry {
 /// the namespace path as the daemon opens it), which namespace that was,
 /// since when the lease runs, and in hex the interface's MAC, the server's
 /// MAC and the ACK itself.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Saved {
     add: Request,
     dev: u64,
@@ -399,6 +401,20 @@ struct Saved {
     /// Wall-clock milliseconds of the lease's start.
     start: u64,
     lease: String,
+}
+
+impl FromJson for Saved {
+    fn from_json(v: &Value) -> JResult<Saved> {
+        object(v, |o| {
+            Ok(Saved {
+                add: o.req("add")?,
+                dev: o.req("dev")?,
+                ino: o.req("ino")?,
+                start: o.req("start")?,
+                lease: o.req("lease")?,
+            })
+        })
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -596,11 +612,9 @@ impl Daemon {
         };
         let line: Vec<u8> = c.buf.drain(..=end).collect();
         c.deadline = NEVER;
-        match serde_json::from_slice::<Request>(&line) {
+        match crate::cni::config::parse::<Request>(&line, "invalid DHCP daemon request") {
             Ok(req) => self.handle(id, req, now),
-            Err(e) => {
-                self.reply(id, &Reply::error(&Error::new(code::DECODING, format!("invalid DHCP daemon request: {e}"))))
-            }
+            Err(e) => self.reply(id, &Reply::error(&e)),
         }
     }
 
@@ -883,9 +897,9 @@ impl Daemon {
     /// Take back the leases a previous daemon held, where their namespace is still there.
     fn restore(&mut self) {
         let Ok(data) = std::fs::read(&self.state_file) else { return };
-        let saved: Vec<Saved> = match serde_json::from_slice(&data) {
+        let saved: Vec<Saved> = match crate::cni::config::parse(&data, "saved leases") {
             Ok(s) => s,
-            Err(e) => return log(format_args!("ignoring unreadable {}: {e}", self.state_file)),
+            Err(e) => return log(format_args!("ignoring unreadable {}: {}", self.state_file, e.msg)),
         };
         let (now, wall) = (now_ms(), epoch_ms());
         for s in saved {

@@ -2,10 +2,12 @@
 //! one JSON request line, one JSON reply line, on a fresh unix-socket
 //! connection. Both sides use these types, so they cannot drift apart.
 
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::AnyResult;
 use crate::cni::CniResult;
 use crate::error::{code, Error, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -14,45 +16,74 @@ pub const DEFAULT_SOCKET: &str = "/run/cni/dhcp.sock";
 /// Longest request or reply line read.
 pub const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Default)]
 pub struct Request {
     /// `add`, `check`, `del`, `gc` or `status`.
     pub op: String,
     /// The lease's name and DHCP client identifier: `<containerID>/<network>/<ifname>`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub network: String,
     /// Absolute path of the container's network namespace (add).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub netns: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub ifname: String,
     /// Option codes for the parameter request list (add).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request: Vec<u8>,
     /// Options sent to the server as given: `[code, "value"]` (add).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub provide: Vec<(u8, String)>,
     /// The ids of `network` that stay (gc).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keep: Vec<String>,
+}
+
+impl FromJson for Request {
+    fn from_json(v: &Value) -> JResult<Request> {
+        object(v, |o| {
+            Ok(Request {
+                op: o.req("op")?,
+                id: o.get("id")?,
+                network: o.get("network")?,
+                netns: o.get("netns")?,
+                ifname: o.get("ifname")?,
+                request: o.get("request")?,
+                provide: o.get("provide")?,
+                keep: o.get("keep")?,
+            })
+        })
+    }
 }
 
 /// Success: `{}` or `{"result": {...}}`; failure: the CNI error fields.
 /// The daemon writes a `CniResult`; the plugin reads it back through the
 /// one parser of results (any version), so `R` differs between the two sides.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 pub struct Reply<R = CniResult> {
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub code: u32,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub msg: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub details: String,
-    // (absent is None: no `default` here, which would ask R for a Default)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<R>,
+}
+
+impl<R: FromJson> FromJson for Reply<R> {
+    fn from_json(v: &Value) -> JResult<Reply<R>> {
+        object(v, |o| {
+            Ok(Reply {
+                code: o.get("code")?,
+                msg: o.get("msg")?,
+                details: o.get("details")?,
+                result: o.opt("result")?,
+            })
+        })
+    }
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -139,7 +170,7 @@ mod tests {
         let e: Reply = Reply::error(&Error::new(11, "later"));
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"code":11,"msg":"later"}"#);
         assert_eq!(serde_json::to_string(&Reply::<CniResult>::ok(None)).unwrap(), "{}");
-        let back: Reply<AnyResult> = serde_json::from_str(r#"{"code":11,"msg":"later"}"#).unwrap();
+        let back: Reply<AnyResult> = crate::cni::config::parse(br#"{"code":11,"msg":"later"}"#, "reply").unwrap();
         assert_eq!(back.into_result().err().unwrap().code, 11);
     }
 

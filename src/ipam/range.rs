@@ -1,21 +1,32 @@
 //! Address ranges and range sets as host-local reads them: validation with
 //! the reference's messages, membership, and the round-robin walk.
 
+use crate::cni::json::{object, FromJson, JResult};
 use crate::net::{from_u128, to_u128, IpNet};
-use serde::Deserialize;
+use serde_json::Value;
 use std::fmt;
 use std::net::IpAddr;
 
 /// A range as written in the config (`ranges[i][j]`, `ipRanges`, or the legacy top level).
-#[derive(Deserialize, Clone)]
+#[derive(Clone)]
 pub struct RangeConf {
     pub subnet: IpNet,
-    #[serde(rename = "rangeStart", default)]
     pub range_start: Option<IpAddr>,
-    #[serde(rename = "rangeEnd", default)]
     pub range_end: Option<IpAddr>,
-    #[serde(default)]
     pub gateway: Option<IpAddr>,
+}
+
+impl FromJson for RangeConf {
+    fn from_json(v: &Value) -> JResult<RangeConf> {
+        object(v, |o| {
+            Ok(RangeConf {
+                subnet: o.req("subnet")?,
+                range_start: o.opt("rangeStart")?,
+                range_end: o.opt("rangeEnd")?,
+                gateway: o.opt("gateway")?,
+            })
+        })
+    }
 }
 
 /// A validated range: every bound filled in, all of one family.

@@ -3,6 +3,7 @@
 //! ingress to an IFB device (`bwp<hash>`) that carries a second token bucket.
 //! All by rtnetlink; no `tc` process.
 
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
@@ -10,7 +11,7 @@ use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::tc::{Tbf, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "bandwidth",
@@ -25,17 +26,25 @@ pub static PLUGIN: Plugin = Plugin {
 /// Queueing the reference allows before dropping, in microseconds (25 ms).
 const LATENCY_US: u64 = 25_000;
 
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default, Clone, Copy)]
 struct Entry {
-    #[serde(default)]
     ingress_rate: Option<u64>,
-    #[serde(default)]
     ingress_burst: Option<u64>,
-    #[serde(default)]
     egress_rate: Option<u64>,
-    #[serde(default)]
     egress_burst: Option<u64>,
+}
+
+impl FromJson for Entry {
+    fn from_json(v: &Value) -> JResult<Entry> {
+        object(v, |o| {
+            Ok(Entry {
+                ingress_rate: o.opt("ingressRate")?,
+                ingress_burst: o.opt("ingressBurst")?,
+                egress_rate: o.opt("egressRate")?,
+                egress_burst: o.opt("egressBurst")?,
+            })
+        })
+    }
 }
 
 impl Entry {
@@ -44,25 +53,37 @@ impl Entry {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     ingress_rate: Option<u64>,
-    #[serde(default)]
     ingress_burst: Option<u64>,
-    #[serde(default)]
     egress_rate: Option<u64>,
-    #[serde(default)]
     egress_burst: Option<u64>,
-    #[serde(default, rename = "runtimeConfig")]
     runtime: Runtime,
 }
 
-#[derive(Deserialize, Default)]
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                ingress_rate: o.opt("ingressRate")?,
+                ingress_burst: o.opt("ingressBurst")?,
+                egress_rate: o.opt("egressRate")?,
+                egress_burst: o.opt("egressBurst")?,
+                runtime: o.get("runtimeConfig")?,
+            })
+        })
+    }
+}
+
+#[derive(Default)]
 struct Runtime {
-    #[serde(default)]
     bandwidth: Option<Entry>,
+}
+
+impl FromJson for Runtime {
+    fn from_json(v: &Value) -> JResult<Runtime> {
+        object(v, |o| Ok(Runtime { bandwidth: o.opt("bandwidth")? }))
+    }
 }
 
 /// (rate, burst) in bits per second and bits, for each direction.

@@ -12,6 +12,7 @@ use super::iface;
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Dns, IpamRef};
 use crate::cni::delegate::delegate;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::{CniResult, Interface, Route};
 use crate::cni::{Command, Plugin, Request};
 use crate::error::{Error, Result};
@@ -21,71 +22,86 @@ use crate::rtnl::link::{Link, VethSpec};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
-use serde::Deserialize;
+use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin { name: "bridge", min_version: "0.1.0", add, del, check, gc, status };
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct Conf {
-    #[serde(default = "default_bridge")]
     bridge: String,
-    #[serde(default)]
     is_gateway: bool,
-    #[serde(default)]
     is_default_gateway: bool,
-    #[serde(default)]
     force_address: bool,
-    #[serde(default)]
     ip_masq: bool,
-    #[serde(default)]
     ip_masq_backend: Option<String>,
-    #[serde(default)]
     mtu: u32,
-    #[serde(default)]
     hairpin_mode: bool,
-    #[serde(default)]
     promisc_mode: bool,
-    #[serde(default)]
     vlan: i32,
-    #[serde(default)]
     vlan_trunk: Vec<Trunk>,
-    #[serde(default)]
     preserve_default_vlan: bool,
-    #[serde(default, rename = "enabledad")]
     enable_dad: bool,
-    #[serde(default)]
     macspoofchk: bool,
-    #[serde(default)]
     disable_container_interface: bool,
-    #[serde(default)]
     port_isolation: bool,
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
-    #[serde(default)]
     args: crate::cni::config::Args,
-    #[serde(default)]
     runtime_config: RuntimeConfig,
 }
 
-#[derive(Deserialize, Default)]
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                bridge: o.opt("bridge")?.unwrap_or_else(default_bridge),
+                is_gateway: o.get("isGateway")?,
+                is_default_gateway: o.get("isDefaultGateway")?,
+                force_address: o.get("forceAddress")?,
+                ip_masq: o.get("ipMasq")?,
+                ip_masq_backend: o.opt("ipMasqBackend")?,
+                mtu: o.get("mtu")?,
+                hairpin_mode: o.get("hairpinMode")?,
+                promisc_mode: o.get("promiscMode")?,
+                vlan: o.get("vlan")?,
+                vlan_trunk: o.get("vlanTrunk")?,
+                preserve_default_vlan: o.get("preserveDefaultVlan")?,
+                enable_dad: o.get("enabledad")?,
+                macspoofchk: o.get("macspoofchk")?,
+                disable_container_interface: o.get("disableContainerInterface")?,
+                port_isolation: o.get("portIsolation")?,
+                ipam: o.get("ipam")?,
+                dns: o.get("dns")?,
+                args: o.get("args")?,
+                runtime_config: o.get("runtimeConfig")?,
+            })
+        })
+    }
+}
+
+#[derive(Default)]
 struct RuntimeConfig {
-    #[serde(default)]
     mac: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+impl FromJson for RuntimeConfig {
+    fn from_json(v: &Value) -> JResult<RuntimeConfig> {
+        object(v, |o| Ok(RuntimeConfig { mac: o.opt("mac")? }))
+    }
+}
+
+#[derive(Default)]
 struct Trunk {
-    #[serde(default, rename = "minID")]
     min_id: Option<i32>,
-    #[serde(default, rename = "maxID")]
     max_id: Option<i32>,
-    #[serde(default)]
     id: Option<i32>,
+}
+
+impl FromJson for Trunk {
+    fn from_json(v: &Value) -> JResult<Trunk> {
+        object(v, |o| Ok(Trunk { min_id: o.opt("minID")?, max_id: o.opt("maxID")?, id: o.opt("id")? }))
+    }
 }
 
 fn default_bridge() -> String {

@@ -6,10 +6,11 @@
 //! that are gone, STATUS whether the daemon answers.
 
 use super::iface::valid_attachments;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::dhcp::rpc::{self, Request as Rpc};
 use crate::error::{code, Error, Result};
-use serde::Deserialize;
+use serde_json::Value;
 use std::time::Duration;
 
 pub static PLUGIN: Plugin = Plugin { name: "dhcp", min_version: "0.1.0", add, del, check, gc, status };
@@ -36,41 +37,60 @@ const NAMES: &[(&str, u8)] = &[
     ("classless-static-routes", 121),
 ];
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct NetConf {
-    #[serde(default)]
     ipam: Ipam,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+impl FromJson for NetConf {
+    fn from_json(v: &Value) -> JResult<NetConf> {
+        object(v, |o| Ok(NetConf { ipam: o.get("ipam")? }))
+    }
+}
+
+#[derive(Default)]
 struct Ipam {
-    #[serde(default)]
     daemon_socket_path: String,
-    #[serde(default)]
     request: Vec<RequestOpt>,
-    #[serde(default)]
     provide: Vec<ProvideOpt>,
     /// Metric of the routes in the result.
-    #[serde(default)]
     priority: u32,
 }
 
-#[derive(Deserialize)]
+impl FromJson for Ipam {
+    fn from_json(v: &Value) -> JResult<Ipam> {
+        object(v, |o| {
+            Ok(Ipam {
+                daemon_socket_path: o.get("daemonSocketPath")?,
+                request: o.get("request")?,
+                provide: o.get("provide")?,
+                priority: o.get("priority")?,
+            })
+        })
+    }
+}
+
 struct RequestOpt {
-    #[serde(rename = "skipDefault", default)]
     skip_default: bool,
-    #[serde(default)]
     option: String,
 }
 
-#[derive(Deserialize)]
+impl FromJson for RequestOpt {
+    fn from_json(v: &Value) -> JResult<RequestOpt> {
+        object(v, |o| Ok(RequestOpt { skip_default: o.get("skipDefault")?, option: o.get("option")? }))
+    }
+}
+
 struct ProvideOpt {
     option: String,
-    #[serde(default)]
     value: String,
-    #[serde(rename = "fromArg", default)]
     from_arg: String,
+}
+
+impl FromJson for ProvideOpt {
+    fn from_json(v: &Value) -> JResult<ProvideOpt> {
+        object(v, |o| Ok(ProvideOpt { option: o.req("option")?, value: o.get("value")?, from_arg: o.get("fromArg")? }))
+    }
 }
 
 fn option_code(name: &str, field: &str) -> Result<u8> {

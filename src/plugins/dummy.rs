@@ -2,19 +2,23 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
-#[derive(Deserialize)]
 struct Conf {
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| Ok(Conf { ipam: o.get("ipam")?, dns: o.get("dns")? }))
+    }
 }
 
 fn load(req: &Request) -> Result<Conf> {

@@ -19,12 +19,13 @@
 //!
 //! DEL removes the container's rules by key; isolation rules stay, as in the reference.
 
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Context, Error, Result};
 use crate::net::{ip_octets, max_prefix, IpNet};
 use crate::nft::expr::{self, Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_JUMP, NF_ACCEPT, NF_DROP};
 use crate::nft::{transact, Base, Batch, Nft, Rule, Table, NFPROTO_INET};
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "firewall",
@@ -44,15 +45,22 @@ const STAGE2: &str = "isolation_stage_2";
 const HOOK_FORWARD: u32 = 2;
 const NFT_META_OIFNAME: u32 = 7;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     backend: String,
-    #[serde(default)]
     iptables_admin_chain_name: String,
-    #[serde(default)]
     ingress_policy: String,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                backend: o.get("backend")?,
+                iptables_admin_chain_name: o.get("iptablesAdminChainName")?,
+                ingress_policy: o.get("ingressPolicy")?,
+            })
+        })
+    }
 }
 
 #[derive(PartialEq)]

@@ -4,11 +4,11 @@
 //! config, so it works even after subnet.env changed or vanished.
 
 use crate::cni::delegate::delegate;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Command, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
 use crate::sys::file;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -25,21 +25,28 @@ pub static PLUGIN: Plugin = Plugin {
 const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
 const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     cni_version: String,
-    #[serde(default)]
     subnet_file: Option<String>,
-    #[serde(default)]
     data_dir: Option<String>,
-    #[serde(default)]
     delegate: Option<Map<String, Value>>,
-    #[serde(default)]
     ipam: Option<Map<String, Value>>,
-    #[serde(default)]
     runtime_config: Option<Value>,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                cni_version: o.get("cniVersion")?,
+                subnet_file: o.opt("subnetFile")?,
+                data_dir: o.opt("dataDir")?,
+                delegate: o.opt("delegate")?,
+                ipam: o.opt("ipam")?,
+                runtime_config: o.opt("runtimeConfig")?,
+            })
+        })
+    }
 }
 
 impl Conf {
@@ -159,12 +166,7 @@ fn with_config(req: &Request, config: Vec<u8>) -> Request {
 }
 
 fn delegate_type(conf: &[u8]) -> Result<String> {
-    #[derive(Deserialize)]
-    struct T {
-        #[serde(rename = "type")]
-        t: String,
-    }
-    crate::cni::config::parse::<T>(conf, "saved flannel delegate config").map(|t| t.t)
+    crate::cni::config::parse_with(conf, "saved flannel delegate config", |o| o.req("type"))
 }
 
 fn add(req: &Request) -> Result<CniResult> {
@@ -209,13 +211,7 @@ fn del(req: &Request) -> Result<()> {
 /// saved config and the runtime's prevResult when both are there.
 fn check(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
-    #[derive(Deserialize)]
-    struct Prev {
-        #[serde(rename = "prevResult", default)]
-        prev: Option<Value>,
-    }
-    let prev: Prev = req.conf()?;
-    let Some(prev) = prev.prev else { return Ok(()) };
+    let Some(prev) = req.conf_with(|o| Ok(o.raw("prevResult").cloned()))? else { return Ok(()) };
     let Ok(bytes) = std::fs::read(scratch(&c.data_dir()?, &req.container_id)) else { return Ok(()) };
     let mut d: Map<String, Value> = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
     d.insert("prevResult".into(), prev);
@@ -249,10 +245,12 @@ mod tests {
 
     #[test]
     fn delegate_config_as_flannel_builds_it() {
-        let c: Conf = serde_json::from_str(
-            r#"{"cniVersion":"1.0.0","delegate":{"hairpinMode":true,"forceAddress":true,"isDefaultGateway":true},
+        let c: Conf = crate::cni::config::parse(
+            br#"{"cniVersion":"1.0.0","delegate":{"hairpinMode":true,"forceAddress":true,"isDefaultGateway":true},
                 "runtimeConfig":{"portMappings":[]}}"#,
+            "flannel",
         )
+        .ok()
         .unwrap();
         let env = parse_subnet_env("/x", &format!("{ENV}FLANNEL_IPV6_NETWORK=fd42::/56\nFLANNEL_IPV6_SUBNET=fd42:0:0:3::1/64\n")).unwrap();
         let d = Value::Object(delegate_conf("cbr0", &c, &env).unwrap());
@@ -271,7 +269,7 @@ mod tests {
     fn delegate_may_not_set_name_or_ipam() {
         let env = parse_subnet_env("/x", ENV).unwrap();
         for bad in [r#"{"delegate":{"name":"x"}}"#, r#"{"delegate":{"ipam":{}}}"#, r#"{"delegate":{"type":3}}"#] {
-            let c: Conf = serde_json::from_str(bad).unwrap();
+            let c: Conf = crate::cni::config::parse(bad.as_bytes(), "flannel").ok().unwrap();
             assert_eq!(delegate_conf("n", &c, &env).err().unwrap().code, 7, "{bad}");
         }
     }

@@ -6,6 +6,7 @@
 
 use super::iface;
 use crate::cni::config::{Dns, IpamRef};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Command, Plugin, Request};
 use crate::error::{Error, Result};
@@ -13,36 +14,48 @@ use crate::net::Mac;
 use crate::rtnl::link::Link;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "host-device", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
 
 /// Drivers that mean "userspace owns this NIC" (DPDK): nothing to move.
 const DPDK_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     device: String,
-    #[serde(default)]
     hwaddr: String,
-    #[serde(default, rename = "kernelpath")]
     kernel_path: String,
-    #[serde(default, rename = "pciBusID")]
     pci_bus_id: String,
-    #[serde(default)]
     runtime_config: RuntimeConfig,
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
 }
 
-#[derive(Deserialize, Default)]
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                device: o.get("device")?,
+                hwaddr: o.get("hwaddr")?,
+                kernel_path: o.get("kernelpath")?,
+                pci_bus_id: o.get("pciBusID")?,
+                runtime_config: o.get("runtimeConfig")?,
+                ipam: o.get("ipam")?,
+                dns: o.get("dns")?,
+            })
+        })
+    }
+}
+
+#[derive(Default)]
 struct RuntimeConfig {
-    #[serde(default, rename = "deviceID")]
     device_id: String,
+}
+
+impl FromJson for RuntimeConfig {
+    fn from_json(v: &Value) -> JResult<RuntimeConfig> {
+        object(v, |o| Ok(RuntimeConfig { device_id: o.get("deviceID")? }))
+    }
 }
 
 /// Where the device is to be found.

@@ -5,6 +5,7 @@
 
 use crate::cni::args::{go_quote, CniArgs};
 use crate::cni::config::{parse_ip_maybe_cidr, Args, Dns};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::{IpConfig, Route};
 use crate::cni::{version, CniResult, Plugin, Request};
 use crate::error::{code, Error, Result};
@@ -13,61 +14,85 @@ use crate::ipam::range::{RangeConf, RangeSet};
 use crate::ipam::state::{Edit, State};
 use crate::ipam::store::{self, Store};
 use crate::net::IpNet;
-use serde::Deserialize;
+use serde_json::Value;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub static PLUGIN: Plugin = Plugin { name: "host-local", min_version: "0.1.0", add, del, check, gc, status };
 
-#[derive(Deserialize)]
 struct NetConf {
-    #[serde(default)]
     ipam: Option<IpamConf>,
-    #[serde(rename = "runtimeConfig", default)]
     runtime: RuntimeConf,
-    #[serde(default)]
     args: Option<Args>,
-    #[serde(rename = "cni.dev/valid-attachments", default)]
     valid: Option<Vec<Attachment>>,
-    #[serde(rename = "cni.dev/attachments", default)]
     attachments: Option<Vec<Attachment>>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for NetConf {
+    fn from_json(v: &Value) -> JResult<NetConf> {
+        object(v, |o| {
+            Ok(NetConf {
+                ipam: o.opt("ipam")?,
+                runtime: o.get("runtimeConfig")?,
+                args: o.opt("args")?,
+                valid: o.opt("cni.dev/valid-attachments")?,
+                attachments: o.opt("cni.dev/attachments")?,
+            })
+        })
+    }
+}
+
 struct IpamConf {
     // The legacy single range at the top level.
-    #[serde(default)]
     subnet: Option<IpNet>,
-    #[serde(rename = "rangeStart", default)]
     range_start: Option<IpAddr>,
-    #[serde(rename = "rangeEnd", default)]
     range_end: Option<IpAddr>,
-    #[serde(default)]
     gateway: Option<IpAddr>,
-    #[serde(default)]
     ranges: Vec<Vec<RangeConf>>,
-    #[serde(default)]
     routes: Vec<Route>,
-    #[serde(rename = "dataDir", default)]
     data_dir: String,
-    #[serde(rename = "resolvConf", default)]
     resolv_conf: String,
 }
 
+impl FromJson for IpamConf {
+    fn from_json(v: &Value) -> JResult<IpamConf> {
+        object(v, |o| {
+            Ok(IpamConf {
+                subnet: o.opt("subnet")?,
+                range_start: o.opt("rangeStart")?,
+                range_end: o.opt("rangeEnd")?,
+                gateway: o.opt("gateway")?,
+                ranges: o.get("ranges")?,
+                routes: o.get("routes")?,
+                data_dir: o.get("dataDir")?,
+                resolv_conf: o.get("resolvConf")?,
+            })
+        })
+    }
+}
+
 /// `runtimeConfig`: the `ips` and `ipRanges` capabilities (static reads `ips` only).
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 pub(crate) struct RuntimeConf {
-    #[serde(default)]
     pub ips: Vec<String>,
-    #[serde(rename = "ipRanges", default)]
     ip_ranges: Vec<Vec<RangeConf>>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for RuntimeConf {
+    fn from_json(v: &Value) -> JResult<RuntimeConf> {
+        object(v, |o| Ok(RuntimeConf { ips: o.get("ips")?, ip_ranges: o.get("ipRanges")? }))
+    }
+}
+
 struct Attachment {
-    #[serde(rename = "containerID")]
     id: String,
     ifname: String,
+}
+
+impl FromJson for Attachment {
+    fn from_json(v: &Value) -> JResult<Attachment> {
+        object(v, |o| Ok(Attachment { id: o.req("containerID")?, ifname: o.req("ifname")? }))
+    }
 }
 
 struct Config {

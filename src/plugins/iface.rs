@@ -5,6 +5,7 @@
 //! container the same way.
 
 use crate::cni::delegate::delegate;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::CniResult;
 use crate::cni::{Command, Request};
 use crate::error::{Error, Result};
@@ -13,6 +14,7 @@ use crate::rtnl::link::Link;
 use crate::rtnl::{route, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
+use serde_json::Value;
 
 /// How the container interface is configured.
 pub struct Configure<'a> {
@@ -189,22 +191,18 @@ pub fn delete_in_netns(netns_path: &str, ifname: &str) -> Result<()> {
 
 /// `cni.dev/valid-attachments` (or its alias `cni.dev/attachments`) as (container id, ifname) pairs.
 pub fn valid_attachments(req: &Request) -> Result<Vec<(String, String)>> {
-    #[derive(serde::Deserialize)]
     struct Att {
-        #[serde(rename = "containerID")]
         id: String,
-        #[serde(default)]
         ifname: String,
     }
-    #[derive(serde::Deserialize)]
-    struct Gc {
-        #[serde(rename = "cni.dev/valid-attachments", default)]
-        valid: Option<Vec<Att>>,
-        #[serde(rename = "cni.dev/attachments", default)]
-        alias: Option<Vec<Att>>,
+
+    impl FromJson for Att {
+        fn from_json(v: &Value) -> JResult<Att> {
+            object(v, |o| Ok(Att { id: o.req("containerID")?, ifname: o.get("ifname")? }))
+        }
     }
-    let g: Gc = req.conf()?;
-    Ok(g.valid.or(g.alias).unwrap_or_default().into_iter().map(|a| (a.id, a.ifname)).collect())
+    let (valid, alias) = req.conf_with(|o| Ok((o.opt::<Vec<Att>>("cni.dev/valid-attachments")?, o.opt("cni.dev/attachments")?)))?;
+    Ok(valid.or(alias).unwrap_or_default().into_iter().map(|a| (a.id, a.ifname)).collect())
 }
 
 /// CHECK's common tail: every prevResult address of `ifname` is on the link,

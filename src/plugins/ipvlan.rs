@@ -4,32 +4,40 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_IPVLAN_MODE: u16 = 1;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     master: String,
-    #[serde(default)]
     mode: String,
-    #[serde(default)]
     mtu: u32,
-    #[serde(default)]
     link_in_container: bool,
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                master: o.get("master")?,
+                mode: o.get("mode")?,
+                mtu: o.get("mtu")?,
+                link_in_container: o.get("linkInContainer")?,
+                ipam: o.get("ipam")?,
+                dns: o.get("dns")?,
+            })
+        })
+    }
 }
 
 fn mode_value(mode: &str) -> Result<u16> {

@@ -4,48 +4,61 @@
 use super::vlink::{self, Spec};
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Args, Dns, IpamRef};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::Mac;
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     master: String,
-    #[serde(default)]
     mode: String,
-    #[serde(default)]
     mtu: u32,
-    #[serde(default)]
     mac: String,
-    #[serde(default)]
     link_in_container: bool,
-    #[serde(default, rename = "bcqueuelen")]
     bc_queue_len: Option<u32>,
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
-    #[serde(default)]
     args: Args,
-    #[serde(default)]
     runtime_config: RuntimeMac,
 }
 
-#[derive(Deserialize, Default)]
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                master: o.get("master")?,
+                mode: o.get("mode")?,
+                mtu: o.get("mtu")?,
+                mac: o.get("mac")?,
+                link_in_container: o.get("linkInContainer")?,
+                bc_queue_len: o.opt("bcqueuelen")?,
+                ipam: o.get("ipam")?,
+                dns: o.get("dns")?,
+                args: o.get("args")?,
+                runtime_config: o.get("runtimeConfig")?,
+            })
+        })
+    }
+}
+
+#[derive(Default)]
 pub struct RuntimeMac {
-    #[serde(default)]
     pub mac: Option<String>,
+}
+
+impl FromJson for RuntimeMac {
+    fn from_json(v: &Value) -> JResult<RuntimeMac> {
+        object(v, |o| Ok(RuntimeMac { mac: o.opt("mac")? }))
+    }
 }
 
 /// The kernel's MACVLAN_MODE_* value of a mode name.

@@ -7,13 +7,13 @@
 //! routed to the container's side (`route_localnet`) when localhost
 //! connections are masqueraded. The output is the prevResult.
 
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::CniResult;
 use crate::cni::{Plugin, Request};
 use crate::error::{code, Context, Error, Result};
 use crate::nft::expr::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::nft::portmap::{self as rules, Mapping, Spec};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin {
@@ -26,42 +26,63 @@ pub static PLUGIN: Plugin = Plugin {
     status: crate::cni::skel::noop,
 };
 
-#[derive(Deserialize)]
 struct Conf {
-    #[serde(default)]
     backend: Option<String>,
-    #[serde(default)]
     snat: Option<bool>,
-    #[serde(rename = "masqAll", default)]
     masq_all: bool,
-    #[serde(rename = "markMasqBit", default)]
-    mark_masq_bit: Option<IgnoredAny>,
-    #[serde(rename = "externalSetMarkChain", default)]
-    external_set_mark_chain: Option<IgnoredAny>,
-    #[serde(rename = "conditionsV4", default)]
+    mark_masq_bit: Option<Value>,
+    external_set_mark_chain: Option<Value>,
     conditions_v4: Option<Vec<String>>,
-    #[serde(rename = "conditionsV6", default)]
     conditions_v6: Option<Vec<String>>,
-    #[serde(rename = "runtimeConfig", default)]
     runtime: Runtime,
 }
 
-#[derive(Deserialize, Default)]
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                backend: o.opt("backend")?,
+                snat: o.opt("snat")?,
+                masq_all: o.get("masqAll")?,
+                mark_masq_bit: o.opt("markMasqBit")?,
+                external_set_mark_chain: o.opt("externalSetMarkChain")?,
+                conditions_v4: o.opt("conditionsV4")?,
+                conditions_v6: o.opt("conditionsV6")?,
+                runtime: o.get("runtimeConfig")?,
+            })
+        })
+    }
+}
+
+#[derive(Default)]
 struct Runtime {
-    #[serde(rename = "portMappings", default)]
     port_mappings: Vec<PortMapping>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for Runtime {
+    fn from_json(v: &Value) -> JResult<Runtime> {
+        object(v, |o| Ok(Runtime { port_mappings: o.get("portMappings")? }))
+    }
+}
+
 struct PortMapping {
-    #[serde(rename = "hostPort")]
     host_port: i64,
-    #[serde(rename = "containerPort")]
     container_port: i64,
-    #[serde(default)]
     protocol: String,
-    #[serde(rename = "hostIP", default)]
     host_ip: String,
+}
+
+impl FromJson for PortMapping {
+    fn from_json(v: &Value) -> JResult<PortMapping> {
+        object(v, |o| {
+            Ok(PortMapping {
+                host_port: o.req("hostPort")?,
+                container_port: o.req("containerPort")?,
+                protocol: o.get("protocol")?,
+                host_ip: o.get("hostIP")?,
+            })
+        })
+    }
 }
 
 struct Config {

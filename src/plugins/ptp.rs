@@ -4,6 +4,7 @@
 
 use super::iface;
 use crate::cni::config::{Dns, IpamRef};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Command, Plugin, Request};
 use crate::error::{Error, Result};
@@ -13,23 +14,30 @@ use crate::rtnl::link::{Link, VethSpec};
 use crate::rtnl::{route, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "ptp", min_version: "0.1.0", add, del, check, gc, status };
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     ip_masq: bool,
-    #[serde(default)]
     ip_masq_backend: Option<String>,
-    #[serde(default)]
     mtu: u32,
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                ip_masq: o.get("ipMasq")?,
+                ip_masq_backend: o.opt("ipMasqBackend")?,
+                mtu: o.get("mtu")?,
+                ipam: o.get("ipam")?,
+                dns: o.get("dns")?,
+            })
+        })
+    }
 }
 
 fn load(req: &Request) -> Result<Conf> {

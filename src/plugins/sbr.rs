@@ -4,6 +4,7 @@
 //! interface they came in on even when another interface has the default route.
 
 use super::iface;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
@@ -12,7 +13,7 @@ use crate::rtnl::rule::Rule;
 use crate::rtnl::Rtnl;
 use crate::sys::file::FileLock;
 use crate::sys::netns::Netns;
-use serde::Deserialize;
+use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin {
@@ -28,17 +29,24 @@ pub static PLUGIN: Plugin = Plugin {
 /// The first table number sbr takes, as the reference.
 const FIRST_TABLE: u32 = 100;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
     /// Only add `from <ip> lookup <table>` rules to this existing table.
-    #[serde(default)]
     table: Option<u32>,
     /// Gateways to use where prevResult gives none (one per family).
-    #[serde(default)]
     gateways: Vec<IpAddr>,
-    #[serde(default)]
     add_source_hints: bool,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                table: o.opt("table")?,
+                gateways: o.get("gateways")?,
+                add_source_hints: o.get("addSourceHints")?,
+            })
+        })
+    }
 }
 
 /// The addresses of `ifname` in prevResult (an address without an interface index counts).

@@ -6,11 +6,12 @@
 use super::host_local::RuntimeConf;
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Args, Dns};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::{IpConfig, Route};
 use crate::cni::{version, CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
-use serde::Deserialize;
+use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin {
@@ -23,32 +24,39 @@ pub static PLUGIN: Plugin = Plugin {
     status: crate::cni::skel::noop,
 };
 
-#[derive(Deserialize)]
 struct NetConf {
-    #[serde(default)]
     ipam: Option<IpamConf>,
-    #[serde(rename = "runtimeConfig", default)]
     runtime: RuntimeConf,
-    #[serde(default)]
     args: Option<Args>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for NetConf {
+    fn from_json(v: &Value) -> JResult<NetConf> {
+        object(v, |o| Ok(NetConf { ipam: o.opt("ipam")?, runtime: o.get("runtimeConfig")?, args: o.opt("args")? }))
+    }
+}
+
 struct IpamConf {
-    #[serde(default)]
     addresses: Vec<Address>,
-    #[serde(default)]
     routes: Vec<Route>,
-    #[serde(default)]
     dns: Dns,
 }
 
-#[derive(Deserialize)]
+impl FromJson for IpamConf {
+    fn from_json(v: &Value) -> JResult<IpamConf> {
+        object(v, |o| Ok(IpamConf { addresses: o.get("addresses")?, routes: o.get("routes")?, dns: o.get("dns")? }))
+    }
+}
+
 struct Address {
-    #[serde(default)]
     address: String,
-    #[serde(default)]
     gateway: Option<IpAddr>,
+}
+
+impl FromJson for Address {
+    fn from_json(v: &Value) -> JResult<Address> {
+        object(v, |o| Ok(Address { address: o.get("address")?, gateway: o.opt("gateway")? }))
+    }
 }
 
 fn cidr(s: &str, what: &str) -> Result<IpNet> {

@@ -5,41 +5,49 @@
 use super::iface;
 use super::macvlan::{pick_mac, RuntimeMac};
 use crate::cni::config::{Args, Dns, IpamRef};
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Error, Result};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::tun;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Conf {
-    #[serde(default)]
     mac: String,
-    #[serde(default)]
     mtu: u32,
-    #[serde(default)]
     multi_queue: bool,
-    #[serde(default)]
     owner: Option<u32>,
-    #[serde(default)]
     group: Option<u32>,
-    #[serde(default)]
     selinux_context: String,
-    #[serde(default)]
     bridge: String,
-    #[serde(default)]
     ipam: IpamRef,
-    #[serde(default)]
     dns: Dns,
-    #[serde(default)]
     args: Args,
-    #[serde(default)]
     runtime_config: RuntimeMac,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                mac: o.get("mac")?,
+                mtu: o.get("mtu")?,
+                multi_queue: o.get("multiQueue")?,
+                owner: o.opt("owner")?,
+                group: o.opt("group")?,
+                selinux_context: o.get("selinuxContext")?,
+                bridge: o.get("bridge")?,
+                ipam: o.get("ipam")?,
+                dns: o.get("dns")?,
+                args: o.get("args")?,
+                runtime_config: o.get("runtimeConfig")?,
+            })
+        })
+    }
 }
 
 fn load(req: &Request) -> Result<Conf> {

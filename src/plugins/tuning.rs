@@ -4,6 +4,7 @@
 
 use super::macvlan::RuntimeMac;
 use crate::cni::args::CniArgs;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::Mac;
@@ -12,7 +13,8 @@ use crate::rtnl::link::{IFF_PROMISC, IFLA_TXQLEN};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::{file, sysctl};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,54 +33,73 @@ const ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
 const IFF_ALLMULTI: u32 = libc::IFF_ALLMULTI as u32;
 
 /// What can be set, from the config or from `args.cni` (which wins).
-#[derive(Deserialize, Default, Clone)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default, Clone)]
 struct Settings {
-    #[serde(default)]
     sysctl: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     mac: Option<String>,
-    #[serde(default)]
     promisc: Option<bool>,
-    #[serde(default)]
     mtu: Option<u32>,
-    #[serde(default)]
     allmulti: Option<bool>,
-    #[serde(default, rename = "txQLen")]
     tx_qlen: Option<u32>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+impl FromJson for Settings {
+    fn from_json(v: &Value) -> JResult<Settings> {
+        object(v, |o| {
+            Ok(Settings {
+                sysctl: o.opt("sysctl")?,
+                mac: o.opt("mac")?,
+                promisc: o.opt("promisc")?,
+                mtu: o.opt("mtu")?,
+                allmulti: o.opt("allmulti")?,
+                tx_qlen: o.opt("txQLen")?,
+            })
+        })
+    }
+}
+
 struct Conf {
-    #[serde(default)]
     sysctl: Option<BTreeMap<String, String>>,
-    #[serde(default)]
     mac: Option<String>,
-    #[serde(default)]
     promisc: Option<bool>,
-    #[serde(default)]
     mtu: Option<u32>,
-    #[serde(default)]
     allmulti: Option<bool>,
-    #[serde(default, rename = "txQLen")]
     tx_qlen: Option<u32>,
-    #[serde(default)]
     data_dir: Option<String>,
-    #[serde(default)]
     args: Option<ArgsCni>,
-    #[serde(default)]
     runtime_config: RuntimeMac,
 }
 
-#[derive(Deserialize)]
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| {
+            Ok(Conf {
+                sysctl: o.opt("sysctl")?,
+                mac: o.opt("mac")?,
+                promisc: o.opt("promisc")?,
+                mtu: o.opt("mtu")?,
+                allmulti: o.opt("allmulti")?,
+                tx_qlen: o.opt("txQLen")?,
+                data_dir: o.opt("dataDir")?,
+                args: o.opt("args")?,
+                runtime_config: o.get("runtimeConfig")?,
+            })
+        })
+    }
+}
+
 struct ArgsCni {
-    #[serde(default)]
     cni: Option<Settings>,
 }
 
+impl FromJson for ArgsCni {
+    fn from_json(v: &Value) -> JResult<ArgsCni> {
+        object(v, |o| Ok(ArgsCni { cni: o.opt("cni")? }))
+    }
+}
+
 /// The link's settings before tuning, kept for DEL.
-#[derive(Serialize, Deserialize, PartialEq)]
+#[derive(Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 struct Backup {
     mac: Mac,
@@ -86,6 +107,20 @@ struct Backup {
     promisc: bool,
     allmulti: bool,
     tx_qlen: u32,
+}
+
+impl FromJson for Backup {
+    fn from_json(v: &Value) -> JResult<Backup> {
+        object(v, |o| {
+            Ok(Backup {
+                mac: o.req("mac")?,
+                mtu: o.req("mtu")?,
+                promisc: o.req("promisc")?,
+                allmulti: o.req("allmulti")?,
+                tx_qlen: o.req("txQlen")?,
+            })
+        })
+    }
 }
 
 /// The effective settings with sysctl keys resolved to paths under /proc/sys/net.
@@ -225,7 +260,7 @@ fn del(req: &Request) -> Result<()> {
     let t = load(req)?;
     let path = backup_path(&t.data_dir, req);
     let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
-    if let (Ok(b), Ok(ns)) = (serde_json::from_slice::<Backup>(&bytes), Netns::open(&req.netns)) {
+    if let (Ok(b), Ok(ns)) = (crate::cni::config::parse::<Backup>(&bytes, "tuning backup"), Netns::open(&req.netns)) {
         if let Ok(mut rt) = Rtnl::in_netns(&ns) {
             if let Ok(Some(l)) = rt.link_by_name(&req.ifname) {
                 let _ = apply(&mut rt, l.index, &req.ifname, Some(b.mac), Some(b.mtu), Some(b.promisc), Some(b.allmulti), Some(b.tx_qlen));

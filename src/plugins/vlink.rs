@@ -157,12 +157,7 @@ pub fn delegate_ipam(req: &Request, ipam_type: &str, cmd: Command) -> Result<()>
 
 /// The `ipam.type` of any interface plugin's config.
 fn ipam_type(req: &Request) -> Result<String> {
-    #[derive(serde::Deserialize)]
-    struct C {
-        #[serde(default)]
-        ipam: crate::cni::config::IpamRef,
-    }
-    Ok(req.conf::<C>()?.ipam.plugin_type)
+    Ok(req.conf_with(|o| o.get::<crate::cni::config::IpamRef>("ipam"))?.plugin_type)
 }
 
 /// STATUS of an interface plugin: whatever its IPAM says (the reference's rule).

@@ -4,6 +4,7 @@
 //! holds nothing else.
 
 use super::iface;
+use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
@@ -11,7 +12,7 @@ use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::route::{Route, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::Deserialize;
+use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "vrf",
@@ -25,12 +26,15 @@ pub static PLUGIN: Plugin = Plugin {
 
 pub const IFLA_VRF_TABLE: u16 = 1;
 
-#[derive(Deserialize)]
 struct Conf {
-    #[serde(default)]
     vrfname: String,
-    #[serde(default)]
     table: Option<u32>,
+}
+
+impl FromJson for Conf {
+    fn from_json(v: &Value) -> JResult<Conf> {
+        object(v, |o| Ok(Conf { vrfname: o.get("vrfname")?, table: o.opt("table")? }))
+    }
 }
 
 fn load(req: &Request) -> Result<Conf> {

@@ -4,9 +4,10 @@
 //! holding the config list (base64, as Go encodes `[]byte`), the runtime
 //! parameters and the final ADD result.
 
+use crate::cni::json::{object, Bad, FromJson, JResult};
 use crate::error::{Error, Result};
 use crate::sys::file;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -14,26 +15,45 @@ pub const KIND: &str = "cniCacheV1";
 pub const DEFAULT_DIR: &str = "/var/lib/cni";
 
 /// Field order and names as libcni's `cachedInfo` marshals them.
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Serialize, Default)]
 pub struct Entry {
-    #[serde(default)]
     pub kind: String,
-    #[serde(rename = "containerId", default)]
+    #[serde(rename = "containerId")]
     pub container_id: String,
-    #[serde(default, with = "base64")]
+    #[serde(serialize_with = "base64::serialize")]
     pub config: Vec<u8>,
-    #[serde(rename = "ifName", default)]
+    #[serde(rename = "ifName")]
     pub ifname: String,
-    #[serde(rename = "networkName", default)]
+    #[serde(rename = "networkName")]
     pub network: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub netns: String,
-    #[serde(rename = "cniArgs", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "cniArgs", skip_serializing_if = "Vec::is_empty")]
     pub cni_args: Vec<(String, String)>,
-    #[serde(rename = "capabilityArgs", default, skip_serializing_if = "Map::is_empty")]
+    #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
     pub cap_args: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+}
+
+impl FromJson for Entry {
+    fn from_json(v: &Value) -> JResult<Entry> {
+        object(v, |o| {
+            Ok(Entry {
+                kind: o.get("kind")?,
+                container_id: o.get("containerId")?,
+                config: o
+                    .with("config", |v| base64::decode(&String::from_json(v)?).ok_or_else(|| Bad::new("config is not valid base64")))?
+                    .unwrap_or_default(),
+                ifname: o.get("ifName")?,
+                network: o.get("networkName")?,
+                netns: o.get("netns")?,
+                cni_args: o.get("cniArgs")?,
+                cap_args: o.get("capabilityArgs")?,
+                result: o.opt("result")?,
+            })
+        })
+    }
 }
 
 pub struct Cache {
@@ -62,13 +82,13 @@ impl Cache {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::os(format_args!("read cache file {}", p.display()), e.raw_os_error().unwrap_or(0))),
         };
-        let bad = |e: serde_json::Error| Error::msg(format!("cache file {} is not valid: {e}", p.display()));
-        let entry: Entry = serde_json::from_slice(&bytes).map_err(bad)?;
+        let bad = |e: String| Error::msg(format!("cache file {} is not valid: {e}", p.display()));
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let entry = Entry::from_json(&v).map_err(|b| bad(b.located()))?;
         if entry.kind == KIND {
             return Ok(Some(entry));
         }
-        let result: Value = serde_json::from_slice(&bytes).map_err(bad)?;
-        Ok(Some(Entry { network: network.into(), container_id: id.into(), ifname: ifname.into(), result: Some(result), ..Entry::default() }))
+        Ok(Some(Entry { network: network.into(), container_id: id.into(), ifname: ifname.into(), result: Some(v), ..Entry::default() }))
     }
 
     pub fn write(&self, e: &Entry) -> Result<()> {
@@ -94,7 +114,7 @@ impl Cache {
         super::dir_names(&dir)
             .unwrap_or_default()
             .iter()
-            .filter_map(|n| serde_json::from_slice::<Entry>(&std::fs::read(dir.join(n)).ok()?).ok())
+            .filter_map(|n| Entry::from_json(&serde_json::from_slice(&std::fs::read(dir.join(n)).ok()?).ok()?).ok())
             .filter(|e| e.kind == KIND && !e.ifname.is_empty() && !e.network.is_empty())
             .collect()
     }
@@ -145,14 +165,6 @@ mod base64 {
     pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&encode(v))
     }
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s: Option<String> = serde::Deserialize::deserialize(d)?;
-        match s {
-            None => Ok(Vec::new()),
-            Some(s) => decode(&s).ok_or_else(|| serde::de::Error::custom("config is not valid base64")),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -181,7 +193,9 @@ mod tests {
         };
         let s = serde_json::to_string(&e).unwrap();
         assert_eq!(s, r#"{"kind":"cniCacheV1","containerId":"c1","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]]}"#);
-        let back: Entry = serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap();
+        let back = Entry::from_json(&serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap()).ok().unwrap();
         assert!(back.config.is_empty());
+        let back = Entry::from_json(&serde_json::from_str(&s).unwrap()).ok().unwrap();
+        assert_eq!((back.config, back.cni_args), (b"{}".to_vec(), vec![("K".to_string(), "V".to_string())]));
     }
 }

@@ -3,9 +3,9 @@
 //! the first whose `name` matches wins. Every error names the file at fault.
 
 use crate::cni::config;
+use crate::cni::json::{object, Bad, FromJson, JResult};
 use crate::cni::version;
 use crate::error::{code, Error, Result};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,35 +31,48 @@ pub struct PluginConf {
 
 /// The typed view, parsed first so that errors name the field
 /// (`field plugins[1]: missing field \`type\``).
-#[derive(Deserialize)]
 struct ListWire {
     name: String,
-    #[serde(rename = "cniVersion", default)]
     cni_version: String,
-    #[serde(rename = "cniVersions", default)]
     cni_versions: Vec<String>,
-    #[serde(rename = "disableCheck", default, deserialize_with = "flag")]
     disable_check: bool,
-    #[serde(rename = "disableGC", default, deserialize_with = "flag")]
     disable_gc: bool,
     plugins: Vec<PluginWire>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for ListWire {
+    fn from_json(v: &Value) -> JResult<ListWire> {
+        object(v, |o| {
+            Ok(ListWire {
+                name: o.req("name")?,
+                cni_version: o.get("cniVersion")?,
+                cni_versions: o.get("cniVersions")?,
+                disable_check: o.with("disableCheck", flag)?.unwrap_or(false),
+                disable_gc: o.with("disableGC", flag)?.unwrap_or(false),
+                plugins: o.req("plugins")?,
+            })
+        })
+    }
+}
+
 struct PluginWire {
-    #[serde(rename = "type")]
     ty: String,
-    #[serde(default)]
     capabilities: BTreeMap<String, bool>,
 }
 
+impl FromJson for PluginWire {
+    fn from_json(v: &Value) -> JResult<PluginWire> {
+        object(v, |o| Ok(PluginWire { ty: o.req("type")?, capabilities: o.get("capabilities")? }))
+    }
+}
+
 /// libcni accepts a JSON boolean or the strings "true"/"false" in any case.
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Bool(b) => Ok(b),
+fn flag(v: &Value) -> JResult<bool> {
+    match v {
+        Value::Bool(b) => Ok(*b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(serde::de::Error::custom("expected true or false")),
+        _ => Err(Bad::new("expected true or false")),
     }
 }
 
@@ -139,13 +152,9 @@ pub fn from_file(path: &Path) -> Result<NetList> {
 }
 
 pub fn from_bytes(bytes: &[u8]) -> Result<NetList> {
-    #[derive(Deserialize)]
-    struct Probe {
-        plugins: Option<serde::de::IgnoredAny>,
-    }
-    match config::parse::<Probe>(bytes, "network configuration")?.plugins {
-        Some(_) => parse_list(bytes),
-        None => parse_single(bytes),
+    match config::parse_with(bytes, "network configuration", |o| Ok(o.raw("plugins").is_some()))? {
+        true => parse_list(bytes),
+        false => parse_single(bytes),
     }
 }
 

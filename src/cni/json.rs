@@ -1,0 +1,291 @@
+//! Reading JSON into cnibox's types by hand, over `serde_json::Value`.
+//!
+//! Why not `#[derive(Deserialize)]`: serde's derive generates a visitor per
+//! struct and per field type, which cost about 200 KB of the binary for the
+//! twenty-odd configuration shapes cnibox reads. Here the JSON is parsed
+//! once into a `Value` (one instance of serde_json's parser) and each type
+//! reads its fields with a few non-generic calls: a field costs a call, not
+//! a visitor.
+//!
+//! Like Go's `encoding/json`, which the reference plugins use, unknown
+//! fields are ignored and `null` reads as "not given". A value of the wrong
+//! type is an error naming the field by its path (`ipam.ranges[0][1].subnet`);
+//! the path is assembled while the error travels up, so reading costs nothing
+//! extra when nothing is wrong.
+
+use crate::net::{IpNet, Mac};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A value that could not be read: what is wrong, and where.
+pub struct Bad {
+    /// The path from the value being read down to the culprit ("" = itself).
+    pub path: String,
+    pub msg: String,
+}
+
+impl Bad {
+    pub fn new(msg: impl Into<String>) -> Bad {
+        Bad { path: String::new(), msg: msg.into() }
+    }
+
+    fn under_key(mut self, key: &str) -> Bad {
+        let sep = if self.path.is_empty() || self.path.starts_with('[') { "" } else { "." };
+        self.path = format!("{key}{sep}{}", self.path);
+        self
+    }
+
+    fn under_index(mut self, i: usize) -> Bad {
+        let sep = if self.path.is_empty() || self.path.starts_with('[') { "" } else { "." };
+        self.path = format!("[{i}]{sep}{}", self.path);
+        self
+    }
+
+    /// "field a.b: msg", or just "msg" for the top-level value.
+    pub fn located(&self) -> String {
+        if self.path.is_empty() {
+            self.msg.clone()
+        } else {
+            format!("field {}: {}", self.path, self.msg)
+        }
+    }
+}
+
+pub type JResult<T> = std::result::Result<T, Bad>;
+
+/// A type that can be read from a JSON value (never `null`: `Obj` treats
+/// `null` as an absent field before asking).
+pub trait FromJson: Sized {
+    fn from_json(v: &Value) -> JResult<Self>;
+}
+
+/// serde's wording for a value of the wrong type, which users already know
+/// from every Rust tool: `invalid type: string "yes", expected a boolean`.
+pub fn wrong_type(v: &Value, expected: &str) -> Bad {
+    let got = match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) => format!("string \"{s}\""),
+        Value::Array(_) => "sequence".to_string(),
+        Value::Object(_) => "map".to_string(),
+    };
+    Bad::new(format!("invalid type: {got}, expected {expected}"))
+}
+
+/// A JSON object whose fields are read one by one.
+#[derive(Clone, Copy)]
+pub struct Obj<'a>(pub &'a Map<String, Value>);
+
+impl<'a> Obj<'a> {
+    pub fn of(v: &'a Value) -> JResult<Obj<'a>> {
+        match v {
+            Value::Object(m) => Ok(Obj(m)),
+            other => Err(wrong_type(other, "a map")),
+        }
+    }
+
+    /// The field's value, unless it is absent or null.
+    pub fn raw(&self, key: &str) -> Option<&'a Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    /// An optional field.
+    pub fn opt<T: FromJson>(&self, key: &str) -> JResult<Option<T>> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some(v) => T::from_json(v).map(Some).map_err(|b| b.under_key(key)),
+        }
+    }
+
+    /// A field that reads as its type's default when not given.
+    pub fn get<T: FromJson + Default>(&self, key: &str) -> JResult<T> {
+        Ok(self.opt(key)?.unwrap_or_default())
+    }
+
+    /// A field that must be given.
+    pub fn req<T: FromJson>(&self, key: &str) -> JResult<T> {
+        self.opt(key)?.ok_or_else(|| Bad::new(format!("missing field `{key}`")))
+    }
+
+    /// A field read by a function rather than a `FromJson` impl.
+    pub fn with<T>(&self, key: &str, read: impl FnOnce(&'a Value) -> JResult<T>) -> JResult<Option<T>> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some(v) => read(v).map(Some).map_err(|b| b.under_key(key)),
+        }
+    }
+}
+
+/// Read an object with `read`, for `FromJson` impls of structs.
+pub fn object<T>(v: &Value, read: impl FnOnce(Obj) -> JResult<T>) -> JResult<T> {
+    read(Obj::of(v)?)
+}
+
+impl FromJson for bool {
+    fn from_json(v: &Value) -> JResult<bool> {
+        v.as_bool().ok_or_else(|| wrong_type(v, "a boolean"))
+    }
+}
+
+impl FromJson for String {
+    fn from_json(v: &Value) -> JResult<String> {
+        v.as_str().map(str::to_string).ok_or_else(|| wrong_type(v, "a string"))
+    }
+}
+
+/// An integer within `min..=max`; `ty` names the type in the message.
+fn integer(v: &Value, min: i128, max: i128, ty: &str) -> JResult<i128> {
+    let n = match v {
+        Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        _ => None,
+    };
+    let n = n.ok_or_else(|| wrong_type(v, ty))?;
+    if n < min || n > max {
+        return Err(Bad::new(format!("invalid value: integer `{n}`, expected {ty}")));
+    }
+    Ok(n)
+}
+
+macro_rules! integers {
+    ($($t:ty),*) => {$(
+        impl FromJson for $t {
+            fn from_json(v: &Value) -> JResult<$t> {
+                integer(v, <$t>::MIN as i128, <$t>::MAX as i128, stringify!($t)).map(|n| n as $t)
+            }
+        }
+    )*};
+}
+integers!(u8, u16, u32, u64, i32, i64, usize);
+
+impl FromJson for f64 {
+    fn from_json(v: &Value) -> JResult<f64> {
+        v.as_f64().ok_or_else(|| wrong_type(v, "f64"))
+    }
+}
+
+/// Types read from a string by their `FromStr`, whose error is the message.
+macro_rules! from_text {
+    ($($t:ty),*) => {$(
+        impl FromJson for $t {
+            fn from_json(v: &Value) -> JResult<$t> {
+                let s = v.as_str().ok_or_else(|| wrong_type(v, "a string"))?;
+                s.parse().map_err(|e| Bad::new(format!("{e}")))
+            }
+        }
+    )*};
+}
+from_text!(IpNet, Mac);
+
+/// Addresses, with the wording of serde's own impls.
+macro_rules! addresses {
+    ($($t:ty: $what:literal),*) => {$(
+        impl FromJson for $t {
+            fn from_json(v: &Value) -> JResult<$t> {
+                let s = v.as_str().ok_or_else(|| wrong_type(v, $what))?;
+                s.parse().map_err(|_| Bad::new(format!("invalid {}: {s}", $what)))
+            }
+        }
+    )*};
+}
+addresses!(IpAddr: "IP address", Ipv4Addr: "IPv4 address", Ipv6Addr: "IPv6 address");
+
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(v: &Value) -> JResult<Option<T>> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        T::from_json(v).map(Some)
+    }
+}
+
+impl<T: FromJson> FromJson for Vec<T> {
+    fn from_json(v: &Value) -> JResult<Vec<T>> {
+        let items = v.as_array().ok_or_else(|| wrong_type(v, "a sequence"))?;
+        items.iter().enumerate().map(|(i, x)| T::from_json(x).map_err(|b| b.under_index(i))).collect()
+    }
+}
+
+impl<T: FromJson> FromJson for BTreeMap<String, T> {
+    fn from_json(v: &Value) -> JResult<BTreeMap<String, T>> {
+        let m = v.as_object().ok_or_else(|| wrong_type(v, "a map"))?;
+        m.iter().map(|(k, x)| Ok((k.clone(), T::from_json(x).map_err(|b| b.under_key(k))?))).collect()
+    }
+}
+
+/// A pair, as Go marshals a `[2]string` (libcni's cached CNI_ARGS).
+impl<A: FromJson, B: FromJson> FromJson for (A, B) {
+    fn from_json(v: &Value) -> JResult<(A, B)> {
+        match v.as_array().map(Vec::as_slice) {
+            Some([a, b]) => Ok((A::from_json(a).map_err(|e| e.under_index(0))?, B::from_json(b).map_err(|e| e.under_index(1))?)),
+            _ => Err(wrong_type(v, "a pair")),
+        }
+    }
+}
+
+impl FromJson for Value {
+    fn from_json(v: &Value) -> JResult<Value> {
+        Ok(v.clone())
+    }
+}
+
+impl FromJson for Map<String, Value> {
+    fn from_json(v: &Value) -> JResult<Map<String, Value>> {
+        v.as_object().cloned().ok_or_else(|| wrong_type(v, "a map"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Range {
+        subnet: IpNet,
+        gateway: Option<IpAddr>,
+    }
+    impl FromJson for Range {
+        fn from_json(v: &Value) -> JResult<Range> {
+            object(v, |o| Ok(Range { subnet: o.req("subnet")?, gateway: o.opt("gateway")? }))
+        }
+    }
+
+    fn ranges(v: Value) -> JResult<Vec<Vec<Range>>> {
+        Obj::of(&v)?.with("ipam", |i| Obj::of(i)?.get("ranges")).map(Option::unwrap_or_default)
+    }
+
+    #[test]
+    fn errors_carry_the_path() {
+        let e = ranges(json!({"ipam": {"ranges": [[{"subnet": "10.0.0.0/8"}, {"subnet": "nope"}]]}})).err().unwrap();
+        assert_eq!(e.located(), "field ipam.ranges[0][1].subnet: invalid CIDR address: nope");
+        let e = ranges(json!({"ipam": {"ranges": [[{"gateway": "10.0.0.1"}]]}})).err().unwrap();
+        assert_eq!(e.located(), "field ipam.ranges[0][0]: missing field `subnet`");
+        let e = ranges(json!({"ipam": {"ranges": [[{"subnet": "10.0.0.0/8", "gateway": 7}]]}})).err().unwrap();
+        assert_eq!(e.located(), "field ipam.ranges[0][0].gateway: invalid type: integer `7`, expected IP address");
+        let e = ranges(json!({"ipam": []})).err().unwrap();
+        assert_eq!(e.located(), "field ipam: invalid type: sequence, expected a map");
+    }
+
+    #[test]
+    fn null_and_absent_read_as_not_given() {
+        let r = ranges(json!({"ipam": {"ranges": [[{"subnet": "10.0.0.0/8", "gateway": null}]]}})).ok().unwrap();
+        assert!(r[0][0].gateway.is_none());
+        assert_eq!(r[0][0].subnet.to_string(), "10.0.0.0/8");
+        assert!(ranges(json!({"ipam": null})).ok().unwrap().is_empty());
+    }
+
+    #[test]
+    fn integers_are_range_checked() {
+        let v = json!({"a": 70000, "b": -1, "c": 1.5, "d": "7", "e": 65535});
+        let o = Obj::of(&v).ok().unwrap();
+        assert_eq!(o.get::<u16>("a").err().unwrap().located(), "field a: invalid value: integer `70000`, expected u16");
+        assert_eq!(o.get::<u32>("b").err().unwrap().msg, "invalid value: integer `-1`, expected u32");
+        assert_eq!(o.get::<u32>("c").err().unwrap().msg, "invalid type: floating point `1.5`, expected u32");
+        assert_eq!(o.get::<u32>("d").err().unwrap().msg, "invalid type: string \"7\", expected u32");
+        assert_eq!(o.get::<u16>("e").ok(), Some(65535));
+        assert_eq!(o.get::<u32>("missing").ok(), Some(0));
+        assert_eq!(o.req::<u32>("missing").err().unwrap().msg, "missing field `missing`");
+    }
+}
