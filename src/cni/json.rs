@@ -30,12 +30,14 @@ impl Bad {
         Bad { path: String::new(), msg: msg.into() }
     }
 
+    #[inline(never)]
     fn under_key(mut self, key: &str) -> Bad {
         let sep = if self.path.is_empty() || self.path.starts_with('[') { "" } else { "." };
         self.path = format!("{key}{sep}{}", self.path);
         self
     }
 
+    #[inline(never)]
     fn under_index(mut self, i: usize) -> Bad {
         let sep = if self.path.is_empty() || self.path.starts_with('[') { "" } else { "." };
         self.path = format!("[{i}]{sep}{}", self.path);
@@ -62,6 +64,7 @@ pub trait FromJson: Sized {
 
 /// serde's wording for a value of the wrong type, which users already know
 /// from every Rust tool: `invalid type: string "yes", expected a boolean`.
+#[inline(never)]
 pub fn wrong_type(v: &Value, expected: &str) -> Bad {
     let got = match v {
         Value::Null => "null".to_string(),
@@ -204,14 +207,23 @@ impl<T: FromJson> FromJson for Option<T> {
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(v: &Value) -> JResult<Vec<T>> {
         let items = v.as_array().ok_or_else(|| wrong_type(v, "a sequence"))?;
-        items.iter().enumerate().map(|(i, x)| T::from_json(x).map_err(|b| b.under_index(i))).collect()
+        // A plain loop: `collect` into a Result costs a kilobyte per element type.
+        let mut out = Vec::with_capacity(items.len());
+        for (i, x) in items.iter().enumerate() {
+            out.push(T::from_json(x).map_err(|b| b.under_index(i))?);
+        }
+        Ok(out)
     }
 }
 
 impl<T: FromJson> FromJson for BTreeMap<String, T> {
     fn from_json(v: &Value) -> JResult<BTreeMap<String, T>> {
         let m = v.as_object().ok_or_else(|| wrong_type(v, "a map"))?;
-        m.iter().map(|(k, x)| Ok((k.clone(), T::from_json(x).map_err(|b| b.under_key(k))?))).collect()
+        let mut out = BTreeMap::new();
+        for (k, x) in m {
+            out.insert(k.clone(), T::from_json(x).map_err(|b| b.under_key(k))?);
+        }
+        Ok(out)
     }
 }
 
