@@ -4,9 +4,20 @@
 //! `host-local`, ... pointing at it) or as `cnibox <plugin>`; or runs one of
 //! the runtime commands (`cnibox add`, `cnibox netns`, ...).
 
-use cnibox::{cni, plugins, runtime};
+// Without the runtime and dhcp features, the arguments after a plugin name go unused.
+#![cfg_attr(not(feature = "all"), allow(unused_variables))]
+
+use cnibox::{cni, plugins};
+#[cfg(feature = "runtime")]
+use cnibox::runtime;
 
 use std::io::Write;
+
+const RUNTIME_USAGE: &str = "\x20      cnibox netns add|del|list|exec NAME [-- CMD...]\n\
+     \x20      cnibox add|check|del NETWORK NETNS | gc|status NETWORK   (cnitool-compatible; -i IFNAME --id ID --cache-dir DIR)\n\
+     \x20      cnibox run [--network NAME] [--name NETNS] [--] CMD...\n\
+     \x20      <plugin> add|check|del CONTAINERID NETNS [--config FILE]\n";
+const DHCP_USAGE: &str = "\x20      cnibox dhcp daemon [-socketpath P] [-pidfile P] [-broadcast] [-timeout D] [-resendmax D]\n";
 
 fn usage() -> String {
     let names: Vec<&str> = plugins::ALL.iter().map(|p| p.name).collect();
@@ -14,15 +25,12 @@ fn usage() -> String {
         "cnibox {} ({}): CNI plugins in one binary\n\n\
          usage: <plugin>               run as a CNI plugin (argv[0] = plugin name, CNI_* in the environment)\n\
          \x20      cnibox <plugin>        the same, naming the plugin explicitly\n\
-         \x20      cnibox netns add|del|list|exec NAME [-- CMD...]\n\
-         \x20      cnibox add|check|del NETWORK NETNS | gc|status NETWORK   (cnitool-compatible; -i IFNAME --id ID --cache-dir DIR)\n\
-         \x20      cnibox run [--network NAME] [--name NETNS] [--] CMD...\n\
-         \x20      <plugin> add|check|del CONTAINERID NETNS [--config FILE]\n\
-         \x20      cnibox dhcp daemon [-socketpath P] [-pidfile P] [-broadcast] [-timeout D] [-resendmax D]\n\
-         \x20      cnibox --version | --help\n\n\
+         {}{}\x20      cnibox --version | --help\n\n\
          plugins: {}\n",
         env!("CARGO_PKG_VERSION"),
         env!("CNIBOX_COMMIT"),
+        if cfg!(feature = "runtime") { RUNTIME_USAGE } else { "" },
+        if cfg!(feature = "dhcp") { DHCP_USAGE } else { "" },
         names.join(" ")
     )
 }
@@ -46,10 +54,13 @@ fn main() {
             println!("cnibox {} ({})", env!("CARGO_PKG_VERSION"), env!("CNIBOX_COMMIT"));
             0
         }
+        #[cfg(feature = "runtime")]
         cmd if runtime::COMMANDS.contains(&cmd) => runtime::main(cmd, rest),
         name => match plugins::find(name) {
+            #[cfg(feature = "dhcp")]
             Some(p) if p.name == "dhcp" && rest.first().map(String::as_str) == Some("daemon") => cnibox::dhcp::daemon::main(&rest[1..]),
             // A plugin given arguments (`bridge add <id> <netns>`) is the short form.
+            #[cfg(feature = "runtime")]
             Some(p) if !rest.is_empty() && std::env::var_os("CNI_COMMAND").is_none() => runtime::short_form(p, rest),
             Some(p) => {
                 let mut out = std::io::stdout().lock();

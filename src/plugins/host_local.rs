@@ -73,8 +73,8 @@ impl FromJson for IpamConf {
 
 /// `runtimeConfig`: the `ips` and `ipRanges` capabilities (static reads `ips` only).
 #[derive(Default)]
-pub(crate) struct RuntimeConf {
-    pub ips: Vec<String>,
+struct RuntimeConf {
+    ips: Vec<String>,
     ip_ranges: Vec<Vec<RangeConf>>,
 }
 

@@ -4,11 +4,14 @@
 //! ptp, macvlan, ipvlan, vlan, dummy, tap and host-device configure a
 //! container the same way.
 
+use crate::cni::args::CniArgs;
+use crate::cni::config::Args;
 use crate::cni::delegate::delegate;
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::CniResult;
 use crate::cni::{Command, Request};
 use crate::error::{Error, Result};
+use crate::net::Mac;
 use crate::rtnl::addr::{IFA_F_DADFAILED, IFA_F_TENTATIVE};
 use crate::rtnl::link::Link;
 use crate::rtnl::{route, Rtnl};
@@ -229,4 +232,26 @@ pub fn check_addrs_routes(ctr: &mut Rtnl, netns_path: &str, ifname: &str, link: 
         }
     }
     Ok(())
+}
+
+/// `runtimeConfig.mac` (capability `mac`) of macvlan, tap and tuning.
+#[derive(Default)]
+pub struct RuntimeMac {
+    pub mac: Option<String>,
+}
+
+impl FromJson for RuntimeMac {
+    fn from_json(v: &Value) -> JResult<RuntimeMac> {
+        object(v, |o| Ok(RuntimeMac { mac: o.opt("mac")? }))
+    }
+}
+
+/// The container MAC: config `mac`, then CNI_ARGS `MAC`, `args.cni.mac`, `runtimeConfig.mac` (later wins).
+pub fn pick_mac(req: &Request, base: &str, args: &Args, runtime: &RuntimeMac) -> Result<Option<Mac>> {
+    let cargs = CniArgs::parse(&req.args, &["MAC"])?;
+    let m = [Some(base.to_string()), cargs.get("MAC").map(str::to_string), args.cni.mac.clone(), runtime.mac.clone()]
+        .into_iter()
+        .flatten()
+        .rfind(|m| !m.is_empty());
+    m.map(|m| m.parse::<Mac>().map_err(Error::config)).transpose()
 }

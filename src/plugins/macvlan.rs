@@ -1,13 +1,12 @@
 //! macvlan: a MAC-VLAN on a node device (the default route's, unless `master`
 //! is given), made directly inside the container.
 
+use super::iface::{pick_mac, RuntimeMac};
 use super::vlink::{self, Spec};
-use crate::cni::args::CniArgs;
 use crate::cni::config::{Args, Dns, IpamRef};
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
-use crate::net::Mac;
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
@@ -50,17 +49,6 @@ impl FromJson for Conf {
     }
 }
 
-#[derive(Default)]
-pub struct RuntimeMac {
-    pub mac: Option<String>,
-}
-
-impl FromJson for RuntimeMac {
-    fn from_json(v: &Value) -> JResult<RuntimeMac> {
-        object(v, |o| Ok(RuntimeMac { mac: o.opt("mac")? }))
-    }
-}
-
 /// The kernel's MACVLAN_MODE_* value of a mode name.
 pub fn mode_value(mode: &str) -> Result<u32> {
     Ok(match mode {
@@ -70,16 +58,6 @@ pub fn mode_value(mode: &str) -> Result<u32> {
         "passthru" => 8,
         m => return Err(Error::config(format!("unknown macvlan mode: \"{m}\""))),
     })
-}
-
-/// The container MAC: config `mac`, then CNI_ARGS `MAC`, `args.cni.mac`, `runtimeConfig.mac` (later wins).
-pub fn pick_mac(req: &Request, base: &str, args: &Args, runtime: &RuntimeMac) -> Result<Option<Mac>> {
-    let cargs = CniArgs::parse(&req.args, &["MAC"])?;
-    let m = [Some(base.to_string()), cargs.get("MAC").map(str::to_string), args.cni.mac.clone(), runtime.mac.clone()]
-        .into_iter()
-        .flatten()
-        .rfind(|m| !m.is_empty());
-    m.map(|m| m.parse::<Mac>().map_err(Error::config)).transpose()
 }
 
 fn add(req: &Request) -> Result<CniResult> {

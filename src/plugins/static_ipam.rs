@@ -3,10 +3,9 @@
 //! `GATEWAY`); `args.cni.ips`, then `runtimeConfig.ips`, replace the list
 //! outright when present, as in the reference.
 
-use super::host_local::RuntimeConf;
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Args, Dns};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::{object, FromJson, JResult, Obj};
 use crate::cni::result::{IpConfig, Route};
 use crate::cni::{version, CniResult, Plugin, Request};
 use crate::error::{Error, Result};
@@ -26,13 +25,14 @@ pub static PLUGIN: Plugin = Plugin {
 
 struct NetConf {
     ipam: Option<IpamConf>,
-    runtime: RuntimeConf,
+    /// `runtimeConfig.ips`.
+    runtime_ips: Vec<String>,
     args: Option<Args>,
 }
 
 impl FromJson for NetConf {
     fn from_json(v: &Value) -> JResult<NetConf> {
-        object(v, |o| Ok(NetConf { ipam: o.opt("ipam")?, runtime: o.get("runtimeConfig")?, args: o.opt("args")? }))
+        object(v, |o| Ok(NetConf { ipam: o.opt("ipam")?, runtime_ips: o.with("runtimeConfig", |r| Obj::of(r)?.get("ips"))?.unwrap_or_default(), args: o.opt("args")? }))
     }
 }
 
@@ -82,7 +82,7 @@ fn load(req: &Request) -> Result<CniResult> {
         }
     }
     let from_args = n.args.map(|a| a.cni.ips).unwrap_or_default();
-    for ips in [from_args, n.runtime.ips] {
+    for ips in [from_args, n.runtime_ips] {
         if !ips.is_empty() {
             list.clear();
             for s in ips {

@@ -3,7 +3,7 @@
 //! ioctls from inside the container's namespace; never by running `ip`.
 
 use super::iface;
-use super::macvlan::{pick_mac, RuntimeMac};
+use super::iface::{pick_mac, RuntimeMac};
 use crate::cni::config::{Args, Dns, IpamRef};
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;

@@ -2,7 +2,7 @@
 //! settings of its interface (MAC, MTU, promiscuous, all-multicast, queue
 //! length). The original link settings are saved first and put back on DEL.
 
-use super::macvlan::RuntimeMac;
+use super::iface::RuntimeMac;
 use crate::cni::args::CniArgs;
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
