@@ -71,7 +71,7 @@ impl FromJson for IpamConf {
     }
 }
 
-/// `runtimeConfig`: the `ips` and `ipRanges` capabilities (static reads `ips` only).
+/// `runtimeConfig`: the `ips` and `ipRanges` capabilities.
 #[derive(Default)]
 struct RuntimeConf {
     ips: Vec<String>,
