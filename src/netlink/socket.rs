@@ -50,13 +50,23 @@ impl Socket {
         if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_nl).cast(), sl) } != 0 {
             return Err(Error::last_os("bind netlink socket"));
         }
-        let mut len = sl;
+        Socket::from_fd(fd)
+    }
+
+    /// Use a netlink socket that is already bound, possibly one other
+    /// processes used before (see nft::keeper). Its sequence numbers start
+    /// at a random point, so replies meant for an earlier user, which carry
+    /// that user's numbers, do not match ours.
+    pub fn from_fd(fd: OwnedFd) -> Result<Socket> {
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
         // SAFETY: out-parameters sized as declared.
         if unsafe { libc::getsockname(fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_nl).cast(), &mut len) } != 0 {
             return Err(Error::last_os("getsockname netlink"));
         }
-        let seq = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(1);
-        Ok(Socket { fd, port: sa.nl_pid, seq, buf: vec![0; RECV_BUF] })
+        let mut seed = [0u8; 4];
+        crate::sys::random_bytes(&mut seed);
+        Ok(Socket { fd, port: sa.nl_pid, seq: u32::from_ne_bytes(seed), buf: vec![0; RECV_BUF] })
     }
 
     /// Open a socket that lives in `ns`; it keeps talking to `ns` after we leave.
@@ -181,6 +191,27 @@ impl Socket {
                 };
             }
             f(&self.buf[..(n as usize).min(self.buf.len())]);
+        }
+    }
+
+    /// Throw away whatever is queued for this socket: replies an earlier user
+    /// of a shared socket never read. Reading also lets the kernel finish a
+    /// dump that user left half done (it produces the next part as each one
+    /// is read), which would otherwise refuse our own dumps with EBUSY.
+    pub fn discard_queued(&mut self) -> Result<()> {
+        loop {
+            // SAFETY: buf valid for its length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+            if n >= 0 {
+                continue;
+            }
+            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            match e {
+                libc::EAGAIN => return Ok(()),
+                // ENOBUFS: an overflow was reported; what is left is still to be read.
+                libc::EINTR | libc::ENOBUFS => continue,
+                _ => return Err(Error::os("discard stale netlink replies", e)),
+            }
         }
     }
 
