@@ -5,14 +5,16 @@ pub mod file;
 pub mod netns;
 pub mod sysctl;
 pub mod tun;
+pub mod unix;
 
 /// Let a child process hold the last reference to `fd` and close it, so that
 /// whatever the kernel does when that file is released does not hold up this
-/// process's exit, which the runtime waits for. Used for nf_tables sockets:
-/// releasing one waits for an RCU grace period whenever any commit (ours or
-/// anyone's) is still being freed, 10-20 ms per call otherwise. The child
-/// keeps no other descriptor (the runtime's pipes see EOF at once), is not
-/// waited for, and is reaped by init once this process has exited.
+/// process's exit, which the runtime waits for. Used for nf_tables sockets
+/// that no keeper takes over (see nft::keeper): releasing one waits for an
+/// RCU grace period whenever any commit (ours or anyone's) is still being
+/// freed, 10-20 ms per call otherwise. The child keeps no other descriptor
+/// (the runtime's pipes see EOF at once), is not waited for, and is reaped by
+/// init once this process has exited.
 pub fn close_detached(fd: std::os::fd::OwnedFd) {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
@@ -29,17 +31,9 @@ pub fn close_detached(fd: std::os::fd::OwnedFd) {
         let child = libc::fork();
         if child == 0 {
             libc::close(p[1]);
-            for std_fd in 0..=2 {
-                if std_fd != raw && std_fd != p[0] {
-                    libc::close(std_fd);
-                }
-            }
+            close_all_except(&[raw, p[0]]);
             let mut b = 0u8;
             while libc::read(p[0], (&mut b as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
-            let (lo, hi) = if raw < p[0] { (raw, p[0]) } else { (p[0], raw) };
-            libc::syscall(libc::SYS_close_range, 3u32, (lo - 1).max(2) as u32, 0u32);
-            libc::syscall(libc::SYS_close_range, (lo + 1) as u32, (hi - 1) as u32, 0u32);
-            libc::syscall(libc::SYS_close_range, (hi + 1) as u32, u32::MAX, 0u32);
             libc::close(p[0]);
             libc::close(raw);
             libc::_exit(0);
@@ -47,6 +41,74 @@ pub fn close_detached(fd: std::os::fd::OwnedFd) {
         libc::close(raw);
         libc::close(p[0]);
         libc::close(p[1]); // the child may go on now
+    }
+}
+
+/// Close every descriptor of this process but those in `keep` (stdio included).
+fn close_all_except(keep: &[std::os::fd::RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f >= 0).map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    let mut from = 0u32;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k > from {
+            // SAFETY: close_range only closes descriptors; none of those is
+            // referenced again by this process.
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+        }
+        from = k.saturating_add(1);
+    }
+}
+
+/// Run `serve` in a detached child process: in a session of its own, at
+/// "/", with stdio on /dev/null and no other descriptor than `keep`, named
+/// `name` in `ps`. SIGHUP and SIGPIPE are ignored; SIGTERM and SIGKILL end it
+/// as usual. Returns once the child is set up and has closed its copies of
+/// everything else, so that the runtime's pipes see EOF as soon as this
+/// process exits and no file lock of ours outlives it; false if no child
+/// could be started.
+/// The child is not waited for: a short-lived plugin exits long before it,
+/// and init reaps it then.
+pub fn daemon(name: &std::ffi::CStr, keep: &[std::os::fd::RawFd], serve: impl FnOnce()) -> bool {
+    let mut p = [-1i32; 2];
+    // SAFETY: cnibox is single-threaded, so fork is safe. The child closes
+    // what it must not hold before anything else, and ends in _exit so that
+    // no destructor or buffered output of this process runs twice.
+    unsafe {
+        if libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return false;
+        }
+        let child = libc::fork();
+        if child != 0 {
+            libc::close(p[1]);
+            // EOF once the child has closed its copy of the write end, last.
+            let mut b = 0u8;
+            while libc::read(p[0], (&mut b as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+            libc::close(p[0]);
+            return child > 0;
+        }
+        let mut held = keep.to_vec();
+        held.push(p[1]);
+        close_all_except(&held);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            for std_fd in (0..=2).filter(|f| !held.contains(f)) {
+                libc::dup2(null, std_fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+        libc::setsid();
+        libc::chdir(c"/".as_ptr());
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+        libc::close(p[1]); // set up: the caller may go on
+        serve();
+        libc::_exit(0);
     }
 }
 

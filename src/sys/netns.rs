@@ -73,6 +73,18 @@ impl Netns {
         Netns::open("/proc/thread-self/ns/net")
     }
 
+    /// The namespace socket `sock` belongs to (SIOCGSKNS; needs CAP_NET_ADMIN there).
+    pub fn of_socket(sock: RawFd) -> Result<Netns> {
+        const SIOCGSKNS: libc::c_ulong = 0x894c;
+        // SAFETY: the ioctl takes no argument and returns a new descriptor.
+        let fd = unsafe { libc::ioctl(sock, SIOCGSKNS as _) };
+        if fd < 0 {
+            return Err(Error::last_os("find the namespace of a socket"));
+        }
+        // SAFETY: fresh descriptor owned by nobody else; the kernel opens it close-on-exec.
+        Ok(Netns { fd: unsafe { OwnedFd::from_raw_fd(fd) }, path: "the namespace of a socket".into() })
+    }
+
     pub fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
