@@ -29,6 +29,16 @@ fn portmap_and_bridge_spawn_nothing() {
     .to_string();
     let exe = format!("{path}/portmap");
     let ctr_path = ctr.path();
+    // An untraced call (a DEL of nothing) starts the node's nftables socket
+    // keeper first: `strace -f` would follow a keeper started by a traced
+    // call and wait for it to leave. The keeper only forks, never execs.
+    let env = [("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "ctr-none"), ("CNI_NETNS", ctr_path.as_str()), ("CNI_IFNAME", "eth0"), ("CNI_PATH", path.as_str())];
+    let mut warm = Call::new(Some(&node), "portmap");
+    for (k, v) in env {
+        warm.set(k, v);
+    }
+    warm.run(&pm).ok();
+    assert_eq!(node.keepers().len(), 1, "a keeper in the node namespace");
     for cmd in ["ADD", "CHECK", "DEL"] {
         let env = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "ctr-x"), ("CNI_NETNS", ctr_path.as_str()), ("CNI_IFNAME", "eth0"), ("CNI_PATH", path.as_str())];
         let (run, execs) = execves(&node, &tmp, &exe, &env, &pm);

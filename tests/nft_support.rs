@@ -172,10 +172,17 @@ pub fn nft_apply(ns: &Netns, script: &str) {
 /// How many `execve` calls a CNI call made, the first (strace starting the
 /// binary) included: run under `strace -f` inside `node`.
 pub fn execves(node: &Netns, tmp: &TempDir, exe: &str, env: &[(&str, &str)], stdin: &str) -> (Run, Vec<String>) {
+    let (run, lines) = traced(node, tmp, exe, env, stdin, "execve");
+    (run, lines.into_iter().filter(|l| l.contains("execve(")).collect())
+}
+
+/// A CNI call run under `strace -f -e trace=<calls>` inside `node`: its
+/// result and the trace's lines.
+pub fn traced(node: &Netns, tmp: &TempDir, exe: &str, env: &[(&str, &str)], stdin: &str, calls: &str) -> (Run, Vec<String>) {
     use std::io::Write;
     let trace = tmp.join(&unique("strace-"));
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &node.name, "strace", "-f", "-qq", "-e", "trace=execve", "-o"]).arg(&trace).arg(exe);
+    cmd.args(["netns", "exec", &node.name, "strace", "-f", "-qq", "-e", &format!("trace={calls}"), "-o"]).arg(&trace).arg(exe);
     for (k, _) in std::env::vars() {
         if k.starts_with("CNI_") {
             cmd.env_remove(k);
@@ -185,7 +192,7 @@ pub fn execves(node: &Netns, tmp: &TempDir, exe: &str, env: &[(&str, &str)], std
     let mut child = cmd.spawn().expect("run strace");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let lines = std::fs::read_to_string(&trace).unwrap_or_default().lines().filter(|l| l.contains("execve(")).map(String::from).collect();
+    let lines = std::fs::read_to_string(&trace).unwrap_or_default().lines().map(String::from).collect();
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

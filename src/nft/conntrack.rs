@@ -4,7 +4,7 @@
 //! deletes those entries right after mapping the port, as the reference does.
 
 use crate::error::Result;
-use crate::netlink::{Attrs, MsgBuf, Socket, NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::netlink::{Attrs, MsgBuf, NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
@@ -71,15 +71,11 @@ pub fn delete_by_dport(family: u8, proto: u8, ports: &[u16]) -> Result<usize> {
     if ports.is_empty() {
         return Ok(0);
     }
-    let mut sock = Socket::open(super::NETLINK_NETFILTER)?;
-    let r = delete_matching(&mut sock, family, proto, ports);
-    // A netfilter socket's release can wait for nf_tables (see sys::close_detached).
-    crate::sys::close_detached(sock.into_fd());
-    r
-}
-
-fn delete_matching(sock: &mut Socket, family: u8, proto: u8, ports: &[u16]) -> Result<usize> {
-    let entries = sock.dump(dump_msg(family, proto), "conntrack: list entries")?;
+    // ctnetlink shares the netfilter socket (and its keeper) with nftables:
+    // releasing a socket of our own would wait for nf_tables just the same.
+    let mut nft = super::Nft::open()?;
+    let entries = nft.dump(dump_msg(family, proto), format_args!("conntrack: list entries"))?;
+    let sock = nft.sock();
     let mut n = 0;
     for e in &entries {
         match orig_proto_dport(e) {

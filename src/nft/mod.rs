@@ -10,6 +10,7 @@
 
 pub mod conntrack;
 pub mod expr;
+pub mod keeper;
 pub mod masq;
 pub mod portmap;
 pub mod spoofchk;
@@ -291,30 +292,58 @@ impl Rule {
     }
 }
 
-/// A NETLINK_NETFILTER socket in the current namespace.
+/// A NETLINK_NETFILTER socket in the current namespace: the keeper's, lent
+/// for as long as this lives, or one of our own (see `keeper`).
 pub struct Nft {
     /// An Option only so that Drop can hand the descriptor on.
     sock: Option<Socket>,
+    /// Set when the socket is the keeper's.
+    loan: Option<keeper::Loan>,
 }
 
 impl Drop for Nft {
-    /// Releasing a netfilter socket waits for the kernel to free every
-    /// committed nf_tables transaction (an RCU grace period); a child does
-    /// that waiting instead of the plugin.
     fn drop(&mut self) {
-        if let Some(s) = self.sock.take() {
-            crate::sys::close_detached(s.into_fd());
+        let Some(s) = self.sock.take() else { return };
+        match self.loan.take() {
+            // Our descriptor goes before the loan ends, so the next borrower
+            // is alone with the socket.
+            Some(loan) => {
+                drop(s);
+                drop(loan);
+            }
+            None => keeper::keep(s.into_fd()),
         }
     }
 }
 
 impl Nft {
     pub fn open() -> Result<Nft> {
-        Ok(Nft { sock: Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?) })
+        if let Some((sock, loan)) = keeper::borrow() {
+            return Ok(Nft { sock: Some(sock), loan: Some(loan) });
+        }
+        Ok(Nft { sock: Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?), loan: None })
     }
 
     fn sock(&mut self) -> &mut Socket {
         self.sock.as_mut().expect("the socket is only taken by drop")
+    }
+
+    /// A dump. A borrowed socket can be stuck in a dump its earlier user left
+    /// behind that the kernel cannot finish (it refuses new dumps with
+    /// EBUSY, for every later borrower too): the keeper is told to retire
+    /// it, and the dump is run again on a socket of our own.
+    fn dump(&mut self, m: MsgBuf, what: std::fmt::Arguments<'_>) -> Result<Vec<Vec<u8>>> {
+        match self.sock().dump(m.clone(), what) {
+            Err(e) if e.is_errno(libc::EBUSY) && self.loan.is_some() => {
+                drop(self.sock.take());
+                if let Some(loan) = self.loan.take() {
+                    loan.retire();
+                }
+                self.sock = Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?);
+                self.sock().dump(m, what)
+            }
+            r => r,
+        }
     }
 
     /// The ruleset generation, which every committed change increments.
@@ -334,7 +363,7 @@ impl Nft {
         if !chain.is_empty() {
             m.put_str(NFTA_RULE_CHAIN, chain);
         }
-        match self.sock().dump(m, format_args!("nftables: list rules of table {table}")) {
+        match self.dump(m, format_args!("nftables: list rules of table {table}")) {
             Ok(v) => Ok(v.iter().filter_map(|p| Rule::parse(p)).collect()),
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -345,7 +374,7 @@ impl Nft {
     pub fn chains(&mut self, family: u8, table: &str) -> Result<Vec<String>> {
         let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP);
         m.push(&[family, 0, 0, 0]);
-        let v = match self.sock().dump(m, format_args!("nftables: list chains of table {table}")) {
+        let v = match self.dump(m, format_args!("nftables: list chains of table {table}")) {
             Ok(v) => v,
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -385,15 +414,26 @@ impl Nft {
         })?;
         let mut err: Option<Error> = None;
         self.sock().drain(|data| {
-            for m in Msgs::new(data).filter(|m| m.ty == NLMSG_ERROR && m.error_code() != 0) {
-                let what = match m.seq.wrapping_sub(seq) as usize {
-                    0 => "commit batch",
-                    i => b.msgs.get(i - 1).map_or("batch", |(_, w)| w.as_str()),
-                };
-                err.get_or_insert(kernel_error(&format_args!("nftables: {what}"), &m));
+            if err.is_none() {
+                err = b.error_in(seq, data);
             }
         })?;
         err.map_or(Ok(()), Err)
+    }
+}
+
+impl Batch {
+    /// The first error in `data` (a datagram read after sending this batch
+    /// numbered from `seq`) that is about this batch, named after the
+    /// message it answers. Errors with other sequence numbers are not ours:
+    /// a shared socket can hold an earlier user's (see keeper).
+    fn error_in(&self, seq: u32, data: &[u8]) -> Option<Error> {
+        let m = Msgs::new(data).find(|m| m.ty == NLMSG_ERROR && m.error_code() != 0 && m.seq.wrapping_sub(seq) as usize <= self.msgs.len() + 1)?;
+        let what = match m.seq.wrapping_sub(seq) as usize {
+            0 => "commit batch",
+            i => self.msgs.get(i - 1).map_or("batch", |(_, w)| w.as_str()),
+        };
+        Some(kernel_error(&format_args!("nftables: {what}"), &m))
     }
 }
 

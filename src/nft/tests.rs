@@ -289,3 +289,35 @@ fn masquerade_add_replaces_only_its_own_rules() {
     let body = &MASQ_V4[..MASQ_V4.len() - 40]; // minus the 20-byte user data of "ctr-abc123"
     assert_eq!(p[8], format!("{body}{:02x}00070000{:02x}{}00{}", mine.len() + 7, mine.len() + 1, hex(&mine), "00".repeat(3 - (mine.len() + 6) % 4)));
 }
+
+/// An NLMSG_ERROR datagram answering `seq` with `-errno`.
+fn nlmsg_error(seq: u32, errno: i32) -> Vec<u8> {
+    let mut m = crate::netlink::MsgBuf::new(crate::netlink::NLMSG_ERROR, 0);
+    m.push(&(-errno).to_ne_bytes());
+    m.push(&crate::netlink::MsgBuf::new(0, 0).finish(seq)); // the request's header, echoed
+    m.finish(seq)
+}
+
+#[test]
+fn commit_counts_only_errors_about_its_own_batch() {
+    let mut b = Batch::new();
+    b.add_table(&P4, "");
+    b.add_chain(&P4, "c", None, "");
+    // The batch is numbered 100 (BEGIN), 101, 102, 103 (END).
+    let seq = 100;
+    // An earlier user's error on a shared socket: another sequence number.
+    assert!(b.error_in(seq, &nlmsg_error(7, libc::ENOENT)).is_none());
+    assert!(b.error_in(seq, &nlmsg_error(seq + 4, libc::ENOENT)).is_none());
+    assert!(b.error_in(seq, &nlmsg_error(seq.wrapping_sub(1), libc::ENOENT)).is_none());
+    // Ours, named after the message it answers.
+    let e = b.error_in(seq, &nlmsg_error(seq + 2, libc::EEXIST)).expect("our error");
+    assert!(e.is_errno(libc::EEXIST) && e.msg.contains("add chain ip cni_hostport c"), "{e}");
+    let e = b.error_in(seq, &nlmsg_error(seq, ERESTART)).expect("the commit's error");
+    assert!(e.msg.contains("commit batch"), "{e}");
+    // A stale error first in the same datagram does not hide ours.
+    let mut both = nlmsg_error(5, libc::ENOENT);
+    both.extend(nlmsg_error(seq + 1, libc::EPERM));
+    assert!(b.error_in(seq, &both).expect("ours").is_errno(libc::EPERM));
+    // Sequence numbers that wrap around are still ours.
+    assert!(b.error_in(u32::MAX, &nlmsg_error(1, libc::EPERM)).is_some());
+}

@@ -128,10 +128,40 @@ impl Netns {
     pub fn file(&self) -> std::fs::File {
         std::fs::File::open(self.path()).expect("open netns")
     }
+
+    /// The processes whose network namespace this is, by the `net:[inode]`
+    /// link of /proc/<pid>/ns/net.
+    pub fn pids(&self) -> Vec<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(ino) = std::fs::metadata(self.path()).map(|m| m.ino()) else { return Vec::new() };
+        let want = format!("net:[{ino}]");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if std::fs::read_link(format!("/proc/{pid}/ns/net")).map(|l| l.to_string_lossy() == want).unwrap_or(false) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// The nftables socket keepers cnibox left in this namespace (see src/nft/keeper.rs).
+    pub fn keepers(&self) -> Vec<u32> {
+        self.pids().into_iter().filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).map(|c| c.trim() == "cnibox-keeper").unwrap_or(false)).collect()
+    }
+
+    /// End the keepers at once rather than after their idle time: they would
+    /// keep the deleted namespace alive until then.
+    pub fn kill_keepers(&self) {
+        for p in self.keepers() {
+            unsafe { libc::kill(p as i32, libc::SIGKILL) };
+        }
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        self.kill_keepers();
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
