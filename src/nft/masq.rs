@@ -36,6 +36,9 @@ fn network_hash(network: &str) -> String {
     crate::sha512::hex(network.as_bytes(), 16)
 }
 
+/// The length of an attachment's key (`instance_key`).
+const KEY_LEN: usize = 16 + 1 + 16;
+
 /// The key of one attachment: the prefix of its rules' comments.
 pub fn instance_key(network: &str, ifname: &str, container_id: &str) -> String {
     format!("{}-{}", network_hash(network), crate::sha512::hex(format!("{ifname}:{container_id}").as_bytes(), 16))
@@ -87,11 +90,13 @@ pub fn setup_batch(current: &[super::Rule], network: &str, ifname: &str, contain
     // The reference rewrites postrouting on every ADD; its three rules are
     // recognised by their multicast prefixes and left alone when in place.
     b.set_chain(&TABLE, POSTROUTING, &fixed, current, |now| now[0].compares(&[224, 0, 0, 0]) && now[1].compares(&[0xff]));
-    let key = instance_key(network, ifname, container_id);
-    for r in current.iter().filter(|r| r.chain == CHAIN && r.comment.starts_with(key.as_bytes())) {
+    // The comment begins with the attachment's key (hashing is a good part
+    // of what an ADD spends here: each hash once).
+    let c = comment(network, ifname, container_id);
+    let key = &c[..KEY_LEN];
+    for r in current.iter().filter(|r| r.chain == CHAIN && r.comment.starts_with(key)) {
         b.del_rule(r);
     }
-    let c = comment(network, ifname, container_id);
     for a in addrs {
         b.add_rule(&TABLE, CHAIN, &masq_rule(a), &c);
     }
