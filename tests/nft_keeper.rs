@@ -1,10 +1,10 @@
 //! The nftables socket keeper (src/nft/keeper.rs): after the first call in a
 //! node namespace, a small process there holds a NETLINK_NETFILTER socket and
-//! lends it to later calls, so that no call releases one (a release waits
-//! for nf_tables to free the last commit). Checked on kernel state: which
-//! sockets exist in the namespace (/proc/net/netlink, /proc/net/unix), what
-//! the keeper holds (/proc/<pid>/fd), and what a call asks the kernel for
-//! (strace), never on timing.
+//! later calls take copies of it, one at a time, so that no call releases
+//! one (a release waits for nf_tables to free the last commit). Checked on
+//! kernel state: which sockets exist in the namespace (/proc/net/netlink,
+//! /proc/net/unix), what the keeper holds (/proc/<pid>/fd), and what a call
+//! asks the kernel for (strace), never on timing.
 
 #[path = "nft_support.rs"]
 mod support;
@@ -48,12 +48,12 @@ impl Env {
         c.run(stdin)
     }
 
-    /// A bridge call under strace: its result and the netlink and unix
-    /// sockets it opened and connected.
+    /// A bridge call under strace: its result, the sockets it opened and
+    /// connected, and the descriptors it took from other processes.
     fn bridge_traced(&self, cmd: &'static str, id: &str, ctr: &Netns, stdin: &str) -> (Run, Vec<String>) {
         let env = self.env(cmd, id, ctr);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        traced(&self.node, &self.tmp, &format!("{}/bridge", self.path), &env, stdin, "socket,connect")
+        traced(&self.node, &self.tmp, &format!("{}/bridge", self.path), &env, stdin, CALLS)
     }
 
     fn masq_rules(&self) -> usize {
@@ -106,12 +106,15 @@ fn opened_nf_socket(trace: &[String]) -> bool {
     trace.iter().any(|l| l.contains("socket(AF_NETLINK") && l.contains("NETLINK_NETFILTER"))
 }
 
-fn asked_keeper(trace: &[String]) -> bool {
-    trace.iter().any(|l| l.contains("connect(") && l.contains(&format!("sun_path={}", NAME.replace('@', "@\""))))
+/// Whether the trace shows the call finding the keeper and taking its socket.
+fn borrowed(trace: &[String]) -> bool {
+    trace.iter().any(|l| l.contains("connect(") && l.contains(&format!("sun_path={}", NAME.replace('@', "@\"")))) && trace.iter().any(|l| l.contains("pidfd_getfd(") && l.contains(", 3, 0)") && !l.contains("= -1"))
 }
 
+const CALLS: &str = "socket,connect,pidfd_getfd";
+
 #[test]
-fn later_calls_borrow_the_keepers_socket_and_the_keeper_holds_nothing_else() {
+fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     need_root!();
     let e = Env::new();
     let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
@@ -126,9 +129,9 @@ fn later_calls_borrow_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     let k = e.keeper();
     assert_eq!(e.masq_rules(), 1);
 
-    // What the keeper holds: stdio on /dev/null, its netfilter socket and its
-    // listening socket; nothing of the caller (no pipe, no lock file), at "/",
-    // in a session of its own.
+    // What the keeper holds: stdio on /dev/null, its netfilter socket at 3
+    // (where borrowers take it) and its listening socket; nothing of the
+    // caller (no pipe, no lock), at "/", in a session of its own.
     let (socks, other) = fds(k);
     for (fd, target) in &other {
         assert!(["0", "1", "2"].contains(&fd.as_str()) && target == "/dev/null", "keeper {k} holds fd {fd} -> {target}");
@@ -144,6 +147,10 @@ fn later_calls_borrow_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     let mut socks = socks;
     socks.sort();
     assert_eq!(socks, want, "the keeper's sockets are its netfilter socket and its listener");
+    let at3 = std::fs::read_link(format!("/proc/{k}/fd/3")).unwrap().to_string_lossy().into_owned();
+    assert_eq!(at3, format!("socket:[{}]", nf[0].0));
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    assert!(!locks.lines().any(|l| l.split_whitespace().nth(4) == Some(&k.to_string())), "the keeper holds a lock:\n{locks}");
     assert_eq!(std::fs::read_link(format!("/proc/{k}/cwd")).unwrap().to_string_lossy(), "/");
     let stat = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap();
     let sid = stat.rsplit(')').next().unwrap().split_whitespace().nth(3).unwrap().to_string();
@@ -152,14 +159,14 @@ fn later_calls_borrow_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     // The next calls ask the keeper and open no netfilter socket: ADD, CHECK and DEL.
     let (r2, trace) = e.bridge_traced("ADD", "kp-2", &c2, &conf);
     r2.ok();
-    assert!(asked_keeper(&trace) && !opened_nf_socket(&trace), "second ADD:\n{}", trace.join("\n"));
+    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "second ADD:\n{}", trace.join("\n"));
     assert_eq!(e.masq_rules(), 2);
     let (check, trace) = e.bridge_traced("CHECK", "kp-2", &c2, &with_prev(&conf, &r2.json()));
     check.ok();
-    assert!(asked_keeper(&trace) && !opened_nf_socket(&trace), "CHECK:\n{}", trace.join("\n"));
+    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "CHECK:\n{}", trace.join("\n"));
     let (del, trace) = e.bridge_traced("DEL", "kp-1", &c1, &conf);
     del.ok();
-    assert!(asked_keeper(&trace) && !opened_nf_socket(&trace), "DEL:\n{}", trace.join("\n"));
+    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "DEL:\n{}", trace.join("\n"));
     assert_eq!(e.masq_rules(), 1);
 
     // portmap's conntrack cleanup (UDP) shares the socket too.
@@ -171,10 +178,10 @@ fn later_calls_borrow_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     .to_string();
     let env = e.env("ADD", "kp-2", &c2);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (pm_add, trace) = traced(&e.node, &e.tmp, &format!("{}/portmap", e.path), &env, &pm, "socket,connect,sendto");
+    let (pm_add, trace) = traced(&e.node, &e.tmp, &format!("{}/portmap", e.path), &env, &pm, &format!("{CALLS},sendto"));
     pm_add.ok();
     assert!(trace.iter().any(|l| l.contains("IPCTNL_MSG_CT_GET") || l.contains("NFNL_SUBSYS_CTNETLINK")), "no conntrack dump:\n{}", trace.join("\n"));
-    assert!(asked_keeper(&trace) && !opened_nf_socket(&trace), "portmap ADD:\n{}", trace.join("\n"));
+    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "portmap ADD:\n{}", trace.join("\n"));
 
     // Still the one keeper and its one socket, with nothing left queued on it.
     assert_eq!(e.keeper(), k);
@@ -187,13 +194,18 @@ fn later_calls_borrow_the_keepers_socket_and_the_keeper_holds_nothing_else() {
 /// the shared socket. The next call must throw them away, not mistake them
 /// for its own, and not be refused its own dumps (EBUSY).
 const DIE_MIDWAY: &str = r#"
-import os, socket, struct, sys
+import ctypes, fcntl, os, socket, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+turn = open("/proc/thread-self/ns/net")
+fcntl.flock(turn, fcntl.LOCK_EX)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("\0cnibox/nftables-keeper")
-_, fds, _, _ = socket.recv_fds(s, 1, 4)
-if not fds:
-    print("no socket lent"); sys.exit(1)
-nl = socket.socket(fileno=fds[0])
+pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+pidfd = libc.syscall(434, pid, 0)
+fd = libc.syscall(438, pidfd, 3, 0)
+if fd < 0:
+    print("pidfd_getfd:", os.strerror(ctypes.get_errno())); sys.exit(1)
+nl = socket.socket(fileno=fd)
 def msg(ty, flags, seq):
     return struct.pack("=IHHII", 20, ty, flags, seq, 0) + bytes(4)
 REQUEST, DUMP = 1, 0x300
@@ -237,33 +249,33 @@ fn replies_left_by_a_borrower_killed_midway_do_not_disturb_the_next_call() {
     assert_eq!(e.masq_rules(), 0);
 }
 
-/// Run as `nobody`: ask the keeper for its socket.
+/// Run as `nobody`: find the keeper and try to take its socket.
 const OTHER_USER: &str = r#"
-import os, socket
+import ctypes, os, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
 os.setgid(65534); os.setuid(65534)
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("\0cnibox/nftables-keeper")
-_, fds, _, _ = socket.recv_fds(s, 1, 4)
-print("lent" if fds else "refused")
+pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+pidfd = libc.syscall(434, pid, 0)
+fd = libc.syscall(438, pidfd, 3, 0)
+print("taken" if fd >= 0 else os.strerror(ctypes.get_errno()))
 "#;
 
-/// Run as `nobody`: hold the keeper's name first and hand out a netfilter
-/// socket of our own to whoever asks.
+/// Run as `nobody`: hold the keeper's name first, with a netfilter socket
+/// of our own at descriptor 3 for whoever takes it.
 const SQUATTER: &str = r#"
 import os, socket
 os.setgid(65534); os.setuid(65534)
+nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
+nl.bind((0, 0))
+os.dup2(nl.fileno(), 3)
 l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 l.bind("\0cnibox/nftables-keeper")
 l.listen(8)
-nl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)
-nl.bind((0, 0))
 print("ready", flush=True)
 while True:
-    c, _ = l.accept()
-    try:
-        socket.send_fds(c, [b"x"], [nl.fileno()])
-    except OSError:
-        pass
+    l.accept()[0].close()
 "#;
 
 #[test]
@@ -275,15 +287,15 @@ fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
     e.bridge("ADD", "kp-1", &c1, &conf).ok();
     let k = e.keeper();
     let out = e.node.exec(&["python3", "-c", OTHER_USER]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{}", String::from_utf8_lossy(&out.stderr));
-    // The keeper carries on lending to root.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Operation not permitted", "{}", String::from_utf8_lossy(&out.stderr));
+    // Root still takes it.
     let (r, trace) = e.bridge_traced("ADD", "kp-2", &c2, &conf);
     r.ok();
-    assert!(asked_keeper(&trace) && !opened_nf_socket(&trace), "{}", trace.join("\n"));
+    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "{}", trace.join("\n"));
     assert_eq!(e.keeper(), k);
 
     // Another node namespace where someone else took the name first: the
-    // plugin does not use what it is offered, works with a socket of its own
+    // plugin takes nothing from that process, works with a socket of its own
     // and starts no keeper (the name is taken).
     let e2 = Env::new();
     let c3 = Netns::new("c3");
@@ -299,7 +311,8 @@ fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
     assert_eq!(line.trim(), "ready");
     let (r, trace) = e2.bridge_traced("ADD", "kp-3", &c3, &e2.conf());
     r.ok();
-    assert!(asked_keeper(&trace) && opened_nf_socket(&trace), "{}", trace.join("\n"));
+    let found = trace.iter().any(|l| l.contains("connect(") && l.contains("nftables-keeper") && l.ends_with("= 0"));
+    assert!(found && opened_nf_socket(&trace) && !trace.iter().any(|l| l.contains("pidfd_getfd(")), "{}", trace.join("\n"));
     assert_eq!(e2.masq_rules(), 1, "{}", ruleset_text(&e2.node));
     assert!(e2.node.keepers().is_empty(), "no keeper under a squatted name");
     e2.bridge("DEL", "kp-3", &c3, &e2.conf()).ok();
@@ -326,5 +339,69 @@ fn the_keeper_leaves_when_idle_and_the_next_call_starts_another() {
     assert!(!e.proc_net("unix").contains(NAME), "and its name");
     e.bridge("ADD", "kp-1", &c1, &conf).ok();
     assert_eq!(e.node.keepers().len(), 1);
+    assert_eq!(e.masq_rules(), 1);
+}
+
+/// Hold the namespace's turn (the lock every nftables call of cnibox takes)
+/// until stdin closes.
+const HOLD_TURN: &str = r#"
+import fcntl, sys
+turn = open("/proc/thread-self/ns/net")
+fcntl.flock(turn, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"#;
+
+/// The descriptor a process is blocked on in flock(2), if it is.
+fn blocked_in_flock(pid: u32) -> Option<String> {
+    const SYS_FLOCK: &str = "73";
+    let sc = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let mut f = sc.split_whitespace();
+    if f.next()? != SYS_FLOCK {
+        return None;
+    }
+    let fd = i64::from_str_radix(f.next()?.trim_start_matches("0x"), 16).ok()?;
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok().map(|l| l.to_string_lossy().into_owned())
+}
+
+#[test]
+fn calls_take_turns_on_the_namespace() {
+    need_root!();
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let e = Env::new();
+    let c1 = Netns::new("c1");
+    let mut holder = Bg(Command::new("ip")
+        .args(["netns", "exec", &e.node.name, "python3", "-c", HOLD_TURN])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let mut line = String::new();
+    std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    let mut add = Command::new("ip");
+    add.args(["netns", "exec", &e.node.name, &format!("{}/bridge", e.path)]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CNI_")) {
+        add.env_remove(k);
+    }
+    add.envs(e.env("ADD", "kp-1", &c1)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut add = add.spawn().unwrap();
+    add.stdin.take().unwrap().write_all(e.conf().as_bytes()).unwrap();
+    // The ADD comes to its masquerade rules and waits for the turn: blocked
+    // in flock on the node's namespace, nothing written yet.
+    use std::os::unix::fs::MetadataExt;
+    let node_ns = format!("net:[{}]", std::fs::metadata(e.node.path()).unwrap().ino());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while blocked_in_flock(add.id()).as_deref() != Some(node_ns.as_str()) {
+        assert!(std::time::Instant::now() < deadline, "the ADD never waited for the namespace's lock");
+        assert!(add.try_wait().unwrap().is_none(), "the ADD finished while another held the turn");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(e.masq_rules(), 0);
+    drop(holder);
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(e.masq_rules(), 1);
 }

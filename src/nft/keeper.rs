@@ -1,6 +1,6 @@
 //! The socket keeper: one NETLINK_NETFILTER socket per network namespace,
-//! kept open by a small daemon and lent to one cnibox call at a time, so
-//! that in steady state no plugin call releases a netfilter socket.
+//! kept open by a small process and borrowed by one cnibox call at a time,
+//! so that in steady state no plugin call releases a netfilter socket.
 //!
 //! Why: when a bound NETLINK_NETFILTER socket is released (its last
 //! descriptor closed), the kernel's netlink notifier for nf_tables
@@ -15,34 +15,48 @@
 //! ~6 ms. A socket that is never released costs nothing, hence the keeper.
 //!
 //! How:
-//! - The first call that finds no keeper opens its own socket as before and,
-//!   when done, binds the keeper's abstract unix name (per network
-//!   namespace, as the socket is) and leaves the socket with a daemon
-//!   (`sys::daemon`) listening there. The name is bound before this call
-//!   returns, so the next call finds it.
-//! - Later calls connect, get a duplicate of the socket (SCM_RIGHTS), use it,
-//!   close it, then close the connection: the keeper lends to one connection
-//!   at a time and the loan ends when that connection closes, also when the
-//!   borrower is killed. A connection arriving during a loan is closed
-//!   without a socket, and that caller opens its own as before. So two
-//!   processes never use the socket at once, with or without the nftables
-//!   writer lock (readers such as CHECK listings do not take it).
-//! - Both sides check the other's user (SO_PEERCRED): the socket is lent to
-//!   the keeper's own user only, and a name squatted by another user is not
-//!   trusted; the descriptor received must be a NETLINK_NETFILTER socket.
+//! - A call that finds no keeper opens its own socket as before and, when
+//!   done, leaves it to a new keeper (`sys::daemon`): the socket at
+//!   descriptor 3, listening on an abstract unix name, which belongs to the
+//!   network namespace as the socket does. The keeper is listening before
+//!   that call returns, so the next call finds it.
+//! - Later calls take a copy of the keeper's descriptor 3 (pidfd_getfd). The
+//!   keeper does nothing for that and is not even woken: handing the socket
+//!   over in a message (SCM_RIGHTS) measured 40-110 µs a call here, the
+//!   keeper's wake-up and reply; this takes about 10. The unix name only
+//!   says who the keeper is (SO_PEERCRED: pid and user of the process that
+//!   listens) and that it is still alive (a connection waiting in its
+//!   backlog hangs up when the listener closes).
+//! - Only a call holding `lock()` borrows: a flock on the network namespace
+//!   itself, so the socket has one user at a time whatever mount namespace
+//!   (and /run) each caller sees. The kernel drops the lock of a borrower
+//!   that dies.
+//! - The keeper must be of our own user (a name squatted by another user is
+//!   not trusted), what we take must be a NETLINK_NETFILTER socket, and only
+//!   who may ptrace the keeper can take anything from it (the kernel's
+//!   check; the keeper waives Yama's "ancestors only" rule, which would
+//!   otherwise demand CAP_SYS_PTRACE, but nothing else).
 //! - A borrower may find replies an earlier borrower never read (killed
 //!   mid-way): `Socket::discard_queued` drops them, and random sequence
 //!   numbers per process keep anything later from matching ours.
-//! - After IDLE with no loan the keeper exits. By then nothing is left to
-//!   free, so its own release is cheap.
+//! - The keeper wakes every TICK to accept (and close) the connections made
+//!   since; after IDLE without any it takes the lock, so that no one is
+//!   borrowing, and exits. By then nothing is left to free, so its own
+//!   release is cheap.
 
 use crate::netlink::Socket;
+use crate::sys::file::FileLock;
+use crate::sys::pidfd::Pidfd;
 use crate::sys::unix;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The abstract unix name (no leading NUL here) a keeper listens on.
 const NAME: &[u8] = b"cnibox/nftables-keeper";
+
+/// Where the keeper holds the socket (`sys::daemon` puts it there).
+const SOCKET_FD: RawFd = 3;
 
 /// How long a keeper waits for the next borrower. Long enough to span a
 /// runtime's plugin chain and a burst of pod starts or deletions (calls
@@ -52,42 +66,58 @@ const NAME: &[u8] = b"cnibox/nftables-keeper";
 /// starts a new keeper, which is what every call did before.
 const IDLE: Duration = Duration::from_secs(10);
 
-/// What a borrower tells the keeper before hanging up: the socket misbehaved
-/// (a dump stuck half done), stop lending it.
-const RETIRE: u8 = b'R';
+/// How often the keeper empties its backlog. Connections are not accepted
+/// as they come (that would wake the keeper for every call): the backlog
+/// holds them until then, and a call that finds it full opens its own socket.
+const TICK: Duration = Duration::from_secs(1);
+const BACKLOG: i32 = 4096;
 
-/// A borrowed socket's loan: the connection to the keeper. Dropping it
-/// (after the socket's descriptor) ends the loan.
+/// The network namespace we are in, as a file to lock.
+const NETNS: &str = "/proc/thread-self/ns/net";
+
+/// The turn to use the namespace's netfilter socket: None when the lock
+/// cannot be had (no /proc), and then nothing may be borrowed.
+pub fn lock() -> Option<FileLock> {
+    FileLock::existing(Path::new(NETNS)).ok()
+}
+
+/// A borrowed socket's keeper.
 pub struct Loan {
-    conn: OwnedFd,
+    keeper: Pidfd,
 }
 
 impl Loan {
-    /// Ask the keeper to stop lending its socket and exit once this loan ends.
+    /// End the keeper: its socket misbehaves (a dump stuck half done, which
+    /// would refuse every later borrower's dumps). Close our copy first.
     pub fn retire(self) {
-        // SAFETY: one byte from a valid buffer; a failure only leaves the keeper running.
-        unsafe { libc::send(self.conn.as_raw_fd(), [RETIRE].as_ptr().cast(), 1, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+        let _ = self.keeper.signal(libc::SIGTERM);
     }
 }
 
-/// Borrow the keeper's socket; None when there is no keeper here, it is
-/// lending to someone else, or it is not one to trust. The socket comes with
-/// nothing left queued.
+/// Borrow the keeper's socket, with nothing left queued on it; None when
+/// there is no keeper here or it is not one to trust. Only while holding
+/// `lock()`.
 pub fn borrow() -> Option<(Socket, Loan)> {
     let conn = unix::connect_abstract(NAME).ok()?;
+    let (pid, uid) = unix::peer(&conn).ok()?;
     // SAFETY: geteuid cannot fail.
-    if unix::peer_uid(&conn).ok()? != unsafe { libc::geteuid() } {
+    if uid != unsafe { libc::geteuid() } {
         return None;
     }
-    // A keeper answers at once; a stopped one must not stall the plugin.
-    unix::set_recv_timeout(&conn, 1000);
-    let fd = unix::recv_fd(&conn).ok()??;
+    let keeper = Pidfd::open(pid).ok()?;
+    // Our connection still waits in the listener's backlog, so the listener,
+    // which only the keeper holds, is open: the keeper lived throughout, and
+    // `pid` could not have been reused for another process.
+    if unix::hung_up(&conn) {
+        return None;
+    }
+    let fd = keeper.take(SOCKET_FD).ok()?;
     if unix::socket_kind(&fd).ok()? != (libc::AF_NETLINK, super::NETLINK_NETFILTER) {
         return None;
     }
     let mut sock = Socket::from_fd(fd).ok()?;
     sock.discard_queued().ok()?;
-    Some((sock, Loan { conn }))
+    Some((sock, Loan { keeper }))
 }
 
 /// Hand a socket this process opened, and is done with, to a new keeper.
@@ -95,72 +125,62 @@ pub fn borrow() -> Option<(Socket, Loan)> {
 /// closed by a detached child instead, as its release may wait.
 pub fn keep(sock: OwnedFd) {
     // The name belongs to the current namespace: only a socket of this
-    // namespace may be served under it.
-    let here = crate::sys::netns::Netns::current();
-    let same = match (crate::sys::netns::Netns::of_socket(sock.as_raw_fd()), here) {
+    // namespace may be kept under it.
+    let same = match (crate::sys::netns::Netns::of_socket(sock.as_raw_fd()), crate::sys::netns::Netns::current()) {
         (Ok(a), Ok(b)) => a.same_as(&b).unwrap_or(false),
         _ => false,
     };
-    let listener = if same { unix::listen_abstract(NAME).ok() } else { None };
-    let Some(listener) = listener else {
-        crate::sys::close_detached(sock);
-        return;
-    };
-    let keep = [sock.as_raw_fd(), listener.as_raw_fd()];
-    let started = crate::sys::daemon(c"cnibox-keeper", &keep, || serve(&listener, &sock));
-    drop(listener);
-    if !started {
+    if !same || !crate::sys::daemon(c"cnibox-keeper", &[sock.as_raw_fd()], start, serve) {
         crate::sys::close_detached(sock);
     }
-    // Otherwise the daemon holds the socket; closing this copy releases nothing.
+    // Otherwise the keeper holds the socket; closing this copy releases nothing.
 }
 
-/// The keeper's loop: lend `sock` to one connection at a time, to the
-/// keeper's own user only, until IDLE passes without a loan.
-fn serve(listener: &OwnedFd, sock: &OwnedFd) {
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    let mut loan: Option<OwnedFd> = None;
-    let mut retire = false;
-    let mut idle_since = Instant::now();
+/// In the new keeper: listen (as itself, so that borrowers see its pid), and
+/// let borrowers of our user take its socket even under Yama's
+/// ptrace_scope 1. None when the name is taken: another keeper was quicker.
+fn start() -> Option<OwnedFd> {
+    const PR_SET_PTRACER: i32 = 0x5961_6d61;
+    const PR_SET_PTRACER_ANY: libc::c_ulong = libc::c_ulong::MAX;
+    // SAFETY: prctl with plain integer arguments; EINVAL without Yama is fine.
+    unsafe { libc::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) };
+    unix::listen_abstract(NAME, BACKLOG).ok()
+}
+
+/// The keeper's life: every TICK, accept and close the connections made
+/// since; after IDLE without one, leave, taking the lock first so that no
+/// borrower is between finding the keeper and taking its socket.
+fn serve(listener: OwnedFd) {
+    let mut last = Instant::now();
     loop {
-        let timeout = match &loan {
-            Some(_) => -1,
-            None => match IDLE.checked_sub(idle_since.elapsed()) {
-                Some(left) => left.as_millis().min(i32::MAX as u128) as i32 + 1,
-                None => return,
-            },
+        // SAFETY: poll on no descriptors is a sleep.
+        unsafe { libc::poll(std::ptr::null_mut(), 0, TICK.as_millis() as i32) };
+        if drain(&listener) > 0 {
+            last = Instant::now();
+        }
+        if last.elapsed() < IDLE {
+            continue;
+        }
+        let _turn = match FileLock::try_existing(Path::new(NETNS)) {
+            Err(e) if e.is_errno(libc::EWOULDBLOCK) => continue, // a borrower is in
+            turn => turn,
         };
-        let mut fds = [
-            libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: loan.as_ref().map_or(-1, |c| c.as_raw_fd()), events: libc::POLLIN, revents: 0 },
-        ];
-        // SAFETY: two valid pollfds (a negative fd is ignored by poll).
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) } < 0 {
-            continue; // EINTR
+        if drain(&listener) > 0 {
+            last = Instant::now();
+            continue;
         }
-        if fds[1].revents != 0 {
-            if let Some(c) = &loan {
-                let mut b = [0u8; 16];
-                // SAFETY: reading into a local buffer; the socket is readable or hung up.
-                let n = unsafe { libc::recv(c.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
-                retire |= n > 0 && b[..n as usize].contains(&RETIRE);
-                if n == 0 || (n < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)) {
-                    loan = None;
-                    idle_since = Instant::now();
-                    if retire {
-                        return;
-                    }
-                }
-            }
-        }
-        if fds[0].revents != 0 {
-            let Ok(conn) = unix::accept(listener) else { continue };
-            // A connection from another user, or during a loan, is closed
-            // without a socket: that caller opens its own.
-            if loan.is_none() && !retire && unix::peer_uid(&conn).ok() == Some(me) && unix::send_fd(&conn, sock).is_ok() {
-                loan = Some(conn);
-            }
-        }
+        // The name goes before the lock: a caller waiting for the lock finds
+        // no keeper and starts another. The socket goes when we exit.
+        drop(listener);
+        return;
     }
+}
+
+/// Accept and close every connection waiting; how many there were.
+fn drain(listener: &OwnedFd) -> usize {
+    let mut n = 0;
+    while unix::accept(listener).is_ok() {
+        n += 1;
+    }
+    n
 }

@@ -17,7 +17,6 @@ pub mod spoofchk;
 
 use crate::error::{Error, Result};
 use crate::netlink::socket::kernel_error;
-use crate::sys::file::FileLock;
 use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
 use expr::Expr;
 
@@ -71,9 +70,6 @@ pub const COMMENT_MAX: usize = 128;
 const GENID_RETRIES: u32 = 32;
 const ERESTART: i32 = 85;
 
-/// cnibox's nftables writers take turns on this lock (see `transact`).
-const WRITER_LOCK_DIR: &str = "/run/cni";
-const WRITER_LOCK: &str = "/run/cni/cnibox-nftables.lock";
 
 /// A table: its family and name.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -292,21 +288,45 @@ impl Rule {
     }
 }
 
-/// A NETLINK_NETFILTER socket in the current namespace: the keeper's, lent
-/// for as long as this lives, or one of our own (see `keeper`).
+/// A NETLINK_NETFILTER socket in the current namespace: the keeper's, while
+/// this holds the namespace's turn (see `keeper`), or one of our own.
 pub struct Nft {
     /// An Option only so that Drop can hand the descriptor on.
     sock: Option<Socket>,
     /// Set when the socket is the keeper's.
     loan: Option<keeper::Loan>,
+    /// Dropped last, after the socket.
+    _turn: Option<Turn>,
+}
+
+/// This process's turn at the namespace's netfilter socket: the keeper's
+/// lock, taken once per process. A second Nft while one is open (none of
+/// the callers does that) gets neither turn nor loan: taking the lock again
+/// would wait for ourselves, and two users of one socket in one process
+/// would read each other's replies.
+struct Turn {
+    _lock: Option<crate::sys::file::FileLock>,
+}
+
+static TURN_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Turn {
+    fn take() -> Option<Turn> {
+        (!TURN_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| Turn { _lock: keeper::lock() })
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        TURN_TAKEN.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Drop for Nft {
     fn drop(&mut self) {
         let Some(s) = self.sock.take() else { return };
         match self.loan.take() {
-            // Our descriptor goes before the loan ends, so the next borrower
-            // is alone with the socket.
+            // Our copy closes while we still hold the turn.
             Some(loan) => {
                 drop(s);
                 drop(loan);
@@ -317,11 +337,20 @@ impl Drop for Nft {
 }
 
 impl Nft {
+    /// The keeper's socket when there is one to borrow, else one of our own.
+    /// Either way this holds the namespace's turn, if it can be had, until
+    /// dropped: nftables writers take turns (see `transact`).
     pub fn open() -> Result<Nft> {
-        if let Some((sock, loan)) = keeper::borrow() {
-            return Ok(Nft { sock: Some(sock), loan: Some(loan) });
-        }
-        Ok(Nft { sock: Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?), loan: None })
+        let turn = Turn::take();
+        let lent = match &turn {
+            Some(Turn { _lock: Some(_) }) => keeper::borrow(),
+            _ => None,
+        };
+        let (sock, loan) = match lent {
+            Some((s, l)) => (s, Some(l)),
+            None => (Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?, None),
+        };
+        Ok(Nft { sock: Some(sock), loan, _turn: turn })
     }
 
     fn sock(&mut self) -> &mut Socket {
@@ -330,8 +359,8 @@ impl Nft {
 
     /// A dump. A borrowed socket can be stuck in a dump its earlier user left
     /// behind that the kernel cannot finish (it refuses new dumps with
-    /// EBUSY, for every later borrower too): the keeper is told to retire
-    /// it, and the dump is run again on a socket of our own.
+    /// EBUSY, for every later borrower too): the keeper is ended, and the
+    /// dump is run again on a socket of our own.
     fn dump(&mut self, m: MsgBuf, what: std::fmt::Arguments<'_>) -> Result<Vec<Vec<u8>>> {
         match self.sock().dump(m.clone(), what) {
             Err(e) if e.is_errno(libc::EBUSY) && self.loan.is_some() => {
@@ -441,15 +470,14 @@ impl Batch {
 /// ruleset generation read before the listing; computed again when someone
 /// changed the ruleset in between.
 ///
-/// Concurrent cnibox calls take turns on a host-wide lock first: a dozen
-/// pods starting at once would otherwise keep invalidating each other's
-/// listings (every commit moves the generation, and a commit can stall for
-/// an RCU grace period), and one could lose the race more often than it
-/// retries. The generation check then only has other programs (nft,
-/// kube-proxy) to guard against, which a short backoff outlasts. Without a
-/// writable /run the lock is skipped and the retries alone remain.
+/// Concurrent cnibox calls take turns (`Nft::open` holds the namespace's
+/// lock): a dozen pods starting at once would otherwise keep invalidating
+/// each other's listings (every commit moves the generation), and one could
+/// lose the race more often than it retries. The generation check then only
+/// has other programs (nft, kube-proxy) to guard against, which a short
+/// backoff outlasts. Without /proc there is no lock, and the retries alone
+/// remain.
 pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> {
-    let _turn = writer_lock();
     let mut nft = Nft::open()?;
     for attempt in 0..GENID_RETRIES {
         let gen = nft.genid()?;
@@ -463,12 +491,6 @@ pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> 
         "nftables: the ruleset changed between listing and commit {GENID_RETRIES} times in a row; \
          another program keeps rewriting it"
     )))
-}
-
-fn writer_lock() -> Option<FileLock> {
-    use std::os::unix::fs::DirBuilderExt;
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(WRITER_LOCK_DIR);
-    FileLock::exclusive(std::path::Path::new(WRITER_LOCK)).ok()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod netns;
+pub mod pidfd;
 pub mod sysctl;
 pub mod tun;
 pub mod unix;
@@ -59,16 +60,16 @@ fn close_all_except(keep: &[std::os::fd::RawFd]) {
     }
 }
 
-/// Run `serve` in a detached child process: in a session of its own, at
-/// "/", with stdio on /dev/null and no other descriptor than `keep`, named
-/// `name` in `ps`. SIGHUP and SIGPIPE are ignored; SIGTERM and SIGKILL end it
-/// as usual. Returns once the child is set up and has closed its copies of
-/// everything else, so that the runtime's pipes see EOF as soon as this
-/// process exits and no file lock of ours outlives it; false if no child
-/// could be started.
-/// The child is not waited for: a short-lived plugin exits long before it,
-/// and init reaps it then.
-pub fn daemon(name: &std::ffi::CStr, keep: &[std::os::fd::RawFd], serve: impl FnOnce()) -> bool {
+/// Start a detached child process: in a session of its own, at "/", named
+/// `name` in `ps`, with stdio on /dev/null and nothing else open but the
+/// descriptors `keep`, moved to 3, 4, ... in that order. SIGHUP and SIGPIPE
+/// are ignored; SIGTERM and SIGKILL end it as usual. The child runs `start`,
+/// then `serve` with what `start` made, if it made something. Returns
+/// whether it did, once it has: by then the child has closed its copies of
+/// everything else, so the runtime's pipes see EOF as soon as this process
+/// exits and no file lock of ours outlives it. The child is not waited for:
+/// a short-lived plugin exits long before it, and init reaps it then.
+pub fn daemon<T>(name: &std::ffi::CStr, keep: &[std::os::fd::RawFd], start: impl FnOnce() -> Option<T>, serve: impl FnOnce(T)) -> bool {
     let mut p = [-1i32; 2];
     // SAFETY: cnibox is single-threaded, so fork is safe. The child closes
     // what it must not hold before anything else, and ends in _exit so that
@@ -80,18 +81,33 @@ pub fn daemon(name: &std::ffi::CStr, keep: &[std::os::fd::RawFd], serve: impl Fn
         let child = libc::fork();
         if child != 0 {
             libc::close(p[1]);
-            // EOF once the child has closed its copy of the write end, last.
+            // The child's verdict, or EOF if it died first (or never was).
             let mut b = 0u8;
-            while libc::read(p[0], (&mut b as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+            let n = loop {
+                let n = libc::read(p[0], (&mut b as *mut u8).cast(), 1);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    break n;
+                }
+            };
             libc::close(p[0]);
-            return child > 0;
+            return n == 1 && b == 1;
         }
         let mut held = keep.to_vec();
         held.push(p[1]);
         close_all_except(&held);
+        // Out of the way first (above any number they are to take), then into place.
+        let high: Vec<i32> = held.iter().map(|&f| libc::fcntl(f, libc::F_DUPFD_CLOEXEC, 100)).collect();
+        for &f in &held {
+            libc::close(f);
+        }
+        for (i, &f) in high[..keep.len()].iter().enumerate() {
+            libc::dup3(f, 3 + i as i32, libc::O_CLOEXEC);
+            libc::close(f);
+        }
+        let verdict = high[keep.len()];
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
         if null >= 0 {
-            for std_fd in (0..=2).filter(|f| !held.contains(f)) {
+            for std_fd in 0..=2 {
                 libc::dup2(null, std_fd);
             }
             if null > 2 {
@@ -106,8 +122,12 @@ pub fn daemon(name: &std::ffi::CStr, keep: &[std::os::fd::RawFd], serve: impl Fn
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-        libc::close(p[1]); // set up: the caller may go on
-        serve();
+        let started = start();
+        libc::write(verdict, [started.is_some() as u8].as_ptr().cast(), 1);
+        libc::close(verdict);
+        if let Some(t) = started {
+            serve(t);
+        }
         libc::_exit(0);
     }
 }
