@@ -70,7 +70,6 @@ pub const COMMENT_MAX: usize = 128;
 const GENID_RETRIES: u32 = 32;
 const ERESTART: i32 = 85;
 
-
 /// A table: its family and name.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Table {
