@@ -269,9 +269,14 @@ impl<'a> Ctx<'a> {
 
     // ---- bridge + host-local ---------------------------------------------
 
-    fn bridge_like(&mut self, scen: &'static str, title: &str, n: u8, masq: bool, with_check: bool) -> Result<(), String> {
+    /// ADD (CHECK) DEL of one pod, again and again. With `beside`, another
+    /// pod stays attached to the same network throughout, as on any node
+    /// that runs pods: with ipMasq, its masquerade rule keeps conntrack on in
+    /// the node namespace, which the kernel otherwise switches on for each
+    /// ADD (the first user) and off for each DEL (the last).
+    fn bridge_like(&mut self, scen: &'static str, title: &str, n: u8, masq: bool, with_check: bool, beside: bool) -> Result<(), String> {
         let t0 = Instant::now();
-        self.ensure_pool(1)?;
+        self.ensure_pool(if beside { 2 } else { 1 })?;
         let mut figs = vec![
             Figure::new(scen, format!("{title} ADD"), Unit::Ns),
             Figure::new(scen, format!("{title} CHECK"), Unit::Ns),
@@ -279,7 +284,15 @@ impl<'a> Ctx<'a> {
         ];
         let (iters, w) = self.iters();
         let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq))).collect();
-        self.drive(&mut figs, iters, w, |cx, s, i| {
+        let mut standing = Vec::new();
+        if beside {
+            for (side, net) in self.sides.iter().zip(&nets) {
+                let id = format!("{}-{scen}-standing", side.key);
+                let (_, r) = net.add(side, &side.netns(1), &id).map_err(|e| format!("{title}: the pod beside: {e}"))?;
+                standing.push((id, r));
+            }
+        }
+        let res = self.drive(&mut figs, iters, w, |cx, s, i| {
             let side = &cx.sides[s];
             let net = &nets[s];
             let id = format!("{}-{scen}-{i}", side.key);
@@ -306,7 +319,11 @@ impl<'a> Ctx<'a> {
                 Err(e) => it.fail(2, e),
             }
             Ok(it)
-        })?;
+        });
+        for ((side, net), (id, r)) in self.sides.iter().zip(&nets).zip(&standing) {
+            let _ = net.del(side, &side.netns(1), id, Some(r));
+        }
+        res?;
         if !with_check {
             figs.remove(1);
         }
@@ -315,11 +332,12 @@ impl<'a> Ctx<'a> {
     }
 
     fn bridge(&mut self) -> Result<(), String> {
-        self.bridge_like("bridge", "bridge+host-local", 1, false, true)
+        self.bridge_like("bridge", "bridge+host-local", 1, false, true, false)
     }
 
     fn masq(&mut self) -> Result<(), String> {
-        self.bridge_like("masq", "bridge+host-local ipMasq", 2, true, false)
+        self.bridge_like("masq", "bridge+host-local ipMasq", 2, true, false, false)?;
+        self.bridge_like("masq", "bridge+host-local ipMasq, another pod attached", 2, true, false, true)
     }
 
     // ---- portmap chained after bridge --------------------------------------
