@@ -6,7 +6,7 @@ use crate::cli::Opts;
 use crate::invoke::{self, bridge_plugin, portmap_plugin, Fill, Net, Side};
 use crate::lab::{Lab, PREFIX};
 use crate::spawn::{self, interrupted, Spec};
-use crate::stats::{Figure, Unit};
+use crate::stats::{Figure, Unit, PLAIN_TWIN};
 use serde_json::{json, Value};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -269,14 +269,9 @@ impl<'a> Ctx<'a> {
 
     // ---- bridge + host-local ---------------------------------------------
 
-    /// ADD (CHECK) DEL of one pod, again and again. With `beside`, another
-    /// pod stays attached to the same network throughout, as on any node
-    /// that runs pods: with ipMasq, its masquerade rule keeps conntrack on in
-    /// the node namespace, which the kernel otherwise switches on for each
-    /// ADD (the first user) and off for each DEL (the last).
-    fn bridge_like(&mut self, scen: &'static str, title: &str, n: u8, masq: bool, with_check: bool, beside: bool) -> Result<(), String> {
+    fn bridge_like(&mut self, scen: &'static str, title: &str, n: u8, masq: bool, with_check: bool) -> Result<(), String> {
         let t0 = Instant::now();
-        self.ensure_pool(if beside { 2 } else { 1 })?;
+        self.ensure_pool(1)?;
         let mut figs = vec![
             Figure::new(scen, format!("{title} ADD"), Unit::Ns),
             Figure::new(scen, format!("{title} CHECK"), Unit::Ns),
@@ -284,15 +279,7 @@ impl<'a> Ctx<'a> {
         ];
         let (iters, w) = self.iters();
         let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq))).collect();
-        let mut standing = Vec::new();
-        if beside {
-            for (side, net) in self.sides.iter().zip(&nets) {
-                let id = format!("{}-{scen}-standing", side.key);
-                let (_, r) = net.add(side, &side.netns(1), &id).map_err(|e| format!("{title}: the pod beside: {e}"))?;
-                standing.push((id, r));
-            }
-        }
-        let res = self.drive(&mut figs, iters, w, |cx, s, i| {
+        self.drive(&mut figs, iters, w, |cx, s, i| {
             let side = &cx.sides[s];
             let net = &nets[s];
             let id = format!("{}-{scen}-{i}", side.key);
@@ -319,11 +306,7 @@ impl<'a> Ctx<'a> {
                 Err(e) => it.fail(2, e),
             }
             Ok(it)
-        });
-        for ((side, net), (id, r)) in self.sides.iter().zip(&nets).zip(&standing) {
-            let _ = net.del(side, &side.netns(1), id, Some(r));
-        }
-        res?;
+        })?;
         if !with_check {
             figs.remove(1);
         }
@@ -332,12 +315,73 @@ impl<'a> Ctx<'a> {
     }
 
     fn bridge(&mut self) -> Result<(), String> {
-        self.bridge_like("bridge", "bridge+host-local", 1, false, true, false)
+        self.bridge_like("bridge", "bridge+host-local", 1, false, true)
     }
 
     fn masq(&mut self) -> Result<(), String> {
-        self.bridge_like("masq", "bridge+host-local ipMasq", 2, true, false, false)?;
-        self.bridge_like("masq", "bridge+host-local ipMasq, another pod attached", 2, true, false, true)
+        self.masq_like("bridge+host-local ipMasq", false)?;
+        self.masq_like("bridge+host-local ipMasq, another pod attached", true)
+    }
+
+    /// ipMasq ADD and DEL of one pod, and in the same iteration (order
+    /// alternating) the same ADD without ipMasq on a twin network, so that
+    /// what ipMasq adds is a difference of neighbours rather than of two
+    /// runs minutes apart on a noisy machine. With `beside`, another pod
+    /// stays attached to the ipMasq network throughout, as on any node that
+    /// runs pods: its masquerade rule keeps conntrack on in the node
+    /// namespace, which the kernel otherwise switches on for each ADD (the
+    /// first user, with a walk of the whole conntrack table per family) and
+    /// off for each DEL (the last).
+    fn masq_like(&mut self, title: &str, beside: bool) -> Result<(), String> {
+        let t0 = Instant::now();
+        self.ensure_pool(if beside { 2 } else { 1 })?;
+        let mut figs = vec![
+            Figure::new("masq", format!("{title} ADD"), Unit::Ns),
+            Figure::new("masq", format!("{title} DEL"), Unit::Ns),
+            Figure::new("masq", format!("{title}: {PLAIN_TWIN}"), Unit::Ns),
+        ];
+        let (iters, w) = self.iters();
+        let masq: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-masq-{}", s.key), "1.0.0", bridge_plugin(s, 2, true))).collect();
+        let plain: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-masq0-{}", s.key), "1.0.0", bridge_plugin(s, 8, false))).collect();
+        let mut standing = Vec::new();
+        if beside {
+            for (side, net) in self.sides.iter().zip(&masq) {
+                let id = format!("{}-masq-standing", side.key);
+                let (_, r) = net.add(side, &side.netns(1), &id).map_err(|e| format!("{title}: the pod beside: {e}"))?;
+                standing.push((id, r));
+            }
+        }
+        let res = self.drive(&mut figs, iters, w, |cx, s, i| {
+            let side = &cx.sides[s];
+            let ns = side.netns(0);
+            let mut it = It::new(3);
+            let order: [(&Net, usize); 2] = if i % 2 == 0 { [(&plain[s], 2), (&masq[s], 0)] } else { [(&masq[s], 0), (&plain[s], 2)] };
+            for (net, fig) in order {
+                let id = format!("{}-masq-{i}-{fig}", side.key);
+                let result = match net.add(side, &ns, &id) {
+                    Ok((t, r)) => {
+                        it.put(fig, t[0]);
+                        r
+                    }
+                    Err(e) => {
+                        let _ = net.del(side, &ns, &id, None);
+                        return Err(e);
+                    }
+                };
+                match net.del(side, &ns, &id, Some(&result)) {
+                    Ok(t) if fig == 0 => it.put(1, t[0]),
+                    Ok(_) => {}
+                    Err(e) => it.fail(if fig == 0 { 1 } else { 2 }, e),
+                }
+            }
+            Ok(it)
+        });
+        for ((side, net), (id, r)) in self.sides.iter().zip(&masq).zip(&standing) {
+            let _ = net.del(side, &side.netns(1), id, Some(r));
+        }
+        res?;
+        self.finish(figs, t0);
+        Ok(())
     }
 
     // ---- portmap chained after bridge --------------------------------------

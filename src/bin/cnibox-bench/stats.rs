@@ -52,6 +52,10 @@ pub fn fmt_ms(ns: f64) -> String {
     }
 }
 
+/// The masq scenario's figure of the same ADD without ipMasq (see
+/// `Ctx::masq_like`), which the report pairs with the ipMasq one.
+pub const PLAIN_TWIN: &str = "the same ADD without ipMasq";
+
 /// One set's side of a figure.
 #[derive(Default, Clone)]
 pub struct Series {
