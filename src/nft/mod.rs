@@ -17,7 +17,7 @@ pub mod spoofchk;
 
 use crate::error::{Error, Result};
 use crate::netlink::socket::kernel_error;
-use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLA_F_NESTED};
+use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
 use expr::Expr;
 
 pub const NETLINK_NETFILTER: i32 = 12;
@@ -36,10 +36,7 @@ const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_GETGEN: u16 = 16;
 
 const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_TABLE_FLAGS: u16 = 2;
 const NFTA_TABLE_USERDATA: u16 = 6;
-/// The table lives only as long as the netlink socket that created it.
-const NFT_TABLE_F_OWNER: u32 = 2;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_CHAIN_HOOK: u16 = 4;
@@ -159,16 +156,6 @@ impl Batch {
     pub fn add_table(&mut self, t: &Table, comment: &str) {
         let m = self.msg(NFT_MSG_NEWTABLE, NLM_F_CREATE, t, format!("add table {t}"));
         m.put_str(NFTA_TABLE_NAME, t.name);
-        if !comment.is_empty() {
-            m.put(NFTA_TABLE_USERDATA, &udata_comment(comment.as_bytes()));
-        }
-    }
-
-    /// Create a table owned by this socket: the kernel deletes it, with all
-    /// it holds, when the socket is released. Fails if it exists.
-    pub fn add_owned_table(&mut self, t: &Table, comment: &str) {
-        let m = self.msg(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, t, format!("add table {t} (owned)"));
-        m.put_str(NFTA_TABLE_NAME, t.name).put_be32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER);
         if !comment.is_empty() {
             m.put(NFTA_TABLE_USERDATA, &udata_comment(comment.as_bytes()));
         }
@@ -441,34 +428,29 @@ impl Nft {
             return Ok(());
         }
         crate::failpoint::hit("nft batch")?;
-        b.send_on(self.sock(), genid)
-    }
-}
-
-impl Batch {
-    /// Send the batch on `sock` and collect the kernel's errors (see `Nft::commit`).
-    pub(crate) fn send_on(&self, sock: &mut Socket, genid: u32) -> Result<()> {
-        let seq = sock.next_seq();
-        for _ in 0..=self.msgs.len() {
-            sock.next_seq();
+        let seq = self.sock().next_seq();
+        for _ in 0..=b.msgs.len() {
+            self.sock().next_seq();
         }
-        let bytes = self.encode(seq, genid);
+        let bytes = b.encode(seq, genid);
         if bytes.len() > 128 * 1024 {
-            sock.reserve_send(bytes.len() + 4096);
+            self.sock().reserve_send(bytes.len() + 4096);
         }
-        sock.send(&bytes).map_err(|e| match e.errno {
-            libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", self.msgs.len(), bytes.len())),
+        self.sock().send(&bytes).map_err(|e| match e.errno {
+            libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", b.msgs.len(), bytes.len())),
             _ => e.context("nftables"),
         })?;
         let mut err: Option<Error> = None;
-        sock.drain(|data| {
+        self.sock().drain(|data| {
             if err.is_none() {
-                err = self.error_in(seq, data);
+                err = b.error_in(seq, data);
             }
         })?;
         err.map_or(Ok(()), Err)
     }
+}
 
+impl Batch {
     /// The first error in `data` (a datagram read after sending this batch
     /// numbered from `seq`) that is about this batch, named after the
     /// message it answers. Errors with other sequence numbers are not ours:

@@ -237,18 +237,6 @@ fn batch_framing() {
 }
 
 #[test]
-fn owned_table_asks_for_the_owner_flag_and_a_new_table() {
-    let mut b = Batch::new();
-    b.add_owned_table(&keeper::HOLD, "");
-    let bytes = b.encode(7, 0);
-    let m = crate::netlink::Msgs::new(&bytes).nth(1).unwrap();
-    // NEWTABLE, REQUEST | CREATE | EXCL: an existing table (another keeper's) is an error
-    assert_eq!((m.ty, m.flags), (0x0a00, 0x601));
-    // inet, name "cnibox_keeper", NFTA_TABLE_FLAGS = NFT_TABLE_F_OWNER (big endian)
-    assert_eq!(hex(m.payload), "0100000012000100636e69626f785f6b65657065720000000800020000000002");
-}
-
-#[test]
 fn rules_read_back_with_comment_and_values() {
     // A rule as the kernel dumps it: nfgenmsg, TABLE, CHAIN, HANDLE, EXPRESSIONS, USERDATA.
     let mut b = Batch::new();
