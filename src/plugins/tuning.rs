@@ -59,12 +59,8 @@ impl FromJson for Settings {
 }
 
 struct Conf {
-    sysctl: Option<BTreeMap<String, String>>,
-    mac: Option<String>,
-    promisc: Option<bool>,
-    mtu: Option<u32>,
-    allmulti: Option<bool>,
-    tx_qlen: Option<u32>,
+    /// The settings at the top level of the config.
+    own: Settings,
     data_dir: Option<String>,
     args: Option<ArgsCni>,
     runtime_config: RuntimeMac,
@@ -74,12 +70,7 @@ impl FromJson for Conf {
     fn from_json(v: &Value) -> JResult<Conf> {
         object(v, |o| {
             Ok(Conf {
-                sysctl: o.opt("sysctl")?,
-                mac: o.opt("mac")?,
-                promisc: o.opt("promisc")?,
-                mtu: o.opt("mtu")?,
-                allmulti: o.opt("allmulti")?,
-                tx_qlen: o.opt("txQLen")?,
+                own: Settings::from_json(v)?,
                 data_dir: o.opt("dataDir")?,
                 args: o.opt("args")?,
                 runtime_config: o.get("runtimeConfig")?,
@@ -138,19 +129,19 @@ fn load(req: &Request) -> Result<Tuning> {
     let c: Conf = req.conf()?;
     let over = c.args.and_then(|a| a.cni).unwrap_or_default();
     let cargs = CniArgs::parse(&req.args, &["MAC"])?;
-    let mac_src = [c.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac].into_iter().flatten().rfind(|m| !m.is_empty());
+    let mac_src = [c.own.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac].into_iter().flatten().rfind(|m| !m.is_empty());
     let data_dir = c.data_dir.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     if !data_dir.starts_with('/') {
         return Err(Error::config(format!("dataDir \"{data_dir}\" must be an absolute path")));
     }
-    let raw = over.sysctl.or(c.sysctl).unwrap_or_default();
+    let raw = over.sysctl.or(c.own.sysctl).unwrap_or_default();
     Ok(Tuning {
         sysctls: sysctl_paths(&raw, &req.ifname)?,
         mac: mac_src.map(|m| m.parse().map_err(Error::config)).transpose()?,
-        promisc: over.promisc.or(c.promisc),
-        mtu: over.mtu.or(c.mtu),
-        allmulti: over.allmulti.or(c.allmulti),
-        tx_qlen: over.tx_qlen.or(c.tx_qlen),
+        promisc: over.promisc.or(c.own.promisc),
+        mtu: over.mtu.or(c.own.mtu),
+        allmulti: over.allmulti.or(c.own.allmulti),
+        tx_qlen: over.tx_qlen.or(c.own.tx_qlen),
         data_dir: PathBuf::from(data_dir),
     })
 }
