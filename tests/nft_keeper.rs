@@ -60,6 +60,22 @@ impl Env {
         rules(&self.node).iter().filter(|r| r.1 == "cni_plugins_masquerade" && r.2 == "masq_checks").count()
     }
 
+    /// The keeper's own table (`inet cnibox_keeper`), from `nft -j`: how
+    /// many conntrack rules it holds; None when the table is not there.
+    fn hold_table(&self) -> Option<usize> {
+        let v = self.node.nft_json();
+        let items = v["nftables"].as_array().cloned().unwrap_or_default();
+        if !items.iter().any(|i| i["table"]["family"] == "inet" && i["table"]["name"] == "cnibox_keeper") {
+            return None;
+        }
+        let ct = items
+            .iter()
+            .map(|i| &i["rule"])
+            .filter(|r| r["table"] == "cnibox_keeper" && r["chain"] == "conntrack" && r["expr"].to_string().contains("\"ct\""))
+            .count();
+        Some(ct)
+    }
+
     /// The one keeper of the node namespace.
     fn keeper(&self) -> u32 {
         let k = self.node.keepers();
@@ -327,8 +343,13 @@ fn the_keeper_leaves_when_idle_and_the_next_call_starts_another() {
     let conf = e.conf();
     e.bridge("ADD", "kp-1", &c1, &conf).ok();
     let k = e.keeper();
+    // While it lives, its own table keeps conntrack on: one conntrack
+    // expression, still there when no pod is left.
+    assert_eq!(e.hold_table(), Some(1), "{}", ruleset_text(&e.node));
     e.bridge("DEL", "kp-1", &c1, &conf).ok();
     assert_eq!(e.keeper(), k);
+    assert_eq!(e.masq_rules(), 0);
+    assert_eq!(e.hold_table(), Some(1), "{}", ruleset_text(&e.node));
     // Its idle time is seconds; allow far more on a loaded machine.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::path::Path::new(&format!("/proc/{k}")).exists() && std::time::Instant::now() < deadline {
@@ -337,9 +358,39 @@ fn the_keeper_leaves_when_idle_and_the_next_call_starts_another() {
     assert!(e.node.keepers().is_empty(), "the keeper is still there after two minutes idle");
     assert!(e.nf_sockets().is_empty(), "its socket went with it: {:?}", e.nf_sockets());
     assert!(!e.proc_net("unix").contains(NAME), "and its name");
+    assert_eq!(e.hold_table(), None, "and its table: {}", ruleset_text(&e.node));
     e.bridge("ADD", "kp-1", &c1, &conf).ok();
     assert_eq!(e.node.keepers().len(), 1);
     assert_eq!(e.masq_rules(), 1);
+    assert_eq!(e.hold_table(), Some(1));
+}
+
+#[test]
+fn a_killed_keepers_table_is_taken_over_by_the_next_keeper() {
+    need_root!();
+    let e = Env::new();
+    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
+    let conf = e.conf();
+    e.bridge("ADD", "kp-1", &c1, &conf).ok();
+    let k = e.keeper();
+    assert_eq!(e.hold_table(), Some(1));
+    // SIGKILL: no cleanup of its own; the table stays until a keeper comes.
+    unsafe { libc::kill(k as i32, libc::SIGKILL) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !e.node.keepers().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(e.node.keepers().is_empty());
+    assert_eq!(e.hold_table(), Some(1), "{}", ruleset_text(&e.node));
+    // The next call's keeper takes it over: still one rule, not two.
+    e.bridge("ADD", "kp-2", &c2, &conf).ok();
+    assert_ne!(e.keeper(), k);
+    assert_eq!(e.hold_table(), Some(1), "{}", ruleset_text(&e.node));
+    // The attachments' rules are not the keeper's.
+    assert_eq!(e.masq_rules(), 2);
+    e.bridge("DEL", "kp-1", &c1, &conf).ok();
+    e.bridge("DEL", "kp-2", &c2, &conf).ok();
+    assert_eq!(e.masq_rules(), 0);
 }
 
 /// Hold the namespace's turn (the lock every nftables call of cnibox takes)

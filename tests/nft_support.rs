@@ -121,13 +121,17 @@ pub fn talk(ns: &Netns, proto: &str, host: &str, port: u16) -> Option<String> {
     talk_from(ns, proto, host, port, 0)
 }
 
-/// Every rule of the ruleset: (family, table, chain, comment).
+/// The socket keeper's own table (src/nft/keeper.rs), which lives as long as
+/// the keeper, not as any attachment: the readers below leave it out.
+pub const KEEPER_TABLE: &str = "cnibox_keeper";
+
+/// Every rule of the ruleset but the keeper's: (family, table, chain, comment).
 pub fn rules(ns: &Netns) -> Vec<(String, String, String, String)> {
     let v = ns.nft_json();
     let mut out = Vec::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let r = &item["rule"];
-        if r.is_object() {
+        if r.is_object() && r["table"] != KEEPER_TABLE {
             let s = |k: &str| r[k].as_str().unwrap_or("").to_string();
             out.push((s("family"), s("table"), s("chain"), s("comment")));
         }
@@ -135,13 +139,13 @@ pub fn rules(ns: &Netns) -> Vec<(String, String, String, String)> {
     out
 }
 
-/// The chains of the ruleset: (family, table, name).
+/// The chains of the ruleset but the keeper's: (family, table, name).
 pub fn chains(ns: &Netns) -> Vec<(String, String, String)> {
     let v = ns.nft_json();
     let mut out = Vec::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let c = &item["chain"];
-        if c.is_object() {
+        if c.is_object() && c["table"] != KEEPER_TABLE {
             let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
             out.push((s("family"), s("table"), s("name")));
         }

@@ -40,11 +40,24 @@
 //! - A borrower may find replies an earlier borrower never read (killed
 //!   mid-way): `Socket::discard_queued` drops them, and random sequence
 //!   numbers per process keep anything later from matching ours.
+//! - While it lives, the keeper also keeps conntrack switched on in its
+//!   namespace: its own table (`HOLD`) holds one conntrack expression in a
+//!   chain no packet passes through. It creates the table when it starts
+//!   (taking over one a killed keeper left) and deletes it when it leaves.
+//!   (Not a table flagged "owner", which the kernel would delete with the
+//!   socket: with one in the ruleset, nft 1.0.6, Debian 12's, intermittently
+//!   prints an empty ruleset as JSON.) Without it, the masquerade or port mapping rule of the only
+//!   pod on a node is the namespace's first conntrack user, and the kernel
+//!   switches conntrack on for it, walking its whole hash table once per
+//!   family (0.3-0.5 ms of that ADD), and off again at the DEL of the last
+//!   one. A node with pods, or kube-proxy, has conntrack on anyway.
 //! - The keeper wakes every TICK to accept (and close) the connections made
 //!   since; after IDLE without any it takes the lock, so that no one is
 //!   borrowing, and exits. By then nothing is left to free, so its own
 //!   release is cheap.
 
+use super::expr::{Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_NEQ, NFT_CT_STATE};
+use super::{Batch, Table, NFPROTO_INET};
 use crate::netlink::Socket;
 use crate::sys::file::FileLock;
 use crate::sys::pidfd::Pidfd;
@@ -72,6 +85,11 @@ const IDLE: Duration = Duration::from_secs(10);
 /// holds them until then, and a call that finds it full opens its own socket.
 const TICK: Duration = Duration::from_secs(1);
 const BACKLOG: i32 = 4096;
+
+/// The keeper's own table (see the module's why). `inet`: both families.
+pub const HOLD: Table = Table { family: NFPROTO_INET, name: "cnibox_keeper" };
+const HOLD_CHAIN: &str = "conntrack";
+const HOLD_COMMENT: &str = "cnibox-keeper keeps conntrack on while it runs and deletes this table when it leaves";
 
 /// The network namespace we are in, as a file to lock.
 const NETNS: &str = "/proc/thread-self/ns/net";
@@ -148,7 +166,46 @@ fn start() -> Option<OwnedFd> {
     const PR_SET_PTRACER_ANY: libc::c_ulong = libc::c_ulong::MAX;
     // SAFETY: prctl with plain integer arguments; EINVAL without Yama is fine.
     unsafe { libc::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) };
+    // The caller holds the namespace's lock until we answer: the socket is ours alone.
+    hold_conntrack();
     unix::listen_abstract(NAME, BACKLOG).ok()
+}
+
+/// The kept socket, through a duplicate descriptor (closing it releases nothing).
+fn kept_socket() -> Option<Socket> {
+    // SAFETY: SOCKET_FD is the kept socket (`sys::daemon` put it there).
+    let dup = unsafe { libc::fcntl(SOCKET_FD, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return None;
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nothing else.
+    Socket::from_fd(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }).ok()
+}
+
+/// Create `HOLD`, or take over the one a killed keeper left: emptied and
+/// filled again. Best effort: without it the keeper still does its main job.
+fn hold_conntrack() {
+    let Some(mut sock) = kept_socket() else { return };
+    let mut b = Batch::new();
+    b.add_table(&HOLD, HOLD_COMMENT);
+    b.add_chain(&HOLD, HOLD_CHAIN, None, "");
+    b.flush_chain(&HOLD, HOLD_CHAIN);
+    // `ct state established,related`, without a verdict: it only has to exist.
+    let ct = [
+        Expr::Ct(NFT_CT_STATE),
+        Expr::Bitwise(Data::new(&CT_ESTABLISHED_RELATED.to_ne_bytes())),
+        Expr::Cmp(NFT_CMP_NEQ, Data::new(&[0; 4])),
+    ];
+    b.add_rule(&HOLD, HOLD_CHAIN, &ct, b"");
+    let _ = b.send_on(&mut sock, 0);
+}
+
+/// Delete `HOLD` (holding the lock: no borrower is using the socket).
+fn release_conntrack() {
+    let Some(mut sock) = kept_socket() else { return };
+    let mut b = Batch::new();
+    b.del_table(&HOLD);
+    let _ = b.send_on(&mut sock, 0);
 }
 
 /// The keeper's life: every TICK, accept and close the connections made
@@ -175,6 +232,7 @@ fn serve(listener: OwnedFd) {
         }
         // The name goes before the lock: a caller waiting for the lock finds
         // no keeper and starts another. The socket goes when we exit.
+        release_conntrack();
         drop(listener);
         return;
     }

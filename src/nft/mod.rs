@@ -27,6 +27,7 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNL_BATCH_GENID: u16 = 1;
 
 const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_DELCHAIN: u16 = 5;
@@ -159,6 +160,12 @@ impl Batch {
         if !comment.is_empty() {
             m.put(NFTA_TABLE_USERDATA, &udata_comment(comment.as_bytes()));
         }
+    }
+
+    /// Delete the table with everything in it.
+    pub fn del_table(&mut self, t: &Table) {
+        let m = self.msg(NFT_MSG_DELTABLE, 0, t, format!("delete table {t}"));
+        m.put_str(NFTA_TABLE_NAME, t.name);
     }
 
     /// Create the chain unless it exists (an existing one is left as it is).
@@ -428,29 +435,34 @@ impl Nft {
             return Ok(());
         }
         crate::failpoint::hit("nft batch")?;
-        let seq = self.sock().next_seq();
-        for _ in 0..=b.msgs.len() {
-            self.sock().next_seq();
-        }
-        let bytes = b.encode(seq, genid);
-        if bytes.len() > 128 * 1024 {
-            self.sock().reserve_send(bytes.len() + 4096);
-        }
-        self.sock().send(&bytes).map_err(|e| match e.errno {
-            libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", b.msgs.len(), bytes.len())),
-            _ => e.context("nftables"),
-        })?;
-        let mut err: Option<Error> = None;
-        self.sock().drain(|data| {
-            if err.is_none() {
-                err = b.error_in(seq, data);
-            }
-        })?;
-        err.map_or(Ok(()), Err)
+        b.send_on(self.sock(), genid)
     }
 }
 
 impl Batch {
+    /// Send the batch on `sock` and collect the kernel's errors (see `Nft::commit`).
+    pub(crate) fn send_on(&self, sock: &mut Socket, genid: u32) -> Result<()> {
+        let seq = sock.next_seq();
+        for _ in 0..=self.msgs.len() {
+            sock.next_seq();
+        }
+        let bytes = self.encode(seq, genid);
+        if bytes.len() > 128 * 1024 {
+            sock.reserve_send(bytes.len() + 4096);
+        }
+        sock.send(&bytes).map_err(|e| match e.errno {
+            libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", self.msgs.len(), bytes.len())),
+            _ => e.context("nftables"),
+        })?;
+        let mut err: Option<Error> = None;
+        sock.drain(|data| {
+            if err.is_none() {
+                err = self.error_in(seq, data);
+            }
+        })?;
+        err.map_or(Ok(()), Err)
+    }
+
     /// The first error in `data` (a datagram read after sending this batch
     /// numbered from `seq`) that is about this batch, named after the
     /// message it answers. Errors with other sequence numbers are not ours:

@@ -237,6 +237,17 @@ fn batch_framing() {
 }
 
 #[test]
+fn keeper_table_delete() {
+    let mut b = Batch::new();
+    b.del_table(&keeper::HOLD);
+    let bytes = b.encode(7, 0);
+    let m = crate::netlink::Msgs::new(&bytes).nth(1).unwrap();
+    // DELTABLE, REQUEST only; inet, name "cnibox_keeper"
+    assert_eq!((m.ty, m.flags), (0x0a02, 0x001));
+    assert_eq!(hex(m.payload), "0100000012000100636e69626f785f6b6565706572000000");
+}
+
+#[test]
 fn rules_read_back_with_comment_and_values() {
     // A rule as the kernel dumps it: nfgenmsg, TABLE, CHAIN, HANDLE, EXPRESSIONS, USERDATA.
     let mut b = Batch::new();

@@ -295,7 +295,7 @@ impl Report<'_> {
         // Issue 4: what ipMasq costs.
         t.push(ratio_target("bridge+host-local ipMasq ADD at least 10x faster (median)".into(), find("bridge+host-local ipMasq ADD"), 10.0, false));
         for (title, when) in [
-            ("bridge+host-local ipMasq", "the only pod: conntrack switched on by each ADD"),
+            ("bridge+host-local ipMasq", "the only pod on the node"),
             ("bridge+host-local ipMasq, another pod attached", "another pod attached"),
         ] {
             let what = format!("ipMasq adds under 0.3 ms to the {} ADD median ({when})", self.sets[0].label);

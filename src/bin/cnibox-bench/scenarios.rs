@@ -329,9 +329,10 @@ impl<'a> Ctx<'a> {
     /// runs minutes apart on a noisy machine. With `beside`, another pod
     /// stays attached to the ipMasq network throughout, as on any node that
     /// runs pods: its masquerade rule keeps conntrack on in the node
-    /// namespace, which the kernel otherwise switches on for each ADD (the
-    /// first user, with a walk of the whole conntrack table per family) and
-    /// off for each DEL (the last).
+    /// namespace. Without one, the first conntrack user switches it on (a walk
+    /// of the whole conntrack table per family) and the last one's DEL off,
+    /// unless something else holds it (cnibox's socket keeper does while it
+    /// lives; the reference has nothing of the kind).
     fn masq_like(&mut self, title: &str, beside: bool) -> Result<(), String> {
         let t0 = Instant::now();
         self.ensure_pool(if beside { 2 } else { 1 })?;
