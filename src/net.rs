@@ -146,13 +146,6 @@ impl serde::Serialize for IpNet {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for IpNet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// A 6-byte Ethernet address.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Mac(pub [u8; 6]);
@@ -207,13 +200,6 @@ impl FromStr for Mac {
 impl serde::Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Mac {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -24,7 +24,7 @@ pub fn parse_with<T>(bytes: &[u8], what: &str, read: impl FnOnce(Obj) -> JResult
 }
 
 /// Read an already parsed value into `T`, with `parse`'s error messages.
-pub fn read<T: FromJson>(v: &Value, what: &str) -> Result<T> {
+fn read<T: FromJson>(v: &Value, what: &str) -> Result<T> {
     T::from_json(v).map_err(|b| Error::config(format!("{what}: {}", b.located())))
 }
 

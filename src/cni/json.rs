@@ -65,7 +65,7 @@ pub trait FromJson: Sized {
 /// serde's wording for a value of the wrong type, which users already know
 /// from every Rust tool: `invalid type: string "yes", expected a boolean`.
 #[inline(never)]
-pub fn wrong_type(v: &Value, expected: &str) -> Bad {
+fn wrong_type(v: &Value, expected: &str) -> Bad {
     let got = match v {
         Value::Null => "null".to_string(),
         Value::Bool(b) => format!("boolean `{b}`"),
