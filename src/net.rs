@@ -140,12 +140,6 @@ impl FromStr for IpNet {
     }
 }
 
-impl serde::Serialize for IpNet {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
 /// A 6-byte Ethernet address.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Mac(pub [u8; 6]);
@@ -194,12 +188,6 @@ impl FromStr for Mac {
             return Err(bad());
         }
         Ok(Mac(out))
-    }
-}
-
-impl serde::Serialize for Mac {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }
 

@@ -5,22 +5,25 @@
 use super::json::{object, FromJson, JResult, Obj};
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
-use serde::Serialize;
+use super::json_writer::JsonWriter;
 use serde_json::Value;
 
 /// Parse `bytes` into `T`. Bad JSON is code 6; a value of the wrong type is
 /// code 7 with the JSON path of the offending field in the message
 /// ("field ipam.ranges[0][0].subnet: ...").
 pub fn parse<T: FromJson>(bytes: &[u8], what: &str) -> Result<T> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::new(code::DECODING, format!("{what}: invalid JSON")).with_details(e.to_string()))?;
-    read(&v, what)
+    read(&parse_value(bytes, what)?, what)
 }
 
 /// Read a few fields of an object with `read`, for shapes too small to name.
 pub fn parse_with<T>(bytes: &[u8], what: &str, read: impl FnOnce(Obj) -> JResult<T>) -> Result<T> {
-    let v: Value = parse(bytes, what)?;
+    let v = parse_value(bytes, what)?;
     Obj::of(&v).and_then(read).map_err(|b| Error::config(format!("{what}: {}", b.located())))
+}
+
+fn parse_value(bytes: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::new(code::DECODING, format!("{what}: invalid JSON")).with_details(e.to_string()))
 }
 
 /// Read an already parsed value into `T`, with `parse`'s error messages.
@@ -54,15 +57,11 @@ impl FromJson for IpamRef {
     }
 }
 
-#[derive(Serialize, Default, Clone, PartialEq)]
+#[derive(Default, Clone, PartialEq)]
 pub struct Dns {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub domain: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }
 
@@ -77,6 +76,12 @@ impl FromJson for Dns {
 impl Dns {
     pub fn is_empty(&self) -> bool {
         self.nameservers.is_empty() && self.domain.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+
+    /// The object, with each empty field left out (`{}` when all are).
+    pub fn write_json(&self, w: &mut JsonWriter) {
+        w.begin_object().strings("nameservers", &self.nameservers).nonempty("domain", &self.domain);
+        w.strings("search", &self.search).strings("options", &self.options).end_object();
     }
 }
 

@@ -141,13 +141,11 @@ impl FromJson for String {
 
 /// An integer within `min..=max`; `ty` names the type in the message.
 fn integer(v: &Value, min: i128, max: i128, ty: &str) -> JResult<i128> {
-    let n = match v {
-        Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
-        _ => None,
-    };
-    let n = n.ok_or_else(|| wrong_type(v, ty))?;
+    let Value::Number(num) = v else { return Err(wrong_type(v, ty)) };
+    let n = num.as_i64().map(i128::from).or_else(|| num.as_u64().map(i128::from)).ok_or_else(|| wrong_type(v, ty))?;
     if n < min || n > max {
-        return Err(Bad::new(format!("invalid value: integer `{n}`, expected {ty}")));
+        // `num`, not `n`: printing an i128 would link a formatter of its own.
+        return Err(Bad::new(format!("invalid value: integer `{num}`, expected {ty}")));
     }
     Ok(n)
 }

@@ -5,6 +5,7 @@ pub mod args;
 pub mod config;
 pub mod delegate;
 pub mod json;
+pub mod json_writer;
 pub mod result;
 pub mod skel;
 pub mod version;

@@ -6,70 +6,47 @@ use super::version;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
 use super::json::{object, FromJson, JResult};
-use serde::Serialize;
+use super::json_writer::JsonWriter;
 use serde_json::Value;
 use std::net::IpAddr;
 
-#[derive(Serialize, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct CniResult {
-    #[serde(rename = "cniVersion")]
     pub cni_version: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<IpConfig>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
-    #[serde(skip_serializing_if = "Dns::is_empty")]
     pub dns: Dns,
 }
 
-#[derive(Serialize, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Interface {
     pub name: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub mac: String,
-    #[serde(skip_serializing_if = "is_zero")]
     pub mtu: u32,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub sandbox: String,
-    #[serde(rename = "socketPath", skip_serializing_if = "String::is_empty")]
     pub socket_path: String,
-    #[serde(rename = "pciID", skip_serializing_if = "String::is_empty")]
     pub pci_id: String,
 }
 
-#[derive(Serialize, Clone, PartialEq)]
+/// `ips[]`. The `version` field of 0.3.x/0.4.0 results is not kept: it is
+/// derived from the address when printed.
+#[derive(Clone, PartialEq)]
 pub struct IpConfig {
-    /// Only in 0.3.x/0.4.0 results; derived from the address when printing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
     pub address: IpNet,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
 }
 
-#[derive(Serialize, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Route {
     pub dst: IpNet,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gw: Option<IpAddr>,
-    #[serde(skip_serializing_if = "is_zero")]
     pub mtu: u32,
-    #[serde(skip_serializing_if = "is_zero")]
     pub advmss: u32,
-    #[serde(skip_serializing_if = "is_zero")]
     pub priority: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<u8>,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
 }
 
 impl Route {
@@ -79,47 +56,11 @@ impl Route {
 }
 
 /// 0.1.0/0.2.0 shape.
-#[derive(Serialize, Clone)]
+#[derive(Clone)]
 struct Ip020 {
     ip: IpNet,
-    #[serde(skip_serializing_if = "Option::is_none")]
     gateway: Option<IpAddr>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     routes: Vec<Route>,
-}
-
-#[derive(Serialize)]
-struct Result020<'a> {
-    #[serde(rename = "cniVersion")]
-    cni_version: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip4: Option<Ip020>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip6: Option<Ip020>,
-    dns: &'a Dns,
-}
-
-/// 0.3.x/0.4.0 shape: `ips[].version`, no 1.1 interface fields, `dns` always printed.
-#[derive(Serialize)]
-struct Result040<'a> {
-    #[serde(rename = "cniVersion")]
-    cni_version: &'a str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    interfaces: Vec<Interface040<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ips: Vec<IpConfig>,
-    #[serde(skip_serializing_if = "<[Route]>::is_empty")]
-    routes: &'a [Route],
-    dns: &'a Dns,
-}
-
-#[derive(Serialize)]
-struct Interface040<'a> {
-    name: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    mac: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    sandbox: &'a str,
 }
 
 /// Any version on input: 0.1/0.2 have ip4/ip6, later ones ips[].
@@ -168,7 +109,6 @@ impl FromJson for IpConfig {
     fn from_json(v: &Value) -> JResult<IpConfig> {
         object(v, |o| {
             Ok(IpConfig {
-                version: o.opt("version")?,
                 address: o.req("address")?,
                 gateway: o.opt("gateway")?,
                 interface: o.opt("interface")?,
@@ -212,51 +152,118 @@ impl CniResult {
         Ok(any.normalize())
     }
 
-    /// Print in version `v`, dropping what that version cannot carry.
+    /// Print in version `v`, dropping what that version cannot carry:
+    /// 1.0.0 and later as kept; 0.3.x/0.4.0 with `ips[].version`, without
+    /// the newer interface fields and always with `dns`; 0.1.0/0.2.0 as the
+    /// first address of each family (`ip4`, `ip6`) with that family's routes.
     pub fn to_json(&self, v: &str) -> Result<String> {
-        let out = if version::at_least(v, "1.0.0") {
-            let mut r = self.clone();
-            r.cni_version = v.to_string();
-            r.ips.iter_mut().for_each(|ip| ip.version = None);
-            serde_json::to_string(&r)
-        } else if version::at_least(v, "0.3.0") {
-            let r = Result040 {
-                cni_version: v,
-                interfaces: self
-                    .interfaces
-                    .iter()
-                    .map(|i| Interface040 { name: &i.name, mac: &i.mac, sandbox: &i.sandbox })
-                    .collect(),
-                ips: self
-                    .ips
-                    .iter()
-                    .map(|ip| IpConfig { version: Some(if ip.address.is_ipv4() { "4" } else { "6" }.into()), ..ip.clone() })
-                    .collect(),
-                routes: &self.routes,
-                dns: &self.dns,
-            };
-            serde_json::to_string(&r)
+        let mut w = JsonWriter::new();
+        w.begin_object().key("cniVersion").string(v);
+        if version::at_least(v, "0.3.0") {
+            let current = version::at_least(v, "1.0.0");
+            if !self.interfaces.is_empty() {
+                w.key("interfaces").begin_array();
+                for i in &self.interfaces {
+                    i.write_json(&mut w, current);
+                }
+                w.end_array();
+            }
+            if !self.ips.is_empty() {
+                w.key("ips").begin_array();
+                for ip in &self.ips {
+                    ip.write_json(&mut w, !current);
+                }
+                w.end_array();
+            }
+            write_routes(&mut w, &self.routes, None);
+            if !current || !self.dns.is_empty() {
+                w.key("dns");
+                self.dns.write_json(&mut w);
+            }
         } else {
-            let pick = |v4: bool| {
-                self.ips.iter().find(|ip| ip.address.is_ipv4() == v4).map(|ip| Ip020 {
-                    ip: ip.address,
-                    gateway: ip.gateway,
-                    routes: self.routes.iter().filter(|r| r.dst.is_ipv4() == v4).cloned().collect(),
-                })
-            };
-            let (ip4, ip6) = (pick(true), pick(false));
-            if ip4.is_none() && ip6.is_none() {
+            let mut any = false;
+            for (key, v4) in [("ip4", true), ("ip6", false)] {
+                let Some(ip) = self.ips.iter().find(|ip| ip.address.is_ipv4() == v4) else { continue };
+                any = true;
+                w.key(key).begin_object().key("ip").display(&ip.address);
+                if let Some(gw) = &ip.gateway {
+                    w.key("gateway").display(gw);
+                }
+                write_routes(&mut w, &self.routes, Some(v4));
+                w.end_object();
+            }
+            if !any {
                 return Err(Error::msg("cannot convert: no valid IP addresses"));
             }
-            serde_json::to_string(&Result020 { cni_version: v, ip4, ip6, dns: &self.dns })
-        };
-        out.map_err(|e| Error::msg(format!("encode result: {e}")))
+            w.key("dns");
+            self.dns.write_json(&mut w);
+        }
+        w.end_object();
+        Ok(w.finish())
     }
 
     /// What a consumer of version `v` would read back: used by the in-process
     /// delegation path so that it behaves exactly like an exec'd plugin.
     pub fn as_seen_in(&self, v: &str) -> Result<CniResult> {
         CniResult::from_json(self.to_json(v)?.as_bytes())
+    }
+}
+
+/// `"routes":[...]` with the routes of one family (`v4`) or all of them,
+/// left out when there are none.
+fn write_routes(w: &mut JsonWriter, routes: &[Route], v4: Option<bool>) {
+    let keep = |r: &&Route| v4.is_none_or(|v4| r.dst.is_ipv4() == v4);
+    if !routes.iter().any(|r| keep(&r)) {
+        return;
+    }
+    w.key("routes").begin_array();
+    for r in routes.iter().filter(keep) {
+        w.begin_object().key("dst").display(&r.dst);
+        if let Some(gw) = &r.gw {
+            w.key("gw").display(gw);
+        }
+        w.nonzero("mtu", r.mtu.into()).nonzero("advmss", r.advmss.into()).nonzero("priority", r.priority.into());
+        if let Some(t) = r.table {
+            w.key("table").number(t.into());
+        }
+        if let Some(s) = r.scope {
+            w.key("scope").number(s.into());
+        }
+        w.end_object();
+    }
+    w.end_array();
+}
+
+impl Interface {
+    /// `current`: 1.0.0 and later, which added `mtu`, `socketPath` and `pciID`.
+    fn write_json(&self, w: &mut JsonWriter, current: bool) {
+        w.begin_object().key("name").string(&self.name).nonempty("mac", &self.mac);
+        if current {
+            w.nonzero("mtu", self.mtu.into());
+        }
+        w.nonempty("sandbox", &self.sandbox);
+        if current {
+            w.nonempty("socketPath", &self.socket_path).nonempty("pciID", &self.pci_id);
+        }
+        w.end_object();
+    }
+}
+
+impl IpConfig {
+    /// `with_version`: 0.3.x/0.4.0, whose `ips[]` say their family.
+    fn write_json(&self, w: &mut JsonWriter, with_version: bool) {
+        w.begin_object();
+        if with_version {
+            w.key("version").string(if self.address.is_ipv4() { "4" } else { "6" });
+        }
+        w.key("address").display(&self.address);
+        if let Some(gw) = &self.gateway {
+            w.key("gateway").display(gw);
+        }
+        if let Some(i) = self.interface {
+            w.key("interface").number(i as u64);
+        }
+        w.end_object();
     }
 }
 
@@ -270,11 +277,8 @@ impl AnyResult {
             dns: self.dns,
         };
         for ip in [self.ip4, self.ip6].into_iter().flatten() {
-            r.ips.push(IpConfig { version: None, address: ip.ip, gateway: ip.gateway, interface: None });
+            r.ips.push(IpConfig { address: ip.ip, gateway: ip.gateway, interface: None });
             r.routes.extend(ip.routes);
-        }
-        for ip in &mut r.ips {
-            ip.version = None;
         }
         r
     }

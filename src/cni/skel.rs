@@ -4,6 +4,7 @@
 
 use super::config::{self, Common};
 use super::json::{FromJson, JResult, Obj};
+use super::json_writer::JsonWriter;
 use super::version;
 use super::CniResult;
 use crate::error::{code, Error, Result};
@@ -113,35 +114,34 @@ impl Env for ProcessEnv {
 }
 
 /// The plugin's whole life as an executable: returns the exit status.
-pub fn main(plugin: &Plugin, env: &dyn Env, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
-    match run(plugin, env, stdin) {
-        Ok(Some(out)) => {
-            let _ = stdout.write_all(out.as_bytes());
-            let _ = stdout.write_all(b"\n");
-            0
-        }
-        Ok(None) => 0,
-        Err(e) => {
-            print_error(&e, stdout);
-            1
-        }
-    }
+/// Generic rather than `dyn`: a `dyn Read` of stdin would link every method
+/// of std's stdin and stdout types (2-3 KB) for the two that are called.
+pub fn main(plugin: &Plugin, env: &dyn Env, stdin: &mut impl Read, stdout: &mut impl Write) -> i32 {
+    let (out, status) = match run(plugin, env, stdin) {
+        Ok(Some(result)) => (result, 0),
+        Ok(None) => return 0,
+        Err(e) => (error_json(&e), 1),
+    };
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.write_all(b"\n");
+    status
 }
 
-pub fn print_error(e: &Error, out: &mut dyn Write) {
-    #[derive(serde::Serialize)]
-    struct Wire<'a> {
-        code: u32,
-        msg: &'a str,
-        #[serde(skip_serializing_if = "str::is_empty")]
-        details: &'a str,
-    }
-    let w = Wire { code: e.code, msg: &e.msg, details: &e.details };
-    let _ = serde_json::to_writer(&mut *out, &w);
-    let _ = out.write_all(b"\n");
+/// The CNI error object: `{"code":N,"msg":"...","details":"..."}`.
+fn error_json(e: &Error) -> String {
+    let mut w = JsonWriter::new();
+    w.begin_object();
+    error_fields(&mut w, e);
+    w.end_object();
+    w.finish()
 }
 
-fn run(plugin: &Plugin, env: &dyn Env, stdin: &mut dyn Read) -> Result<Option<String>> {
+/// The fields of the CNI error object, `details` left out when empty.
+pub fn error_fields(w: &mut JsonWriter, e: &Error) {
+    w.key("code").number(e.code.into()).key("msg").string(&e.msg).nonempty("details", &e.details);
+}
+
+fn run(plugin: &Plugin, env: &dyn Env, stdin: &mut impl Read) -> Result<Option<String>> {
     let cmd_str = env.get("CNI_COMMAND");
     let required: &[&str] = match cmd_str.as_str() {
         "ADD" | "CHECK" => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"],
@@ -201,14 +201,14 @@ pub fn about(name: &str) -> String {
 }
 
 pub fn version_json(plugin: &Plugin) -> String {
-    #[derive(serde::Serialize)]
-    struct V {
-        #[serde(rename = "cniVersion")]
-        cni_version: &'static str,
-        #[serde(rename = "supportedVersions")]
-        supported: &'static [&'static str],
+    let mut w = JsonWriter::new();
+    w.begin_object().key("cniVersion").string(version::CURRENT);
+    w.key("supportedVersions").begin_array();
+    for v in plugin.versions() {
+        w.string(v);
     }
-    serde_json::to_string(&V { cni_version: version::CURRENT, supported: plugin.versions() }).unwrap_or_default()
+    w.end_array().end_object();
+    w.finish()
 }
 
 /// Validate a request and run the verb: shared by the executable path and

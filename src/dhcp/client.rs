@@ -156,7 +156,7 @@ impl Lease {
         };
         let address = IpNet { addr: IpAddr::V4(a.yiaddr), prefix };
         Ok(CniResult {
-            ips: vec![IpConfig { version: None, address, gateway, interface: None }],
+            ips: vec![IpConfig { address, gateway, interface: None }],
             routes,
             dns,
             ..Default::default()

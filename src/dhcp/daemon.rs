@@ -13,10 +13,10 @@ use super::client::{Client, Event, Lease, Ms, Params, State, NEVER};
 use super::rpc::{self, Reply, Request};
 use super::wire::Message;
 use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json_writer::JsonWriter;
 use crate::error::{code, Error, Result};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde::Serialize;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -393,7 +393,6 @@ impl Entry {
 /// the namespace path as the daemon opens it), which namespace that was,
 /// since when the lease runs, and in hex the interface's MAC, the server's
 /// MAC and the ACK itself.
-#[derive(Serialize)]
 struct Saved {
     add: Request,
     dev: u64,
@@ -401,6 +400,15 @@ struct Saved {
     /// Wall-clock milliseconds of the lease's start.
     start: u64,
     lease: String,
+}
+
+impl Saved {
+    fn write_json(&self, w: &mut JsonWriter) {
+        w.begin_object().key("add");
+        self.add.write_json(w);
+        w.key("dev").number(self.dev).key("ino").number(self.ino).key("start").number(self.start);
+        w.key("lease").string(&self.lease).end_object();
+    }
 }
 
 impl FromJson for Saved {
@@ -622,8 +630,7 @@ impl Daemon {
     fn reply(&mut self, id: u64, r: &Reply) {
         let Some(i) = self.conns.iter().position(|c| c.id == id) else { return };
         let c = self.conns.remove(i);
-        let mut line = serde_json::to_vec(r).unwrap_or_default();
-        line.push(b'\n');
+        let line = r.to_line();
         // A few hundred bytes into an empty socket buffer: a short blocking write.
         let _ = c.stream.set_nonblocking(false);
         let _ = c.stream.set_write_timeout(Some(std::time::Duration::from_secs(1)));
@@ -888,8 +895,13 @@ impl Daemon {
                 Some(Saved { add, dev: e.ns_ident.0, ino: e.ns_ident.1, start, lease: hex(&blob) })
             })
             .collect();
-        let data = serde_json::to_vec(&saved).unwrap_or_default();
-        if let Err(e) = crate::sys::file::write_atomic(Path::new(&self.state_file), &data, 0o600) {
+        let mut w = JsonWriter::new();
+        w.begin_array();
+        for s in &saved {
+            s.write_json(&mut w);
+        }
+        w.end_array();
+        if let Err(e) = crate::sys::file::write_atomic(Path::new(&self.state_file), w.finish().as_bytes(), 0o600) {
             log(format_args!("cannot save leases: {e}"));
         }
     }

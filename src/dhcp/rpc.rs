@@ -4,9 +4,9 @@
 
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::AnyResult;
-use crate::cni::CniResult;
+use crate::cni::json_writer::JsonWriter;
+use crate::cni::{version, CniResult};
 use crate::error::{code, Error, Result};
-use serde::Serialize;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -16,29 +16,54 @@ pub const DEFAULT_SOCKET: &str = "/run/cni/dhcp.sock";
 /// Longest request or reply line read.
 pub const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Serialize, Default)]
+#[derive(Default)]
 pub struct Request {
     /// `add`, `check`, `del`, `gc` or `status`.
     pub op: String,
     /// The lease's name and DHCP client identifier: `<containerID>/<network>/<ifname>`.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub network: String,
     /// Absolute path of the container's network namespace (add).
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub netns: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub ifname: String,
     /// Option codes for the parameter request list (add).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request: Vec<u8>,
     /// Options sent to the server as given: `[code, "value"]` (add).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub provide: Vec<(u8, String)>,
     /// The ids of `network` that stay (gc).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keep: Vec<String>,
+}
+
+impl Request {
+    /// The request as its object; empty fields are left out.
+    pub fn write_json(&self, w: &mut JsonWriter) {
+        w.begin_object().key("op").string(&self.op).nonempty("id", &self.id).nonempty("network", &self.network);
+        w.nonempty("netns", &self.netns).nonempty("ifname", &self.ifname);
+        if !self.request.is_empty() {
+            w.key("request").begin_array();
+            for &code in &self.request {
+                w.number(code.into());
+            }
+            w.end_array();
+        }
+        if !self.provide.is_empty() {
+            w.key("provide").begin_array();
+            for (code, value) in &self.provide {
+                w.begin_array().number((*code).into()).string(value).end_array();
+            }
+            w.end_array();
+        }
+        w.strings("keep", &self.keep).end_object();
+    }
+
+    /// The request as the line sent to the daemon.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut w = JsonWriter::new();
+        self.write_json(&mut w);
+        let mut line = w.finish().into_bytes();
+        line.push(b'\n');
+        line
+    }
 }
 
 impl FromJson for Request {
@@ -61,15 +86,10 @@ impl FromJson for Request {
 /// Success: `{}` or `{"result": {...}}`; failure: the CNI error fields.
 /// The daemon writes a `CniResult`; the plugin reads it back through the
 /// one parser of results (any version), so `R` differs between the two sides.
-#[derive(Serialize)]
 pub struct Reply<R = CniResult> {
-    #[serde(skip_serializing_if = "is_zero")]
     pub code: u32,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub msg: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub details: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<R>,
 }
 
@@ -86,10 +106,6 @@ impl<R: FromJson> FromJson for Reply<R> {
     }
 }
 
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
-
 impl<R> Reply<R> {
     pub fn error(e: &Error) -> Reply<R> {
         Reply { code: e.code, msg: e.msg.clone(), details: e.details.clone(), result: None }
@@ -97,6 +113,27 @@ impl<R> Reply<R> {
 
     pub fn ok(result: Option<R>) -> Reply<R> {
         Reply { code: 0, msg: String::new(), details: String::new(), result }
+    }
+}
+
+impl Reply {
+    /// The reply as one line, the result printed as the newest version.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut w = JsonWriter::new();
+        w.begin_object();
+        if self.code != 0 {
+            w.key("code").number(self.code.into()).key("msg").string(&self.msg).nonempty("details", &self.details);
+        }
+        if let Some(r) = &self.result {
+            match r.to_json(version::CURRENT) {
+                Ok(json) => w.key("result").raw(&json),
+                Err(e) => return Reply::<CniResult>::error(&e).to_line(),
+            };
+        }
+        w.end_object();
+        let mut line = w.finish().into_bytes();
+        line.push(b'\n');
+        line
     }
 }
 
@@ -124,9 +161,7 @@ pub fn call(path: &str, req: &Request, timeout: Duration) -> Result<Option<CniRe
     })?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
-    let mut line = serde_json::to_vec(req).map_err(|e| Error::msg(format!("encode DHCP daemon request: {e}")))?;
-    line.push(b'\n');
-    s.write_all(&line).map_err(|e| later("cannot send to the DHCP daemon at", e))?;
+    s.write_all(&req.to_line()).map_err(|e| later("cannot send to the DHCP daemon at", e))?;
     // The daemon closes the connection after its one line.
     let mut buf = Vec::new();
     let read = (&s).take(MAX_LINE as u64).read_to_end(&mut buf);
@@ -164,12 +199,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"op":"add","id":"c1/net/eth0","request":[1,3],"provide":[[12,"pod-a"]]}"#
+            String::from_utf8(r.to_line()).unwrap(),
+            "{\"op\":\"add\",\"id\":\"c1/net/eth0\",\"request\":[1,3],\"provide\":[[12,\"pod-a\"]]}\n"
         );
+        let back: Request = crate::cni::config::parse(&r.to_line(), "request").unwrap();
+        assert_eq!((back.id, back.request, back.provide), (r.id, r.request, r.provide));
         let e: Reply = Reply::error(&Error::new(11, "later"));
-        assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"code":11,"msg":"later"}"#);
-        assert_eq!(serde_json::to_string(&Reply::<CniResult>::ok(None)).unwrap(), "{}");
+        assert_eq!(e.to_line(), b"{\"code\":11,\"msg\":\"later\"}\n");
+        assert_eq!(Reply::<CniResult>::ok(None).to_line(), b"{}\n");
         let back: Reply<AnyResult> = crate::cni::config::parse(br#"{"code":11,"msg":"later"}"#, "reply").unwrap();
         assert_eq!(back.into_result().err().unwrap().code, 11);
     }

@@ -239,7 +239,7 @@ mod tests {
         let (socket, r, _) = setup(&req(conf, "IgnoreUnknown=1;K8S_POD_NAME=pod-a"), "add").unwrap();
         assert_eq!(socket, "/tmp/d.sock");
         assert_eq!(
-            serde_json::to_string(&r).unwrap(),
+            String::from_utf8(r.to_line()).unwrap().trim_end(),
             r#"{"op":"add","id":"ctr1/lan/eth0","network":"lan","netns":"/run/netns/c1","ifname":"eth0","request":[1,3,6,15,33,121,42],"provide":[[12,"pod-a"],[60,"cnibox"]]}"#
         );
         // skipDefault keeps only what is listed; a missing CNI_ARGS key sends nothing

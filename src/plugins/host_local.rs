@@ -184,7 +184,7 @@ fn add(req: &Request) -> Result<CniResult> {
     }
     let ips = leases
         .into_iter()
-        .map(|l| IpConfig { version: None, address: l.addr, gateway: Some(l.gateway), interface: None })
+        .map(|l| IpConfig { address: l.addr, gateway: Some(l.gateway), interface: None })
         .collect();
     Ok(CniResult { ips, routes: c.routes, dns, ..Default::default() })
 }

@@ -39,7 +39,7 @@ fn add(req: &Request) -> Result<CniResult> {
     };
     for v4 in [true, false] {
         if let Some(a) = addrs.iter().find(|a| a.net.is_ipv4() == v4) {
-            r.ips.push(IpConfig { version: None, address: a.net, gateway: None, interface: Some(0) });
+            r.ips.push(IpConfig { address: a.net, gateway: None, interface: Some(0) });
         }
     }
     Ok(r)

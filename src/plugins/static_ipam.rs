@@ -97,7 +97,7 @@ fn load(req: &Request) -> Result<CniResult> {
             Some(n) => n,
             None => cidr(&text, "the 'address' field is expected to be in CIDR notation")?,
         };
-        out.ips.push(IpConfig { version: None, address, gateway, interface: None });
+        out.ips.push(IpConfig { address, gateway, interface: None });
     }
     let v4 = out.ips.iter().filter(|i| i.address.is_ipv4()).count();
     if (v4 > 1 || out.ips.len() - v4 > 1) && !version::at_least(&req.cni_version, "0.3.0") {

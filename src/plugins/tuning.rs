@@ -5,6 +5,7 @@
 use super::iface::RuntimeMac;
 use crate::cni::args::CniArgs;
 use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json_writer::JsonWriter;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::Mac;
@@ -13,7 +14,6 @@ use crate::rtnl::link::{IFF_PROMISC, IFLA_TXQLEN};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::{file, sysctl};
-use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,14 +90,23 @@ impl FromJson for ArgsCni {
 }
 
 /// The link's settings before tuning, kept for DEL.
-#[derive(Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(PartialEq)]
 struct Backup {
     mac: Mac,
     mtu: u32,
     promisc: bool,
     allmulti: bool,
     tx_qlen: u32,
+}
+
+impl Backup {
+    fn to_json(&self) -> String {
+        let mut w = JsonWriter::new();
+        w.begin_object().key("mac").display(&self.mac).key("mtu").number(self.mtu.into());
+        w.key("promisc").boolean(self.promisc).key("allmulti").boolean(self.allmulti);
+        w.key("txQlen").number(self.tx_qlen.into()).end_object();
+        w.finish()
+    }
 }
 
 impl FromJson for Backup {
@@ -213,9 +222,8 @@ fn add(req: &Request) -> Result<CniResult> {
     let path = backup_path(&t.data_dir, req);
     if !path.exists() {
         let b = Backup { mac: l.mac, mtu: l.mtu, promisc: l.flags & IFF_PROMISC != 0, allmulti: l.flags & IFF_ALLMULTI != 0, tx_qlen: l.txqlen };
-        let bytes = serde_json::to_vec(&b).map_err(|e| Error::msg(format!("encode backup: {e}")))?;
         file::create_dir_all(&t.data_dir, 0o700)?;
-        file::write_atomic(&path, &bytes, 0o600)?;
+        file::write_atomic(&path, b.to_json().as_bytes(), 0o600)?;
     }
     apply(&mut rt, l.index, ifn, t.mac, t.mtu, t.promisc, t.allmulti, t.tx_qlen)?;
     if let Some(m) = t.mac {

@@ -7,7 +7,7 @@
 use crate::cni::json::{object, Bad, FromJson, JResult};
 use crate::error::{Error, Result};
 use crate::sys::file;
-use serde::Serialize;
+use crate::cni::json_writer::JsonWriter;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -15,25 +15,41 @@ pub const KIND: &str = "cniCacheV1";
 pub const DEFAULT_DIR: &str = "/var/lib/cni";
 
 /// Field order and names as libcni's `cachedInfo` marshals them.
-#[derive(Serialize, Default)]
+#[derive(Default)]
 pub struct Entry {
     pub kind: String,
-    #[serde(rename = "containerId")]
     pub container_id: String,
-    #[serde(serialize_with = "base64::serialize")]
     pub config: Vec<u8>,
-    #[serde(rename = "ifName")]
     pub ifname: String,
-    #[serde(rename = "networkName")]
     pub network: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub netns: String,
-    #[serde(rename = "cniArgs", skip_serializing_if = "Vec::is_empty")]
     pub cni_args: Vec<(String, String)>,
-    #[serde(rename = "capabilityArgs", skip_serializing_if = "Map::is_empty")]
     pub cap_args: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+}
+
+impl Entry {
+    pub fn to_json(&self) -> String {
+        let mut w = JsonWriter::new();
+        w.begin_object().key("kind").string(&self.kind).key("containerId").string(&self.container_id);
+        w.key("config").string(&base64::encode(&self.config)).key("ifName").string(&self.ifname);
+        w.key("networkName").string(&self.network).nonempty("netns", &self.netns);
+        if !self.cni_args.is_empty() {
+            w.key("cniArgs").begin_array();
+            for (k, v) in &self.cni_args {
+                w.begin_array().string(k).string(v).end_array();
+            }
+            w.end_array();
+        }
+        if !self.cap_args.is_empty() {
+            w.key("capabilityArgs").raw(&serde_json::to_string(&self.cap_args).unwrap_or_default());
+        }
+        if let Some(r) = &self.result {
+            w.key("result").raw(&r.to_string());
+        }
+        w.end_object();
+        w.finish()
+    }
 }
 
 impl FromJson for Entry {
@@ -93,8 +109,7 @@ impl Cache {
 
     pub fn write(&self, e: &Entry) -> Result<()> {
         file::create_dir_all(&self.results(), 0o700)?;
-        let bytes = serde_json::to_vec(e).map_err(|err| Error::msg(format!("encode cache entry: {err}")))?;
-        file::write_atomic(&self.path(&e.network, &e.container_id, &e.ifname), &bytes, 0o600)
+        file::write_atomic(&self.path(&e.network, &e.container_id, &e.ifname), e.to_json().as_bytes(), 0o600)
     }
 
     pub fn remove(&self, network: &str, id: &str, ifname: &str) -> Result<()> {
@@ -161,10 +176,6 @@ mod base64 {
         }
         Some(out)
     }
-
-    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&encode(v))
-    }
 }
 
 #[cfg(test)]
@@ -191,7 +202,7 @@ mod tests {
             cni_args: vec![("K".into(), "V".into())],
             ..Entry::default()
         };
-        let s = serde_json::to_string(&e).unwrap();
+        let s = e.to_json();
         assert_eq!(s, r#"{"kind":"cniCacheV1","containerId":"c1","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]]}"#);
         let back = Entry::from_json(&serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap()).ok().unwrap();
         assert!(back.config.is_empty());
