@@ -42,7 +42,11 @@ impl Entry {
             w.end_array();
         }
         if !self.cap_args.is_empty() {
-            w.key("capabilityArgs").raw(&serde_json::to_string(&self.cap_args).unwrap_or_default());
+            w.key("capabilityArgs").begin_object();
+            for (k, v) in &self.cap_args {
+                w.key(k).raw(&v.to_string());
+            }
+            w.end_object();
         }
         if let Some(r) = &self.result {
             w.key("result").raw(&r.to_string());
@@ -208,5 +212,10 @@ mod tests {
         assert!(back.config.is_empty());
         let back = Entry::from_json(&serde_json::from_str(&s).unwrap()).ok().unwrap();
         assert_eq!((back.config, back.cni_args), (b"{}".to_vec(), vec![("K".to_string(), "V".to_string())]));
+        let caps = serde_json::json!({"portMappings": [{"hostPort": 8080, "protocol": "tcp"}], "mac": "0a:58:00:00:00:01"});
+        let result = serde_json::json!({"cniVersion": "1.1.0", "ips": [{"address": "10.1.0.2/24"}]});
+        let e = Entry { cap_args: caps.as_object().unwrap().clone(), result: Some(result.clone()), ..e };
+        let back = Entry::from_json(&serde_json::from_str(&e.to_json()).unwrap()).ok().unwrap();
+        assert_eq!((Value::Object(back.cap_args), back.result), (caps, Some(result)));
     }
 }
