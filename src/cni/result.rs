@@ -56,7 +56,6 @@ impl Route {
 }
 
 /// 0.1.0/0.2.0 shape.
-#[derive(Clone)]
 struct Ip020 {
     ip: IpNet,
     gateway: Option<IpAddr>,
