@@ -24,4 +24,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+# CI checks formatting and lints before the tests.
+for c in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$c" || rustup component add $c
+done
 echo "setup: ok"

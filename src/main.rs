@@ -7,9 +7,9 @@
 // Without the runtime and dhcp features, the arguments after a plugin name go unused.
 #![cfg_attr(not(feature = "all"), allow(unused_variables))]
 
-use cnibox::{cni, plugins};
 #[cfg(feature = "runtime")]
 use cnibox::runtime;
+use cnibox::{cni, plugins};
 
 use std::io::Write;
 
@@ -17,7 +17,8 @@ const RUNTIME_USAGE: &str = "\x20      cnibox netns add|del|list|exec NAME [-- C
      \x20      cnibox add|check|del NETWORK NETNS | gc|status NETWORK   (cnitool-compatible; -i IFNAME --id ID --cache-dir DIR)\n\
      \x20      cnibox run [--network NAME] [--name NETNS] [--] CMD...\n\
      \x20      <plugin> add|check|del CONTAINERID NETNS [--config FILE]\n";
-const DHCP_USAGE: &str = "\x20      cnibox dhcp daemon [-socketpath P] [-pidfile P] [-broadcast] [-timeout D] [-resendmax D]\n";
+const DHCP_USAGE: &str =
+    "\x20      cnibox dhcp daemon [-socketpath P] [-pidfile P] [-broadcast] [-timeout D] [-resendmax D]\n";
 
 fn usage() -> String {
     let names: Vec<&str> = plugins::ALL.iter().map(|p| p.name).collect();
@@ -38,7 +39,9 @@ fn usage() -> String {
 fn main() {
     let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let argv0 = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
-    let (applet, rest) = if plugins::find(&argv0).is_some() { (argv0.as_str(), &argv[1.min(argv.len())..]) } else {
+    let (applet, rest) = if plugins::find(&argv0).is_some() {
+        (argv0.as_str(), &argv[1.min(argv.len())..])
+    } else {
         match argv.get(1) {
             Some(a) => (a.as_str(), &argv[2..]),
             None => ("--help", &argv[0..0]),
@@ -58,7 +61,9 @@ fn main() {
         cmd if runtime::COMMANDS.contains(&cmd) => runtime::main(cmd, rest),
         name => match plugins::find(name) {
             #[cfg(feature = "dhcp")]
-            Some(p) if p.name == "dhcp" && rest.first().map(String::as_str) == Some("daemon") => cnibox::dhcp::daemon::main(&rest[1..]),
+            Some(p) if p.name == "dhcp" && rest.first().map(String::as_str) == Some("daemon") => {
+                cnibox::dhcp::daemon::main(&rest[1..])
+            }
             // A plugin given arguments (`bridge add <id> <netns>`) is the short form.
             #[cfg(feature = "runtime")]
             Some(p) if !rest.is_empty() && std::env::var_os("CNI_COMMAND").is_none() => runtime::short_form(p, rest),

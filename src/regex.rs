@@ -172,9 +172,7 @@ fn m(seq: &[Node], t: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> 
 
 fn rep(n: &Node, lo: u32, hi: u32, count: u32, t: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
     // Greedy: one more first, then stop if enough. A zero-width step ends the loop.
-    if count < hi
-        && m(std::slice::from_ref(n), t, pos, &mut |p| p != pos && rep(n, lo, hi, count + 1, t, p, k))
-    {
+    if count < hi && m(std::slice::from_ref(n), t, pos, &mut |p| p != pos && rep(n, lo, hi, count + 1, t, p, k)) {
         return true;
     }
     count >= lo && k(pos)

@@ -89,7 +89,8 @@ fn shapes_both_directions_with_real_packets() {
     call(&p, "CHECK", &path).run(&conf(&p, bw, "1.0.0").replace(&p.prev.to_string(), &r.to_string())).ok();
     // CHECK notices a different configured rate.
     let other = bw.replace("\"ingressRate\":1000000", "\"ingressRate\":2000000");
-    let v = call(&p, "CHECK", &path).run(&conf(&p, &other, "1.0.0").replace(&p.prev.to_string(), &r.to_string())).err(999);
+    let v =
+        call(&p, "CHECK", &path).run(&conf(&p, &other, "1.0.0").replace(&p.prev.to_string(), &r.to_string())).err(999);
     assert!(v["msg"].as_str().unwrap().contains("Rate"), "{v}");
 
     call(&p, "DEL", &path).run(&c).ok();

@@ -32,9 +32,12 @@ fn quick_run_writes_table_json_and_svg() {
     let plugins = common::plugin_dir(&tmp);
     let out_dir = tmp.join("out");
     let mut cmd = bench();
-    cmd.args(["--plugins", &plugins, "--iterations", "2", "--warmup", "1", "--out"])
-        .arg(&out_dir)
-        .args(["--scenarios", "version,loopback,status,bridge,rss,size", "--timeout", "20"]);
+    cmd.args(["--plugins", &plugins, "--iterations", "2", "--warmup", "1", "--out"]).arg(&out_dir).args([
+        "--scenarios",
+        "version,loopback,status,bridge,rss,size",
+        "--timeout",
+        "20",
+    ]);
     let with_ref = std::path::Path::new("/usr/lib/cni/bridge").exists();
     if !with_ref {
         cmd.args(["--vs", "none"]);

@@ -67,13 +67,23 @@ impl Env {
         let dir = self.tmp.join("ipam").join("testnet");
         let mut out = String::new();
         for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            out += &format!("== {}\n{}\n", f.file_name().to_string_lossy(), std::fs::read_to_string(f.path()).unwrap_or_default());
+            out += &format!(
+                "== {}\n{}\n",
+                f.file_name().to_string_lossy(),
+                std::fs::read_to_string(f.path()).unwrap_or_default()
+            );
         }
         out
     }
 
     fn veths(&self) -> Vec<String> {
-        self.node.links().iter().filter_map(|l| l["ifname"].as_str()).filter(|n| n.starts_with("veth")).map(String::from).collect()
+        self.node
+            .links()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with("veth"))
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -111,7 +121,8 @@ fn dual_stack_add_check_del() {
     assert_eq!(ips[0]["gateway"], "10.99.0.1");
     assert_eq!(ips[1]["gateway"], "fd99::1");
     let a1 = ips[0]["address"].as_str().unwrap().to_string();
-    let routes: Vec<String> = r1["routes"].as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_string()).collect();
+    let routes: Vec<String> =
+        r1["routes"].as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_string()).collect();
     assert!(routes.contains(&"0.0.0.0/0".to_string()) && routes.contains(&"::/0".to_string()), "{routes:?}");
 
     // Kernel: bridge with both gateways, MAC as reported; veth enslaved and up; container side configured.
@@ -119,7 +130,10 @@ fn dual_stack_add_check_del() {
     assert_eq!(br["linkinfo"]["info_kind"], "bridge");
     assert_eq!(br["address"], ifs[0]["mac"]);
     let br_addrs = e.node.addrs("cbr0");
-    assert!(br_addrs.contains(&"10.99.0.1/24".to_string()) && br_addrs.contains(&"fd99::1/64".to_string()), "{br_addrs:?}");
+    assert!(
+        br_addrs.contains(&"10.99.0.1/24".to_string()) && br_addrs.contains(&"fd99::1/64".to_string()),
+        "{br_addrs:?}"
+    );
     let hv = e.node.link(&hveth).expect("host veth exists");
     assert_eq!(hv["master"], "cbr0");
     assert_eq!(hv["address"], ifs[1]["mac"]);
@@ -242,11 +256,14 @@ fn options_mtu_hairpin_isolation_promisc_dns() {
 
     // promiscMode on another bridge; and the conflict with hairpin is refused before anything is made.
     let c2 = Netns::new("c2");
-    let conf2 = e.conf("1.0.0", &["10.95.0.0/24"], r#""bridge":"cbr1","promiscMode":true"#).replace(r#""bridge":"cbr0","#, "");
+    let conf2 =
+        e.conf("1.0.0", &["10.95.0.0/24"], r#""bridge":"cbr1","promiscMode":true"#).replace(r#""bridge":"cbr0","#, "");
     e.add("ctr2", &c2, &conf2);
     assert!(flags(&e.node.link("cbr1").unwrap()).contains(&"PROMISC".to_string()));
     let c3 = Netns::new("c3");
-    let bad = e.conf("1.0.0", &["10.94.0.0/24"], r#""bridge":"cbr2","promiscMode":true,"hairpinMode":true"#).replace(r#""bridge":"cbr0","#, "");
+    let bad = e
+        .conf("1.0.0", &["10.94.0.0/24"], r#""bridge":"cbr2","promiscMode":true,"hairpinMode":true"#)
+        .replace(r#""bridge":"cbr0","#, "");
     let v = e.call("ADD", "ctr3", &c3).run(&bad).err(7);
     assert!(v["msg"].as_str().unwrap().contains("hairpin"), "{v}");
     assert!(e.node.link("cbr2").is_none());
@@ -267,7 +284,11 @@ fn container_mac_sources_and_precedence() {
     assert_eq!(c1.link("eth0").unwrap()["address"], "02:00:00:00:00:01");
     // runtimeConfig.mac wins over args.cni.mac and CNI_ARGS.
     let c2 = Netns::new("c2");
-    let conf2 = e.conf("1.0.0", &["10.93.0.0/24"], r#""args":{"cni":{"mac":"02:00:00:00:00:02"}},"runtimeConfig":{"mac":"02:00:00:00:00:03"}"#);
+    let conf2 = e.conf(
+        "1.0.0",
+        &["10.93.0.0/24"],
+        r#""args":{"cni":{"mac":"02:00:00:00:00:02"}},"runtimeConfig":{"mac":"02:00:00:00:00:03"}"#,
+    );
     let mut c = e.call("ADD", "ctr2", &c2);
     c.set("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:01");
     c.run(&conf2).ok();
@@ -309,7 +330,8 @@ fn enabledad_sets_dad_sysctls() {
     assert_eq!(c1.sysctl("net/ipv6/conf/eth0/enhanced_dad"), "1");
     // Addresses are no longer tentative when ADD returns (DAD was waited for).
     let v = c1.ip_json(&["-6", "addr", "show", "dev", "eth0", "tentative"]);
-    let tentative: Vec<_> = v.as_array().unwrap().iter().flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default()).collect();
+    let tentative: Vec<_> =
+        v.as_array().unwrap().iter().flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default()).collect();
     assert!(tentative.is_empty(), "{tentative:?}");
 }
 
@@ -428,14 +450,19 @@ fn hundred_parallel_adds_get_distinct_addresses() {
     let conf = e.conf("1.0.0", &["10.84.0.0/24"], r#""isGateway":true"#);
     let ctrs: Vec<Netns> = (0..100).map(|i| Netns::new(&format!("p{i}"))).collect();
     let results: Vec<Run> = std::thread::scope(|s| {
-        let hs: Vec<_> = ctrs.iter().enumerate().map(|(i, c)| {
-            let e = &e;
-            let conf = &conf;
-            s.spawn(move || e.call("ADD", &format!("pod{i}"), c).run(conf))
-        }).collect();
+        let hs: Vec<_> = ctrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let e = &e;
+                let conf = &conf;
+                s.spawn(move || e.call("ADD", &format!("pod{i}"), c).run(conf))
+            })
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut addrs: Vec<String> = results.iter().map(|r| r.ok().json()["ips"][0]["address"].as_str().unwrap().to_string()).collect();
+    let mut addrs: Vec<String> =
+        results.iter().map(|r| r.ok().json()["ips"][0]["address"].as_str().unwrap().to_string()).collect();
     for (c, a) in ctrs.iter().zip(&addrs) {
         assert!(c.addrs("eth0").contains(a), "container holds what the result says");
     }

@@ -12,9 +12,9 @@
 //! mode the step fails instead, and ADD's rollback alone must leave nothing.
 //! Last, real SIGKILLs at random instants under parallel load.
 
+mod chaos;
 #[path = "nft_support.rs"]
 mod support;
-mod chaos;
 
 use chaos::*;
 use serde_json::Value;
@@ -35,7 +35,11 @@ const ABORT: [(&str, &str); 1] = [("CNIBOX_FAILPOINT_MODE", "abort")];
 
 /// The steps a run takes, as the trace names them.
 fn trace(r: &Run) -> Vec<String> {
-    r.stderr.lines().filter_map(|l| l.strip_prefix("cnibox failpoint ")).map(|l| l.split_once(": ").map_or(l, |x| x.1).to_string()).collect()
+    r.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("cnibox failpoint "))
+        .map(|l| l.split_once(": ").map_or(l, |x| x.1).to_string())
+        .collect()
 }
 
 struct Walk {
@@ -74,14 +78,26 @@ impl Walk {
     /// Abort `plugin cmd` at step 1, 2, ... until a run gets past its last
     /// step; `before` prepares each attempt (for pod `id`), and after each
     /// abort the chain is deleted and checked. Returns the steps walked.
-    fn walk(&self, label: &str, plugin: &str, cmd: &str, port: u16, before: impl Fn(&str), stdin: impl Fn(&str) -> String) -> Vec<String> {
+    fn walk(
+        &self,
+        label: &str,
+        plugin: &str,
+        cmd: &str,
+        port: u16,
+        before: impl Fn(&str),
+        stdin: impl Fn(&str) -> String,
+    ) -> Vec<String> {
         let mut steps = Vec::new();
         for n in 1..=64 {
             let id = format!("{label}{n}");
             before(&id);
             let (r, step) = self.run_failing(plugin, cmd, &id, &stdin(&id), n, true);
             if !aborted(&r) {
-                assert_eq!(r.code, 0, "{label}: {plugin} {cmd} without an abort must succeed: {} {}", r.stdout, r.stderr);
+                assert_eq!(
+                    r.code, 0,
+                    "{label}: {plugin} {cmd} without an abort must succeed: {} {}",
+                    r.stdout, r.stderr
+                );
                 assert!(trace(&r).len() < n, "{label}: step {n} was reached but did not abort");
                 self.cleanup_and_prove(&format!("{label}: {plugin} {cmd} past its last step"), &id, port);
                 return steps;
@@ -109,7 +125,10 @@ impl Walk {
             .unwrap_or_else(|r| panic!("{what}: the next pod's ADD failed: {} {}", r.stdout, r.stderr));
         let held = self.c.reservations().unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(held.len(), 2, "{what}: the next pod holds exactly its two addresses");
-        assert!(held.iter().all(|r| r.id == other && result_ips(&res).contains(&r.ip)), "{what}: reservations are the next pod's");
+        assert!(
+            held.iter().all(|r| r.id == other && result_ips(&res).contains(&r.ip)),
+            "{what}: reservations are the next pod's"
+        );
         for r in self.c.del_chain(&self.exe, &self.path, &other, &self.other.path(), port + 1) {
             assert_eq!(r.code, 0, "{what}: DEL of the next pod failed: {}", r.stdout);
         }
@@ -197,7 +216,10 @@ fn add_failing_at_every_step_rolls_back_everything() {
             let leaks = w.c.leaks(&[&w.ctr]);
             assert!(leaks.is_empty(), "ADD failing at step {n} ({step}) did not roll back: {leaks:#?}");
             if first {
-                assert!(w.c.node.link("cbr0").is_none(), "the bridge this ADD created is rolled back too (step {n}, {step})");
+                assert!(
+                    w.c.node.link("cbr0").is_none(),
+                    "the bridge this ADD created is rolled back too (step {n}, {step})"
+                );
             }
             w.cleanup_and_prove(&format!("bridge ADD failed at step {n} ({step})"), &id, 32010);
         }
@@ -236,7 +258,9 @@ fn sigkill_at_random_times_under_load() {
                 .enumerate()
                 .map(|(i, ctr)| {
                     let (c, exe, path, d) = (&c, &exe, &path, delays[i]);
-                    s.spawn(move || kill_chain_after(c, exe, path, &format!("k{round}x{i}"), &ctr.path(), 33100 + i as u16, d))
+                    s.spawn(move || {
+                        kill_chain_after(c, exe, path, &format!("k{round}x{i}"), &ctr.path(), 33100 + i as u16, d)
+                    })
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -277,12 +301,25 @@ fn sigkill_at_random_times_under_load() {
     }
     let refs: Vec<&Netns> = ctrs.iter().collect();
     assert!(c.leaks(&refs).is_empty());
-    report!("sigkill under load: {} chains, {killed} killed mid-way, {finished} finished first; no leak after DEL", ROUNDS * PODS);
+    report!(
+        "sigkill under load: {} chains, {killed} killed mid-way, {finished} finished first; no leak after DEL",
+        ROUNDS * PODS
+    );
 }
 
 /// Start a plugin and SIGKILL it after `delay_us` unless it finished; true if it was killed.
 #[allow(clippy::too_many_arguments)]
-fn kill_after(c: &Cluster, exe: &Path, path: &str, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: &str, delay_us: u64) -> (bool, Option<Value>) {
+fn kill_after(
+    c: &Cluster,
+    exe: &Path,
+    path: &str,
+    plugin: &str,
+    cmd: &str,
+    id: &str,
+    netns: &str,
+    stdin: &str,
+    delay_us: u64,
+) -> (bool, Option<Value>) {
     use std::io::Write;
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
@@ -300,7 +337,13 @@ fn kill_after(c: &Cluster, exe: &Path, path: &str, plugin: &str, cmd: &str, id: 
     let fd = f.as_raw_fd();
     // SAFETY: setns in the forked child before exec.
     unsafe {
-        p.pre_exec(move || if libc::setns(fd, libc::CLONE_NEWNET) != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+        p.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
     }
     let mut child = p.spawn().expect("spawn plugin");
     drop(f);

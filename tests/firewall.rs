@@ -43,7 +43,9 @@ fn accept_rules_and_bridge_isolation() {
     let ip2 = r2["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
     assert!(c1.ping(&ip2), "routed between bridges before any isolation");
 
-    let fw = |cmd: &str, id: &str, ns: &Netns, conf: &str| Call::cni(&node, "firewall", cmd, id, &ns.path(), "eth0", &path).run(conf);
+    let fw = |cmd: &str, id: &str, ns: &Netns, conf: &str| {
+        Call::cni(&node, "firewall", cmd, id, &ns.path(), "eth0", &path).run(conf)
+    };
     let f1 = fw_conf(&r1, "same-bridge");
     let f2 = fw_conf(&r2, "same-bridge");
     let out = fw("ADD", "ctr1", &c1, &f1).ok().json();
@@ -54,7 +56,10 @@ fn accept_rules_and_bridge_isolation() {
     let per_ip: Vec<_> = rules.iter().filter(|(ch, e)| ch == "cni_forward" && e.contains(&ip1)).collect();
     assert_eq!(per_ip.len(), 2, "two accept rules for {ip1}: {rules:?}");
     assert!(rules.iter().any(|(ch, e)| ch == "cni_forward" && e.contains("cni_admin")), "admin jump: {rules:?}");
-    assert!(rules.iter().any(|(ch, e)| ch == "isolation_stage_2" && e.contains("cbrB") && e.contains("drop")), "{rules:?}");
+    assert!(
+        rules.iter().any(|(ch, e)| ch == "isolation_stage_2" && e.contains("cbrB") && e.contains("drop")),
+        "{rules:?}"
+    );
     assert!(!c1.ping(&ip2), "same-bridge policy isolates the two bridges");
     assert!(c1.ping("10.76.0.1"), "the gateway is still reachable");
     fw("CHECK", "ctr1", &c1, &f1).ok();
@@ -67,7 +72,8 @@ fn accept_rules_and_bridge_isolation() {
     // Versions before 0.4.0 and firewalld are refused.
     let old = f1.replace("\"1.0.0\"", "\"0.3.1\"");
     fw("ADD", "ctr1", &c1, &old).err(1);
-    let fwd = json!({"cniVersion":"1.0.0","name":"fwnet","type":"firewall","backend":"firewalld","prevResult":r1}).to_string();
+    let fwd = json!({"cniVersion":"1.0.0","name":"fwnet","type":"firewall","backend":"firewalld","prevResult":r1})
+        .to_string();
     let v = fw("ADD", "ctr1", &c1, &fwd).err(2);
     assert_eq!(v["details"], "backend");
 }

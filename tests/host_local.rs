@@ -97,14 +97,18 @@ fn results_in_every_version_match_the_reference() {
         v,
         json!({"cniVersion":"0.2.0","ip4":{"ip":"10.23.0.2/24","gateway":"10.23.0.1","routes":[{"dst":"0.0.0.0/0"}]},"dns":{}})
     );
-    assert_eq!(n.held(), ["10.22.0.2 c1 eth0", "10.22.0.3 c2 eth0", "10.23.0.2 c3 eth0", "fd00:22::2 c1 eth0", "fd00:22::3 c2 eth0"]);
+    assert_eq!(
+        n.held(),
+        ["10.22.0.2 c1 eth0", "10.22.0.3 c2 eth0", "10.23.0.2 c3 eth0", "fd00:22::2 c1 eth0", "fd00:22::3 c2 eth0"]
+    );
 }
 
 #[test]
 fn every_config_form() {
     let n = Net::new();
     let resolv = n.tmp.join("resolv.conf");
-    std::fs::write(&resolv, "# x\nnameserver 10.0.0.53\nsearch a.example b.example\noptions ndots:2\ndomain example\n").unwrap();
+    std::fs::write(&resolv, "# x\nnameserver 10.0.0.53\nsearch a.example b.example\noptions ndots:2\ndomain example\n")
+        .unwrap();
     // legacy top-level range, several ranges in a set, and an IPv6 set
     let ipam = json!({
         "subnet": "10.30.0.0/24", "rangeStart": "10.30.0.100", "rangeEnd": "10.30.0.101", "gateway": "10.30.0.254",
@@ -129,10 +133,18 @@ fn every_config_form() {
     assert_eq!(v["ips"][1]["gateway"], "10.32.0.9");
     assert_eq!(
         n.held(),
-        ["10.30.0.100 a eth0", "10.30.0.101 b eth0", "10.31.0.10 a eth0", "10.32.0.10 b eth0", "fd00:30::2 a eth0", "fd00:30::3 b eth0"]
+        [
+            "10.30.0.100 a eth0",
+            "10.30.0.101 b eth0",
+            "10.31.0.10 a eth0",
+            "10.32.0.10 b eth0",
+            "fd00:30::2 a eth0",
+            "fd00:30::3 b eth0"
+        ]
     );
     // runtimeConfig.ipRanges come first
-    let mut c: Value = serde_json::from_str(&n.conf("1.0.0", json!({"ranges": [[{"subnet": "10.40.0.0/24"}]]}))).unwrap();
+    let mut c: Value =
+        serde_json::from_str(&n.conf("1.0.0", json!({"ranges": [[{"subnet": "10.40.0.0/24"}]]}))).unwrap();
     c["runtimeConfig"] = json!({"ipRanges": [[{"subnet": "10.41.0.0/24"}]]});
     assert_eq!(addrs(&n.add("c", &c.to_string())), ["10.41.0.2/24", "10.40.0.2/24"]);
 }
@@ -186,7 +198,10 @@ fn duplicate_del_twice_and_check() {
     let conf = n.conf("1.0.0", dual());
     n.add("a", &conf);
     let e = n.run("ADD", "a", "eth0", "", &conf).err(999);
-    assert_eq!(e["msg"], "failed to allocate for range 0: 10.22.0.2 has been allocated to a, duplicate allocation is not allowed");
+    assert_eq!(
+        e["msg"],
+        "failed to allocate for range 0: 10.22.0.2 has been allocated to a, duplicate allocation is not allowed"
+    );
     let v = n.run("ADD", "a", "net1", "", &conf).ok().json();
     assert_eq!(addrs(&v), ["10.22.0.3/29", "fd00:22::3/124"]);
     n.run("CHECK", "a", "eth0", "", &conf).ok();
@@ -235,7 +250,8 @@ fn gc_with_either_key_and_status() {
     // a dataDir that cannot be created (a file is in the way): not ready, code 50
     let file = n.tmp.join("plain");
     std::fs::write(&file, "x").unwrap();
-    let bad = n.conf("1.1.0", json!({"ranges": [[{"subnet": "10.9.0.0/24"}]], "dataDir": file.join("sub").to_string_lossy()}));
+    let bad = n
+        .conf("1.1.0", json!({"ranges": [[{"subnet": "10.9.0.0/24"}]], "dataDir": file.join("sub").to_string_lossy()}));
     let e = st.run(&bad).err(50);
     assert!(e["msg"].as_str().unwrap().contains("not writable"), "{e}");
 }
@@ -262,7 +278,10 @@ fn reference_reservations_are_kept_and_released() {
     n.del("old2", &conf);
     assert!(!dir.join("10.22.0.3").exists());
     assert!(dir.join("lock").exists() && dir.join("last_reserved_ip.0").exists());
-    assert_eq!(n.held(), ["10.22.0.4 new1 eth0", "10.22.0.5 new2 eth0", "fd00:22::2 new1 eth0", "fd00:22::4 new2 eth0"]);
+    assert_eq!(
+        n.held(),
+        ["10.22.0.4 new1 eth0", "10.22.0.5 new2 eth0", "fd00:22::2 new1 eth0", "fd00:22::4 new2 eth0"]
+    );
 }
 
 #[test]
@@ -286,7 +305,9 @@ fn a_damaged_state_file_is_refused_and_a_hand_edited_one_read() {
 #[test]
 fn hostile_data_dirs_are_refused() {
     let n = Net::new();
-    let e = n.run("ADD", "a", "eth0", "", &n.conf("1.0.0", json!({"subnet": "10.9.0.0/24", "dataDir": "relative/dir"}))).err(7);
+    let e = n
+        .run("ADD", "a", "eth0", "", &n.conf("1.0.0", json!({"subnet": "10.9.0.0/24", "dataDir": "relative/dir"})))
+        .err(7);
     assert!(e["msg"].as_str().unwrap().contains("must be an absolute path"), "{e}");
     assert!(!Path::new("relative").exists());
     // the network's directory is a symlink to somewhere else: nothing is written there
@@ -305,17 +326,34 @@ fn hostile_data_dirs_are_refused() {
 fn config_errors_name_the_problem() {
     let n = Net::new();
     let cases = [
-        (json!({"ranges": [[{"subnet": "10.1.0.0/31"}]]}), "invalid range set 0: Network 10.1.0.0/31 too small to allocate from"),
-        (json!({"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "fd00::/64"}]]}), "invalid range set 0: mixed address families"),
+        (
+            json!({"ranges": [[{"subnet": "10.1.0.0/31"}]]}),
+            "invalid range set 0: Network 10.1.0.0/31 too small to allocate from",
+        ),
+        (
+            json!({"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "fd00::/64"}]]}),
+            "invalid range set 0: mixed address families",
+        ),
         (json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.1.0.0/25"}]]}), "range set 0 overlaps with 1"),
-        (json!({"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "10.1.0.0/25"}]]}), "invalid range set 0: subnets 10.1.0.1-10.1.0.254 and 10.1.0.1-10.1.0.126 overlap"),
+        (
+            json!({"ranges": [[{"subnet": "10.1.0.0/24"}, {"subnet": "10.1.0.0/25"}]]}),
+            "invalid range set 0: subnets 10.1.0.1-10.1.0.254 and 10.1.0.1-10.1.0.126 overlap",
+        ),
         (json!({"routes": []}), "no IP ranges specified"),
     ];
     for (ipam, msg) in cases {
         let e = n.run("ADD", "a", "eth0", "", &n.conf("1.0.0", ipam)).err(7);
         assert_eq!(e["msg"], msg);
     }
-    let e = n.run("ADD", "a", "eth0", "", &n.conf("0.2.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.2.0.0/24"}]]}))).err(7);
+    let e = n
+        .run(
+            "ADD",
+            "a",
+            "eth0",
+            "",
+            &n.conf("0.2.0", json!({"ranges": [[{"subnet": "10.1.0.0/24"}], [{"subnet": "10.2.0.0/24"}]]})),
+        )
+        .err(7);
     assert_eq!(e["msg"], "CNI version 0.2.0 does not support more than 1 address per family");
     let e = n.run("ADD", "a", "eth0", "", &n.conf("1.0.0", json!({"ranges": [[{"subnet": "nope"}]]}))).err(7);
     assert!(e["msg"].as_str().unwrap().contains("ipam.ranges[0][0].subnet"), "{e}");
@@ -329,10 +367,12 @@ fn hundred_parallel_adds_then_dels() {
     let n = Net::new();
     let conf = n.conf("1.0.0", json!({"ranges": [[{"subnet": "10.70.0.0/16"}], [{"subnet": "fd00:70::/64"}]]}));
     let got: Vec<Vec<String>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..100).map(|i| {
-            let (n, conf) = (&n, &conf);
-            s.spawn(move || addrs(&n.add(&format!("ctr{i}"), conf)))
-        }).collect();
+        let hs: Vec<_> = (0..100)
+            .map(|i| {
+                let (n, conf) = (&n, &conf);
+                s.spawn(move || addrs(&n.add(&format!("ctr{i}"), conf)))
+            })
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut v4: Vec<&String> = got.iter().map(|a| &a[0]).collect();
@@ -373,10 +413,16 @@ fn interoperates_with_the_reference_binary() {
     let n = Net::new();
     let conf = n.conf("0.4.0", json!({"ranges": [[{"subnet": "10.80.0.0/28"}]]}));
     let env = |cmd: &str, id: &str| -> Vec<(String, String)> {
-        [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", id), ("CNI_NETNS", NETNS), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/usr/lib/cni")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", NETNS),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     };
     let mut seen = Vec::new();
     for id in ["ref1", "ref2"] {

@@ -7,9 +7,9 @@
 //! Cases the current code does not meet yet, in code this test's author does
 //! not own, are reported and skipped with the bug named (search "KNOWN BUG").
 
+mod chaos;
 #[path = "nft_support.rs"]
 mod support;
-mod chaos;
 
 use chaos::*;
 use serde_json::{json, Value};
@@ -45,7 +45,11 @@ fn files_under(root: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
             out.insert(p.clone(), format!("<link {:?}>", std::fs::read_link(&p).ok()).into_bytes());
         } else if m.is_file() {
             // Big files by size only: the "huge state file" case is 64 MiB.
-            let v = if m.len() > 1 << 20 { format!("<{} bytes>", m.len()).into_bytes() } else { std::fs::read(&p).unwrap_or_default() };
+            let v = if m.len() > 1 << 20 {
+                format!("<{} bytes>", m.len()).into_bytes()
+            } else {
+                std::fs::read(&p).unwrap_or_default()
+            };
             out.insert(p, v);
         } else {
             out.insert(p, b"<special>".to_vec());
@@ -73,10 +77,16 @@ impl H {
     }
 
     fn env(&self, cmd: &str, id: &str, netns: &str, ifname: &str) -> Vec<(String, String)> {
-        [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname), ("CNI_PATH", &self.path)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", ifname),
+            ("CNI_PATH", &self.path),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn call(&self, plugin: &str, env: &[(String, String)], stdin: &str) -> Run {
@@ -96,7 +106,11 @@ impl H {
         assert_eq!(r.code, 1, "{what}: must be refused: rc={} {} {}", r.code, r.stdout, r.stderr);
         let v = r.json();
         assert_eq!(v["code"].as_u64(), Some(code), "{what}: wrong code: {}", r.stdout);
-        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty() && m.len() < 1024), "{what}: a short, clear message: {}", r.stdout);
+        assert!(
+            v["msg"].as_str().is_some_and(|m| !m.is_empty() && m.len() < 1024),
+            "{what}: a short, clear message: {}",
+            r.stdout
+        );
         assert_eq!(self.world(), before, "{what}: the refusal changed something");
         v
     }
@@ -116,7 +130,13 @@ fn network_names_that_try_to_escape() {
         h.refused(&format!("bridge ADD, network name {:.40?}", name), "bridge", &env, &conf, 7);
         let ipam = json!({"cniVersion": "1.0.0", "name": name, "ipam": {"type": "host-local", "dataDir": h.c.data_dir(), "ranges": [[{"subnet": "10.79.0.0/24"}]]}});
         h.refused(&format!("host-local ADD, network name {:.40?}", name), "host-local", &env, &ipam.to_string(), 7);
-        h.refused(&format!("bridge DEL, network name {:.40?}", name), "bridge", &h.env("DEL", "ctr1", &h.ctr.path(), "eth0"), &conf, 7);
+        h.refused(
+            &format!("bridge DEL, network name {:.40?}", name),
+            "bridge",
+            &h.env("DEL", "ctr1", &h.ctr.path(), "eth0"),
+            &conf,
+            7,
+        );
     }
     assert!(!h.c.tmp.path.parent().unwrap().join("escape").exists());
     // The longest name a directory can carry still works.
@@ -133,7 +153,13 @@ fn container_ids_that_try_to_escape() {
     for id in ["../escape", "a/b", "..", ".", "/abs", "-lead", "sp ace", "a;b", &long(129), &long(100_000)] {
         let env = h.env("ADD", id, &h.ctr.path(), "eth0");
         h.refused(&format!("bridge ADD, container id {:.40?}", id), "bridge", &env, &h.c.bridge_conf(), 4);
-        h.refused(&format!("portmap ADD, container id {:.40?}", id), "portmap", &env, &h.c.portmap_conf(8080, Some(&json!({"cniVersion":"1.0.0"}))), 4);
+        h.refused(
+            &format!("portmap ADD, container id {:.40?}", id),
+            "portmap",
+            &env,
+            &h.c.portmap_conf(8080, Some(&json!({"cniVersion":"1.0.0"}))),
+            4,
+        );
         let env = h.env("DEL", id, &h.ctr.path(), "eth0");
         h.refused(&format!("bridge DEL, container id {:.40?}", id), "bridge", &env, &h.c.bridge_conf(), 4);
     }
@@ -160,7 +186,13 @@ fn ifnames_that_try_to_escape() {
     // A bridge name that is a path is a config error, before anything is made.
     for bridge in ["../x", "a/b", &long(16)] {
         let conf = h.bridge_with(|v| v["bridge"] = json!(bridge));
-        h.refused(&format!("bridge name {bridge:.40?}"), "bridge", &h.env("ADD", "ctr1", &h.ctr.path(), "eth0"), &conf, 7);
+        h.refused(
+            &format!("bridge name {bridge:.40?}"),
+            "bridge",
+            &h.env("ADD", "ctr1", &h.ctr.path(), "eth0"),
+            &conf,
+            7,
+        );
     }
 }
 
@@ -227,7 +259,11 @@ fn all_but_200() -> String {
 
 fn truncated() -> Vec<u8> {
     // A cnibox header whose size no longer matches: cut off mid-line.
-    format!("# cnibox host-local v1 size=0000099999: one reservation per line: address container-id ifname\n{}10.79.0.2", all_but_200()).into_bytes()
+    format!(
+        "# cnibox host-local v1 size=0000099999: one reservation per line: address container-id ifname\n{}10.79.0.2",
+        all_but_200()
+    )
+    .into_bytes()
 }
 
 fn garbage() -> Vec<u8> {
@@ -393,7 +429,13 @@ fn netns_that_is_not_a_container_namespace() {
         h.refused(&format!("portmap ADD into {what}"), "portmap", &env, &h.c.portmap_conf(8080, Some(&prev)), *code);
         let ipam = json!({"cniVersion": "1.0.0", "name": NET, "ipam": {"type": "host-local", "dataDir": h.c.data_dir(), "ranges": [[{"subnet": "10.79.0.0/24"}]]}});
         h.refused(&format!("host-local ADD into {what}"), "host-local", &env, &ipam.to_string(), *code);
-        h.refused(&format!("bridge CHECK in {what}"), "bridge", &h.env("CHECK", "ctr1", netns, "eth0"), &h.c.bridge_conf(), *code);
+        h.refused(
+            &format!("bridge CHECK in {what}"),
+            "bridge",
+            &h.env("CHECK", "ctr1", netns, "eth0"),
+            &h.c.bridge_conf(),
+            *code,
+        );
     }
     // DEL given a path that is no (longer a) namespace still releases what the node holds.
     let res = h.c.add_chain(&bin(), &h.path, "ctr1", &h.ctr.path(), 8080).map_err(|r| r.stdout).unwrap();
@@ -423,17 +465,34 @@ fn prev_result_naming_another_namespace() {
             "ips": [{"address": "10.79.9.9/24", "interface": 1}]})
     };
     let env = h.env("ADD", "ctr1", &h.ctr.path(), "eth0");
-    for (what, sandbox) in [("another pod's namespace", other.path()), ("the node's namespace", h.c.node.path()), ("a missing namespace", "/run/netns/gone".into())] {
-        let v = h.refused(&format!("portmap, prevResult in {what}"), "portmap", &env, &h.c.portmap_conf(8080, Some(&prev(sandbox.clone()))), 7);
+    for (what, sandbox) in [
+        ("another pod's namespace", other.path()),
+        ("the node's namespace", h.c.node.path()),
+        ("a missing namespace", "/run/netns/gone".into()),
+    ] {
+        let v = h.refused(
+            &format!("portmap, prevResult in {what}"),
+            "portmap",
+            &env,
+            &h.c.portmap_conf(8080, Some(&prev(sandbox.clone()))),
+            7,
+        );
         assert!(v["msg"].as_str().unwrap().contains("sandbox"), "{v}");
-        let tuning = json!({"cniVersion": "1.0.0", "name": NET, "type": "tuning", "mtu": 1280, "prevResult": prev(sandbox)});
+        let tuning =
+            json!({"cniVersion": "1.0.0", "name": NET, "type": "tuning", "mtu": 1280, "prevResult": prev(sandbox)});
         h.refused(&format!("tuning, prevResult in {what}"), "tuning", &env, &tuning.to_string(), 7);
     }
     assert_eq!(other.link("eth0").unwrap()["mtu"], 1500, "the other pod's interface is untouched");
     // The same namespace under another path (a second bind mount) is the same namespace.
     let alias = h.c.tmp.join("ctr-alias");
     std::fs::write(&alias, "").unwrap();
-    assert!(std::process::Command::new("mount").arg("--bind").arg(h.ctr.path()).arg(&alias).status().unwrap().success());
+    assert!(std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(h.ctr.path())
+        .arg(&alias)
+        .status()
+        .unwrap()
+        .success());
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -453,7 +512,11 @@ fn not_root_is_a_clear_error_and_writes_nothing() {
     // A data directory nobody could write into, so that only the plugin's own check stops it.
     std::fs::set_permissions(&h.c.tmp.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let ipam = json!({"cniVersion": "1.0.0", "name": NET, "ipam": {"type": "host-local", "dataDir": h.c.data_dir(), "ranges": [[{"subnet": "10.79.0.0/24"}]]}});
-    for (plugin, conf) in [("bridge", h.c.bridge_conf()), ("host-local", ipam.to_string()), ("portmap", h.c.portmap_conf(8080, Some(&json!({"cniVersion": "1.0.0"}))))] {
+    for (plugin, conf) in [
+        ("bridge", h.c.bridge_conf()),
+        ("host-local", ipam.to_string()),
+        ("portmap", h.c.portmap_conf(8080, Some(&json!({"cniVersion": "1.0.0"})))),
+    ] {
         for cmd in ["ADD", "DEL"] {
             let before = h.world();
             let r = run_as_nobody(&h, plugin, &h.env(cmd, "ctr1", &h.ctr.path(), "eth0"), &conf);

@@ -24,7 +24,10 @@ impl Env {
         let ipam = if subnet.is_empty() {
             "{}".to_string()
         } else {
-            format!(r#"{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"{subnet}"}}]]}}"#, self.tmp.join("ipam").display())
+            format!(
+                r#"{{"type":"host-local","dataDir":"{}","ranges":[[{{"subnet":"{subnet}"}}]]}}"#,
+                self.tmp.join("ipam").display()
+            )
         };
         let extra = if extra.is_empty() { String::new() } else { format!("{extra},") };
         format!(r#"{{"cniVersion":"1.0.0","name":"ifnet","type":"{ty}",{extra}"ipam":{ipam}}}"#)
@@ -103,7 +106,11 @@ fn macvlan_options_and_errors() {
     nic(&e, "nic0");
     let (c1, c2, c3) = (Netns::new("c1"), Netns::new("c2"), Netns::new("c3"));
     // L2 only, private mode, MAC from runtimeConfig, broadcast queue length.
-    let l2 = e.conf("macvlan", "", r#""master":"nic0","mode":"private","bcqueuelen":100,"runtimeConfig":{"mac":"02:00:00:00:11:22"}"#);
+    let l2 = e.conf(
+        "macvlan",
+        "",
+        r#""master":"nic0","mode":"private","bcqueuelen":100,"runtimeConfig":{"mac":"02:00:00:00:11:22"}"#,
+    );
     let r = e.call("macvlan", "ADD", "ctr1", &c1).run(&l2).ok().json();
     assert!(r.get("ips").is_none());
     let l = c1.link("eth0").unwrap();
@@ -161,7 +168,12 @@ fn ptp_routes_through_the_gateway() {
     assert_eq!(r1["ips"][0]["gateway"], "10.63.0.1");
     // Container: no connected route; gateway /32 on the link; subnet via gateway.
     let routes = c1.ip_json(&["route", "show"]);
-    let dsts: Vec<String> = routes.as_array().unwrap().iter().map(|r| format!("{} {}", r["dst"].as_str().unwrap(), r["gateway"].as_str().unwrap_or("-"))).collect();
+    let dsts: Vec<String> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r["dst"].as_str().unwrap(), r["gateway"].as_str().unwrap_or("-")))
+        .collect();
     assert!(dsts.contains(&"10.63.0.1 -".to_string()), "{dsts:?}");
     assert!(dsts.contains(&"10.63.0.0/24 10.63.0.1".to_string()), "{dsts:?}");
     // Node: gateway /32 on the host end, host route to the container.
@@ -208,7 +220,11 @@ fn tap_in_container_with_bridge_owner_and_address() {
     let e = Env::new();
     let c1 = Netns::new("c1");
     c1.sh(&["link", "add", "br0", "type", "bridge"]);
-    let conf = e.conf("tap", "10.65.0.0/24", r#""mtu":1400,"multiQueue":true,"owner":1234,"group":1234,"bridge":"br0","mac":"02:00:00:00:33:44""#);
+    let conf = e.conf(
+        "tap",
+        "10.65.0.0/24",
+        r#""mtu":1400,"multiQueue":true,"owner":1234,"group":1234,"bridge":"br0","mac":"02:00:00:00:33:44""#,
+    );
     let r = e.call("tap", "ADD", "ctr1", &c1).run(&conf).ok().json();
     assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:33:44");
     let l = c1.link("eth0").unwrap();
@@ -224,7 +240,8 @@ fn tap_in_container_with_bridge_owner_and_address() {
     e.call("tap", "DEL", "ctr1", &c1).run(&conf).ok();
     assert!(c1.link("eth0").is_none());
     // selinuxContext would need a process to label: refused, naming the field.
-    let v = e.call("tap", "ADD", "ctr1", &c1).run(&e.conf("tap", "", r#""selinuxContext":"system_u:object_r:x""#)).err(2);
+    let v =
+        e.call("tap", "ADD", "ctr1", &c1).run(&e.conf("tap", "", r#""selinuxContext":"system_u:object_r:x""#)).err(2);
     assert_eq!(v["details"], "selinuxContext");
 }
 

@@ -39,7 +39,8 @@ impl Mounts {
             flannel.display(),
             cni.display()
         );
-        let mut holder = Command::new("unshare").args(["--mount", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut holder =
+            Command::new("unshare").args(["--mount", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         use std::io::BufRead;
         std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -96,7 +97,11 @@ fn serve(ns: &Netns, port: u16, secs: u32) -> Child {
          s.bind(('0.0.0.0',{port}))\ns.listen(8)\ns.settimeout(1)\nend=time.time()+{secs}\nprint('up',flush=True)\n\
          while time.time()<end:\n  try:\n    c,_=s.accept()\n  except OSError:\n    continue\n  c.settimeout(5)\n  try:\n    while c.recv(65536): pass\n  except OSError: pass\n  try: c.sendall(b'pong')\n  except OSError: pass\n  c.close()\n"
     );
-    let mut child = Command::new("ip").args(["netns", "exec", &ns.name, "python3", "-c", &code]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-c", &code])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     use std::io::BufRead;
     std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -120,7 +125,13 @@ fn tbf_stats(node: &Netns, dev: &str) -> Value {
 
 fn masq_rules_for(node: &Netns, ip: &str) -> usize {
     let v = node.nft_json();
-    v["nftables"].as_array().into_iter().flatten().filter_map(|i| i.get("rule")).filter(|r| r["table"] == "cni_plugins_masquerade" && r["expr"].to_string().contains(ip)).count()
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("rule"))
+        .filter(|r| r["table"] == "cni_plugins_masquerade" && r["expr"].to_string().contains(ip))
+        .count()
 }
 
 #[test]
@@ -138,10 +149,16 @@ fn k3s_default_conflist_end_to_end() {
     let m = Mounts::new(&tmp);
     let subnet_env = tmp.join("run-flannel/subnet.env");
     // flanneld as k3s runs it: it masquerades itself, so the bridge must not.
-    std::fs::write(&subnet_env, "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.0.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n").unwrap();
+    std::fs::write(
+        &subnet_env,
+        "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.0.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+    )
+    .unwrap();
     let netconf = confdir.to_string_lossy().into_owned();
     let caps1 = r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":1000000,"ingressBurst":100000}}"#;
-    let env = |caps: &'static str| vec![("NETCONFPATH", netconf.clone()), ("CNI_PATH", path.clone()), ("CAP_ARGS", caps.to_string())];
+    let env = |caps: &'static str| {
+        vec![("NETCONFPATH", netconf.clone()), ("CNI_PATH", path.clone()), ("CAP_ARGS", caps.to_string())]
+    };
     let run = |e: &Vec<(&str, String)>, args: &[&str]| {
         let ev: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
         m.cnibox(&node, &ev, args)
@@ -152,7 +169,8 @@ fn k3s_default_conflist_end_to_end() {
     assert!(ip1.starts_with("10.42.0."), "address from FLANNEL_SUBNET: {r1}");
     assert_eq!(r1["ips"][0]["gateway"], "10.42.0.1");
     // Routes: default (isDefaultGateway) and the cluster network.
-    let routes: Vec<String> = r1["routes"].as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_string()).collect();
+    let routes: Vec<String> =
+        r1["routes"].as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap().to_string()).collect();
     assert!(routes.contains(&"10.42.0.0/16".to_string()) && routes.contains(&"0.0.0.0/0".to_string()), "{routes:?}");
     // The bridge is flannel's: cni0, MTU from subnet.env, hairpin on the port.
     let br = node.link("cni0").expect("cni0 bridge");
@@ -162,7 +180,11 @@ fn k3s_default_conflist_end_to_end() {
     assert_eq!(masq_rules_for(&node, &ip1), 0, "FLANNEL_IPMASQ=true: no masquerade by the bridge");
 
     // flanneld switched to not masquerading: the next pod gets the bridge's ipMasq.
-    std::fs::write(&subnet_env, "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.0.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n").unwrap();
+    std::fs::write(
+        &subnet_env,
+        "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.0.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+    )
+    .unwrap();
     let r2 = run(&env("{}"), &["add", "cbr0", &p2.path(), "--id", "pod2"]).ok().json();
     let ip2 = r2["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
     assert!(masq_rules_for(&node, &ip2) > 0, "FLANNEL_IPMASQ=false: the bridge masquerades pod2");
@@ -189,9 +211,11 @@ fn k3s_default_conflist_end_to_end() {
     assert!(!rules.contains(&ip1) && !rules.contains(&ip2), "no rule names a pod address");
     let state = std::fs::read_to_string(tmp.join("var-lib-cni/networks/cbr0/cnibox.state")).unwrap_or_default();
     assert!(!state.contains("pod1") && !state.contains("pod2"), "{state}");
-    let saved: Vec<_> = std::fs::read_dir(tmp.join("var-lib-cni/flannel")).map(|d| d.flatten().collect()).unwrap_or_default();
+    let saved: Vec<_> =
+        std::fs::read_dir(tmp.join("var-lib-cni/flannel")).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(saved.is_empty(), "flannel's per-container files removed");
-    let cached: Vec<_> = std::fs::read_dir(tmp.join("var-lib-cni/results")).map(|d| d.flatten().collect()).unwrap_or_default();
+    let cached: Vec<_> =
+        std::fs::read_dir(tmp.join("var-lib-cni/results")).map(|d| d.flatten().collect()).unwrap_or_default();
     assert!(cached.is_empty(), "result cache emptied");
 }
 
@@ -208,7 +232,8 @@ fn k0s_kube_router_conflist_at_0_3_0() {
     let (p1, p2) = (Netns::new("pod1"), Netns::new("pod2"));
     let m = Mounts::new(&tmp);
     let netconf = confdir.to_string_lossy().into_owned();
-    let e = |caps: &str| vec![("NETCONFPATH", netconf.clone()), ("CNI_PATH", path.clone()), ("CAP_ARGS", caps.to_string())];
+    let e =
+        |caps: &str| vec![("NETCONFPATH", netconf.clone()), ("CNI_PATH", path.clone()), ("CAP_ARGS", caps.to_string())];
     let run = |e: &Vec<(&str, String)>, args: &[&str]| {
         let ev: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
         m.cnibox(&node, &ev, args)

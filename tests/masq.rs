@@ -45,7 +45,11 @@ impl Env {
 
     /// The node's masquerade rules: their comments.
     fn masq_comments(&self) -> Vec<String> {
-        rules(&self.node).into_iter().filter(|r| r.1 == "cni_plugins_masquerade" && r.2 == "masq_checks").map(|r| r.3).collect()
+        rules(&self.node)
+            .into_iter()
+            .filter(|r| r.1 == "cni_plugins_masquerade" && r.2 == "masq_checks")
+            .map(|r| r.3)
+            .collect()
     }
 }
 

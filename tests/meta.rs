@@ -88,10 +88,8 @@ fn tuning_refuses_sysctls_outside_net_and_honours_args() {
     let traversal = p.conf("tuning", json!({"sysctl":{"net/../kernel/panic":"1"}}));
     assert_eq!(p.call("tuning", "ADD").run(&traversal).err(7)["msg"], "invalid net sysctl key: 'net/../kernel/panic'");
     // args.cni overrides the config.
-    let conf = p.conf(
-        "tuning",
-        json!({"mtu":1200,"args":{"cni":{"mtu":1250}},"dataDir": p.tmp.join("t").to_string_lossy()}),
-    );
+    let conf =
+        p.conf("tuning", json!({"mtu":1200,"args":{"cni":{"mtu":1250}},"dataDir": p.tmp.join("t").to_string_lossy()}));
     p.call("tuning", "ADD").run(&conf).ok();
     assert_eq!(p.ctr.link("eth0").unwrap()["mtu"], 1250);
     // Not chained: refused.
@@ -112,7 +110,8 @@ fn sbr_routes_replies_by_source() {
     r2.sh(&["addr", "add", "10.75.0.1/24", "dev", "far1"]);
     r2.sh(&["link", "set", "far1", "up"]);
     r2.sh(&["addr", "add", "192.0.2.9/32", "dev", "lo"]);
-    let ping_from = |src: &str| p.ctr.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", src, "192.0.2.9"]).status.success();
+    let ping_from =
+        |src: &str| p.ctr.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", src, "192.0.2.9"]).status.success();
     assert!(!ping_from("10.75.0.2"), "without sbr, net1's traffic leaves by eth0's default route");
 
     let prev = json!({"cniVersion":"1.0.0","interfaces":[{"name":"net1","sandbox":p.ctr.path()}],

@@ -71,7 +71,11 @@ impl Env {
 
     /// Comments of the per-attachment rules of `table` (cnibox's shared `localnet_guard` rule aside).
     fn comments(&self, table: &str) -> Vec<String> {
-        rules(&self.node).into_iter().filter(|r| r.1 == table && r.2 != "localnet_guard" && !r.3.is_empty()).map(|r| r.3).collect()
+        rules(&self.node)
+            .into_iter()
+            .filter(|r| r.1 == table && r.2 != "localnet_guard" && !r.3.is_empty())
+            .map(|r| r.3)
+            .collect()
     }
 }
 
@@ -142,8 +146,18 @@ fn portmap_rules_cross_both_ways() {
     };
     // Written by the reference (including a rule in the older hostip_hostports chain), removed by cnibox.
     nft_apply(&e.node, PORTMAP_TX);
-    nft_apply(&e.node, &PORTMAP_TX.replace(" ip ", " ip6 ").replace("10.96.0.7:", "[fd96::7]:").replace("10.96.0.7", "fd96::7")
-        .replace("192.168.1.1", "fd00::1").lines().filter(|l| !l.contains("127.0.0.1")).collect::<Vec<_>>().join("\n"));
+    nft_apply(
+        &e.node,
+        &PORTMAP_TX
+            .replace(" ip ", " ip6 ")
+            .replace("10.96.0.7:", "[fd96::7]:")
+            .replace("10.96.0.7", "fd96::7")
+            .replace("192.168.1.1", "fd00::1")
+            .lines()
+            .filter(|l| !l.contains("127.0.0.1"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     assert_eq!(e.comments("cni_hostport").len(), 9);
     Call::cni(&e.node, "portmap", "DEL", "ctr-ref", "", "eth0", &e.path).run(&conf()).ok();
     assert!(e.comments("cni_hostport").is_empty(), "{}", ruleset_text(&e.node));
@@ -191,7 +205,10 @@ add rule bridge nat cni-br-iface-ctr-ref-eth0-mac drop comment "macspoofchk-ctr-
     let ctr = Netns::new("c1");
     e.bridge("ADD", "ctr-cb", &ctr.path()).run(&conf).ok();
     assert_eq!(reference_delete(&e.node, "bridge", "nat", "PREROUTING", |c| c == "macspoofchk-ctr-cb-eth0"), 1);
-    nft_apply(&e.node, "delete chain bridge nat cni-br-iface-ctr-cb-eth0\ndelete chain bridge nat cni-br-iface-ctr-cb-eth0-mac\n");
+    nft_apply(
+        &e.node,
+        "delete chain bridge nat cni-br-iface-ctr-cb-eth0\ndelete chain bridge nat cni-br-iface-ctr-cb-eth0-mac\n",
+    );
     assert!(e.comments("nat").is_empty(), "{}", ruleset_text(&e.node));
 }
 
@@ -234,10 +251,16 @@ fn with_the_installed_reference_plugins() {
     }
     let e = Env::new();
     let reference = |plugin: &str, cmd: &str, id: &str, netns: &str, stdin: &str| {
-        let env: Vec<(String, String)> = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", "eth0"), ("CNI_PATH", &dir)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", &dir),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         run_in(Some(&e.node), std::path::Path::new(&format!("{dir}/{plugin}")), plugin, &env, stdin)
     };
     let spoof = |id: &str| {
@@ -250,7 +273,12 @@ fn with_the_installed_reference_plugins() {
     let conf = e.bridge_conf(r#""ipMasq":true,"ipMasqBackend":"nftables","macspoofchk":true,"#);
     let c1 = Netns::new("c1");
     reference("bridge", "ADD", "ctr-r", &c1.path(), &conf).ok();
-    assert_eq!(e.comments("cni_plugins_masquerade"), [masq_comment("ionet", "eth0", "ctr-r")], "{}", ruleset_text(&e.node));
+    assert_eq!(
+        e.comments("cni_plugins_masquerade"),
+        [masq_comment("ionet", "eth0", "ctr-r")],
+        "{}",
+        ruleset_text(&e.node)
+    );
     assert_eq!(spoof("ctr-r"), 6, "{}", ruleset_text(&e.node));
     e.bridge("DEL", "ctr-r", &c1.path()).run(&conf).ok();
     assert!(e.comments("cni_plugins_masquerade").is_empty(), "{}", ruleset_text(&e.node));

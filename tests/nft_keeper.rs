@@ -37,7 +37,13 @@ impl Env {
     }
 
     fn env(&self, cmd: &'static str, id: &str, ctr: &Netns) -> Vec<(&'static str, String)> {
-        vec![("CNI_COMMAND", cmd.into()), ("CNI_CONTAINERID", id.into()), ("CNI_NETNS", ctr.path()), ("CNI_IFNAME", "eth0".into()), ("CNI_PATH", self.path.clone())]
+        vec![
+            ("CNI_COMMAND", cmd.into()),
+            ("CNI_CONTAINERID", id.into()),
+            ("CNI_NETNS", ctr.path()),
+            ("CNI_IFNAME", "eth0".into()),
+            ("CNI_PATH", self.path.clone()),
+        ]
     }
 
     fn bridge(&self, cmd: &'static str, id: &str, ctr: &Netns, stdin: &str) -> Run {
@@ -71,7 +77,9 @@ impl Env {
         let ct = items
             .iter()
             .map(|i| &i["rule"])
-            .filter(|r| r["table"] == "cnibox_keeper" && r["chain"] == "conntrack" && r["expr"].to_string().contains("\"ct\""))
+            .filter(|r| {
+                r["table"] == "cnibox_keeper" && r["chain"] == "conntrack" && r["expr"].to_string().contains("\"ct\"")
+            })
             .count();
         Some(ct)
     }
@@ -97,7 +105,8 @@ impl Env {
             .skip(1)
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() >= 10 && f[1] == NETLINK_NETFILTER && f[2] != "0").then(|| (f[9].to_string(), f[4].parse().unwrap_or(0), f[6] != "0"))
+                (f.len() >= 10 && f[1] == NETLINK_NETFILTER && f[2] != "0")
+                    .then(|| (f[9].to_string(), f[4].parse().unwrap_or(0), f[6] != "0"))
             })
             .collect()
     }
@@ -124,7 +133,8 @@ fn opened_nf_socket(trace: &[String]) -> bool {
 
 /// Whether the trace shows the call finding the keeper and taking its socket.
 fn borrowed(trace: &[String]) -> bool {
-    trace.iter().any(|l| l.contains("connect(") && l.contains(&format!("sun_path={}", NAME.replace('@', "@\"")))) && trace.iter().any(|l| l.contains("pidfd_getfd(") && l.contains(", 3, 0)") && !l.contains("= -1"))
+    trace.iter().any(|l| l.contains("connect(") && l.contains(&format!("sun_path={}", NAME.replace('@', "@\""))))
+        && trace.iter().any(|l| l.contains("pidfd_getfd(") && l.contains(", 3, 0)") && !l.contains("= -1"))
 }
 
 const CALLS: &str = "socket,connect,pidfd_getfd";
@@ -150,7 +160,10 @@ fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     // caller (no pipe, no lock), at "/", in a session of its own.
     let (socks, other) = fds(k);
     for (fd, target) in &other {
-        assert!(["0", "1", "2"].contains(&fd.as_str()) && target == "/dev/null", "keeper {k} holds fd {fd} -> {target}");
+        assert!(
+            ["0", "1", "2"].contains(&fd.as_str()) && target == "/dev/null",
+            "keeper {k} holds fd {fd} -> {target}"
+        );
     }
     assert_eq!(other.len(), 3, "{other:?}");
     let nf = e.nf_sockets();
@@ -166,7 +179,10 @@ fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     let at3 = std::fs::read_link(format!("/proc/{k}/fd/3")).unwrap().to_string_lossy().into_owned();
     assert_eq!(at3, format!("socket:[{}]", nf[0].0));
     let locks = std::fs::read_to_string("/proc/locks").unwrap();
-    assert!(!locks.lines().any(|l| l.split_whitespace().nth(4) == Some(&k.to_string())), "the keeper holds a lock:\n{locks}");
+    assert!(
+        !locks.lines().any(|l| l.split_whitespace().nth(4) == Some(&k.to_string())),
+        "the keeper holds a lock:\n{locks}"
+    );
     assert_eq!(std::fs::read_link(format!("/proc/{k}/cwd")).unwrap().to_string_lossy(), "/");
     let stat = std::fs::read_to_string(format!("/proc/{k}/stat")).unwrap();
     let sid = stat.rsplit(')').next().unwrap().split_whitespace().nth(3).unwrap().to_string();
@@ -194,9 +210,14 @@ fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     .to_string();
     let env = e.env("ADD", "kp-2", &c2);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (pm_add, trace) = traced(&e.node, &e.tmp, &format!("{}/portmap", e.path), &env, &pm, &format!("{CALLS},sendto"));
+    let (pm_add, trace) =
+        traced(&e.node, &e.tmp, &format!("{}/portmap", e.path), &env, &pm, &format!("{CALLS},sendto"));
     pm_add.ok();
-    assert!(trace.iter().any(|l| l.contains("IPCTNL_MSG_CT_GET") || l.contains("NFNL_SUBSYS_CTNETLINK")), "no conntrack dump:\n{}", trace.join("\n"));
+    assert!(
+        trace.iter().any(|l| l.contains("IPCTNL_MSG_CT_GET") || l.contains("NFNL_SUBSYS_CTNETLINK")),
+        "no conntrack dump:\n{}",
+        trace.join("\n")
+    );
     assert!(borrowed(&trace) && !opened_nf_socket(&trace), "portmap ADD:\n{}", trace.join("\n"));
 
     // Still the one keeper and its one socket, with nothing left queued on it.
@@ -242,7 +263,11 @@ fn replies_left_by_a_borrower_killed_midway_do_not_disturb_the_next_call() {
     // Enough rules that a dump of them takes several parts.
     let mut script = String::from("table ip filler {\n chain c {\n");
     for i in 0..600 {
-        script.push_str(&format!("  ip saddr 192.0.2.{} tcp dport {} counter accept comment \"filler rule {i}\"\n", i % 250, 1000 + i));
+        script.push_str(&format!(
+            "  ip saddr 192.0.2.{} tcp dport {} counter accept comment \"filler rule {i}\"\n",
+            i % 250,
+            1000 + i
+        ));
     }
     script.push_str(" }\n}\n");
     nft_apply(&e.node, &script);
@@ -303,7 +328,12 @@ fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
     e.bridge("ADD", "kp-1", &c1, &conf).ok();
     let k = e.keeper();
     let out = e.node.exec(&["python3", "-c", OTHER_USER]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Operation not permitted", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Operation not permitted",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Root still takes it.
     let (r, trace) = e.bridge_traced("ADD", "kp-2", &c2, &conf);
     r.ok();
@@ -328,7 +358,11 @@ fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
     let (r, trace) = e2.bridge_traced("ADD", "kp-3", &c3, &e2.conf());
     r.ok();
     let found = trace.iter().any(|l| l.contains("connect(") && l.contains("nftables-keeper") && l.ends_with("= 0"));
-    assert!(found && opened_nf_socket(&trace) && !trace.iter().any(|l| l.contains("pidfd_getfd(")), "{}", trace.join("\n"));
+    assert!(
+        found && opened_nf_socket(&trace) && !trace.iter().any(|l| l.contains("pidfd_getfd(")),
+        "{}",
+        trace.join("\n")
+    );
     assert_eq!(e2.masq_rules(), 1, "{}", ruleset_text(&e2.node));
     assert!(e2.node.keepers().is_empty(), "no keeper under a squatted name");
     e2.bridge("DEL", "kp-3", &c3, &e2.conf()).ok();

@@ -32,7 +32,13 @@ fn portmap_and_bridge_spawn_nothing() {
     // An untraced call (a DEL of nothing) starts the node's nftables socket
     // keeper first: `strace -f` would follow a keeper started by a traced
     // call and wait for it to leave. The keeper only forks, never execs.
-    let env = [("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "ctr-none"), ("CNI_NETNS", ctr_path.as_str()), ("CNI_IFNAME", "eth0"), ("CNI_PATH", path.as_str())];
+    let env = [
+        ("CNI_COMMAND", "DEL"),
+        ("CNI_CONTAINERID", "ctr-none"),
+        ("CNI_NETNS", ctr_path.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", path.as_str()),
+    ];
     let mut warm = Call::new(Some(&node), "portmap");
     for (k, v) in env {
         warm.set(k, v);
@@ -40,7 +46,13 @@ fn portmap_and_bridge_spawn_nothing() {
     warm.run(&pm).ok();
     assert_eq!(node.keepers().len(), 1, "a keeper in the node namespace");
     for cmd in ["ADD", "CHECK", "DEL"] {
-        let env = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "ctr-x"), ("CNI_NETNS", ctr_path.as_str()), ("CNI_IFNAME", "eth0"), ("CNI_PATH", path.as_str())];
+        let env = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "ctr-x"),
+            ("CNI_NETNS", ctr_path.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", path.as_str()),
+        ];
         let (run, execs) = execves(&node, &tmp, &exe, &env, &pm);
         assert_only_self(&format!("portmap {cmd}"), &run, &execs);
     }
@@ -53,10 +65,23 @@ fn portmap_and_bridge_spawn_nothing() {
     );
     let exe = format!("{path}/bridge");
     let c2_path = c2.path();
-    let env = |cmd: &'static str| [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "ctr-b"), ("CNI_NETNS", c2_path.as_str()), ("CNI_IFNAME", "eth0"), ("CNI_PATH", path.as_str())];
+    let env = |cmd: &'static str| {
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "ctr-b"),
+            ("CNI_NETNS", c2_path.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", path.as_str()),
+        ]
+    };
     let (run, execs) = execves(&node, &tmp, &exe, &env("ADD"), &br);
     assert_only_self("bridge ADD", &run, &execs);
-    assert_eq!(rules(&node).iter().filter(|r| (r.1 == "cni_plugins_masquerade" || r.1 == "nat") && !r.3.is_empty()).count(), 5, "{}", ruleset_text(&node));
+    assert_eq!(
+        rules(&node).iter().filter(|r| (r.1 == "cni_plugins_masquerade" || r.1 == "nat") && !r.3.is_empty()).count(),
+        5,
+        "{}",
+        ruleset_text(&node)
+    );
     let prev: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     let (run, execs) = execves(&node, &tmp, &exe, &env("CHECK"), &with_prev(&br, &prev));
     assert_only_self("bridge CHECK", &run, &execs);

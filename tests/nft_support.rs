@@ -182,11 +182,20 @@ pub fn execves(node: &Netns, tmp: &TempDir, exe: &str, env: &[(&str, &str)], std
 
 /// A CNI call run under `strace -f -e trace=<calls>` inside `node`: its
 /// result and the trace's lines.
-pub fn traced(node: &Netns, tmp: &TempDir, exe: &str, env: &[(&str, &str)], stdin: &str, calls: &str) -> (Run, Vec<String>) {
+pub fn traced(
+    node: &Netns,
+    tmp: &TempDir,
+    exe: &str,
+    env: &[(&str, &str)],
+    stdin: &str,
+    calls: &str,
+) -> (Run, Vec<String>) {
     use std::io::Write;
     let trace = tmp.join(&unique("strace-"));
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &node.name, "strace", "-f", "-qq", "-e", &format!("trace={calls}"), "-o"]).arg(&trace).arg(exe);
+    cmd.args(["netns", "exec", &node.name, "strace", "-f", "-qq", "-e", &format!("trace={calls}"), "-o"])
+        .arg(&trace)
+        .arg(exe);
     for (k, _) in std::env::vars() {
         if k.starts_with("CNI_") {
             cmd.env_remove(k);

@@ -35,10 +35,14 @@ impl Env {
         let mut ctrs = Vec::new();
         for i in 1..=n {
             let c = Netns::new(&format!("c{i}"));
-            veth(&node, &format!("vc{i}"), &[&format!("10.88.{i}.1/24"), &format!("fd88:{i}::1/64")], &c, "eth0", &[
-                &format!("10.88.{i}.5/24"),
-                &format!("fd88:{i}::5/64"),
-            ]);
+            veth(
+                &node,
+                &format!("vc{i}"),
+                &[&format!("10.88.{i}.1/24"), &format!("fd88:{i}::1/64")],
+                &c,
+                "eth0",
+                &[&format!("10.88.{i}.5/24"), &format!("fd88:{i}::5/64")],
+            );
             c.sh(&["route", "add", "default", "via", &format!("10.88.{i}.1")]);
             c.sh(&["-6", "route", "add", "default", "via", &format!("fd88:{i}::1")]);
             ctrs.push(c);
@@ -262,12 +266,19 @@ fn config_errors_name_the_field_and_change_nothing() {
         let v = e.call("ADD", "ctr-x", 1).run(&e.conf("1.0.0", 1, maps.clone(), extra)).err(code);
         assert!(v["msg"].as_str().unwrap().contains(field), "{v}");
     }
-    let v = e.call("ADD", "ctr-x", 1).run(&e.conf("1.0.0", 1, json!([{"hostPort": 0, "containerPort": 80}]), json!({}))).err(7);
+    let v = e
+        .call("ADD", "ctr-x", 1)
+        .run(&e.conf("1.0.0", 1, json!([{"hostPort": 0, "containerPort": 80}]), json!({})))
+        .err(7);
     assert!(v["msg"].as_str().unwrap().contains("portMappings[0]"), "{v}");
-    let v = e.call("ADD", "ctr-x", 1).run(&e.conf("1.0.0", 1, json!([{"hostPort": 1, "containerPort": 80, "protocol": "icmp"}]), json!({}))).err(7);
+    let v = e
+        .call("ADD", "ctr-x", 1)
+        .run(&e.conf("1.0.0", 1, json!([{"hostPort": 1, "containerPort": 80, "protocol": "icmp"}]), json!({})))
+        .err(7);
     assert!(v["msg"].as_str().unwrap().contains("icmp"), "{v}");
     // Not chained: refused.
-    let plain = json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap", "runtimeConfig": {"portMappings": maps}});
+    let plain =
+        json!({"cniVersion": "1.0.0", "name": "pmnet", "type": "portmap", "runtimeConfig": {"portMappings": maps}});
     let v = e.call("ADD", "ctr-x", 1).run(&plain.to_string()).err(999);
     assert!(v["msg"].as_str().unwrap().contains("chained"), "{v}");
     assert!(rules(&e.node).is_empty(), "{}", ruleset_text(&e.node));
@@ -332,7 +343,11 @@ while True:
     // The container's datagram goes out first; the node's own request, answered
     // with everyone seen so far, comes after it.
     send();
-    assert_eq!(talk(node, "udp", "127.0.0.1", 9999).as_deref(), Some("127.0.0.1"), "the container reached the node's localhost");
+    assert_eq!(
+        talk(node, "udp", "127.0.0.1", 9999).as_deref(),
+        Some("127.0.0.1"),
+        "the container reached the node's localhost"
+    );
     // The same with the guard emptied: the container gets through, so the test can see it.
     nft_apply(node, "flush chain ip cni_hostport localnet_guard\n");
     send();
@@ -352,7 +367,8 @@ fn parallel_adds_and_dels_lose_nothing() {
     need_root!();
     let e = Env::new(1);
     let n = 12;
-    let conf = |i: u16| e.conf("1.0.0", 1, json!([{"hostPort": 9000 + i, "containerPort": 80, "protocol": "tcp"}]), json!({}));
+    let conf =
+        |i: u16| e.conf("1.0.0", 1, json!([{"hostPort": 9000 + i, "containerPort": 80, "protocol": "tcp"}]), json!({}));
     std::thread::scope(|s| {
         for i in 0..n {
             let (e, conf) = (&e, conf(i));
@@ -377,7 +393,8 @@ fn a_port_range_larger_than_the_default_socket_buffer() {
     // 600 mappings for both families: one batch of well over 200 KB, more than
     // a netlink socket sends by default (podman and nerdctl publish ranges).
     let e = Env::new(1);
-    let maps: Vec<Value> = (0..600).map(|i| json!({"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"})).collect();
+    let maps: Vec<Value> =
+        (0..600).map(|i| json!({"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"})).collect();
     let conf = e.conf("1.0.0", 1, Value::Array(maps), json!({}));
     e.call("ADD", "big", 1).run(&conf).ok();
     let dnats = e.portmap_rules("big").iter().filter(|(_, chain)| chain == "hostports").count();

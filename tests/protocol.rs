@@ -50,7 +50,10 @@ fn version_lists_every_spec_version() {
 fn missing_env_is_code_4_naming_the_variables() {
     let r = plugin("bridge", &[("CNI_COMMAND", "ADD")], CONF);
     assert_eq!(r.code, 1);
-    assert_eq!(r.stdout.trim(), r#"{"code":4,"msg":"required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"}"#);
+    assert_eq!(
+        r.stdout.trim(),
+        r#"{"code":4,"msg":"required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"}"#
+    );
     let r = plugin("bridge", &[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "x")], CONF);
     assert_eq!(r.stdout.trim(), r#"{"code":4,"msg":"required env variables [CNI_IFNAME,CNI_PATH] missing"}"#);
 }
@@ -109,7 +112,11 @@ fn about_text_without_a_command() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.is_empty());
     assert!(r.stderr.starts_with("CNI bridge plugin v"), "{}", r.stderr);
-    assert!(r.stderr.contains("CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -174,9 +174,9 @@ fn base64_decode(s: &str) -> String {
 }
 
 const RES_A: &str = r#"{"cniVersion":"1.0.0","ips":[{"address":"10.1.0.2/24"}]}"#;
-const RES_B: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.2/24","interface":0}]}"#;
-const RES_C: &str =
-    r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.2/24","interface":0}],"dns":{"nameservers":["10.1.0.1"]}}"#;
+const RES_B: &str =
+    r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.2/24","interface":0}]}"#;
+const RES_C: &str = r#"{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.2/24","interface":0}],"dns":{"nameservers":["10.1.0.1"]}}"#;
 
 fn v(s: &str) -> Value {
     serde_json::from_str(s).unwrap()
@@ -195,7 +195,8 @@ fn chain3(rt: &Rt, fail_b: &str) {
     );
 }
 
-const CAPS: &str = r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":1}}"#;
+const CAPS: &str =
+    r#"{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}],"bandwidth":{"ingressRate":1}}"#;
 
 #[test]
 fn chain_order_prev_result_capabilities_and_cache() {
@@ -231,7 +232,10 @@ fn chain_order_prev_result_capabilities_and_cache() {
     assert_eq!(rt.cache_files(), std::slice::from_ref(&file));
     let e = rt.cache(&file);
     assert_eq!(e["kind"], "cniCacheV1");
-    assert_eq!((e["containerId"].as_str(), e["ifName"].as_str(), e["networkName"].as_str()), (Some(id.as_str()), Some("eth0"), Some("chain")));
+    assert_eq!(
+        (e["containerId"].as_str(), e["ifName"].as_str(), e["networkName"].as_str()),
+        (Some(id.as_str()), Some("eth0"), Some("chain"))
+    );
     assert_eq!(e["netns"], ctr.path().as_str());
     assert_eq!(e["cniArgs"], json!([["FOO", "bar"], ["IgnoreUnknown", "1"]]));
     assert_eq!(e["capabilityArgs"], v(CAPS));
@@ -306,8 +310,17 @@ fn missing_plugin_is_named_and_the_rest_is_still_deleted() {
     rt.conf("m.conflist", r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"fake-a"},{"type":"nosuch"}]}"#);
     let r = rt.cnibox(&["add", "m", &ctr.path()], &[]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("plugin type=\"nosuch\" failed (add)") && r.stderr.contains("failed to find plugin \"nosuch\""), "{}", r.stderr);
-    assert_eq!(order(&rt.take()), ["ADD fake-a", "DEL fake-a"], "fake-a's ADD is undone even though nosuch's DEL cannot run");
+    assert!(
+        r.stderr.contains("plugin type=\"nosuch\" failed (add)")
+            && r.stderr.contains("failed to find plugin \"nosuch\""),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        order(&rt.take()),
+        ["ADD fake-a", "DEL fake-a"],
+        "fake-a's ADD is undone even though nosuch's DEL cannot run"
+    );
     assert!(rt.cache_files().is_empty());
 }
 
@@ -343,9 +356,16 @@ fn unparsable_config_files_are_named() {
     std::fs::remove_file(rt.tmp.join("net.d/10-broken.conflist")).unwrap();
     rt.conf("20-entry.conflist", r#"{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"fake-a"},{"mtu":1}]}"#);
     let r = rt.cnibox(&["add", "good", &ctr.path()], &[]);
-    assert!(r.stderr.contains("20-entry.conflist") && r.stderr.contains("field plugins[1]: missing field `type`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("20-entry.conflist") && r.stderr.contains("field plugins[1]: missing field `type`"),
+        "{}",
+        r.stderr
+    );
     std::fs::remove_file(rt.tmp.join("net.d/20-entry.conflist")).unwrap();
-    rt.conf("30-ver.conflist", r#"{"cniVersion":"1.0.0","cniVersions":["one"],"name":"y","plugins":[{"type":"fake-a"}]}"#);
+    rt.conf(
+        "30-ver.conflist",
+        r#"{"cniVersion":"1.0.0","cniVersions":["one"],"name":"y","plugins":[{"type":"fake-a"}]}"#,
+    );
     let r = rt.cnibox(&["add", "good", &ctr.path()], &[]);
     assert!(r.stderr.contains("30-ver.conflist") && r.stderr.contains("\"one\""), "{}", r.stderr);
     std::fs::remove_file(rt.tmp.join("net.d/30-ver.conflist")).unwrap();
@@ -463,7 +483,11 @@ fn check_versions_disable_check_and_unknown_attachment() {
     assert!(r.code == 1 && r.stderr.contains("fake-a refused"), "{}", r.stderr);
     rt.ok(&["check", "b", &ctr.path()], &[]);
     let r = rt.cnibox(&["check", "c", &ctr.path()], &[]);
-    assert!(r.code == 1 && r.stderr.contains("configuration version \"0.3.1\" does not support the CHECK command"), "{}", r.stderr);
+    assert!(
+        r.code == 1 && r.stderr.contains("configuration version \"0.3.1\" does not support the CHECK command"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(order(&rt.take()), ["CHECK fake-a"], "only network a reached a plugin");
     // below 0.4.0 DEL gets no prevResult
     rt.ok(&["del", "c", &ctr.path()], &[]);
@@ -519,7 +543,10 @@ fn status_asks_every_plugin_and_stops_at_the_first_not_ready() {
     rt.fake("fake-a", RES_A, "");
     rt.fake("fake-b", RES_B, "STATUS");
     rt.fake("fake-c", RES_C, "");
-    rt.conf("s.conflist", r#"{"cniVersion":"1.1.0","name":"s","plugins":[{"type":"fake-a"},{"type":"fake-b"},{"type":"fake-c"}]}"#);
+    rt.conf(
+        "s.conflist",
+        r#"{"cniVersion":"1.1.0","name":"s","plugins":[{"type":"fake-a"},{"type":"fake-b"},{"type":"fake-c"}]}"#,
+    );
     rt.conf("t.conflist", r#"{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"fake-b"}]}"#);
     let r = rt.cnibox(&["status", "s"], &[]);
     assert!(r.code == 1 && r.stderr.contains("plugin type=\"fake-b\" failed (status): error code 117"), "{}", r.stderr);
@@ -563,7 +590,9 @@ fn netns_commands_interoperate_with_iproute2() {
     assert_eq!(links.as_array().unwrap().len(), 1, "a fresh namespace holds only lo: {links}");
 
     assert!(Command::new("ip").args(["netns", "add", &theirs.0]).status().unwrap().success());
-    let made = Command::new("ip").args(["-n", &theirs.0, "link", "add", "v7a", "type", "veth", "peer", "name", "v7b"]).status();
+    let made = Command::new("ip")
+        .args(["-n", &theirs.0, "link", "add", "v7a", "type", "veth", "peer", "name", "v7b"])
+        .status();
     assert!(made.unwrap().success());
     let list = rt.ok(&["netns", "list"], &[]).stdout;
     assert!(has_line(&list, &mine.0) && has_line(&list, &theirs.0), "{list}");
@@ -617,7 +646,8 @@ fn run_attaches_runs_and_tears_down() {
     let rt = Rt::new();
     rt.conf("lo.conflist", r#"{"cniVersion":"1.1.0","name":"lonet","plugins":[{"type":"loopback"}]}"#);
     let name = Named(unique("cbt-run"));
-    let r = rt.cnibox(&["run", "--network", "lonet", "--name", &name.0, "--", "sh", "-c", "ip -j link show lo; exit 7"], &[]);
+    let r = rt
+        .cnibox(&["run", "--network", "lonet", "--name", &name.0, "--", "sh", "-c", "ip -j link show lo; exit 7"], &[]);
     assert_eq!(r.code, 7, "the command's exit status: {}", r.stderr);
     let lo: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "lo is up inside: {lo}");
@@ -657,8 +687,10 @@ fn run_passes_sigterm_on_and_cleans_up() {
     // wait until the command is running inside the namespace
     let running = (0..600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let ns = std::fs::metadata(format!("/run/netns/{}", name.0)).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-        let sleeping = Command::new("pgrep").args(["-P", &child.id().to_string(), "sleep"]).output().map(|o| o.status.success());
+        let ns =
+            std::fs::metadata(format!("/run/netns/{}", name.0)).ok().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        let sleeping =
+            Command::new("pgrep").args(["-P", &child.id().to_string(), "sleep"]).output().map(|o| o.status.success());
         ns.is_some() && sleeping.unwrap_or(false)
     });
     assert!(running, "cnibox run did not start its command");
@@ -760,7 +792,10 @@ fn no_empty_dns(r: &Value) -> Value {
 /// the prevResult it is given), at libcni 1.1.2's newest version.
 fn interop_net(rt: &Rt) {
     rt.fake("fake-a", RES_A, "");
-    rt.conf("lo.conflist", r#"{"cniVersion":"1.0.0","name":"interop","plugins":[{"type":"fake-a"},{"type":"loopback"}]}"#);
+    rt.conf(
+        "lo.conflist",
+        r#"{"cniVersion":"1.0.0","name":"interop","plugins":[{"type":"fake-a"},{"type":"loopback"}]}"#,
+    );
 }
 
 #[test]
@@ -775,7 +810,11 @@ fn libcni_attaches_cnibox_checks_and_deletes() {
     let r = rt.cnitool(&tool, &["add", "interop", &ctr.path()], &lo);
     assert_eq!(r.code, 0, "cnitool add: {}", r.stderr);
     assert!(lo_up(&ctr));
-    assert_eq!(rt.cache_files(), [format!("interop-{}-lo", cnitool_id(&ctr.path()))], "same container id, same cache name");
+    assert_eq!(
+        rt.cache_files(),
+        [format!("interop-{}-lo", cnitool_id(&ctr.path()))],
+        "same container id, same cache name"
+    );
     rt.take();
 
     rt.ok(&["check", "interop", &ctr.path()], &lo);
@@ -847,14 +886,19 @@ fn web_conf(rt: &Rt, bridge: &str, subnet: &str, ipam_dir: &str) -> String {
 fn reserved(rt: &Rt, dir: &str, ip: &str) -> bool {
     let d = rt.tmp.join(dir).join("web");
     d.join(ip).exists()
-        || std::fs::read_dir(&d).into_iter().flatten().flatten().filter(|f| {
-            // Not state: the spare copy, and the reference-style round-robin cursor files.
-            let n = f.file_name().to_string_lossy().into_owned();
-            !n.starts_with('.') && !n.starts_with("last_reserved_ip.")
-        }).any(|f| {
-            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
-            text.lines().any(|l| l.split_whitespace().next() == Some(ip))
-        })
+        || std::fs::read_dir(&d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|f| {
+                // Not state: the spare copy, and the reference-style round-robin cursor files.
+                let n = f.file_name().to_string_lossy().into_owned();
+                !n.starts_with('.') && !n.starts_with("last_reserved_ip.")
+            })
+            .any(|f| {
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                text.lines().any(|l| l.split_whitespace().next() == Some(ip))
+            })
 }
 
 fn eth0_v4(ns: &Netns) -> Option<String> {
@@ -930,7 +974,8 @@ fn bridge_portmap_loopback_chain_through_the_runtime() {
     assert_eq!(fetch(&client, "192.168.77.1:8080"), "pong", "hostPort 8080 reaches the container's port 80");
     assert!(server.join().unwrap());
 
-    let veths = |ns: &Netns| ns.links().iter().filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("veth"))).count();
+    let veths =
+        |ns: &Netns| ns.links().iter().filter(|l| l["ifname"].as_str().is_some_and(|n| n.starts_with("veth"))).count();
     assert_eq!(veths(&rt.node), 2);
     rt.ok(&["del", "web", &ctr1.path()], &[]);
     assert!(ctr1.link("eth0").is_none(), "eth0 removed");
@@ -970,7 +1015,13 @@ impl Isolated {
         c.arg("600");
         // SAFETY: unshare between fork and exec; spawn returns after the exec.
         unsafe {
-            c.pre_exec(|| if libc::unshare(libc::CLONE_NEWNET) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+            c.pre_exec(|| {
+                if libc::unshare(libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
         }
         Isolated(c.spawn().unwrap())
     }
@@ -1000,7 +1051,10 @@ fn docker_none_workflow_with_the_short_form_and_default_network() {
     assert_eq!(out["cniVersion"], "1.1.0");
     let addrs: Value = serde_json::from_slice(&ctr.sh(&["ip", "-j", "addr", "show", "eth0"]).stdout).unwrap();
     let text = addrs.to_string();
-    assert!(text.contains("\"10.88.") && text.contains("\"fd00:88::"), "IPv4 and IPv6 from the default network: {text}");
+    assert!(
+        text.contains("\"10.88.") && text.contains("\"fd00:88::"),
+        "IPv4 and IPv6 from the default network: {text}"
+    );
     assert!(ctr.sh(&["ping", "-c", "1", "-W", "2", "10.88.0.1"]).status.success(), "gateway answers");
     assert!(rt.node.addrs("cnibox0").iter().any(|a| a == "10.88.0.1/16"), "{:?}", rt.node.addrs("cnibox0"));
     assert!(rt.node.nft_json().to_string().contains("masquerade"), "masquerade for the default network");
@@ -1021,7 +1075,12 @@ fn docker_none_workflow_with_the_short_form_and_default_network() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let ip = r.json()["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
     let store = rt.tmp.join("cache/networks/cnibox");
-    let held = || std::fs::read_to_string(store.join("cnibox.state")).unwrap_or_default().lines().any(|l| l.starts_with(&format!("{ip} ")));
+    let held = || {
+        std::fs::read_to_string(store.join("cnibox.state"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{ip} ")))
+    };
     assert!(held());
     drop(ctr2);
     let r = rt.run_as("bridge", &["del", id, &path2], &[]);
@@ -1035,7 +1094,10 @@ fn run_on_the_default_network() {
     need_root!();
     let rt = Rt::new();
     let name = Named(unique("cbt-rund"));
-    let r = ok_or_skip!(rt.cnibox(&["run", "--name", &name.0, "--", "sh", "-c", "ip -j addr show eth0 && ping -c 1 -W 2 10.88.0.1 >/dev/null"], &[]));
+    let r = ok_or_skip!(rt.cnibox(
+        &["run", "--name", &name.0, "--", "sh", "-c", "ip -j addr show eth0 && ping -c 1 -W 2 10.88.0.1 >/dev/null"],
+        &[]
+    ));
     assert!(r.stdout.contains("\"10.88."), "{}", r.stdout);
     assert!(!std::path::Path::new(&format!("/run/netns/{}", name.0)).exists());
     assert!(rt.cache_files().is_empty());

@@ -17,8 +17,13 @@ fn conf(tmp: &TempDir) -> String {
 
 fn ours(node: &Netns, id: &str) -> (Vec<String>, Vec<(String, String)>) {
     let r = format!("{id}-eth0");
-    let chains = chains(node).into_iter().filter(|c| c.0 == "bridge" && c.1 == "nat" && c.2.contains(&r)).map(|c| c.2).collect();
-    let rules = rules(node).into_iter().filter(|x| x.0 == "bridge" && x.3 == format!("macspoofchk-{r}")).map(|x| (x.2, x.3)).collect();
+    let chains =
+        chains(node).into_iter().filter(|c| c.0 == "bridge" && c.1 == "nat" && c.2.contains(&r)).map(|c| c.2).collect();
+    let rules = rules(node)
+        .into_iter()
+        .filter(|x| x.0 == "bridge" && x.3 == format!("macspoofchk-{r}"))
+        .map(|x| (x.2, x.3))
+        .collect();
     (chains, rules)
 }
 
@@ -40,9 +45,17 @@ fn spoofed_source_mac_is_dropped_and_the_real_one_passes() {
     let (chains, rules) = ours(&node, "ctr-s1");
     assert_eq!(chains, ["cni-br-iface-ctr-s1-eth0", "cni-br-iface-ctr-s1-eth0-mac"], "{}", ruleset_text(&node));
     let in_chains: Vec<&str> = rules.iter().map(|r| r.0.as_str()).collect();
-    assert_eq!(in_chains, ["PREROUTING", "cni-br-iface-ctr-s1-eth0", "cni-br-iface-ctr-s1-eth0-mac", "cni-br-iface-ctr-s1-eth0-mac"]);
+    assert_eq!(
+        in_chains,
+        ["PREROUTING", "cni-br-iface-ctr-s1-eth0", "cni-br-iface-ctr-s1-eth0-mac", "cni-br-iface-ctr-s1-eth0-mac"]
+    );
     let text = ruleset_text(&node);
-    assert!(text.contains(&format!("iifname \"{veth1}\" jump cni-br-iface-ctr-s1-eth0 comment \"macspoofchk-ctr-s1-eth0\"")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "iifname \"{veth1}\" jump cni-br-iface-ctr-s1-eth0 comment \"macspoofchk-ctr-s1-eth0\""
+        )),
+        "{text}"
+    );
     assert!(text.contains(&format!("ether saddr {mac1} return comment")), "{text}");
     assert!(text.contains("type filter hook prerouting priority dstnat; policy accept;"), "{text}");
 

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 fn run(cmd: &str, args: &str, conf: &Value) -> Run {
     let mut c = Call::new(None, "static");
-    c.set("CNI_COMMAND", cmd).set("CNI_CONTAINERID", "ctr1").set("CNI_NETNS", "/nonexistent/netns").set("CNI_IFNAME", "eth0");
+    c.set("CNI_COMMAND", cmd)
+        .set("CNI_CONTAINERID", "ctr1")
+        .set("CNI_NETNS", "/nonexistent/netns")
+        .set("CNI_IFNAME", "eth0");
     c.set("CNI_PATH", "/nonexistent/bin").set("CNI_ARGS", args);
     c.run(&conf.to_string())
 }
@@ -29,7 +32,8 @@ fn addresses_routes_and_dns_in_every_version() {
                    "dns": {"nameservers": ["10.10.0.53"], "domain": "example", "search": ["example"], "options": ["ndots:1"]}}),
         )
     };
-    let dns = json!({"nameservers": ["10.10.0.53"], "domain": "example", "search": ["example"], "options": ["ndots:1"]});
+    let dns =
+        json!({"nameservers": ["10.10.0.53"], "domain": "example", "search": ["example"], "options": ["ndots:1"]});
     assert_eq!(
         run("ADD", "", &c("1.0.0")).ok().json(),
         json!({"cniVersion": "1.0.0", "ips": [{"address": "10.10.0.5/24", "gateway": "10.10.0.1"}, {"address": "fd00:10::5/64"}],
@@ -52,7 +56,9 @@ fn addresses_routes_and_dns_in_every_version() {
 fn precedence_of_cni_args_args_and_runtime_config() {
     let base = conf("1.0.0", json!({"addresses": [{"address": "10.1.0.5/24"}]}));
     // CNI_ARGS IP adds to the config's list; GATEWAY goes to the CNI_ARGS address in its subnet
-    let v = run("ADD", "IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.2.0.5/24, 10.3.0.5/24;GATEWAY=10.1.0.254,10.2.0.1", &base).ok().json();
+    let v = run("ADD", "IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.2.0.5/24, 10.3.0.5/24;GATEWAY=10.1.0.254,10.2.0.1", &base)
+        .ok()
+        .json();
     assert_eq!(
         v["ips"],
         json!([{"address": "10.1.0.5/24"}, {"address": "10.2.0.5/24", "gateway": "10.2.0.1"}, {"address": "10.3.0.5/24"}])
@@ -92,7 +98,10 @@ fn errors_are_the_reference_ones() {
 
 #[test]
 fn check_compares_gateways_and_del_is_a_no_op() {
-    let c = conf("1.0.0", json!({"addresses": [{"address": "10.1.0.5/24", "gateway": "10.1.0.1"}, {"address": "10.9.0.5/24"}]}));
+    let c = conf(
+        "1.0.0",
+        json!({"addresses": [{"address": "10.1.0.5/24", "gateway": "10.1.0.1"}, {"address": "10.9.0.5/24"}]}),
+    );
     let e = run("CHECK", "", &c).err(999);
     assert_eq!(e["msg"], "Required prevResult missing");
     let mut ok = c.clone();

@@ -8,9 +8,9 @@
 //! holds what its result said. Afterwards nothing may be left: no veth, no
 //! rule, no reservation. The figures are printed.
 
+mod chaos;
 #[path = "nft_support.rs"]
 mod support;
-mod chaos;
 
 use chaos::*;
 use std::collections::HashMap;
@@ -93,7 +93,8 @@ fn two_hundred_pods_sixteen_workers_no_leak_no_duplicate() {
                 }
             }
         }
-        let p = c.run(&exe, &path, "portmap", "ADD", &id(i), &ctrs[i].path(), &c.portmap_conf(port(i), Some(&res)), &[]);
+        let p =
+            c.run(&exe, &path, "portmap", "ADD", &id(i), &ctrs[i].path(), &c.portmap_conf(port(i), Some(&res)), &[]);
         f.calls.fetch_add(1, Relaxed);
         if p.code != 0 {
             f.error(&f.failures, format!("portmap ADD {}: {}", id(i), p.stdout.trim()));
@@ -150,7 +151,10 @@ fn two_hundred_pods_sixteen_workers_no_leak_no_duplicate() {
                         Ok(res) => {
                             for (ip, pod) in h.iter() {
                                 if !res.iter().any(|r| r.ip == *ip && r.id == id(*pod)) {
-                                    f.error(&f.lost, format!("{ip} of {} is not reserved for it in the state file", id(*pod)));
+                                    f.error(
+                                        &f.lost,
+                                        format!("{ip} of {} is not reserved for it in the state file", id(*pod)),
+                                    );
                                 }
                             }
                         }

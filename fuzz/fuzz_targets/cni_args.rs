@@ -6,7 +6,12 @@
 use cnibox::cni::args::{go_quote, parse_bool, CniArgs};
 use libfuzzer_sys::fuzz_target;
 
-const KNOWN: [&[&str]; 4] = [&[], &["MAC"], &["IP", "GATEWAY"], &["K8S_POD_NAME", "K8S_POD_NAMESPACE", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"]];
+const KNOWN: [&[&str]; 4] = [
+    &[],
+    &["MAC"],
+    &["IP", "GATEWAY"],
+    &["K8S_POD_NAME", "K8S_POD_NAMESPACE", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"],
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };

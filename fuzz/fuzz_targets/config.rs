@@ -18,10 +18,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const COMMANDS: [&str; 6] = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"];
-const NETNS: [&str; 6] = ["/nonexistent/netns", "", "/proc/self/ns/net", "/tmp", "/proc/self/ns/mnt", "/proc/self/status"];
+const NETNS: [&str; 6] =
+    ["/nonexistent/netns", "", "/proc/self/ns/net", "/tmp", "/proc/self/ns/mnt", "/proc/self/status"];
 
 fn pick<'a>(list: &[&'a str], word: &str) -> &'a str {
-    list.iter().find(|c| **c == word).copied().unwrap_or_else(|| list[word.bytes().map(usize::from).sum::<usize>() % list.len()])
+    list.iter()
+        .find(|c| **c == word)
+        .copied()
+        .unwrap_or_else(|| list[word.bytes().map(usize::from).sum::<usize>() % list.len()])
 }
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -33,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
     let config = data.get(split + 1..).unwrap_or(&[]);
     let mut words = header.split(' ');
     let name = words.next().unwrap_or("");
-    let plugin = plugins::find(name).unwrap_or_else(|| plugins::ALL[name.bytes().map(usize::from).sum::<usize>() % plugins::ALL.len()]);
+    let plugin = plugins::find(name)
+        .unwrap_or_else(|| plugins::ALL[name.bytes().map(usize::from).sum::<usize>() % plugins::ALL.len()]);
     let cmd = pick(&COMMANDS, words.next().unwrap_or(""));
     assert!(Command::parse(cmd).is_some());
     let netns = NETNS[words.next().and_then(|w| w.parse::<usize>().ok()).unwrap_or(0) % NETNS.len()];
@@ -50,13 +55,18 @@ fuzz_target!(|data: &[u8]| {
     let rc = skel::main(plugin, &env, &mut &config[..], &mut out);
     // Whatever happened, the answer is one JSON document: a result, a version, or an error with a code and a message.
     if !out.is_empty() {
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{} printed no JSON ({e}): {:?}", plugin.name, String::from_utf8_lossy(&out)));
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{} printed no JSON ({e}): {:?}", plugin.name, String::from_utf8_lossy(&out)));
         if rc != 0 {
             assert!(v["code"].as_u64().is_some_and(|c| c > 0), "error without a code: {v}");
             assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {v}");
         }
     } else {
-        assert!(rc == 0 && matches!(cmd, "DEL" | "CHECK" | "GC" | "STATUS"), "{} {cmd}: rc {rc} and nothing printed", plugin.name);
+        assert!(
+            rc == 0 && matches!(cmd, "DEL" | "CHECK" | "GC" | "STATUS"),
+            "{} {cmd}: rc {rc} and nothing printed",
+            plugin.name
+        );
     }
     reset(RUNS.fetch_add(1, Ordering::Relaxed));
 });

@@ -13,12 +13,22 @@ type Line = (IpAddr, String, Option<String>, std::ops::Range<usize>);
 
 /// Whether every entry's line is exactly what cnibox renders, in order.
 fn canonical(data: &[u8], entries: &[Line]) -> bool {
-    let key = |ip: &IpAddr| (ip.is_ipv6(), match ip { IpAddr::V4(a) => u32::from(*a) as u128, IpAddr::V6(a) => u128::from(*a) });
+    let key = |ip: &IpAddr| {
+        (
+            ip.is_ipv6(),
+            match ip {
+                IpAddr::V4(a) => u32::from(*a) as u128,
+                IpAddr::V6(a) => u128::from(*a),
+            },
+        )
+    };
     let rendered = |e: &Line| match &e.2 {
         Some(i) => format!("{} {} {i}\n", e.0, e.1),
         None => format!("{} {}\n", e.0, e.1),
     };
-    if !entries.windows(2).all(|w| key(&w[0].0) < key(&w[1].0)) || !entries.iter().all(|e| data.get(e.3.clone()) == Some(rendered(e).as_bytes())) {
+    if !entries.windows(2).all(|w| key(&w[0].0) < key(&w[1].0))
+        || !entries.iter().all(|e| data.get(e.3.clone()) == Some(rendered(e).as_bytes()))
+    {
         return false;
     }
     // And every line after the header and the round-robin marks is an entry.
@@ -77,7 +87,8 @@ fuzz_target!(|data: &[u8]| {
     let again = State::parse(&bytes);
     assert!(!again.was_normalized(), "a rendered file is trusted as written");
     assert!(again.holder(&free).is_some_and(|e| e.id == "fuzz-id"), "the added reservation is there");
-    let mut want: Vec<IpAddr> = entries.iter().filter(|e| first.as_ref().map(|f| &f.0) != Some(&e.3)).map(|e| e.0).collect();
+    let mut want: Vec<IpAddr> =
+        entries.iter().filter(|e| first.as_ref().map(|f| &f.0) != Some(&e.3)).map(|e| e.0).collect();
     want.push(free);
     want.sort_unstable();
     want.dedup();

@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = CniResult::from_json(data) {
         for v in VERSIONS {
             let Ok(text) = r.to_json(v) else { continue };
-            let back = CniResult::from_json(text.as_bytes()).unwrap_or_else(|e| panic!("{v} output does not read back: {e}\n{text}"));
+            let back = CniResult::from_json(text.as_bytes())
+                .unwrap_or_else(|e| panic!("{v} output does not read back: {e}\n{text}"));
             if v.starts_with('1') {
                 assert_eq!(back.ips.len(), r.ips.len(), "{v} keeps every address");
                 assert_eq!(back.routes.len(), r.routes.len(), "{v} keeps every route");

@@ -35,7 +35,13 @@ fn c(s: &str) -> CString {
     CString::new(s).expect("no NUL in a path")
 }
 
-fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> Result<(), String> {
+fn mount(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
     let (s, t, f, d) = (src.map(c), c(target), fstype.map(c), data.map(c));
     let p = |x: &Option<CString>| x.as_ref().map_or(std::ptr::null(), |x| x.as_ptr());
     // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.

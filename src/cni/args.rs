@@ -24,7 +24,8 @@ impl CniArgs {
         let a = CniArgs { pairs };
         let ignore = match a.get("IgnoreUnknown") {
             None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| Error::msg(format!("ARGS: invalid value {} for IgnoreUnknown", go_quote(v))))?,
+            Some(v) => parse_bool(v)
+                .ok_or_else(|| Error::msg(format!("ARGS: invalid value {} for IgnoreUnknown", go_quote(v))))?,
         };
         if !ignore {
             let unknown: Vec<String> = a

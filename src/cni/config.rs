@@ -3,9 +3,9 @@
 //! `runtimeConfig`).
 
 use super::json::{object, FromJson, JResult, Obj};
+use super::json_writer::JsonWriter;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
-use super::json_writer::JsonWriter;
 use serde_json::Value;
 
 /// Parse `bytes` into `T`. Bad JSON is code 6; a value of the wrong type is
@@ -41,7 +41,9 @@ pub struct Common {
 
 impl FromJson for Common {
     fn from_json(v: &Value) -> JResult<Common> {
-        object(v, |o| Ok(Common { cni_version: o.opt("cniVersion")?, name: o.opt("name")?, plugin_type: o.opt("type")? }))
+        object(v, |o| {
+            Ok(Common { cni_version: o.opt("cniVersion")?, name: o.opt("name")?, plugin_type: o.opt("type")? })
+        })
     }
 }
 
@@ -68,7 +70,12 @@ pub struct Dns {
 impl FromJson for Dns {
     fn from_json(v: &Value) -> JResult<Dns> {
         object(v, |o| {
-            Ok(Dns { nameservers: o.get("nameservers")?, domain: o.get("domain")?, search: o.get("search")?, options: o.get("options")? })
+            Ok(Dns {
+                nameservers: o.get("nameservers")?,
+                domain: o.get("domain")?,
+                search: o.get("search")?,
+                options: o.get("options")?,
+            })
         })
     }
 }

@@ -229,7 +229,9 @@ impl<T: FromJson> FromJson for BTreeMap<String, T> {
 impl<A: FromJson, B: FromJson> FromJson for (A, B) {
     fn from_json(v: &Value) -> JResult<(A, B)> {
         match v.as_array().map(Vec::as_slice) {
-            Some([a, b]) => Ok((A::from_json(a).map_err(|e| e.under_index(0))?, B::from_json(b).map_err(|e| e.under_index(1))?)),
+            Some([a, b]) => {
+                Ok((A::from_json(a).map_err(|e| e.under_index(0))?, B::from_json(b).map_err(|e| e.under_index(1))?))
+            }
             _ => Err(wrong_type(v, "a pair")),
         }
     }

@@ -2,11 +2,11 @@
 //! any version and printed in the version the config asked for.
 
 use super::config::Dns;
+use super::json::{object, FromJson, JResult};
+use super::json_writer::JsonWriter;
 use super::version;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
-use super::json::{object, FromJson, JResult};
-use super::json_writer::JsonWriter;
 use serde_json::Value;
 use std::net::IpAddr;
 
@@ -107,11 +107,7 @@ impl FromJson for Interface {
 impl FromJson for IpConfig {
     fn from_json(v: &Value) -> JResult<IpConfig> {
         object(v, |o| {
-            Ok(IpConfig {
-                address: o.req("address")?,
-                gateway: o.opt("gateway")?,
-                interface: o.opt("interface")?,
-            })
+            Ok(IpConfig { address: o.req("address")?, gateway: o.opt("gateway")?, interface: o.opt("interface")? })
         })
     }
 }
@@ -377,7 +373,8 @@ mod tests {
 
     #[test]
     fn no_ips_cannot_go_to_0_2_0() {
-        let r = CniResult { interfaces: vec![Interface { name: "lo".into(), ..Default::default() }], ..Default::default() };
+        let r =
+            CniResult { interfaces: vec![Interface { name: "lo".into(), ..Default::default() }], ..Default::default() };
         assert_eq!(r.to_json("0.2.0").err().unwrap().msg, "cannot convert: no valid IP addresses");
     }
 

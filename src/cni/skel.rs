@@ -222,7 +222,10 @@ pub fn dispatch(plugin: &Plugin, mut req: Request) -> Result<(Request, Option<Cn
     }
     let v = common.cni_version.filter(|v| !v.is_empty()).unwrap_or_else(|| "0.1.0".into());
     if version::parse(&v).is_none() {
-        return Err(Error::new(code::DECODING, format!("invalid version \"{v}\": the version is empty or has too many parts")));
+        return Err(Error::new(
+            code::DECODING,
+            format!("invalid version \"{v}\": the version is empty or has too many parts"),
+        ));
     }
     let needs = match req.command {
         Command::Check => Some(("0.4.0", "CHECK")),
@@ -382,7 +385,10 @@ impl Request {
             let bad = || {
                 Error::new(
                     code::INVALID_CONFIG,
-                    format!("prevResult: interface \"{}\" is in sandbox \"{}\", not in CNI_NETNS \"{}\"", i.name, i.sandbox, self.netns),
+                    format!(
+                        "prevResult: interface \"{}\" is in sandbox \"{}\", not in CNI_NETNS \"{}\"",
+                        i.name, i.sandbox, self.netns
+                    ),
                 )
             };
             // The same namespace may be named by another path (/proc/<pid>/ns/net).
@@ -424,7 +430,8 @@ mod tests {
         Ok(CniResult::default())
     }
 
-    const P: Plugin = Plugin { name: "test", min_version: "0.1.0", add: add_ok, del: noop, check: noop, gc: noop, status: noop };
+    const P: Plugin =
+        Plugin { name: "test", min_version: "0.1.0", add: add_ok, del: noop, check: noop, gc: noop, status: noop };
 
     fn run_with(vars: &[(&'static str, &str)], stdin: &str) -> (i32, String) {
         let env = MapEnv(vars.iter().map(|(k, v)| (*k, v.to_string())).collect());
@@ -437,7 +444,10 @@ mod tests {
     fn missing_env_lists_variables_in_reference_order() {
         let (rc, out) = run_with(&[("CNI_COMMAND", "ADD")], "{}");
         assert_eq!(rc, 1);
-        assert_eq!(out.trim(), r#"{"code":4,"msg":"required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"}"#);
+        assert_eq!(
+            out.trim(),
+            r#"{"code":4,"msg":"required env variables [CNI_CONTAINERID,CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"}"#
+        );
     }
 
     #[test]

@@ -155,12 +155,7 @@ impl Lease {
             ..Default::default()
         };
         let address = IpNet { addr: IpAddr::V4(a.yiaddr), prefix };
-        Ok(CniResult {
-            ips: vec![IpConfig { address, gateway, interface: None }],
-            routes,
-            dns,
-            ..Default::default()
-        })
+        Ok(CniResult { ips: vec![IpConfig { address, gateway, interface: None }], routes, dns, ..Default::default() })
     }
 }
 

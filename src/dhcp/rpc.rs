@@ -3,8 +3,8 @@
 //! connection. Both sides use these types, so they cannot drift apart.
 
 use crate::cni::json::{object, FromJson, JResult};
-use crate::cni::result::AnyResult;
 use crate::cni::json_writer::JsonWriter;
+use crate::cni::result::AnyResult;
 use crate::cni::{version, CniResult};
 use crate::error::{code, Error, Result};
 use serde_json::Value;
@@ -96,12 +96,7 @@ pub struct Reply<R = CniResult> {
 impl<R: FromJson> FromJson for Reply<R> {
     fn from_json(v: &Value) -> JResult<Reply<R>> {
         object(v, |o| {
-            Ok(Reply {
-                code: o.get("code")?,
-                msg: o.get("msg")?,
-                details: o.get("details")?,
-                result: o.opt("result")?,
-            })
+            Ok(Reply { code: o.get("code")?, msg: o.get("msg")?, details: o.get("details")?, result: o.opt("result")? })
         })
     }
 }

@@ -47,7 +47,9 @@ pub fn allocate(
         let wanted = pending.iter().position(|ip| set.contains(ip)).map(|i| pending.remove(i));
         let got = match wanted.and_then(|ip| set.range_for(&ip).map(|r| (ip, r))) {
             Some((ip, r)) if ip == r.gateway => Err(format!("requested ip {ip} is subnet's gateway")),
-            Some((ip, _)) if taken(&ip) => Err(format!("requested IP address {ip} is not available in range set {set}")),
+            Some((ip, _)) if taken(&ip) => {
+                Err(format!("requested IP address {ip} is not available in range set {set}"))
+            }
             Some((ip, r)) => Ok((ip, r)),
             None => match mine.iter().find(|e| set.contains(&e.ip)) {
                 Some(e) => Err(format!("{} has been allocated to {id}, duplicate allocation is not allowed", e.ip)),
@@ -209,7 +211,10 @@ mod tests {
         }
         let e = n.add(&s, "c6").err().unwrap();
         assert_eq!(e.code, 999);
-        assert_eq!(e.msg, "failed to allocate for range 0: no IP addresses available in range set: 10.22.0.1-10.22.0.6");
+        assert_eq!(
+            e.msg,
+            "failed to allocate for range 0: no IP addresses available in range set: 10.22.0.1-10.22.0.6"
+        );
         assert_eq!(n.del("c2", "eth0"), ["10.22.0.3"]);
         assert_eq!(n.del("c4", "eth0"), ["10.22.0.5"]);
         // after .6 the walk wraps to the start: first free is .3, then .5
@@ -231,7 +236,10 @@ mod tests {
 
     #[test]
     fn several_ranges_in_one_set() {
-        let s = sets(&[&[("10.1.0.0/24", Some("10.1.0.10"), Some("10.1.0.11"), None), ("10.2.0.0/24", Some("10.2.0.10"), Some("10.2.0.10"), None)]]);
+        let s = sets(&[&[
+            ("10.1.0.0/24", Some("10.1.0.10"), Some("10.1.0.11"), None),
+            ("10.2.0.0/24", Some("10.2.0.10"), Some("10.2.0.10"), None),
+        ]]);
         let mut n = Net::default();
         assert_eq!(n.add(&s, "a").unwrap(), ["10.1.0.10/24 gw 10.1.0.1"]);
         assert_eq!(n.ip(&s, "b"), "10.1.0.11");
@@ -259,7 +267,10 @@ mod tests {
     fn requested_addresses() {
         let s = sets(&[&[("10.1.0.0/24", None, None, None)], &[("fd00::/64", None, None, None)]]);
         let mut n = Net::default();
-        assert_eq!(n.add_req(&s, &["10.1.0.7", "fd00::7", "10.1.0.7"], "a", "eth0").unwrap(), ["10.1.0.7/24 gw 10.1.0.1", "fd00::7/64 gw fd00::1"]);
+        assert_eq!(
+            n.add_req(&s, &["10.1.0.7", "fd00::7", "10.1.0.7"], "a", "eth0").unwrap(),
+            ["10.1.0.7/24 gw 10.1.0.1", "fd00::7/64 gw fd00::1"]
+        );
         let e = n.add_req(&s, &["10.1.0.7"], "b", "eth0").err().unwrap();
         assert_eq!(e.msg, "failed to allocate for range 0: requested IP address 10.1.0.7 is not available in range set 10.1.0.1-10.1.0.254");
         let e = n.add_req(&s, &["10.9.0.1"], "c", "eth0").err().unwrap();
@@ -277,7 +288,10 @@ mod tests {
         let mut n = Net::default();
         n.add(&s, "a").unwrap();
         let e = n.add(&s, "a").err().unwrap();
-        assert_eq!(e.msg, "failed to allocate for range 0: 10.1.0.2 has been allocated to a, duplicate allocation is not allowed");
+        assert_eq!(
+            e.msg,
+            "failed to allocate for range 0: 10.1.0.2 has been allocated to a, duplicate allocation is not allowed"
+        );
         // another interface of the same container is another attachment
         assert_eq!(n.add_req(&s, &[], "a", "net1").unwrap(), ["10.1.0.3/24 gw 10.1.0.1"]);
         assert_eq!(n.del("a", "eth0"), ["10.1.0.2"]);
@@ -312,11 +326,21 @@ mod tests {
     #[test]
     fn gc_keeps_only_valid_attachments() {
         let s = one("10.1.0.0/24");
-        let mut n = Net { files: vec![("10.1.0.100".parse().unwrap(), "old", None), ("10.1.0.101".parse().unwrap(), "gone", Some("eth0"))], ..Net::default() };
+        let mut n = Net {
+            files: vec![
+                ("10.1.0.100".parse().unwrap(), "old", None),
+                ("10.1.0.101".parse().unwrap(), "gone", Some("eth0")),
+            ],
+            ..Net::default()
+        };
         for id in ["a", "b", "c"] {
             n.add(&s, id).unwrap();
         }
-        let valid = vec![("a".to_string(), "eth0".to_string()), ("old".to_string(), "eth1".to_string()), ("c".to_string(), "net1".to_string())];
+        let valid = vec![
+            ("a".to_string(), "eth0".to_string()),
+            ("old".to_string(), "eth1".to_string()),
+            ("c".to_string(), "net1".to_string()),
+        ];
         let st = State::parse(&n.data);
         let (edit, files) = collect(&st, n.files(), &Valid(&valid));
         let gone: Vec<String> = files.iter().map(|f| f.name.clone()).collect();

@@ -70,7 +70,10 @@ impl Range {
         let end_given = c.range_end.map(canonical);
         // As in the reference, a start past the given end is "not in network" too.
         let start = match c.range_start.map(canonical) {
-            Some(s) if !subnet.contains(&s) || end_given.is_some_and(|e| e.is_ipv4() == s.is_ipv4() && to_u128(&s) > to_u128(&e)) => {
+            Some(s)
+                if !subnet.contains(&s)
+                    || end_given.is_some_and(|e| e.is_ipv4() == s.is_ipv4() && to_u128(&s) > to_u128(&e)) =>
+            {
                 return Err(format!("RangeStart {s} not in network {subnet}"));
             }
             Some(s) => s,
@@ -248,7 +251,10 @@ mod tests {
     fn defaults_like_the_reference() {
         let s = set(&[conf("10.1.0.0/24", None, None, None)]);
         let r = &s.0[0];
-        assert_eq!((r.start.to_string(), r.end.to_string(), r.gateway.to_string()), ("10.1.0.1".into(), "10.1.0.254".into(), "10.1.0.1".into()));
+        assert_eq!(
+            (r.start.to_string(), r.end.to_string(), r.gateway.to_string()),
+            ("10.1.0.1".into(), "10.1.0.254".into(), "10.1.0.1".into())
+        );
         assert_eq!(s.to_string(), "10.1.0.1-10.1.0.254");
         // IPv6 keeps the last address of the subnet
         let s = set(&[conf("fd00::/120", None, None, None)]);
@@ -268,15 +274,27 @@ mod tests {
             err(&[conf("10.1.0.1/24", None, None, None)]),
             "Network has host bits set. For a subnet mask of length 24 the network address is 10.1.0.0"
         );
-        assert_eq!(err(&[conf("10.1.0.0/24", Some("10.2.0.1"), None, None)]), "RangeStart 10.2.0.1 not in network 10.1.0.0/24");
-        assert_eq!(err(&[conf("10.1.0.0/24", None, Some("10.2.0.1"), None)]), "RangeEnd 10.2.0.1 not in network 10.1.0.0/24");
-        assert_eq!(err(&[conf("10.1.0.0/24", Some("fd00::1"), None, None)]), "RangeStart fd00::1 not in network 10.1.0.0/24");
+        assert_eq!(
+            err(&[conf("10.1.0.0/24", Some("10.2.0.1"), None, None)]),
+            "RangeStart 10.2.0.1 not in network 10.1.0.0/24"
+        );
+        assert_eq!(
+            err(&[conf("10.1.0.0/24", None, Some("10.2.0.1"), None)]),
+            "RangeEnd 10.2.0.1 not in network 10.1.0.0/24"
+        );
+        assert_eq!(
+            err(&[conf("10.1.0.0/24", Some("fd00::1"), None, None)]),
+            "RangeStart fd00::1 not in network 10.1.0.0/24"
+        );
         assert_eq!(
             err(&[conf("10.1.0.0/24", Some("10.1.0.9"), Some("10.1.0.5"), None)]),
             "RangeStart 10.1.0.9 not in network 10.1.0.0/24"
         );
         assert_eq!(err(&[]), "empty range set");
-        assert_eq!(err(&[conf("10.1.0.0/24", None, None, None), conf("fd00::/64", None, None, None)]), "mixed address families");
+        assert_eq!(
+            err(&[conf("10.1.0.0/24", None, None, None), conf("fd00::/64", None, None, None)]),
+            "mixed address families"
+        );
         assert_eq!(
             err(&[conf("10.1.0.0/24", None, None, None), conf("10.1.0.0/25", None, None, None)]),
             "subnets 10.1.0.1-10.1.0.254 and 10.1.0.1-10.1.0.126 overlap"

@@ -410,7 +410,15 @@ pub(crate) mod tests {
 
     #[test]
     fn round_trip_sorted_and_trusted() {
-        let d = reserve(b"", &[("10.0.0.9", "c9", "eth0"), ("fd00::2", "c1", "net1"), ("10.0.0.2", "c1", "eth0"), ("10.0.0.10", "c10", "eth0")]);
+        let d = reserve(
+            b"",
+            &[
+                ("10.0.0.9", "c9", "eth0"),
+                ("fd00::2", "c1", "net1"),
+                ("10.0.0.2", "c1", "eth0"),
+                ("10.0.0.10", "c10", "eth0"),
+            ],
+        );
         let text = String::from_utf8(d.clone()).unwrap();
         assert!(text.starts_with(MAGIC), "{text}");
         assert_eq!(body(&d), ["10.0.0.2 c1 eth0", "10.0.0.9 c9 eth0", "10.0.0.10 c10 eth0", "fd00::2 c1 net1"]);
@@ -429,7 +437,8 @@ pub(crate) mod tests {
     fn remove_insert_and_last_reserved() {
         let d = reserve(b"", &[("10.0.0.2", "a", "eth0"), ("10.0.0.3", "b", "eth0"), ("10.0.0.4", "c", "eth0")]);
         let s = State::parse(&d);
-        let mut e = Edit { remove: s.lines_of("b", Some("eth0")).into_iter().map(|l| l.span).collect(), ..Edit::default() };
+        let mut e =
+            Edit { remove: s.lines_of("b", Some("eth0")).into_iter().map(|l| l.span).collect(), ..Edit::default() };
         e.reserve(ip("10.0.0.3"), "d", "eth1");
         e.reserve(ip("10.0.0.1"), "e", "eth0");
         e.last.push((1, ip("10.0.0.3")));
@@ -454,7 +463,10 @@ pub(crate) mod tests {
         let s = State::parse(text);
         assert!(s.was_normalized());
         // words after the interface name are ignored (and not written back)
-        assert_eq!(body(text), ["10.0.0.3 c3 eth0", "10.0.0.6 c6 eth0", "10.0.0.7 c7 eth0", "10.0.0.8 c8 -", "10.0.0.9 c9 eth0"]);
+        assert_eq!(
+            body(text),
+            ["10.0.0.3 c3 eth0", "10.0.0.6 c6 eth0", "10.0.0.7 c7 eth0", "10.0.0.8 c8 -", "10.0.0.9 c9 eth0"]
+        );
         assert_eq!(s.last_reserved(0), Some(ip("10.0.0.9")));
         // the id-only line is found by id, and the rewritten file is trusted
         assert_eq!(s.lines_of("c8", None).len(), 1);
@@ -471,13 +483,19 @@ pub(crate) mod tests {
             let s = State::parse(&d[..cut]);
             assert!(cut == 0 || s.was_normalized());
             for e in s.entries() {
-                assert!(["10.0.0.2 a eth0", "10.0.0.3 b eth0"].contains(&format!("{} {} {}", e.ip, e.id, e.ifname.unwrap()).as_str()));
+                assert!(["10.0.0.2 a eth0", "10.0.0.3 b eth0"]
+                    .contains(&format!("{} {} {}", e.ip, e.id, e.ifname.unwrap()).as_str()));
             }
         }
         // a zero-filled file (delayed allocation after a power loss) and random bytes
         assert!(body(&vec![0u8; 4096]).is_empty());
         let mut x: u32 = 12345;
-        let noise: Vec<u8> = (0..20000).map(|_| { x = x.wrapping_mul(1103515245).wrapping_add(12345); (x >> 16) as u8 }).collect();
+        let noise: Vec<u8> = (0..20000)
+            .map(|_| {
+                x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
         let _ = body(&noise);
         // an appended line breaks the recorded size: the file is re-read, the line kept
         let mut e = d.clone();
@@ -502,7 +520,12 @@ pub(crate) mod tests {
     #[test]
     fn find_agrees_with_a_naive_search() {
         let mut x: u32 = 7;
-        let hay: Vec<u8> = (0..5000).map(|_| { x = x.wrapping_mul(1103515245).wrapping_add(12345); b"ab \n"[(x >> 16) as usize % 4] }).collect();
+        let hay: Vec<u8> = (0..5000)
+            .map(|_| {
+                x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                b"ab \n"[(x >> 16) as usize % 4]
+            })
+            .collect();
         for start in (0..4900).step_by(37) {
             for len in [1, 2, 3, 5, 16, 17, 40] {
                 let n = &hay[start..start + len];

@@ -86,7 +86,10 @@ pub fn network_dir(data_dir: &Path, name: &str) -> Result<PathBuf> {
     if let Some(m) = lstat(data_dir) {
         use std::os::unix::fs::PermissionsExt;
         if m.file_type().is_symlink() {
-            return Err(Error::config(format!("host-local: refusing dataDir {}: it is a symbolic link", data_dir.display())));
+            return Err(Error::config(format!(
+                "host-local: refusing dataDir {}: it is a symbolic link",
+                data_dir.display()
+            )));
         }
         let mode = m.permissions().mode();
         if mode & 0o002 != 0 && mode & 0o1000 == 0 {
@@ -113,12 +116,18 @@ impl Store {
             None if !create => return Ok(None),
             None => crate::sys::file::create_dir_all(&path, 0o755)?,
         }
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::config("host-local: dataDir contains a NUL byte"))?;
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::config("host-local: dataDir contains a NUL byte"))?;
         // SAFETY: a NUL-terminated path; the descriptor is owned by the File below.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+        let fd =
+            unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
         if fd < 0 {
             let e = errno();
-            return Err(if e == libc::ELOOP { refuse_symlink(&path) } else { Error::os(format_args!("open {}", path.display()), e) });
+            return Err(if e == libc::ELOOP {
+                refuse_symlink(&path)
+            } else {
+                Error::os(format_args!("open {}", path.display()), e)
+            });
         }
         // SAFETY: fd is a fresh descriptor nobody else owns.
         let dir = unsafe { File::from_raw_fd(fd) };
@@ -143,7 +152,8 @@ impl Store {
             Err(e) if e.errno == libc::ENOENT => return Ok(Snapshot { ptr: std::ptr::null_mut(), len: 0 }),
             Err(e) => return Err(e.context(self.path.display())),
         };
-        let m = f.metadata().map_err(|e| Error::from(e).context(format_args!("stat {}/{FILE}", self.path.display())))?;
+        let m =
+            f.metadata().map_err(|e| Error::from(e).context(format_args!("stat {}/{FILE}", self.path.display())))?;
         if !m.is_file() {
             return Err(Error::msg(format!("{}/{FILE} is not a regular file", self.path.display())));
         }
@@ -162,7 +172,8 @@ impl Store {
         // page cache; writers never truncate the current file (they write the
         // spare and exchange), so the mapping stays whole while we hold the lock.
         // SAFETY: mapping a regular file read-only and private; unmapped in Drop.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(Error::os(format_args!("map {}/{FILE}", self.path.display()), errno()));
         }
@@ -191,7 +202,14 @@ impl Store {
         let d = self.dir.as_raw_fd();
         // SAFETY: both names are NUL-terminated and relative to our directory descriptor.
         let r = unsafe {
-            libc::syscall(libc::SYS_renameat2, d as libc::c_long, s.as_ptr(), d as libc::c_long, f.as_ptr(), libc::RENAME_EXCHANGE as libc::c_long)
+            libc::syscall(
+                libc::SYS_renameat2,
+                d as libc::c_long,
+                s.as_ptr(),
+                d as libc::c_long,
+                f.as_ptr(),
+                libc::RENAME_EXCHANGE as libc::c_long,
+            )
         };
         if r == 0 {
             return Ok(());
@@ -244,7 +262,8 @@ impl Store {
     /// Every reservation file of the reference plugin. Reads the directory,
     /// so it is only used when the state file does not already answer.
     pub fn legacy_scan(&self) -> Result<Vec<Legacy>> {
-        let rd = std::fs::read_dir(&self.path).map_err(|e| Error::from(e).context(format_args!("read {}", self.path.display())))?;
+        let rd = std::fs::read_dir(&self.path)
+            .map_err(|e| Error::from(e).context(format_args!("read {}", self.path.display())))?;
         let mut out = Vec::new();
         for ent in rd.flatten() {
             let Some(name) = ent.file_name().to_str().map(str::to_string) else { continue };
@@ -281,7 +300,8 @@ pub fn check_writable(path: &Path) -> Result<()> {
     while lstat(at).is_none() {
         at = at.parent().unwrap_or(Path::new("/"));
     }
-    let c = CString::new(at.as_os_str().as_bytes()).map_err(|_| Error::config("host-local: dataDir contains a NUL byte"))?;
+    let c = CString::new(at.as_os_str().as_bytes())
+        .map_err(|_| Error::config("host-local: dataDir contains a NUL byte"))?;
     // SAFETY: a NUL-terminated path.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
         return Err(Error::os(format_args!("host-local: data directory {} is not writable", at.display()), errno()));
@@ -318,7 +338,9 @@ impl Drop for Snapshot {
 fn openat(dir: &File, name: &str, flags: i32, mode: libc::mode_t) -> Result<File> {
     let c = cstr(name)?;
     // SAFETY: a NUL-terminated name relative to a directory descriptor we own.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode as libc::c_uint) };
+    let fd = unsafe {
+        libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode as libc::c_uint)
+    };
     if fd < 0 {
         return Err(Error::os(format_args!("open {name}"), errno()));
     }
@@ -372,7 +394,6 @@ mod tests {
         Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     }
 
-
     fn tmp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("cnibox-store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -381,7 +402,10 @@ mod tests {
 
     #[test]
     fn network_dir_is_one_component_under_an_absolute_data_dir() {
-        assert_eq!(network_dir(Path::new("/var/lib/cni/networks"), "cbr0").unwrap(), PathBuf::from("/var/lib/cni/networks/cbr0"));
+        assert_eq!(
+            network_dir(Path::new("/var/lib/cni/networks"), "cbr0").unwrap(),
+            PathBuf::from("/var/lib/cni/networks/cbr0")
+        );
         let e = network_dir(Path::new("var/lib"), "cbr0").err().unwrap();
         assert_eq!(e.code, crate::error::code::INVALID_CONFIG);
         for bad in ["", ".", "..", "a/b", "a\0b"] {
@@ -401,7 +425,12 @@ mod tests {
         std::fs::create_dir(dir.join("10.1.0.9")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.join("10.1.0.8")).unwrap();
         let s = Store::open(dir.clone(), false).unwrap().unwrap();
-        let mut got: Vec<String> = s.legacy_scan().unwrap().iter().map(|l| format!("{} {} {}", l.ip, l.id, l.ifname.as_deref().unwrap_or("-"))).collect();
+        let mut got: Vec<String> = s
+            .legacy_scan()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{} {} {}", l.ip, l.id, l.ifname.as_deref().unwrap_or("-")))
+            .collect();
         got.sort();
         assert_eq!(got, ["10.1.0.2 ctr1 eth0", "10.1.0.3 ctr2 -", "fd00::3 ctr3 net1"]);
         assert!(s.legacy_held(&"10.1.0.2".parse().unwrap()));
@@ -463,7 +492,13 @@ mod tests {
     #[test]
     #[ignore = "benchmark; prints timings"]
     fn bench_add_steps() {
-        let sets = vec![RangeSet::new(&[RangeConf { subnet: "10.42.0.0/16".parse().unwrap(), range_start: None, range_end: None, gateway: None }]).unwrap()];
+        let sets = vec![RangeSet::new(&[RangeConf {
+            subnet: "10.42.0.0/16".parse().unwrap(),
+            range_start: None,
+            range_end: None,
+            gateway: None,
+        }])
+        .unwrap()];
         for held in [10usize, 10_000] {
             let dir = std::env::temp_dir().join(format!("cnibox-bench-{}-{held}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);

@@ -81,7 +81,8 @@ impl Socket {
         let n = bytes.min(i32::MAX as usize / 2) as i32;
         for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
             // SAFETY: valid fd, option value points at an i32.
-            let r = unsafe { libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&n as *const i32).cast(), 4) };
+            let r =
+                unsafe { libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&n as *const i32).cast(), 4) };
             if r == 0 {
                 return;
             }
@@ -127,7 +128,9 @@ impl Socket {
     pub fn recv_until(&mut self, mut f: impl FnMut(&Msg) -> Result<bool>) -> Result<()> {
         loop {
             // SAFETY: buf is valid for its length; MSG_TRUNC makes recv report the real size.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_TRUNC) };
+            let n = unsafe {
+                libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_TRUNC)
+            };
             if n < 0 {
                 let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
                 if e == libc::EINTR {
@@ -181,7 +184,9 @@ impl Socket {
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<()> {
         loop {
             // SAFETY: buf valid for its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT) };
+            let n = unsafe {
+                libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT)
+            };
             if n < 0 {
                 let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
                 return match e {
@@ -201,7 +206,14 @@ impl Socket {
     pub fn discard_queued(&mut self) -> Result<()> {
         loop {
             // SAFETY: buf valid for its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                )
+            };
             if n >= 0 {
                 continue;
             }
@@ -236,7 +248,12 @@ impl Socket {
         Ok(out)
     }
 
-    fn transact(&mut self, msg: MsgBuf, what: impl Display, mut on_reply: impl FnMut(&Msg) -> Result<()>) -> Result<()> {
+    fn transact(
+        &mut self,
+        msg: MsgBuf,
+        what: impl Display,
+        mut on_reply: impl FnMut(&Msg) -> Result<()>,
+    ) -> Result<()> {
         let seq = self.next_seq();
         let flags = msg.flags();
         self.send(&msg.finish(seq))?;

@@ -130,7 +130,8 @@ pub fn put(m: &mut MsgBuf, e: &Expr) {
             m.put_be32(2, key).put_be32(1, 1); // KEY, DREG
         }
         Expr::Payload(base, off, len) => {
-            m.put_be32(1, 1).put_be32(2, base).put_be32(3, off).put_be32(4, len); // DREG BASE OFFSET LEN
+            m.put_be32(1, 1).put_be32(2, base).put_be32(3, off).put_be32(4, len);
+            // DREG BASE OFFSET LEN
         }
         Expr::Bitwise(mask) => {
             let len = mask.len as u32;
@@ -184,7 +185,9 @@ pub fn cmp_values(exprs: &[u8]) -> Vec<&[u8]> {
         if a.get(NFTA_EXPR_NAME).map(|n| n.str()) != Some("cmp") {
             continue;
         }
-        if let Some(v) = a.get(NFTA_EXPR_DATA).and_then(|d| d.attrs().get(3)).and_then(|d| d.attrs().get(NFTA_DATA_VALUE)) {
+        if let Some(v) =
+            a.get(NFTA_EXPR_DATA).and_then(|d| d.attrs().get(3)).and_then(|d| d.attrs().get(NFTA_DATA_VALUE))
+        {
             out.push(v.data);
         }
     }

@@ -47,8 +47,14 @@ pub fn instance_key(network: &str, ifname: &str, container_id: &str) -> String {
 /// The full comment, quotes removed and cut at 128 bytes as the reference does.
 pub fn comment(network: &str, ifname: &str, container_id: &str) -> Vec<u8> {
     let q = |s: &str| s.replace('"', "");
-    let mut c = format!("{}, net: {}, if: {}, id: {}", instance_key(network, ifname, container_id), q(network), q(ifname), q(container_id))
-        .into_bytes();
+    let mut c = format!(
+        "{}, net: {}, if: {}, id: {}",
+        instance_key(network, ifname, container_id),
+        q(network),
+        q(ifname),
+        q(container_id)
+    )
+    .into_bytes();
     c.truncate(COMMENT_MAX);
     c
 }
@@ -89,7 +95,9 @@ pub fn setup_batch(current: &[super::Rule], network: &str, ifname: &str, contain
     let fixed: Vec<&[Expr]> = fixed.iter().map(|r| r.as_slice()).collect();
     // The reference rewrites postrouting on every ADD; its three rules are
     // recognised by their multicast prefixes and left alone when in place.
-    b.set_chain(&TABLE, POSTROUTING, &fixed, current, |now| now[0].compares(&[224, 0, 0, 0]) && now[1].compares(&[0xff]));
+    b.set_chain(&TABLE, POSTROUTING, &fixed, current, |now| {
+        now[0].compares(&[224, 0, 0, 0]) && now[1].compares(&[0xff])
+    });
     // The comment begins with the attachment's key (hashing is a good part
     // of what an ADD spends here: each hash once).
     let c = comment(network, ifname, container_id);
@@ -114,7 +122,8 @@ fn list_all(nft: &mut Nft) -> Result<Vec<super::Rule>> {
 
 /// Masquerade traffic from each of `addrs` leaving its own subnet (`addrs` carry their prefix).
 pub fn setup(network: &str, ifname: &str, container_id: &str, addrs: &[IpNet]) -> Result<()> {
-    transact(|nft| Ok(setup_batch(&list_all(nft)?, network, ifname, container_id, addrs))).context("ipMasq: set up masquerading")
+    transact(|nft| Ok(setup_batch(&list_all(nft)?, network, ifname, container_id, addrs)))
+        .context("ipMasq: set up masquerading")
 }
 
 /// Remove this attachment's rules; needs neither the addresses nor the netns.

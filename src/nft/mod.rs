@@ -17,7 +17,9 @@ pub mod spoofchk;
 
 use crate::error::{Error, Result};
 use crate::netlink::socket::kernel_error;
-use crate::netlink::{Attrs, MsgBuf, Msgs, Socket, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NLA_F_NESTED};
+use crate::netlink::{
+    Attrs, MsgBuf, Msgs, Socket, NLA_F_NESTED, NLMSG_ERROR, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use expr::Expr;
 
 pub const NETLINK_NETFILTER: i32 = 12;
@@ -203,8 +205,16 @@ impl Batch {
     /// would destroy rules each time, and a destroyed rule makes the release of
     /// this netfilter socket wait for an RCU grace period (nf_tables flushes
     /// its destroy work then): milliseconds added to every ADD.
-    pub fn set_chain(&mut self, t: &Table, chain: &str, rules: &[&[Expr]], current: &[Rule], in_place: impl Fn(&[&Rule]) -> bool) {
-        let now: Vec<&Rule> = current.iter().filter(|r| r.family == t.family && r.table == t.name && r.chain == chain).collect();
+    pub fn set_chain(
+        &mut self,
+        t: &Table,
+        chain: &str,
+        rules: &[&[Expr]],
+        current: &[Rule],
+        in_place: impl Fn(&[&Rule]) -> bool,
+    ) {
+        let now: Vec<&Rule> =
+            current.iter().filter(|r| r.family == t.family && r.table == t.name && r.chain == chain).collect();
         if now.len() == rules.len() && in_place(&now) {
             return;
         }
@@ -274,7 +284,14 @@ pub struct Rule {
 impl Rule {
     /// A rule from a GETRULE dump message's payload (public for the fuzz target).
     pub fn parse(p: &[u8]) -> Option<Rule> {
-        let mut r = Rule { family: *p.first()?, table: String::new(), chain: String::new(), handle: 0, comment: Vec::new(), exprs: Vec::new() };
+        let mut r = Rule {
+            family: *p.first()?,
+            table: String::new(),
+            chain: String::new(),
+            handle: 0,
+            comment: Vec::new(),
+            exprs: Vec::new(),
+        };
         for a in Attrs::new(p.get(4..)?) {
             match a.ty {
                 NFTA_RULE_TABLE => r.table = a.str().to_string(),
@@ -451,7 +468,11 @@ impl Batch {
             sock.reserve_send(bytes.len() + 4096);
         }
         sock.send(&bytes).map_err(|e| match e.errno {
-            libc::EMSGSIZE => e.context(format_args!("nftables: a batch of {} messages ({} bytes) is more than the socket takes", self.msgs.len(), bytes.len())),
+            libc::EMSGSIZE => e.context(format_args!(
+                "nftables: a batch of {} messages ({} bytes) is more than the socket takes",
+                self.msgs.len(),
+                bytes.len()
+            )),
             _ => e.context("nftables"),
         })?;
         let mut err: Option<Error> = None;
@@ -468,7 +489,9 @@ impl Batch {
     /// message it answers. Errors with other sequence numbers are not ours:
     /// a shared socket can hold an earlier user's (see keeper).
     fn error_in(&self, seq: u32, data: &[u8]) -> Option<Error> {
-        let m = Msgs::new(data).find(|m| m.ty == NLMSG_ERROR && m.error_code() != 0 && m.seq.wrapping_sub(seq) as usize <= self.msgs.len() + 1)?;
+        let m = Msgs::new(data).find(|m| {
+            m.ty == NLMSG_ERROR && m.error_code() != 0 && m.seq.wrapping_sub(seq) as usize <= self.msgs.len() + 1
+        })?;
         let what = match m.seq.wrapping_sub(seq) as usize {
             0 => "commit batch",
             i => self.msgs.get(i - 1).map_or("batch", |(_, w)| w.as_str()),
@@ -494,7 +517,9 @@ pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> 
         let gen = nft.genid()?;
         let b = build(&mut nft)?;
         match nft.commit(&b, gen) {
-            Err(e) if e.is_errno(ERESTART) => std::thread::sleep(std::time::Duration::from_micros(100 << attempt.min(6))),
+            Err(e) if e.is_errno(ERESTART) => {
+                std::thread::sleep(std::time::Duration::from_micros(100 << attempt.min(6)))
+            }
             other => return other,
         }
     }

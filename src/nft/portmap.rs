@@ -39,8 +39,14 @@
 //! part of a connection that exists already (the localhost mapping's answers)
 //! or one translated to there.
 
-use super::expr::{self, Expr, CT_ESTABLISHED_RELATED, IPS_DST_NAT, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_CT_STATUS, NFT_JUMP, NF_DROP};
-use super::{transact, Base, Batch, Nft, Rule, Table, COMMENT_MAX, HOOK_INPUT, HOOK_OUTPUT, HOOK_POSTROUTING, HOOK_PREROUTING, NFPROTO_IPV4, NFPROTO_IPV6};
+use super::expr::{
+    self, Expr, CT_ESTABLISHED_RELATED, IPS_DST_NAT, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_CT_STATUS, NFT_JUMP,
+    NF_DROP,
+};
+use super::{
+    transact, Base, Batch, Nft, Rule, Table, COMMENT_MAX, HOOK_INPUT, HOOK_OUTPUT, HOOK_POSTROUTING, HOOK_PREROUTING,
+    NFPROTO_IPV4, NFPROTO_IPV6,
+};
 use crate::error::{Context, Error, Result};
 use crate::net::{max_prefix, IpNet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -115,7 +121,11 @@ pub fn masq_rule(from: &IpNet, to: &IpAddr) -> Vec<Expr<'static>> {
 /// anywhere with `masqAll`.
 pub fn masq_rules(ip: &IpAddr, masq_all: bool) -> Vec<Vec<Expr<'static>>> {
     let v4 = ip.is_ipv4();
-    let from = if masq_all { IpNet { addr: crate::net::from_u128(ip, 0), prefix: 0 } } else { IpNet { addr: *ip, prefix: max_prefix(ip) } };
+    let from = if masq_all {
+        IpNet { addr: crate::net::from_u128(ip, 0), prefix: 0 }
+    } else {
+        IpNet { addr: *ip, prefix: max_prefix(ip) }
+    };
     let mut out = vec![masq_rule(&from, ip)];
     if v4 && !masq_all {
         out.push(masq_rule(&IpNet { addr: Ipv4Addr::LOCALHOST.into(), prefix: 32 }, ip));
@@ -125,7 +135,9 @@ pub fn masq_rules(ip: &IpAddr, masq_all: bool) -> Vec<Vec<Expr<'static>>> {
 
 /// A rule of some container (commented, in a per-container chain of our tables).
 fn per_container(r: &Rule) -> bool {
-    matches!(r.family, NFPROTO_IPV4 | NFPROTO_IPV6) && PER_CONTAINER.contains(&r.chain.as_str()) && !r.comment.is_empty()
+    matches!(r.family, NFPROTO_IPV4 | NFPROTO_IPV6)
+        && PER_CONTAINER.contains(&r.chain.as_str())
+        && !r.comment.is_empty()
 }
 
 /// `iifname != "lo" ip daddr 127.0.0.0/8 ct state ! established,related ct status ! dnat drop`
@@ -178,7 +190,9 @@ pub fn setup_batch(current: &[Rule], s: &Spec) -> Batch {
             }
             if v4 {
                 b.add_chain(&t, LOCALNET_GUARD, Some(Base { ty: "filter", hook: HOOK_INPUT, prio: 0 }), "");
-                let guard = current.iter().any(|r| r.family == t.family && r.chain == LOCALNET_GUARD && r.comment == GUARD_COMMENT);
+                let guard = current
+                    .iter()
+                    .any(|r| r.family == t.family && r.chain == LOCALNET_GUARD && r.comment == GUARD_COMMENT);
                 if !guard {
                     b.flush_chain(&t, LOCALNET_GUARD);
                     b.add_rule(&t, LOCALNET_GUARD, &localnet_guard_rule(), GUARD_COMMENT);
@@ -220,7 +234,10 @@ pub fn teardown(container_id: &str) -> Result<()> {
 pub fn gc(valid: &[&str]) -> Result<()> {
     transact(|nft| {
         let mut b = Batch::new();
-        for r in list(nft)?.iter().filter(|r| per_container(r) && !valid.iter().any(|id| comment(id) == r.comment.as_slice())) {
+        for r in list(nft)?
+            .iter()
+            .filter(|r| per_container(r) && !valid.iter().any(|id| comment(id) == r.comment.as_slice()))
+        {
             b.del_rule(r);
         }
         Ok(b)
@@ -235,7 +252,9 @@ pub fn check(s: &Spec) -> Result<()> {
     let c = comment(s.container_id);
     for ip in s.ips {
         let t = table(ip.is_ipv4());
-        let ours = |chain: &'static str| rules.iter().filter(move |r| r.family == t.family && r.chain == chain && r.comment == c);
+        let ours = |chain: &'static str| {
+            rules.iter().filter(move |r| r.family == t.family && r.chain == chain && r.comment == c)
+        };
         for m in s.mappings.iter().filter(|m| m.applies(ip.is_ipv4())) {
             if !ours(HOSTPORTS).any(|r| r.compares(&[m.proto]) && r.compares(&m.host_port.to_be_bytes())) {
                 return Err(Error::msg(format!("portmap: no rule for host port {} in {t} {HOSTPORTS}", m.host_port)));

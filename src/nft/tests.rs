@@ -60,12 +60,9 @@ const SPOOF_DROP: &str =
     "07000000080001006e6174001e000200636e692d62722d69666163652d6162632d657468302d6d616300000034000480300001800e000100696d6d6564696174650000001c0002800800010000000000100002800c00028008000100000000001b00070000156d616373706f6f6663686b2d6162632d657468300000";
 const CHAIN_BRIDGE: &str =
     "07000000080001006e6174000f000300505245524f5554494e4700000b00070066696c7465720000080005000000000114000480080001000000000008000200fffffed4";
-const FLUSH: &str =
-    "0200000011000100636e695f686f7374706f7274000000000f000200707265726f7574696e670000";
-const DELRULE: &str =
-    "07000000080001006e6174000f000200505245524f5554494e4700000c0003000000000000000005";
-const DELCHAIN: &str =
-    "07000000080001006e6174001a000300636e692d62722d69666163652d6162632d65746830000000";
+const FLUSH: &str = "0200000011000100636e695f686f7374706f7274000000000f000200707265726f7574696e670000";
+const DELRULE: &str = "07000000080001006e6174000f000200505245524f5554494e4700000c0003000000000000000005";
+const DELCHAIN: &str = "07000000080001006e6174001a000300636e692d62722d69666163652d6162632d65746830000000";
 const LOCALNET_GUARD: &str =
     "02000000060001007400000006000200630000002002048024000180090001006d6574610000000014000280080002000000000608000100000000013800018008000100636d70002c0002800800010000000001080002000000000118000380140001006c6f0000000000000000000000000000340001800c0001007061796c6f6164002400028008000100000000010800020000000001080003000000001008000400000000012c00018008000100636d700020000280080001000000000108000200000000000c000380050001007f00000020000180070001006374000014000280080002000000000008000100000000014c0001800c00010062697477697365003c00028008000100000000010800020000000001080006000000000008000300000000040c00048008000100060000000c00058008000100000000002c00018008000100636d700020000280080001000000000108000200000000000c000380080001000000000020000180070001006374000014000280080002000000000208000100000000014c0001800c00010062697477697365003c00028008000100000000010800020000000001080006000000000008000300000000040c00048008000100200000000c00058008000100000000002c00018008000100636d700020000280080001000000000108000200000000000c0003800800010000000000300001800e000100696d6d6564696174650000001c0002800800010000000000100002800c00028008000100000000002a0007000024626c6f636b20696e636f6d696e67206c6f63616c6e657420636f6e6e656374696f6e73000000";
 
@@ -119,7 +116,12 @@ fn masquerade_rules_match_nft() {
 fn chains_and_tables_match_nft() {
     let mut b = Batch::new();
     // add chain inet cni_plugins_masquerade masq_checks { comment "..." }
-    b.add_chain(&MT, "masq_checks", None, "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet");
+    b.add_chain(
+        &MT,
+        "masq_checks",
+        None,
+        "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet",
+    );
     // add chain inet cni_plugins_masquerade postrouting { type nat hook postrouting priority srcnat; policy accept; }
     b.add_chain(&MT, "postrouting", Some(Base { ty: "nat", hook: HOOK_POSTROUTING, prio: 100 }), "");
     // add chain ip cni_hostport output { type nat hook output priority -100; policy accept; }
@@ -131,11 +133,27 @@ fn chains_and_tables_match_nft() {
     // flush chain ip cni_hostport prerouting
     b.flush_chain(&P4, "prerouting");
     // delete rule bridge nat PREROUTING handle 5
-    b.del_rule(&Rule { family: NFPROTO_BRIDGE, table: "nat".into(), chain: "PREROUTING".into(), handle: 5, comment: vec![], exprs: vec![] });
+    b.del_rule(&Rule {
+        family: NFPROTO_BRIDGE,
+        table: "nat".into(),
+        chain: "PREROUTING".into(),
+        handle: 5,
+        comment: vec![],
+        exprs: vec![],
+    });
     // delete chain bridge nat cni-br-iface-abc-eth0
     b.del_chain(&BR, "cni-br-iface-abc-eth0");
     let p = payloads(&b);
-    let want = [CHAIN_COMMENT, CHAIN_POSTROUTING, CHAIN_OUTPUT, CHAIN_BRIDGE, &TABLE_COMMENT.replace("0800020000000000", ""), FLUSH, DELRULE, DELCHAIN];
+    let want = [
+        CHAIN_COMMENT,
+        CHAIN_POSTROUTING,
+        CHAIN_OUTPUT,
+        CHAIN_BRIDGE,
+        &TABLE_COMMENT.replace("0800020000000000", ""),
+        FLUSH,
+        DELRULE,
+        DELCHAIN,
+    ];
     assert_eq!(p, want);
 }
 
@@ -144,17 +162,28 @@ fn portmap_rules_match_nft() {
     use portmap::{dnat_rule, masq_rules, Mapping};
     let c4: std::net::IpAddr = "10.88.0.5".parse().unwrap();
     let c6: std::net::IpAddr = "fd00::5".parse().unwrap();
-    let m = |hp, cp, proto, host: Option<&str>| Mapping { host_port: hp, container_port: cp, proto, host_ip: host.map(|h| h.parse().unwrap()) };
+    let m = |hp, cp, proto, host: Option<&str>| Mapping {
+        host_port: hp,
+        container_port: cp,
+        proto,
+        host_ip: host.map(|h| h.parse().unwrap()),
+    };
     // tcp dport 8080 dnat to 10.88.0.5:80
     assert_eq!(rule(&P4, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, None), &c4), "ctr1"), DNAT_TCP);
     // an unspecified host IP is no match at all
     assert_eq!(rule(&P4, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, Some("0.0.0.0")), &c4), "ctr1"), DNAT_TCP);
     // ip daddr 192.168.1.1 udp dport 53 dnat to 10.88.0.5:5353
-    assert_eq!(rule(&P4, "hostports", &dnat_rule(&m(53, 5353, IPPROTO_UDP, Some("192.168.1.1")), &c4), "ctr1"), DNAT_HOSTIP_UDP);
+    assert_eq!(
+        rule(&P4, "hostports", &dnat_rule(&m(53, 5353, IPPROTO_UDP, Some("192.168.1.1")), &c4), "ctr1"),
+        DNAT_HOSTIP_UDP
+    );
     // sctp dport 9000 dnat to [fd00::5]:90
     assert_eq!(rule(&P6, "hostports", &dnat_rule(&m(9000, 90, IPPROTO_SCTP, None), &c6), "ctr1"), DNAT_V6_SCTP);
     // ip6 daddr fd00::1 tcp dport 8080 dnat to [fd00::5]:80
-    assert_eq!(rule(&P6, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, Some("fd00::1")), &c6), "ctr1"), DNAT_V6_HOSTIP);
+    assert_eq!(
+        rule(&P6, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, Some("fd00::1")), &c6), "ctr1"),
+        DNAT_V6_HOSTIP
+    );
     // ip saddr 10.88.0.5 ip daddr 10.88.0.5 masquerade; ip saddr 127.0.0.1 ip daddr 10.88.0.5 masquerade
     let r = masq_rules(&c4, false);
     assert_eq!(r.len(), 2);
@@ -193,7 +222,10 @@ fn spoofcheck_rules_match_nft() {
     e.push(Expr::Verdict(NFT_JUMP, "cni-br-iface-abc-eth0"));
     let c = "macspoofchk-abc-eth0";
     assert_eq!(rule(&BR, "PREROUTING", &e, c), SPOOF_JUMP);
-    assert_eq!(rule(&BR, "cni-br-iface-abc-eth0", &[Expr::Verdict(NFT_JUMP, "cni-br-iface-abc-eth0-mac")], c), SPOOF_JUMP_MAC);
+    assert_eq!(
+        rule(&BR, "cni-br-iface-abc-eth0", &[Expr::Verdict(NFT_JUMP, "cni-br-iface-abc-eth0-mac")], c),
+        SPOOF_JUMP_MAC
+    );
     // ether saddr 0a:58:0a:01:00:05 return; drop
     let mut e = Vec::new();
     ether_saddr(&mut e, &mac.0);
@@ -205,7 +237,10 @@ fn spoofcheck_rules_match_nft() {
 #[test]
 fn masquerade_comment_is_the_references() {
     // Expected values computed independently: python3 hashlib.sha512(...).hexdigest()[:16]
-    assert_eq!(masq::comment("cbr0", "eth0", "abc"), b"cb6e746fae1a4d6c-e65086f8a75535c6, net: cbr0, if: eth0, id: abc");
+    assert_eq!(
+        masq::comment("cbr0", "eth0", "abc"),
+        b"cb6e746fae1a4d6c-e65086f8a75535c6, net: cbr0, if: eth0, id: abc"
+    );
     assert_eq!(masq::instance_key("cbr0", "eth0", "abc"), "cb6e746fae1a4d6c-e65086f8a75535c6");
     // quotes are dropped from the readable part only, and the whole is cut at 128 bytes
     let id = "f".repeat(100);
@@ -232,7 +267,14 @@ fn batch_framing() {
     assert_eq!(msgs[3].payload, &[0, 0, 0, 10]);
     // a handle of 0 would flush the chain: never sent
     let mut b = Batch::new();
-    b.del_rule(&Rule { family: NFPROTO_IPV4, table: "t".into(), chain: "c".into(), handle: 0, comment: vec![], exprs: vec![] });
+    b.del_rule(&Rule {
+        family: NFPROTO_IPV4,
+        table: "t".into(),
+        chain: "c".into(),
+        handle: 0,
+        comment: vec![],
+        exprs: vec![],
+    });
     assert!(b.is_empty());
 }
 
@@ -251,7 +293,15 @@ fn keeper_table_delete() {
 fn rules_read_back_with_comment_and_values() {
     // A rule as the kernel dumps it: nfgenmsg, TABLE, CHAIN, HANDLE, EXPRESSIONS, USERDATA.
     let mut b = Batch::new();
-    b.add_rule(&P4, "hostports", &portmap::dnat_rule(&portmap::Mapping { host_port: 8080, container_port: 80, proto: IPPROTO_TCP, host_ip: None }, &"10.88.0.5".parse().unwrap()), b"ctr1");
+    b.add_rule(
+        &P4,
+        "hostports",
+        &portmap::dnat_rule(
+            &portmap::Mapping { host_port: 8080, container_port: 80, proto: IPPROTO_TCP, host_ip: None },
+            &"10.88.0.5".parse().unwrap(),
+        ),
+        b"ctr1",
+    );
     let mut wire = b.encode(1, 0);
     let mut m = crate::netlink::MsgBuf::new(0, 0);
     m.put_be64(3, 42);
@@ -260,7 +310,10 @@ fn rules_read_back_with_comment_and_values() {
     let mut p = msg.payload.to_vec();
     p.extend_from_slice(&wire[wire.len() - 12..]);
     let r = Rule::parse(&p).unwrap();
-    assert_eq!((r.family, r.table.as_str(), r.chain.as_str(), r.handle), (NFPROTO_IPV4, "cni_hostport", "hostports", 42));
+    assert_eq!(
+        (r.family, r.table.as_str(), r.chain.as_str(), r.handle),
+        (NFPROTO_IPV4, "cni_hostport", "hostports", 42)
+    );
     assert_eq!(r.comment, b"ctr1");
     assert!(r.compares(&[IPPROTO_TCP]) && r.compares(&8080u16.to_be_bytes()));
     assert!(!r.compares(&80u16.to_be_bytes()), "the DNAT target is no comparison");
@@ -277,7 +330,10 @@ fn rule_at(family: u8, table: &str, chain: &str, handle: u64, comment: &[u8]) ->
 fn masquerade_add_replaces_only_its_own_rules() {
     let mine = masq::comment("cbr0", "eth0", "abc");
     let other = masq::comment("cbr0", "eth0", "xyz");
-    let stale = [rule_at(NFPROTO_INET, "cni_plugins_masquerade", "masq_checks", 7, &mine), rule_at(NFPROTO_INET, "cni_plugins_masquerade", "masq_checks", 8, &other)];
+    let stale = [
+        rule_at(NFPROTO_INET, "cni_plugins_masquerade", "masq_checks", 7, &mine),
+        rule_at(NFPROTO_INET, "cni_plugins_masquerade", "masq_checks", 8, &other),
+    ];
     let b = masq::setup_batch(&stale, "cbr0", "eth0", "abc", &[net("10.88.0.5/16"), net("fd00::5/64")]);
     let what: Vec<&str> = b.msgs.iter().map(|(_, w)| w.as_str()).collect();
     assert_eq!(
@@ -298,7 +354,16 @@ fn masquerade_add_replaces_only_its_own_rules() {
     let p = payloads(&b);
     // the same rule as the golden one, under the attachment's comment
     let body = &MASQ_V4[..MASQ_V4.len() - 40]; // minus the 20-byte user data of "ctr-abc123"
-    assert_eq!(p[8], format!("{body}{:02x}00070000{:02x}{}00{}", mine.len() + 7, mine.len() + 1, hex(&mine), "00".repeat(3 - (mine.len() + 6) % 4)));
+    assert_eq!(
+        p[8],
+        format!(
+            "{body}{:02x}00070000{:02x}{}00{}",
+            mine.len() + 7,
+            mine.len() + 1,
+            hex(&mine),
+            "00".repeat(3 - (mine.len() + 6) % 4)
+        )
+    );
 }
 
 /// An NLMSG_ERROR datagram answering `seq` with `-errno`.

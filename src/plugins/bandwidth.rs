@@ -49,7 +49,10 @@ impl FromJson for Entry {
 
 impl Entry {
     fn given(&self) -> bool {
-        self.ingress_rate.is_some() || self.ingress_burst.is_some() || self.egress_rate.is_some() || self.egress_burst.is_some()
+        self.ingress_rate.is_some()
+            || self.ingress_burst.is_some()
+            || self.egress_rate.is_some()
+            || self.egress_burst.is_some()
     }
 }
 
@@ -94,7 +97,12 @@ struct Limits {
 
 fn load(req: &Request) -> Result<Limits> {
     let c: Conf = req.conf()?;
-    let top = Entry { ingress_rate: c.ingress_rate, ingress_burst: c.ingress_burst, egress_rate: c.egress_rate, egress_burst: c.egress_burst };
+    let top = Entry {
+        ingress_rate: c.ingress_rate,
+        ingress_burst: c.ingress_burst,
+        egress_rate: c.egress_rate,
+        egress_burst: c.egress_burst,
+    };
     // As in the reference, any top-level key means the top-level entry is used as a whole.
     let e = if top.given() { top } else { c.runtime.bandwidth.unwrap_or_default() };
     let pair = |r: Option<u64>, b: Option<u64>| -> Result<(u64, u64)> {
@@ -197,7 +205,14 @@ fn shape(host: &mut Rtnl, h: &Link, ifb: &str, lim: &Limits, result: &mut CniRes
     }
     if lim.egress.0 > 0 {
         let t = tbf(lim.egress.0, lim.egress.1)?;
-        host.create_link(&NewLink { name: ifb, kind: "ifb", mtu: h.mtu, txqlen: h.txqlen, up: true, ..Default::default() })?;
+        host.create_link(&NewLink {
+            name: ifb,
+            kind: "ifb",
+            mtu: h.mtu,
+            txqlen: h.txqlen,
+            up: true,
+            ..Default::default()
+        })?;
         let dev = host.link_by_name(ifb)?.ok_or_else(|| Error::msg(format!("failed to look up {ifb}")))?;
         result.interfaces.push(Interface { name: ifb.to_string(), mac: dev.mac.to_string(), ..Default::default() });
         host.add_ingress_qdisc(h.index, &h.name)?;

@@ -209,7 +209,14 @@ fn add(req: &Request) -> Result<CniResult> {
     }
 }
 
-fn add_steps(req: &Request, n: &Net, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtnl, undo: &mut Undo) -> Result<CniResult> {
+fn add_steps(
+    req: &Request,
+    n: &Net,
+    ns: &Netns,
+    host: &mut Rtnl,
+    ctr: &mut Rtnl,
+    undo: &mut Undo,
+) -> Result<CniResult> {
     let c = &n.c;
     let br = ensure_bridge(host, n, undo)?;
     let (hveth, cveth) = create_veth_pair(host, ctr, ns, req, n, br.index, undo)?;
@@ -222,7 +229,12 @@ fn add_steps(req: &Request, n: &Net, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtnl
         interfaces: vec![
             Interface { name: br.name.clone(), mac: br.mac.to_string(), ..Default::default() },
             Interface { name: hveth.name.clone(), mac: hveth.mac.to_string(), ..Default::default() },
-            Interface { name: cveth.name.clone(), mac: cveth.mac.to_string(), sandbox: req.netns.clone(), ..Default::default() },
+            Interface {
+                name: cveth.name.clone(),
+                mac: cveth.mac.to_string(),
+                sandbox: req.netns.clone(),
+                ..Default::default()
+            },
         ],
         ..Default::default()
     };
@@ -235,11 +247,19 @@ fn add_steps(req: &Request, n: &Net, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtnl
         let gws = calc_gateways(&mut result, c);
         let ifn = &req.ifname;
         let dad = if c.enable_dad { "1" } else { "0" };
-        let mut sysctls = vec![(format!("net/ipv6/conf/{ifn}/accept_dad"), dad), (format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
+        let mut sysctls =
+            vec![(format!("net/ipv6/conf/{ifn}/accept_dad"), dad), (format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
         if c.enable_dad {
             sysctls.push((format!("net/ipv6/conf/{ifn}/enhanced_dad"), "1"));
         }
-        iface::configure(ns, ctr, ifn, &cveth, &result, &iface::Configure { sysctls: &sysctls, settle_dad: c.enable_dad, nodad: !c.enable_dad })?;
+        iface::configure(
+            ns,
+            ctr,
+            ifn,
+            &cveth,
+            &result,
+            &iface::Configure { sysctls: &sysctls, settle_dad: c.enable_dad, nodad: !c.enable_dad },
+        )?;
         if c.is_gateway {
             set_gateways(host, req, n, &br, &gws, &mut result, undo)?;
         }
@@ -303,9 +323,20 @@ fn ensure_bridge(host: &mut Rtnl, n: &Net, undo: &mut Undo) -> Result<Link> {
 /// One request creates both ends, each in its namespace under its final
 /// name, the host end already on the bridge. A name collision on the host
 /// side (EEXIST) is retried with a new random name.
-fn create_veth_pair(host: &mut Rtnl, ctr: &mut Rtnl, ns: &Netns, req: &Request, n: &Net, master: i32, undo: &mut Undo) -> Result<(Link, Link)> {
+fn create_veth_pair(
+    host: &mut Rtnl,
+    ctr: &mut Rtnl,
+    ns: &Netns,
+    req: &Request,
+    n: &Net,
+    master: i32,
+    undo: &mut Undo,
+) -> Result<(Link, Link)> {
     if ctr.link_by_name(&req.ifname)?.is_some() {
-        return Err(Error::msg(format!("container veth name \"{}\" already exists in netns \"{}\"", req.ifname, req.netns)));
+        return Err(Error::msg(format!(
+            "container veth name \"{}\" already exists in netns \"{}\"",
+            req.ifname, req.netns
+        )));
     }
     let mut last = None;
     for _ in 0..10 {
@@ -313,18 +344,22 @@ fn create_veth_pair(host: &mut Rtnl, ctr: &mut Rtnl, ns: &Netns, req: &Request, 
         let spec = VethSpec { host: &name, master, mtu: n.c.mtu, peer: &req.ifname, peer_ns: ns.fd(), peer_mac: n.mac };
         match host.create_veth(&spec) {
             Ok(()) => {
-                let h = host.link_by_name(&name)?.ok_or_else(|| Error::msg(format!("failed to look up new veth {name}")))?;
+                let h = host
+                    .link_by_name(&name)?
+                    .ok_or_else(|| Error::msg(format!("failed to look up new veth {name}")))?;
                 undo.host_veth = Some((h.index, name.clone()));
-                let c = ctr
-                    .link_by_name(&req.ifname)?
-                    .ok_or_else(|| Error::msg(format!("failed to look up {} in netns \"{}\"", req.ifname, req.netns)))?;
+                let c = ctr.link_by_name(&req.ifname)?.ok_or_else(|| {
+                    Error::msg(format!("failed to look up {} in netns \"{}\"", req.ifname, req.netns))
+                })?;
                 return Ok((h, c));
             }
             Err(e) if e.is_errno(libc::EEXIST) && ctr.link_by_name(&req.ifname)?.is_none() => last = Some(e),
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::msg("failed to find a unique veth name")).context("failed to find a unique veth name"))
+    Err(last
+        .unwrap_or_else(|| Error::msg("failed to find a unique veth name"))
+        .context("failed to find a unique veth name"))
 }
 
 /// Bridge-port settings of the host end: hairpin, isolation, VLANs, then up.
@@ -391,7 +426,15 @@ fn calc_gateways(result: &mut CniResult, c: &Conf) -> Vec<IpNet> {
 
 /// Put each gateway address on the bridge (or, with an access VLAN, on a
 /// `<bridge>.<vlan>` veth in that VLAN) and turn forwarding on.
-fn set_gateways(host: &mut Rtnl, req: &Request, n: &Net, br: &Link, gws: &[IpNet], result: &mut CniResult, undo: &mut Undo) -> Result<()> {
+fn set_gateways(
+    host: &mut Rtnl,
+    req: &Request,
+    n: &Net,
+    br: &Link,
+    gws: &[IpNet],
+    result: &mut CniResult,
+    undo: &mut Undo,
+) -> Result<()> {
     let c = &n.c;
     let target = if c.vlan != 0 {
         let l = ensure_vlan_interface(host, req, n, br, undo)?;
@@ -450,7 +493,9 @@ fn ensure_addr(host: &mut Rtnl, dev: &Link, gw: &IpNet, force: bool) -> Result<(
         }
     }
     match host.add_addr(dev.index, &dev.name, gw, !gw.is_ipv4()) {
-        Err(e) if !e.is_errno(libc::EEXIST) => Err(e.context(format_args!("could not add IP address to \"{}\"", dev.name))),
+        Err(e) if !e.is_errno(libc::EEXIST) => {
+            Err(e.context(format_args!("could not add IP address to \"{}\"", dev.name)))
+        }
         _ => Ok(()),
     }
 }
@@ -534,7 +579,9 @@ fn check(req: &Request) -> Result<()> {
         .iter()
         .find(|i| i.name == c.bridge && i.sandbox.is_empty())
         .ok_or_else(|| Error::msg(format!("bridge {} not found in prevResult", c.bridge)))?;
-    let br = host.link_by_name(&br_if.name)?.ok_or_else(|| Error::msg(format!("Interface name {} not found", br_if.name)))?;
+    let br = host
+        .link_by_name(&br_if.name)?
+        .ok_or_else(|| Error::msg(format!("Interface name {} not found", br_if.name)))?;
     if br.kind != "bridge" {
         return Err(Error::msg(format!("Interface {} does not have link type of bridge", br.name)));
     }
@@ -554,12 +601,16 @@ fn check(req: &Request) -> Result<()> {
         .iter()
         .find(|i| i.name == req.ifname && i.sandbox == req.netns)
         .ok_or_else(|| Error::msg(format!("container interface {} not found in prevResult", req.ifname)))?;
-    let ct = ctr.link_by_name(&ct_if.name)?.ok_or_else(|| Error::msg(format!("Interface name {} not found", ct_if.name)))?;
+    let ct =
+        ctr.link_by_name(&ct_if.name)?.ok_or_else(|| Error::msg(format!("Interface name {} not found", ct_if.name)))?;
     if ct.kind != "veth" {
         return Err(Error::msg(format!("Error: Container interface {} not of type veth", ct.name)));
     }
     if !ct_if.mac.is_empty() && ct_if.mac != ct.mac.to_string() {
-        return Err(Error::msg(format!("Interface {} Mac {} doesn't match container Mac: {}", ct.name, ct_if.mac, ct.mac)));
+        return Err(Error::msg(format!(
+            "Interface {} Mac {} doesn't match container Mac: {}",
+            ct.name, ct_if.mac, ct.mac
+        )));
     }
 
     // The host end: a non-sandbox veth in prevResult that is the container end's peer and a port of the bridge.
@@ -629,7 +680,10 @@ mod tests {
 
     #[test]
     fn trunk_collection_and_errors() {
-        assert_eq!(collect_trunk(&[t(Some(10), Some(12), None), t(None, None, Some(11)), t(None, None, Some(5))]), Ok(vec![5, 10, 11, 12]));
+        assert_eq!(
+            collect_trunk(&[t(Some(10), Some(12), None), t(None, None, Some(11)), t(None, None, Some(5))]),
+            Ok(vec![5, 10, 11, 12])
+        );
         assert_eq!(collect_trunk(&[t(Some(0), Some(3), None)]), Err("incorrect trunk minID parameter"));
         assert_eq!(collect_trunk(&[t(Some(3), Some(4095), None)]), Err("incorrect trunk maxID parameter"));
         assert_eq!(collect_trunk(&[t(Some(5), Some(3), None)]), Err("minID is greater than maxID in trunk parameter"));
@@ -649,7 +703,8 @@ mod tests {
         let gws = calc_gateways(&mut r, &c);
         assert_eq!(gws.iter().map(|g| g.to_string()).collect::<Vec<_>>(), ["10.1.0.1/16", "fd00::9/64"]);
         assert!(r.ips.iter().all(|i| i.interface == Some(2)));
-        let routes: Vec<String> = r.routes.iter().map(|r| format!("{} {}", r.dst, r.gw.map(|g| g.to_string()).unwrap_or_default())).collect();
+        let routes: Vec<String> =
+            r.routes.iter().map(|r| format!("{} {}", r.dst, r.gw.map(|g| g.to_string()).unwrap_or_default())).collect();
         assert_eq!(routes, ["::/0 fd00::9", "0.0.0.0/0 10.1.0.1"]);
     }
 

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
+pub static PLUGIN: Plugin =
+    Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 struct Conf {
     ipam: IpamRef,

@@ -23,7 +23,9 @@ use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Context, Error, Result};
 use crate::net::{ip_octets, max_prefix, IpNet};
-use crate::nft::expr::{self, Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_JUMP, NF_ACCEPT, NF_DROP};
+use crate::nft::expr::{
+    self, Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_JUMP, NF_ACCEPT, NF_DROP,
+};
 use crate::nft::{transact, Base, Batch, Nft, Rule, Table, NFPROTO_INET};
 use serde_json::Value;
 
@@ -75,8 +77,11 @@ fn load(req: &Request) -> Result<(Conf, Ingress)> {
     match c.backend.as_str() {
         "" | "nftables" | "iptables" => {}
         "firewalld" => {
-            return Err(Error::new(code::UNSUPPORTED_FIELD, "backend \"firewalld\" is not supported: cnibox's firewall plugin writes nftables rules")
-                .with_details("backend"))
+            return Err(Error::new(
+                code::UNSUPPORTED_FIELD,
+                "backend \"firewalld\" is not supported: cnibox's firewall plugin writes nftables rules",
+            )
+            .with_details("backend"))
         }
         b => return Err(Error::config(format!("invalid backend \"{b}\" (expected \"nftables\")"))),
     }
@@ -84,7 +89,11 @@ fn load(req: &Request) -> Result<(Conf, Ingress)> {
         "" | "open" => Ingress::Open,
         "same-bridge" => Ingress::SameBridge,
         "isolated" => Ingress::Isolated,
-        p => return Err(Error::config(format!("unknown ingressPolicy \"{p}\" (expected open, same-bridge or isolated)"))),
+        p => {
+            return Err(Error::config(format!(
+                "unknown ingressPolicy \"{p}\" (expected open, same-bridge or isolated)"
+            )))
+        }
     };
     let n = &c.iptables_admin_chain_name;
     if n.len() > 64 || n.contains(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')) {
@@ -103,8 +112,12 @@ fn admin_chain(c: &Conf) -> String {
 
 /// The comment shared by one attachment's rules.
 fn key(network: &str, ifname: &str, container_id: &str) -> Vec<u8> {
-    let mut k = format!("cni-fw {}-{}", crate::sha512::hex(network.as_bytes(), 16), crate::sha512::hex(format!("{ifname}:{container_id}").as_bytes(), 16))
-        .into_bytes();
+    let mut k = format!(
+        "cni-fw {}-{}",
+        crate::sha512::hex(network.as_bytes(), 16),
+        crate::sha512::hex(format!("{ifname}:{container_id}").as_bytes(), 16)
+    )
+    .into_bytes();
     k.truncate(crate::nft::COMMENT_MAX);
     k
 }
@@ -214,7 +227,10 @@ fn check(req: &Request) -> Result<()> {
     for ip in &prev.ips {
         let n = rules.iter().filter(|r| r.comment == k && r.compares(&ip_octets(&ip.address.addr))).count();
         if n < 2 {
-            return Err(Error::msg(format!("firewall: missing accept rules for {} in {TABLE} {CNI_FORWARD}", ip.address.addr)));
+            return Err(Error::msg(format!(
+                "firewall: missing accept rules for {} in {TABLE} {CNI_FORWARD}",
+                ip.address.addr
+            )));
         }
     }
     Ok(())

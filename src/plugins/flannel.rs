@@ -177,14 +177,16 @@ fn add(req: &Request) -> Result<CniResult> {
         .map_err(|e| Error::os(format_args!("read flannel subnet file {path}"), e.raw_os_error().unwrap_or(0)))?;
     let env = parse_subnet_env(&path, &text)?;
     let d = delegate_conf(&req.name, &c, &env)?;
-    let bytes = serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
+    let bytes =
+        serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
     let ty = delegate_type(&bytes)?;
     file::create_dir_all(&dir, 0o700)?;
     // Saved before delegating (and kept if the delegate fails), so that the
     // runtime's DEL can always undo whatever the delegate did.
     file::write_atomic(&scratch(&dir, &req.container_id), &bytes, 0o600)?;
     let r = delegate(&ty, Command::Add, &with_config(req, bytes))?;
-    r.ok_or_else(|| Error::msg(format!("delegate {ty} returned no result"))).map_err(|e| e.context("failed to delegate add"))
+    r.ok_or_else(|| Error::msg(format!("delegate {ty} returned no result")))
+        .map_err(|e| e.context("failed to delegate add"))
 }
 
 fn del(req: &Request) -> Result<()> {
@@ -216,7 +218,8 @@ fn check(req: &Request) -> Result<()> {
     let mut d: Map<String, Value> = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
     d.insert("prevResult".into(), prev);
     let ty = d.get("type").and_then(Value::as_str).unwrap_or("bridge").to_string();
-    let bytes = serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
+    let bytes =
+        serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
     delegate(&ty, Command::Check, &with_config(req, bytes)).map(|_| ())
 }
 
@@ -224,7 +227,8 @@ fn check(req: &Request) -> Result<()> {
 mod tests {
     use super::*;
 
-    const ENV: &str = "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
+    const ENV: &str =
+        "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 
     #[test]
     fn subnet_env_parsing_and_missing_keys() {
@@ -252,7 +256,11 @@ mod tests {
         )
         .ok()
         .unwrap();
-        let env = parse_subnet_env("/x", &format!("{ENV}FLANNEL_IPV6_NETWORK=fd42::/56\nFLANNEL_IPV6_SUBNET=fd42:0:0:3::1/64\n")).unwrap();
+        let env = parse_subnet_env(
+            "/x",
+            &format!("{ENV}FLANNEL_IPV6_NETWORK=fd42::/56\nFLANNEL_IPV6_SUBNET=fd42:0:0:3::1/64\n"),
+        )
+        .unwrap();
         let d = Value::Object(delegate_conf("cbr0", &c, &env).unwrap());
         let want = serde_json::json!({
             "name": "cbr0", "type": "bridge", "cniVersion": "1.0.0", "ipMasq": false, "mtu": 1450, "isGateway": true,

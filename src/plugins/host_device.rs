@@ -16,7 +16,15 @@ use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin { name: "host-device", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
+pub static PLUGIN: Plugin = Plugin {
+    name: "host-device",
+    min_version: "0.1.0",
+    add,
+    del,
+    check,
+    gc: super::vlink::gc,
+    status: super::vlink::status,
+};
 
 /// Drivers that mean "userspace owns this NIC" (DPDK): nothing to move.
 const DPDK_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
@@ -106,7 +114,11 @@ fn find_link(host: &mut Rtnl, f: &Find) -> Result<Link> {
     let name = match f {
         Find::Name(n) => n.clone(),
         Find::Mac(m) => {
-            return host.links()?.into_iter().find(|l| l.mac == *m).ok_or_else(|| Error::msg(format!("failed to find device with MAC {m}")))
+            return host
+                .links()?
+                .into_iter()
+                .find(|l| l.mac == *m)
+                .ok_or_else(|| Error::msg(format!("failed to find device with MAC {m}")))
         }
         Find::Sysfs(dir) => {
             let entries = std::fs::read_dir(format!("{dir}/net"))
@@ -115,7 +127,12 @@ fn find_link(host: &mut Rtnl, f: &Find) -> Result<Link> {
             match names.as_slice() {
                 [one] => one.clone(),
                 [] => return Err(Error::msg(format!("no network device found under {dir}/net"))),
-                _ => return Err(Error::msg(format!("more than one network device under {dir}/net: {}", names.join(", ")))),
+                _ => {
+                    return Err(Error::msg(format!(
+                        "more than one network device under {dir}/net: {}",
+                        names.join(", ")
+                    )))
+                }
             }
         }
     };
@@ -154,9 +171,15 @@ fn add(req: &Request) -> Result<CniResult> {
 
 fn configure(req: &Request, c: &Conf, ns: &Netns, ctr: &mut Rtnl, ipam_used: &mut bool) -> Result<CniResult> {
     let ifn = &req.ifname;
-    let l = ctr.link_by_name(ifn)?.ok_or_else(|| Error::msg(format!("{ifn} did not arrive in netns \"{}\"", req.netns)))?;
+    let l =
+        ctr.link_by_name(ifn)?.ok_or_else(|| Error::msg(format!("{ifn} did not arrive in netns \"{}\"", req.netns)))?;
     let mut result = CniResult {
-        interfaces: vec![Interface { name: ifn.clone(), mac: l.mac.to_string(), sandbox: req.netns.clone(), ..Default::default() }],
+        interfaces: vec![Interface {
+            name: ifn.clone(),
+            mac: l.mac.to_string(),
+            sandbox: req.netns.clone(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let how = iface::Configure { sysctls: &[], settle_dad: true, nodad: false };
@@ -173,7 +196,8 @@ fn move_back(ctr: &mut Rtnl, ifname: &str) -> Result<()> {
     let orig = if l.alias.is_empty() { ifname.to_string() } else { l.alias.clone() };
     let node = Netns::current()?;
     ctr.set_up(l.index, ifname, false)?;
-    ctr.move_to_netns(l.index, ifname, node.fd(), Some(&orig)).map_err(|e| e.context(format_args!("return {ifname} to the node as {orig}")))
+    ctr.move_to_netns(l.index, ifname, node.fd(), Some(&orig))
+        .map_err(|e| e.context(format_args!("return {ifname} to the node as {orig}")))
 }
 
 fn del(req: &Request) -> Result<()> {

@@ -113,7 +113,11 @@ fn load(req: &Request) -> Result<Config> {
     let env = CniArgs::parse(&req.args, &["IP"])?;
     if let Some(v) = env.get("IP").filter(|v| !v.is_empty()) {
         let pair = go_quote(&format!("IP={v}"));
-        requested.push(requested_ip(v).ok_or_else(|| Error::msg(format!("ARGS: error parsing value of pair {pair}: invalid IP address {v}")))?);
+        requested.push(
+            requested_ip(v).ok_or_else(|| {
+                Error::msg(format!("ARGS: error parsing value of pair {pair}: invalid IP address {v}"))
+            })?,
+        );
     }
     let from_conf = n.args.iter().flat_map(|a| a.cni.ips.iter().map(|s| ("args.cni.ips", s)));
     for (field, s) in from_conf.chain(n.runtime.ips.iter().map(|s| ("runtimeConfig.ips", s))) {
@@ -135,7 +139,10 @@ fn load(req: &Request) -> Result<Config> {
     }
     let v4 = sets.iter().filter(|s| s.is_ipv4()).count();
     if (v4 > 1 || sets.len() - v4 > 1) && !version::at_least(&req.cni_version, "0.3.0") {
-        return Err(Error::config(format!("CNI version {} does not support more than 1 address per family", req.cni_version)));
+        return Err(Error::config(format!(
+            "CNI version {} does not support more than 1 address per family",
+            req.cni_version
+        )));
     }
     for (i, a) in sets.iter().enumerate() {
         if let Some(j) = sets[i + 1..].iter().position(|b| a.overlaps(b)) {
@@ -182,10 +189,8 @@ fn add(req: &Request) -> Result<CniResult> {
             eprintln!("host-local: {e}");
         }
     }
-    let ips = leases
-        .into_iter()
-        .map(|l| IpConfig { address: l.addr, gateway: Some(l.gateway), interface: None })
-        .collect();
+    let ips =
+        leases.into_iter().map(|l| IpConfig { address: l.addr, gateway: Some(l.gateway), interface: None }).collect();
     Ok(CniResult { ips, routes: c.routes, dns, ..Default::default() })
 }
 
@@ -252,7 +257,8 @@ fn status(req: &Request) -> Result<()> {
 
 /// `nameserver`, `domain`, `search` and `options` from a resolv.conf.
 fn resolv_conf(path: &str) -> Result<Dns> {
-    let text = std::fs::read(path).map_err(|e| Error::os(format_args!("open {path}"), e.raw_os_error().unwrap_or(0)))?;
+    let text =
+        std::fs::read(path).map_err(|e| Error::os(format_args!("open {path}"), e.raw_os_error().unwrap_or(0)))?;
     Ok(parse_resolv_conf(&String::from_utf8_lossy(&text)))
 }
 
@@ -282,7 +288,11 @@ fn parse_resolv_conf(text: &str) -> Dns {
 /// only ever release, and must not be stuck behind damage.
 fn load_state<'a>(store: &Store, snap: &'a [u8]) -> Result<State<'a>> {
     State::load(snap).map_err(|why| {
-        Error::msg(format!("host-local: state file {}/{} is damaged: {why}; repair or remove it", store.path.display(), crate::ipam::state::FILE))
+        Error::msg(format!(
+            "host-local: state file {}/{} is damaged: {why}; repair or remove it",
+            store.path.display(),
+            crate::ipam::state::FILE
+        ))
     })
 }
 
@@ -323,7 +333,8 @@ mod tests {
         assert_eq!(wanted, ["10.1.0.9", "10.2.0.9", "10.3.0.9"]);
         assert_eq!(c.dir, PathBuf::from("/var/lib/cni/networks/net1"));
         assert_eq!(c.valid.unwrap(), [("a".to_string(), "eth0".to_string()), ("b".to_string(), "eth1".to_string())]);
-        let e = load(&req(r#"{"ipam": {"subnet": "10.2.0.0/24"}, "runtimeConfig": {"ips": ["x"]}}"#, "")).err().unwrap();
+        let e =
+            load(&req(r#"{"ipam": {"subnet": "10.2.0.0/24"}, "runtimeConfig": {"ips": ["x"]}}"#, "")).err().unwrap();
         assert_eq!((e.code, e.msg.as_str()), (7, "runtimeConfig.ips: invalid IP address x"));
         assert!(load(&req(r#"{"ipam": {"subnet": "10.2.0.0/24"}}"#, "")).unwrap().valid.is_none());
     }

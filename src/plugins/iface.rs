@@ -38,7 +38,9 @@ pub fn configure(ns: &Netns, ctr: &mut Rtnl, ifname: &str, link: &Link, r: &CniR
     let mine: Vec<_> = r
         .ips
         .iter()
-        .filter(|ip| ip.interface.map(|i| r.interfaces.get(i).map(|f| f.name == ifname).unwrap_or(false)).unwrap_or(true))
+        .filter(|ip| {
+            ip.interface.map(|i| r.interfaces.get(i).map(|f| f.name == ifname).unwrap_or(false)).unwrap_or(true)
+        })
         .collect();
     let has_v6 = mine.iter().any(|i| !i.address.is_ipv4());
     ns.run(|| {
@@ -204,7 +206,8 @@ pub fn valid_attachments(req: &Request) -> Result<Vec<(String, String)>> {
             object(v, |o| Ok(Att { id: o.req("containerID")?, ifname: o.get("ifname")? }))
         }
     }
-    let (valid, alias) = req.conf_with(|o| Ok((o.opt::<Vec<Att>>("cni.dev/valid-attachments")?, o.opt("cni.dev/attachments")?)))?;
+    let (valid, alias) =
+        req.conf_with(|o| Ok((o.opt::<Vec<Att>>("cni.dev/valid-attachments")?, o.opt("cni.dev/attachments")?)))?;
     Ok(valid.or(alias).unwrap_or_default().into_iter().map(|a| (a.id, a.ifname)).collect())
 }
 
@@ -212,10 +215,9 @@ pub fn valid_attachments(req: &Request) -> Result<Vec<(String, String)>> {
 /// and every prevResult route exists in the container.
 pub fn check_addrs_routes(ctr: &mut Rtnl, netns_path: &str, ifname: &str, link: &Link, prev: &CniResult) -> Result<()> {
     let addrs = ctr.addrs(link.index, 0)?;
-    let mine = prev
-        .ips
-        .iter()
-        .filter(|ip| ip.interface.map(|x| prev.interfaces.get(x).map(|f| f.name == ifname).unwrap_or(false)).unwrap_or(true));
+    let mine = prev.ips.iter().filter(|ip| {
+        ip.interface.map(|x| prev.interfaces.get(x).map(|f| f.name == ifname).unwrap_or(false)).unwrap_or(true)
+    });
     for ip in mine {
         if !addrs.iter().any(|a| a.net == ip.address) {
             return Err(Error::msg(format!("Failed to match addr {} on interface {ifname}", ip.address)));
@@ -224,9 +226,9 @@ pub fn check_addrs_routes(ctr: &mut Rtnl, netns_path: &str, ifname: &str, link: 
     let mut routes = ctr.routes(libc::AF_INET as u8)?;
     routes.extend(ctr.routes(libc::AF_INET6 as u8)?);
     for r in &prev.routes {
-        let ok = routes
-            .iter()
-            .any(|k| k.dst.map(|d| d.network() == r.dst.network()).unwrap_or(false) && (r.gw.is_none() || k.gw == r.gw));
+        let ok = routes.iter().any(|k| {
+            k.dst.map(|d| d.network() == r.dst.network()).unwrap_or(false) && (r.gw.is_none() || k.gw == r.gw)
+        });
         if !ok {
             return Err(Error::msg(format!("Failed to match route {} in netns \"{netns_path}\"", r.dst)));
         }

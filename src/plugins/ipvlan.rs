@@ -12,7 +12,8 @@ use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
+pub static PLUGIN: Plugin =
+    Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_IPVLAN_MODE: u16 = 1;
 
@@ -67,7 +68,10 @@ fn add(req: &Request) -> Result<CniResult> {
     let data: [(u16, &[u8]); 1] = [(IFLA_IPVLAN_MODE, &mode)];
     let link = NewLink { kind: "ipvlan", mtu: c.mtu, parent: m.index, data: &data, ..Default::default() };
     let prev = if c.ipam.plugin_type.is_empty() { prev } else { None };
-    vlink::add(req, Spec { link, parent_in_container: c.link_in_container, ipam_type: &c.ipam.plugin_type, prev, dns: &c.dns })
+    vlink::add(
+        req,
+        Spec { link, parent_in_container: c.link_in_container, ipam_type: &c.ipam.plugin_type, prev, dns: &c.dns },
+    )
 }
 
 fn del(req: &Request) -> Result<()> {

@@ -34,7 +34,12 @@ fn add(req: &Request) -> Result<CniResult> {
         return Err(Error::msg(format!("loopback interface found with non-loopback address {}", a.net)));
     }
     let mut r = CniResult {
-        interfaces: vec![Interface { name: "lo".into(), mac: "00:00:00:00:00:00".into(), sandbox: req.netns.clone(), ..Default::default() }],
+        interfaces: vec![Interface {
+            name: "lo".into(),
+            mac: "00:00:00:00:00:00".into(),
+            sandbox: req.netns.clone(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     for v4 in [true, false] {

@@ -12,7 +12,8 @@ use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
+pub static PLUGIN: Plugin =
+    Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
@@ -75,7 +76,16 @@ fn add(req: &Request) -> Result<CniResult> {
         data.push((IFLA_MACVLAN_BC_QUEUE_LEN, &q));
     }
     let link = NewLink { kind: "macvlan", mtu: c.mtu, parent: m.index, mac, data: &data, ..Default::default() };
-    vlink::add(req, Spec { link, parent_in_container: c.link_in_container, ipam_type: &c.ipam.plugin_type, prev: None, dns: &c.dns })
+    vlink::add(
+        req,
+        Spec {
+            link,
+            parent_in_container: c.link_in_container,
+            ipam_type: &c.ipam.plugin_type,
+            prev: None,
+            dns: &c.dns,
+        },
+    )
 }
 
 fn del(req: &Request) -> Result<()> {

@@ -16,15 +16,8 @@ use crate::nft::portmap::{self as rules, Mapping, Spec};
 use serde_json::Value;
 use std::net::IpAddr;
 
-pub static PLUGIN: Plugin = Plugin {
-    name: "portmap",
-    min_version: "0.1.0",
-    add,
-    del,
-    check,
-    gc,
-    status: crate::cni::skel::noop,
-};
+pub static PLUGIN: Plugin =
+    Plugin { name: "portmap", min_version: "0.1.0", add, del, check, gc, status: crate::cni::skel::noop };
 
 struct Conf {
     backend: Option<String>,
@@ -100,12 +93,18 @@ fn load(req: &Request) -> Result<Config> {
     match c.backend.as_deref() {
         None | Some("nftables") => {}
         Some("iptables") => {
-            return Err(unsupported("backend \"iptables\"", "cnibox writes nftables rules only (set \"backend\" to \"nftables\" or remove it)"))
+            return Err(unsupported(
+                "backend \"iptables\"",
+                "cnibox writes nftables rules only (set \"backend\" to \"nftables\" or remove it)",
+            ))
         }
         Some(b) => return Err(Error::config(format!("portmap: unrecognized backend \"{b}\" (expected \"nftables\")"))),
     }
     if c.mark_masq_bit.is_some() {
-        return Err(unsupported("markMasqBit", "it only applies to the iptables backend; the nftables rules masquerade without a mark"));
+        return Err(unsupported(
+            "markMasqBit",
+            "it only applies to the iptables backend; the nftables rules masquerade without a mark",
+        ));
     }
     if c.external_set_mark_chain.is_some() {
         return Err(unsupported("externalSetMarkChain", "it only applies to the iptables backend"));
@@ -123,7 +122,9 @@ fn load(req: &Request) -> Result<Config> {
     let mut mappings = Vec::with_capacity(c.runtime.port_mappings.len());
     for (i, p) in c.runtime.port_mappings.iter().enumerate() {
         let at = |what: String| Error::config(format!("portmap: runtimeConfig.portMappings[{i}]: {what}"));
-        let port = |v: i64, name: &str| u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| at(format!("invalid {name} port number: {v}")));
+        let port = |v: i64, name: &str| {
+            u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(|| at(format!("invalid {name} port number: {v}")))
+        };
         let proto = match p.protocol.to_ascii_lowercase().as_str() {
             "" | "tcp" => IPPROTO_TCP,
             "udp" => IPPROTO_UDP,
@@ -134,7 +135,12 @@ fn load(req: &Request) -> Result<Config> {
             "" => None,
             s => Some(s.parse::<IpAddr>().map_err(|_| at(format!("invalid hostIP \"{s}\"")))?),
         };
-        mappings.push(Mapping { host_port: port(p.host_port, "host")?, container_port: port(p.container_port, "container")?, proto, host_ip });
+        mappings.push(Mapping {
+            host_port: port(p.host_port, "host")?,
+            container_port: port(p.container_port, "container")?,
+            proto,
+            host_ip,
+        });
     }
     Ok(Config { snat: c.snat.unwrap_or(true), masq_all: c.masq_all, mappings })
 }
@@ -157,12 +163,19 @@ fn container_ips(prev: &CniResult, ifname: &str) -> Vec<IpAddr> {
 
 fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
-    let prev = req.prev_result()?.ok_or_else(|| Error::msg("portmap: must be called as chained plugin (no prevResult)"))?;
+    let prev =
+        req.prev_result()?.ok_or_else(|| Error::msg("portmap: must be called as chained plugin (no prevResult)"))?;
     let ips = container_ips(&prev, &req.ifname);
     if c.mappings.is_empty() || ips.is_empty() {
         return Ok(prev);
     }
-    rules::setup(&Spec { container_id: &req.container_id, ips: &ips, mappings: &c.mappings, snat: c.snat, masq_all: c.masq_all })?;
+    rules::setup(&Spec {
+        container_id: &req.container_id,
+        ips: &ips,
+        mappings: &c.mappings,
+        snat: c.snat,
+        masq_all: c.masq_all,
+    })?;
     if c.snat {
         if let Some(IpAddr::V4(v4)) = ips.iter().find(|a| a.is_ipv4()) {
             if let Err(e) = route_localnet(*v4) {
@@ -181,7 +194,8 @@ fn add(req: &Request) -> Result<CniResult> {
 /// one interface only, where the reference sets it.
 fn route_localnet(ip: std::net::Ipv4Addr) -> Result<()> {
     let Some(dev) = route_dev(ip) else { return Ok(()) };
-    crate::sys::sysctl::ensure(&format!("net/ipv4/conf/{dev}/route_localnet"), "1").context("portmap: enable route_localnet")
+    crate::sys::sysctl::ensure(&format!("net/ipv4/conf/{dev}/route_localnet"), "1")
+        .context("portmap: enable route_localnet")
 }
 
 /// The name of the interface the node routes `ip` through; None when the
@@ -203,7 +217,11 @@ fn route_dev(ip: std::net::Ipv4Addr) -> Option<String> {
 /// on stderr and do not fail the ADD, as in the reference.
 fn flush_udp_conntrack(ips: &[IpAddr], mappings: &[Mapping]) {
     for ip in ips {
-        let ports: Vec<u16> = mappings.iter().filter(|m| m.proto == IPPROTO_UDP && m.applies(ip.is_ipv4())).map(|m| m.host_port).collect();
+        let ports: Vec<u16> = mappings
+            .iter()
+            .filter(|m| m.proto == IPPROTO_UDP && m.applies(ip.is_ipv4()))
+            .map(|m| m.host_port)
+            .collect();
         let family = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 } as u8;
         if let Err(e) = crate::nft::conntrack::delete_by_dport(family, IPPROTO_UDP, &ports) {
             eprintln!("portmap: failed to delete stale UDP conntrack entries for {ip}: {e}");
@@ -225,7 +243,13 @@ fn check(req: &Request) -> Result<()> {
         return Ok(());
     }
     let ips = container_ips(&prev, &req.ifname);
-    rules::check(&Spec { container_id: &req.container_id, ips: &ips, mappings: &c.mappings, snat: c.snat, masq_all: c.masq_all })
+    rules::check(&Spec {
+        container_id: &req.container_id,
+        ips: &ips,
+        mappings: &c.mappings,
+        snat: c.snat,
+        masq_all: c.masq_all,
+    })
 }
 
 /// Rules of container ids not among the valid attachments go.
@@ -289,7 +313,9 @@ mod tests {
         assert_eq!(c.mappings[0].proto, IPPROTO_TCP);
         assert_eq!(c.mappings[1].host_ip, Some("192.168.1.1".parse().unwrap()));
         assert_eq!(c.mappings[2].proto, IPPROTO_TCP);
-        let e = err(r#"{"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80},{"hostPort":0,"containerPort":80}]}}"#);
+        let e = err(
+            r#"{"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":80},{"hostPort":0,"containerPort":80}]}}"#,
+        );
         assert_eq!(e.code, code::INVALID_CONFIG);
         assert!(e.msg.contains("portMappings[1]: invalid host port number: 0"), "{}", e.msg);
         let e = err(r#"{"runtimeConfig":{"portMappings":[{"hostPort":80,"containerPort":70000}]}}"#);

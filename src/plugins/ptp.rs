@@ -77,7 +77,14 @@ fn add(req: &Request) -> Result<CniResult> {
     r
 }
 
-fn add_steps(req: &Request, c: &Conf, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtnl, undo: &mut Undo) -> Result<CniResult> {
+fn add_steps(
+    req: &Request,
+    c: &Conf,
+    ns: &Netns,
+    host: &mut Rtnl,
+    ctr: &mut Rtnl,
+    undo: &mut Undo,
+) -> Result<CniResult> {
     if ctr.link_by_name(&req.ifname)?.is_some() {
         return Err(Error::msg(format!("interface \"{}\" already exists in netns \"{}\"", req.ifname, req.netns)));
     }
@@ -85,9 +92,9 @@ fn add_steps(req: &Request, c: &Conf, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtn
     let mut result = iface::ipam_add(&c.ipam.plugin_type, req)?;
     let mut gws = Vec::new();
     for ip in &result.ips {
-        let gw = ip
-            .gateway
-            .ok_or_else(|| Error::msg(format!("ptp: IPAM gave no gateway for {}; one is needed as the next hop", ip.address)))?;
+        let gw = ip.gateway.ok_or_else(|| {
+            Error::msg(format!("ptp: IPAM gave no gateway for {}; one is needed as the next hop", ip.address))
+        })?;
         gws.push(gw);
     }
     if result.ips.iter().any(|i| i.address.is_ipv4()) {
@@ -111,14 +118,26 @@ fn add_steps(req: &Request, c: &Conf, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtn
     // DAD on a point-to-point veth could only ever find the node's own gateway
     // address, which IPAM never hands out: skip it rather than wait a second or two.
     let sysctls = [(format!("net/ipv6/conf/{}/accept_dad", req.ifname), "0")];
-    iface::configure(ns, ctr, &req.ifname, &cv, &result, &iface::Configure { sysctls: &sysctls, settle_dad: false, nodad: true })?;
+    iface::configure(
+        ns,
+        ctr,
+        &req.ifname,
+        &cv,
+        &result,
+        &iface::Configure { sysctls: &sysctls, settle_dad: false, nodad: true },
+    )?;
     // Replace the connected-subnet route by "gateway/32 dev" + "subnet via gateway",
     // so that even neighbours in the subnet are reached through the gateway.
     for (ip, gw) in result.ips.iter().zip(&gws) {
         let subnet = ip.address.network();
         let host_len = crate::net::max_prefix(&ip.address.addr);
         let _ = ctr.del_route(&route::Route { oif: cv.index, ..Default::default() }, &subnet, &req.ifname);
-        let to_gw = route::Route { oif: cv.index, src: Some(ip.address.addr), scope: route::RT_SCOPE_LINK, ..Default::default() };
+        let to_gw = route::Route {
+            oif: cv.index,
+            src: Some(ip.address.addr),
+            scope: route::RT_SCOPE_LINK,
+            ..Default::default()
+        };
         ctr.add_route(&to_gw, &IpNet { addr: *gw, prefix: host_len }, &req.ifname)?;
         let via = route::Route { oif: cv.index, gw: Some(*gw), src: Some(ip.address.addr), ..Default::default() };
         ctr.add_route(&via, &subnet, &req.ifname)?;
@@ -147,15 +166,26 @@ fn add_steps(req: &Request, c: &Conf, ns: &Netns, host: &mut Rtnl, ctr: &mut Rtn
     Ok(result)
 }
 
-fn create_veth(host: &mut Rtnl, ctr: &mut Rtnl, ns: &Netns, req: &Request, mtu: u32, undo: &mut Undo) -> Result<(Link, Link)> {
+fn create_veth(
+    host: &mut Rtnl,
+    ctr: &mut Rtnl,
+    ns: &Netns,
+    req: &Request,
+    mtu: u32,
+    undo: &mut Undo,
+) -> Result<(Link, Link)> {
     for _ in 0..10 {
         let name = iface::random_veth_name();
         let spec = VethSpec { host: &name, master: 0, mtu, peer: &req.ifname, peer_ns: ns.fd(), peer_mac: None };
         match host.create_veth(&spec) {
             Ok(()) => {
-                let h = host.link_by_name(&name)?.ok_or_else(|| Error::msg(format!("failed to look up new veth {name}")))?;
+                let h = host
+                    .link_by_name(&name)?
+                    .ok_or_else(|| Error::msg(format!("failed to look up new veth {name}")))?;
                 undo.host_veth = Some((h.index, name));
-                let c = ctr.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to look up {}", req.ifname)))?;
+                let c = ctr
+                    .link_by_name(&req.ifname)?
+                    .ok_or_else(|| Error::msg(format!("failed to look up {}", req.ifname)))?;
                 return Ok((h, c));
             }
             Err(e) if e.is_errno(libc::EEXIST) => continue,

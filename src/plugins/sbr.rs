@@ -53,7 +53,9 @@ impl FromJson for Conf {
 fn addresses<'a>(prev: &'a CniResult, ifname: &str) -> Vec<&'a crate::cni::result::IpConfig> {
     prev.ips
         .iter()
-        .filter(|ip| ip.interface.map(|i| prev.interfaces.get(i).map(|f| f.name == ifname).unwrap_or(true)).unwrap_or(true))
+        .filter(|ip| {
+            ip.interface.map(|i| prev.interfaces.get(i).map(|f| f.name == ifname).unwrap_or(true)).unwrap_or(true)
+        })
         .collect()
 }
 
@@ -80,9 +82,9 @@ fn add(req: &Request) -> Result<CniResult> {
     let ns = Netns::open(&req.netns)?;
     let _lock = lock_netns(&req.netns)?;
     let mut rt = Rtnl::in_netns(&ns)?;
-    let link = rt
-        .link_by_name(&req.ifname)?
-        .ok_or_else(|| Error::msg(format!("Cannot find network interface {} in netns \"{}\"", req.ifname, req.netns)))?;
+    let link = rt.link_by_name(&req.ifname)?.ok_or_else(|| {
+        Error::msg(format!("Cannot find network interface {} in netns \"{}\"", req.ifname, req.netns))
+    })?;
 
     if let Some(table) = c.table {
         for ip in &ips {
@@ -121,7 +123,8 @@ fn add(req: &Request) -> Result<CniResult> {
         let Some(dst) = r.dst else { continue };
         let _ = rt.del_route(r, &dst, &req.ifname);
         if c.add_source_hints && r.gw.is_none() && r.scope == RT_SCOPE_LINK {
-            if let Some(ip) = ips.iter().find(|i| i.address.is_ipv4() == dst.is_ipv4() && dst.contains(&i.address.addr)) {
+            if let Some(ip) = ips.iter().find(|i| i.address.is_ipv4() == dst.is_ipv4() && dst.contains(&i.address.addr))
+            {
                 let hinted = Route { src: Some(ip.address.addr), ..r.clone() };
                 rt.replace_route(&hinted, &dst, &req.ifname)?;
             }

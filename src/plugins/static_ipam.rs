@@ -32,7 +32,13 @@ struct NetConf {
 
 impl FromJson for NetConf {
     fn from_json(v: &Value) -> JResult<NetConf> {
-        object(v, |o| Ok(NetConf { ipam: o.opt("ipam")?, runtime_ips: o.with("runtimeConfig", |r| Obj::of(r)?.get("ips"))?.unwrap_or_default(), args: o.opt("args")? }))
+        object(v, |o| {
+            Ok(NetConf {
+                ipam: o.opt("ipam")?,
+                runtime_ips: o.with("runtimeConfig", |r| Obj::of(r)?.get("ips"))?.unwrap_or_default(),
+                args: o.opt("args")?,
+            })
+        })
     }
 }
 
@@ -101,7 +107,10 @@ fn load(req: &Request) -> Result<CniResult> {
     }
     let v4 = out.ips.iter().filter(|i| i.address.is_ipv4()).count();
     if (v4 > 1 || out.ips.len() - v4 > 1) && !version::at_least(&req.cni_version, "0.3.0") {
-        return Err(Error::config(format!("CNI version {} does not support more than 1 address per family", req.cni_version)));
+        return Err(Error::config(format!(
+            "CNI version {} does not support more than 1 address per family",
+            req.cni_version
+        )));
     }
     Ok(out)
 }
@@ -117,7 +126,10 @@ fn check(req: &Request) -> Result<()> {
     for w in &want.ips {
         if let Some(got) = prev.ips.iter().find(|p| p.address.addr == w.address.addr) {
             if w.gateway.is_some() && w.gateway != got.gateway {
-                return Err(Error::msg(format!("static: Failed to match addr {} on interface {}", got.address.addr, req.ifname)));
+                return Err(Error::msg(format!(
+                    "static: Failed to match addr {} on interface {}",
+                    got.address.addr, req.ifname
+                )));
             }
         }
     }

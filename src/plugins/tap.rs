@@ -14,7 +14,8 @@ use crate::sys::netns::Netns;
 use crate::sys::tun;
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
+pub static PLUGIN: Plugin =
+    Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
 
 struct Conf {
     mac: String,
@@ -82,7 +83,14 @@ fn add(req: &Request) -> Result<CniResult> {
     r
 }
 
-fn configure(req: &Request, c: &Conf, ns: &Netns, ctr: &mut Rtnl, mac: Option<crate::net::Mac>, ipam_used: &mut bool) -> Result<CniResult> {
+fn configure(
+    req: &Request,
+    c: &Conf,
+    ns: &Netns,
+    ctr: &mut Rtnl,
+    mac: Option<crate::net::Mac>,
+    ipam_used: &mut bool,
+) -> Result<CniResult> {
     let ifn = &req.ifname;
     let l = ctr.link_by_name(ifn)?.ok_or_else(|| Error::msg(format!("tap {ifn} vanished")))?;
     if c.mtu > 0 {
@@ -99,7 +107,13 @@ fn configure(req: &Request, c: &Conf, ns: &Netns, ctr: &mut Rtnl, mac: Option<cr
     }
     let l = ctr.link_by_index(l.index)?.ok_or_else(|| Error::msg(format!("tap {ifn} vanished")))?;
     let mut result = CniResult {
-        interfaces: vec![Interface { name: ifn.clone(), mac: l.mac.to_string(), mtu: l.mtu, sandbox: req.netns.clone(), ..Default::default() }],
+        interfaces: vec![Interface {
+            name: ifn.clone(),
+            mac: l.mac.to_string(),
+            mtu: l.mtu,
+            sandbox: req.netns.clone(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];

@@ -138,7 +138,10 @@ fn load(req: &Request) -> Result<Tuning> {
     let c: Conf = req.conf()?;
     let over = c.args.and_then(|a| a.cni).unwrap_or_default();
     let cargs = CniArgs::parse(&req.args, &["MAC"])?;
-    let mac_src = [c.own.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac].into_iter().flatten().rfind(|m| !m.is_empty());
+    let mac_src = [c.own.mac, cargs.get("MAC").map(str::to_string), c.runtime_config.mac, over.mac]
+        .into_iter()
+        .flatten()
+        .rfind(|m| !m.is_empty());
     let data_dir = c.data_dir.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
     if !data_dir.starts_with('/') {
         return Err(Error::config(format!("dataDir \"{data_dir}\" must be an absolute path")));
@@ -173,7 +176,8 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
     for (key, value) in raw {
         // Split first, substitute after: interface names may contain dots.
         let parts: Vec<&str> = if key.contains('/') { key.split('/').collect() } else { key.split('.').collect() };
-        let parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).map(|p| if p == "IFNAME" { ifname } else { p }).collect();
+        let parts: Vec<&str> =
+            parts.into_iter().filter(|p| !p.is_empty()).map(|p| if p == "IFNAME" { ifname } else { p }).collect();
         if parts.first() != Some(&"net") || parts.iter().any(|p| *p == ".." || *p == ".") || parts.len() < 2 {
             return Err(Error::config(format!("invalid net sysctl key: '{key}'")));
         }
@@ -183,7 +187,9 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
         let dotted = parts.join(".");
         if let Some(list) = &allow {
             if !list.iter().any(|r| r.is_match(&dotted)) {
-                return Err(Error::config(format!("sysctl {dotted} is not allowed. Only the following sysctls are allowed: {ALLOWLIST}")));
+                return Err(Error::config(format!(
+                    "sysctl {dotted} is not allowed. Only the following sysctls are allowed: {ALLOWLIST}"
+                )));
             }
         }
         let path = parts.join("/");
@@ -218,10 +224,18 @@ fn add(req: &Request) -> Result<CniResult> {
     }
     let mut rt = Rtnl::in_netns(&ns)?;
     let ifn = &req.ifname;
-    let l = rt.link_by_name(ifn)?.ok_or_else(|| Error::msg(format!("failed to find interface {ifn} in netns \"{}\"", req.netns)))?;
+    let l = rt
+        .link_by_name(ifn)?
+        .ok_or_else(|| Error::msg(format!("failed to find interface {ifn} in netns \"{}\"", req.netns)))?;
     let path = backup_path(&t.data_dir, req);
     if !path.exists() {
-        let b = Backup { mac: l.mac, mtu: l.mtu, promisc: l.flags & IFF_PROMISC != 0, allmulti: l.flags & IFF_ALLMULTI != 0, tx_qlen: l.txqlen };
+        let b = Backup {
+            mac: l.mac,
+            mtu: l.mtu,
+            promisc: l.flags & IFF_PROMISC != 0,
+            allmulti: l.flags & IFF_ALLMULTI != 0,
+            tx_qlen: l.txqlen,
+        };
         file::create_dir_all(&t.data_dir, 0o700)?;
         file::write_atomic(&path, b.to_json().as_bytes(), 0o600)?;
     }
@@ -235,7 +249,16 @@ fn add(req: &Request) -> Result<CniResult> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn apply(rt: &mut Rtnl, index: i32, ifn: &str, mac: Option<Mac>, mtu: Option<u32>, promisc: Option<bool>, allmulti: Option<bool>, txq: Option<u32>) -> Result<()> {
+fn apply(
+    rt: &mut Rtnl,
+    index: i32,
+    ifn: &str,
+    mac: Option<Mac>,
+    mtu: Option<u32>,
+    promisc: Option<bool>,
+    allmulti: Option<bool>,
+    txq: Option<u32>,
+) -> Result<()> {
     if let Some(m) = mac {
         rt.set_mac(index, ifn, m)?;
     }
@@ -262,7 +285,16 @@ fn del(req: &Request) -> Result<()> {
     if let (Ok(b), Ok(ns)) = (crate::cni::config::parse::<Backup>(&bytes, "tuning backup"), Netns::open(&req.netns)) {
         if let Ok(mut rt) = Rtnl::in_netns(&ns) {
             if let Ok(Some(l)) = rt.link_by_name(&req.ifname) {
-                let _ = apply(&mut rt, l.index, &req.ifname, Some(b.mac), Some(b.mtu), Some(b.promisc), Some(b.allmulti), Some(b.tx_qlen));
+                let _ = apply(
+                    &mut rt,
+                    l.index,
+                    &req.ifname,
+                    Some(b.mac),
+                    Some(b.mtu),
+                    Some(b.promisc),
+                    Some(b.allmulti),
+                    Some(b.tx_qlen),
+                );
             }
         }
     }
@@ -278,7 +310,9 @@ fn check(req: &Request) -> Result<()> {
         for (k, v) in &t.sysctls {
             let cur = sysctl::read(k)?;
             if cur != v.trim() {
-                return Err(Error::msg(format!("Error: Tuning configured value of {k} is {v}, current value is {cur}")));
+                return Err(Error::msg(format!(
+                    "Error: Tuning configured value of {k} is {v}, current value is {cur}"
+                )));
             }
         }
         Ok(())
@@ -287,8 +321,11 @@ fn check(req: &Request) -> Result<()> {
         return Ok(());
     }
     let mut rt = Rtnl::in_netns(&ns)?;
-    let l = rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
-    let bad = |what: &str| Err(Error::msg(format!("Error: Tuning configured {what} of {} does not match the link", req.ifname)));
+    let l =
+        rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
+    let bad = |what: &str| {
+        Err(Error::msg(format!("Error: Tuning configured {what} of {} does not match the link", req.ifname)))
+    };
     if t.mac.map(|m| m != l.mac).unwrap_or(false) {
         return bad("MAC");
     }
@@ -317,11 +354,18 @@ mod tests {
 
     #[test]
     fn keys_become_paths_with_the_interface_name() {
-        let p = sysctl_paths(&keys(&[("net.ipv4.conf.IFNAME.arp_filter", "1"), ("net/ipv6/conf/IFNAME/accept_ra", "0")]), "eth0.100").unwrap();
-        assert_eq!(p, vec![
-            ("net/ipv4/conf/eth0.100/arp_filter".to_string(), "1".to_string()),
-            ("net/ipv6/conf/eth0.100/accept_ra".to_string(), "0".to_string()),
-        ]);
+        let p = sysctl_paths(
+            &keys(&[("net.ipv4.conf.IFNAME.arp_filter", "1"), ("net/ipv6/conf/IFNAME/accept_ra", "0")]),
+            "eth0.100",
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            vec![
+                ("net/ipv4/conf/eth0.100/arp_filter".to_string(), "1".to_string()),
+                ("net/ipv6/conf/eth0.100/accept_ra".to_string(), "0".to_string()),
+            ]
+        );
     }
 
     #[test]

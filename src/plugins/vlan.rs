@@ -11,7 +11,8 @@ use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin { name: "vlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
+pub static PLUGIN: Plugin =
+    Plugin { name: "vlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_VLAN_ID: u16 = 1;
 
@@ -50,7 +51,9 @@ fn load(req: &Request) -> Result<Conf> {
 fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
     if c.master.is_empty() {
-        return Err(Error::config("\"master\" field is required. It specifies the host interface name to create the VLAN for."));
+        return Err(Error::config(
+            "\"master\" field is required. It specifies the host interface name to create the VLAN for.",
+        ));
     }
     if c.ipam.plugin_type.is_empty() {
         return Err(Error::config("vlan requires an IPAM configuration (ipam.type)"));
@@ -61,7 +64,16 @@ fn add(req: &Request) -> Result<CniResult> {
     let id = (c.vlan_id as u16).to_ne_bytes();
     let data: [(u16, &[u8]); 1] = [(IFLA_VLAN_ID, &id)];
     let link = NewLink { kind: "vlan", mtu: c.mtu, parent: m.index, data: &data, ..Default::default() };
-    vlink::add(req, Spec { link, parent_in_container: c.link_in_container, ipam_type: &c.ipam.plugin_type, prev: None, dns: &c.dns })
+    vlink::add(
+        req,
+        Spec {
+            link,
+            parent_in_container: c.link_in_container,
+            ipam_type: &c.ipam.plugin_type,
+            prev: None,
+            dns: &c.dns,
+        },
+    )
 }
 
 fn del(req: &Request) -> Result<()> {

@@ -75,11 +75,17 @@ fn finish(
     ctr.rename(l.index, tmp, &req.ifname)?;
     let link = ctr.link_by_index(l.index)?.ok_or_else(|| Error::msg(format!("{} vanished", req.ifname)))?;
     let mut result = CniResult {
-        interfaces: vec![Interface { name: req.ifname.clone(), mac: link.mac.to_string(), sandbox: req.netns.clone(), ..Default::default() }],
+        interfaces: vec![Interface {
+            name: req.ifname.clone(),
+            mac: link.mac.to_string(),
+            sandbox: req.netns.clone(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let ifn = &req.ifname;
-    let sysctls = [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1"), (format!("net/ipv6/conf/{ifn}/ndisc_notify"), "1")];
+    let sysctls =
+        [(format!("net/ipv4/conf/{ifn}/arp_notify"), "1"), (format!("net/ipv6/conf/{ifn}/ndisc_notify"), "1")];
     let how = iface::Configure { sysctls: &sysctls, settle_dad: true, nodad: false };
     iface::address_only_interface(req, ns, ctr, &link, &mut result, ipam_type, prev, &how, ipam_used)?;
     if !dns.is_empty() {
@@ -119,7 +125,10 @@ pub fn check(req: &Request, ipam_type: &str, kind: &str) -> Result<(Link, Rtnl)>
     }
     if let Some(i) = prev.interfaces.iter().find(|i| i.name == req.ifname && !i.mac.is_empty()) {
         if i.mac != l.mac.to_string() {
-            return Err(Error::msg(format!("Interface {} Mac {} doesn't match container Mac: {}", req.ifname, i.mac, l.mac)));
+            return Err(Error::msg(format!(
+                "Interface {} Mac {} doesn't match container Mac: {}",
+                req.ifname, i.mac, l.mac
+            )));
         }
     }
     iface::check_addrs_routes(&mut ctr, &req.netns, &req.ifname, &l, &prev)?;
@@ -140,7 +149,9 @@ pub fn default_route_link(rt: &mut Rtnl) -> Result<String> {
 
 /// Look up the parent device (and check an MTU against it).
 pub fn parent(rt: &mut Rtnl, name: &str, mtu: u32) -> Result<Link> {
-    let m = rt.link_by_name(name)?.ok_or_else(|| Error::config(format!("failed to lookup master \"{name}\": no such interface")))?;
+    let m = rt
+        .link_by_name(name)?
+        .ok_or_else(|| Error::config(format!("failed to lookup master \"{name}\": no such interface")))?;
     if mtu > m.mtu {
         return Err(Error::config(format!("invalid MTU {mtu}, must be [0, master MTU({})]", m.mtu)));
     }

@@ -62,7 +62,10 @@ fn ensure_vrf(rt: &mut Rtnl, c: &Conf) -> Result<Link> {
         }
         if let Some(t) = c.table {
             if t != l.vrf_table {
-                return Err(Error::msg(format!("VRF {} already exists with a different table {}", c.vrfname, l.vrf_table)));
+                return Err(Error::msg(format!(
+                    "VRF {} already exists with a different table {}",
+                    c.vrfname, l.vrf_table
+                )));
             }
         }
         return Ok(l);
@@ -80,20 +83,26 @@ fn ensure_vrf(rt: &mut Rtnl, c: &Conf) -> Result<Link> {
 
 fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
-    let prev = req.prev_result()?.ok_or_else(|| Error::msg("missing prevResult: vrf must be called as a chained plugin"))?;
+    let prev =
+        req.prev_result()?.ok_or_else(|| Error::msg("missing prevResult: vrf must be called as a chained plugin"))?;
     let ns = Netns::open(&req.netns)?;
     let mut rt = Rtnl::in_netns(&ns)?;
-    let l = rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
+    let l =
+        rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
     if l.master != 0 {
         return Err(Error::msg(format!("interface {} already has a master", req.ifname)));
     }
     let vrf = ensure_vrf(&mut rt, &c)?;
     // Enslaving flushes the interface's IPv6 addresses (and moves its routes
     // to the VRF table): note what is there to put it back.
-    let v6: Vec<IpNet> = rt.addrs(l.index, libc::AF_INET6 as u8)?.into_iter().map(|a| a.net).filter(|n| !is_link_local(n)).collect();
+    let v6: Vec<IpNet> =
+        rt.addrs(l.index, libc::AF_INET6 as u8)?.into_iter().map(|a| a.net).filter(|n| !is_link_local(n)).collect();
     let mut routes: Vec<Route> = rt.routes(libc::AF_INET as u8)?;
     routes.extend(rt.routes(libc::AF_INET6 as u8)?);
-    let routes: Vec<Route> = routes.into_iter().filter(|r| r.oif == l.index && r.table == RT_TABLE_MAIN && r.scope == RT_SCOPE_UNIVERSE).collect();
+    let routes: Vec<Route> = routes
+        .into_iter()
+        .filter(|r| r.oif == l.index && r.table == RT_TABLE_MAIN && r.scope == RT_SCOPE_UNIVERSE)
+        .collect();
     rt.set_master(l.index, &req.ifname, vrf.index)?;
     let now: Vec<IpNet> = rt.addrs(l.index, libc::AF_INET6 as u8)?.into_iter().map(|a| a.net).collect();
     for a in v6.iter().filter(|a| !now.contains(a)) {
@@ -152,13 +161,17 @@ fn check(req: &Request) -> Result<()> {
     req.prev_result()?.ok_or_else(|| Error::msg("missing prevResult: vrf must be called as a chained plugin"))?;
     let ns = Netns::open(&req.netns)?;
     let mut rt = Rtnl::in_netns(&ns)?;
-    let vrf = rt.link_by_name(&c.vrfname)?.filter(|l| l.kind == "vrf").ok_or_else(|| Error::msg(format!("VRF {} not found", c.vrfname)))?;
+    let vrf = rt
+        .link_by_name(&c.vrfname)?
+        .filter(|l| l.kind == "vrf")
+        .ok_or_else(|| Error::msg(format!("VRF {} not found", c.vrfname)))?;
     if let Some(t) = c.table {
         if t != vrf.vrf_table {
             return Err(Error::msg(format!("VRF {} has table {}, configured {t}", c.vrfname, vrf.vrf_table)));
         }
     }
-    let l = rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
+    let l =
+        rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
     if l.master != vrf.index as u32 {
         return Err(Error::msg(format!("interface {} is not a member of VRF {}", req.ifname, c.vrfname)));
     }

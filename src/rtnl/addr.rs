@@ -49,7 +49,12 @@ impl Addr {
             }
         }
         let ip = local.or(address)?;
-        Some(Addr { index: i32::from_ne_bytes(p[4..8].try_into().ok()?), net: IpNet::new(ip, p[1])?, scope: p[3], flags })
+        Some(Addr {
+            index: i32::from_ne_bytes(p[4..8].try_into().ok()?),
+            net: IpNet::new(ip, p[1])?,
+            scope: p[3],
+            flags,
+        })
     }
 }
 

@@ -4,7 +4,9 @@
 use super::{Rtnl, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK};
 use crate::error::{Error, Result};
 use crate::net::Mac;
-use crate::netlink::{Attrs, MsgBuf, Msgs, NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
+use crate::netlink::{
+    Attrs, MsgBuf, Msgs, NLA_F_NESTED, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use std::os::fd::RawFd;
 
 pub const IFLA_ADDRESS: u16 = 1;
@@ -396,7 +398,16 @@ impl Rtnl {
     }
 
     #[allow(clippy::too_many_arguments)] // mirrors one bridge_vlan_info entry field for field
-    pub fn bridge_vlan(&mut self, add: bool, index: i32, name: &str, lo: u16, hi: u16, pvid: bool, untagged: bool) -> Result<()> {
+    pub fn bridge_vlan(
+        &mut self,
+        add: bool,
+        index: i32,
+        name: &str,
+        lo: u16,
+        hi: u16,
+        pvid: bool,
+        untagged: bool,
+    ) -> Result<()> {
         let what = if add { "add" } else { "remove" };
         self.sock.request(
             bridge_vlan_msg(add, index, lo, hi, pvid, untagged),
@@ -475,7 +486,10 @@ impl Rtnl {
 }
 
 pub fn operstate_name(s: u8) -> &'static str {
-    ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"].get(s as usize).copied().unwrap_or("unknown")
+    ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"]
+        .get(s as usize)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 fn now_ms() -> i64 {
@@ -550,7 +564,8 @@ mod tests {
     fn vrf_link_bytes_and_table_read_back() {
         let tb = 10u32.to_ne_bytes();
         let data: [(u16, &[u8]); 1] = [(IFLA_VRF_TABLE, &tb)];
-        let mut b = new_link_msg(&NewLink { name: "vrf0", kind: "vrf", up: true, data: &data, ..Default::default() }).finish(1);
+        let mut b =
+            new_link_msg(&NewLink { name: "vrf0", kind: "vrf", up: true, data: &data, ..Default::default() }).finish(1);
         assert_eq!(&b[16..32], &ifinfomsg(0, 0, IFF_UP, IFF_UP));
         // LINKINFO { KIND "vrf", DATA { VRF_TABLE 10 } }
         assert_eq!(&b[44..64], &[24, 0, 18, 0, 8, 0, 1, 0, b'v', b'r', b'f', 0, 12, 0, 2, 0, 8, 0, 1, 0]);

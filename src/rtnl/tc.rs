@@ -129,7 +129,8 @@ impl Qdisc {
     pub fn parse(p: &[u8]) -> Option<Qdisc> {
         let hdr = p.get(0..20)?;
         let word = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-        let mut q = Qdisc { ifindex: word(4) as i32, handle: word(8), parent: word(12), kind: String::new(), tbf: None };
+        let mut q =
+            Qdisc { ifindex: word(4) as i32, handle: word(8), parent: word(12), kind: String::new(), tbf: None };
         let mut opts = None;
         for a in Attrs::new(&p[20..]) {
             match a.ty {
@@ -144,7 +145,8 @@ impl Qdisc {
                 for a in o.attrs() {
                     match a.ty {
                         TCA_TBF_PARMS if a.data.len() >= 36 => {
-                            let w = |i: usize| u32::from_ne_bytes([a.data[i], a.data[i + 1], a.data[i + 2], a.data[i + 3]]);
+                            let w =
+                                |i: usize| u32::from_ne_bytes([a.data[i], a.data[i + 1], a.data[i + 2], a.data[i + 3]]);
                             t.rate = w(8) as u64;
                             t.limit = w(24);
                             t.buffer = w(28);

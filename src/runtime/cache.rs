@@ -5,9 +5,9 @@
 //! parameters and the final ADD result.
 
 use crate::cni::json::{object, Bad, FromJson, JResult};
+use crate::cni::json_writer::JsonWriter;
 use crate::error::{Error, Result};
 use crate::sys::file;
-use crate::cni::json_writer::JsonWriter;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
@@ -63,7 +63,9 @@ impl FromJson for Entry {
                 kind: o.get("kind")?,
                 container_id: o.get("containerId")?,
                 config: o
-                    .with("config", |v| base64::decode(&String::from_json(v)?).ok_or_else(|| Bad::new("config is not valid base64")))?
+                    .with("config", |v| {
+                        base64::decode(&String::from_json(v)?).ok_or_else(|| Bad::new("config is not valid base64"))
+                    })?
                     .unwrap_or_default(),
                 ifname: o.get("ifName")?,
                 network: o.get("networkName")?,
@@ -100,7 +102,9 @@ impl Cache {
         let bytes = match std::fs::read(&p) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::os(format_args!("read cache file {}", p.display()), e.raw_os_error().unwrap_or(0))),
+            Err(e) => {
+                return Err(Error::os(format_args!("read cache file {}", p.display()), e.raw_os_error().unwrap_or(0)))
+            }
         };
         let bad = |e: String| Error::msg(format!("cache file {} is not valid: {e}", p.display()));
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -108,7 +112,13 @@ impl Cache {
         if entry.kind == KIND {
             return Ok(Some(entry));
         }
-        Ok(Some(Entry { network: network.into(), container_id: id.into(), ifname: ifname.into(), result: Some(v), ..Entry::default() }))
+        Ok(Some(Entry {
+            network: network.into(),
+            container_id: id.into(),
+            ifname: ifname.into(),
+            result: Some(v),
+            ..Entry::default()
+        }))
     }
 
     pub fn write(&self, e: &Entry) -> Result<()> {
@@ -207,12 +217,19 @@ mod tests {
             ..Entry::default()
         };
         let s = e.to_json();
-        assert_eq!(s, r#"{"kind":"cniCacheV1","containerId":"c1","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]]}"#);
-        let back = Entry::from_json(&serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap()).ok().unwrap();
+        assert_eq!(
+            s,
+            r#"{"kind":"cniCacheV1","containerId":"c1","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]]}"#
+        );
+        let back =
+            Entry::from_json(&serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap())
+                .ok()
+                .unwrap();
         assert!(back.config.is_empty());
         let back = Entry::from_json(&serde_json::from_str(&s).unwrap()).ok().unwrap();
         assert_eq!((back.config, back.cni_args), (b"{}".to_vec(), vec![("K".to_string(), "V".to_string())]));
-        let caps = serde_json::json!({"portMappings": [{"hostPort": 8080, "protocol": "tcp"}], "mac": "0a:58:00:00:00:01"});
+        let caps =
+            serde_json::json!({"portMappings": [{"hostPort": 8080, "protocol": "tcp"}], "mac": "0a:58:00:00:00:01"});
         let result = serde_json::json!({"cniVersion": "1.1.0", "ips": [{"address": "10.1.0.2/24"}]});
         let e = Entry { cap_args: caps.as_object().unwrap().clone(), result: Some(result.clone()), ..e };
         let back = Entry::from_json(&serde_json::from_str(&e.to_json()).unwrap()).ok().unwrap();

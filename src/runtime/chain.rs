@@ -8,7 +8,7 @@ use super::cache::{Cache, Entry, KIND};
 use super::conf::{self, NetList, PluginConf};
 use crate::cni::delegate;
 use crate::cni::version::at_least;
-use crate::cni::{skel, Command, CniResult, Request};
+use crate::cni::{skel, CniResult, Command, Request};
 use crate::error::{code, Error, Result};
 use crate::sys::netns::Netns;
 use serde_json::{Map, Value};
@@ -82,7 +82,13 @@ fn invoke(
         name: String::new(),
     };
     delegate::delegate(&p.ty, cmd, &req).map_err(|e| Error {
-        msg: format!("plugin type=\"{}\" failed ({}): error code {}: {}", p.ty, cmd.as_str().to_lowercase(), e.code, e.msg),
+        msg: format!(
+            "plugin type=\"{}\" failed ({}): error code {}: {}",
+            p.ty,
+            cmd.as_str().to_lowercase(),
+            e.code,
+            e.msg
+        ),
         ..e
     })
 }
@@ -103,7 +109,10 @@ fn prev(r: &CniResult, v: &str) -> Result<Vec<(&'static str, Value)>> {
 }
 
 fn attachment_error(list: &str, att: &Attachment, what: &str) -> Error {
-    Error::new(code::UNKNOWN_CONTAINER, format!("container {} {what} network \"{list}\" as {}", att.container_id, att.ifname))
+    Error::new(
+        code::UNKNOWN_CONTAINER,
+        format!("container {} {what} network \"{list}\" as {}", att.container_id, att.ifname),
+    )
 }
 
 /// The names become part of the cache file's path: checked with the rules
@@ -207,7 +216,9 @@ fn del_unlocked(rt: &Runtime, current: Result<&NetList>, network: &str, att: &At
         if !e.config.is_empty() {
             match conf::from_bytes(&e.config) {
                 Ok(l) => cached_list = Some(l),
-                Err(err) => eprintln!("cnibox: cached config of network \"{network}\" is unusable ({err}); using the current one"),
+                Err(err) => eprintln!(
+                    "cnibox: cached config of network \"{network}\" is unusable ({err}); using the current one"
+                ),
             }
         }
         if !e.cni_args.is_empty() {
@@ -267,7 +278,13 @@ pub fn gc(rt: &Runtime, list: &NetList) -> Result<Vec<String>> {
             valid.push(serde_json::json!({"containerID": e.container_id, "ifname": e.ifname}));
             continue;
         }
-        let att = Attachment { container_id: e.container_id, netns: e.netns, ifname: e.ifname, args: e.cni_args, cap_args: e.cap_args };
+        let att = Attachment {
+            container_id: e.container_id,
+            netns: e.netns,
+            ifname: e.ifname,
+            args: e.cni_args,
+            cap_args: e.cap_args,
+        };
         match del_unlocked(rt, Ok(list), &list.name, &att) {
             Ok(()) => removed.push(format!("{} {} (netns {} is gone)", att.container_id, att.ifname, att.netns)),
             Err(err) => errs.push(format!("delete stale attachment {} {}: {err}", att.container_id, att.ifname)),

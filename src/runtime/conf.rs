@@ -95,7 +95,10 @@ fn select_version(w: &ListWire) -> Result<String> {
         }
     }
     best.map(str::to_string).ok_or_else(|| {
-        Error::new(code::INCOMPATIBLE_VERSION, format!("none of cniVersions is supported (newest known is {})", version::CURRENT))
+        Error::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("none of cniVersions is supported (newest known is {})", version::CURRENT),
+        )
     })
 }
 
@@ -113,7 +116,9 @@ pub fn parse_list(bytes: &[u8]) -> Result<NetList> {
     let mut plugins = Vec::new();
     for (i, (p, r)) in w.plugins.iter().zip(raws).enumerate() {
         if p.ty.is_empty() {
-            return Err(Error::config(format!("network configuration list: field plugins[{i}].type: empty plugin type")));
+            return Err(Error::config(format!(
+                "network configuration list: field plugins[{i}].type: empty plugin type"
+            )));
         }
         let Value::Object(raw) = r else {
             return Err(Error::config(format!("network configuration list: field plugins[{i}]: not an object")));
@@ -216,7 +221,10 @@ mod tests {
 
     #[test]
     fn version_selection_takes_the_highest_known() {
-        let l = parse_list(br#"{"name":"n","cniVersion":"0.4.0","cniVersions":["1.0.0","9.9.9","0.3.1"],"plugins":[{"type":"x"}]}"#).unwrap();
+        let l = parse_list(
+            br#"{"name":"n","cniVersion":"0.4.0","cniVersions":["1.0.0","9.9.9","0.3.1"],"plugins":[{"type":"x"}]}"#,
+        )
+        .unwrap();
         assert_eq!(l.cni_version, "1.0.0");
         let l = parse_list(br#"{"name":"n","plugins":[{"type":"x"}]}"#).unwrap();
         assert_eq!(l.cni_version, "0.1.0");

@@ -56,7 +56,11 @@ fn parse(args: &[String], run: bool) -> std::result::Result<Opts, String> {
             "--name" if run => &mut o.name,
             "--" => {
                 let rest = it.by_ref().cloned();
-                if run { o.cmd.extend(rest) } else { o.pos.extend(rest) }
+                if run {
+                    o.cmd.extend(rest)
+                } else {
+                    o.pos.extend(rest)
+                }
                 break;
             }
             s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
@@ -81,9 +85,12 @@ fn dir_names(dir: &std::path::Path) -> Result<Vec<String>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::os(format_args!("read directory {}", dir.display()), e.raw_os_error().unwrap_or(0))),
+        Err(e) => {
+            return Err(Error::os(format_args!("read directory {}", dir.display()), e.raw_os_error().unwrap_or(0)))
+        }
     };
-    let mut names: Vec<String> = rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     names.sort_unstable();
     Ok(names)
 }
@@ -112,11 +119,8 @@ impl Ctx {
             }
         }
         let caps = env("CAP_ARGS", "");
-        let cap_args = if caps.is_empty() {
-            Map::new()
-        } else {
-            crate::cni::config::parse(caps.as_bytes(), "CAP_ARGS")?
-        };
+        let cap_args =
+            if caps.is_empty() { Map::new() } else { crate::cni::config::parse(caps.as_bytes(), "CAP_ARGS")? };
         Ok(Ctx {
             rt: Runtime { path: env("CNI_PATH", "/opt/cni/bin"), cache: cache::Cache::new(&cache_dir) },
             ifname: o.ifname.clone().unwrap_or_else(|| env("CNI_IFNAME", "eth0")),
@@ -126,7 +130,13 @@ impl Ctx {
     }
 
     fn attachment(&self, container_id: String, netns: String) -> Attachment {
-        Attachment { container_id, netns, ifname: self.ifname.clone(), args: self.args.clone(), cap_args: self.cap_args.clone() }
+        Attachment {
+            container_id,
+            netns,
+            ifname: self.ifname.clone(),
+            args: self.args.clone(),
+            cap_args: self.cap_args.clone(),
+        }
     }
 }
 

@@ -93,7 +93,8 @@ fn spawn(name: &str, cmd: &[String]) -> Result<i32> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
     }
-    let status = child.wait().map_err(|e| Error::os(format_args!("wait for {}", cmd[0]), e.raw_os_error().unwrap_or(0)))?;
+    let status =
+        child.wait().map_err(|e| Error::os(format_args!("wait for {}", cmd[0]), e.raw_os_error().unwrap_or(0)))?;
     CHILD.store(0, Ordering::SeqCst);
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }

@@ -69,7 +69,12 @@ fn close_all_except(keep: &[std::os::fd::RawFd]) {
 /// everything else, so the runtime's pipes see EOF as soon as this process
 /// exits and no file lock of ours outlives it. The child is not waited for:
 /// a short-lived plugin exits long before it, and init reaps it then.
-pub fn daemon<T>(name: &std::ffi::CStr, keep: &[std::os::fd::RawFd], start: impl FnOnce() -> Option<T>, serve: impl FnOnce(T)) -> bool {
+pub fn daemon<T>(
+    name: &std::ffi::CStr,
+    keep: &[std::os::fd::RawFd],
+    start: impl FnOnce() -> Option<T>,
+    serve: impl FnOnce(T),
+) -> bool {
     let mut p = [-1i32; 2];
     // SAFETY: cnibox is single-threaded, so fork is safe. The child closes
     // what it must not hold before anything else, and ends in _exit so that
@@ -142,7 +147,8 @@ pub fn random_bytes(buf: &mut [u8]) {
             filled += n as usize;
         } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             // No entropy source at all: fall back to time and pid, good enough for names.
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            let t =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             let mix = t ^ ((std::process::id() as u128) << 64);
             for (i, b) in buf[filled..].iter_mut().enumerate() {
                 *b = (mix >> ((i % 16) * 8)) as u8;

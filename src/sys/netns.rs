@@ -26,10 +26,17 @@ impl Netns {
     /// no network namespace at that path, which DEL treats as one already gone
     /// (a runtime's bind mount that was unmounted leaves an empty file behind).
     pub fn open(path: &str) -> Result<Netns> {
-        let c = CString::new(path)
-            .map_err(|_| Error::new(crate::error::code::INVALID_ENV, format!("invalid netns path \"{}\": it contains a NUL byte", path.replace('\0', "\\0"))))?;
+        let c = CString::new(path).map_err(|_| {
+            Error::new(
+                crate::error::code::INVALID_ENV,
+                format!("invalid netns path \"{}\": it contains a NUL byte", path.replace('\0', "\\0")),
+            )
+        })?;
         let not_netns = |what: &str| {
-            let mut e = Error::new(crate::error::code::INVALID_NETNS, format!("\"{path}\" is not a valid network namespace path{what}"));
+            let mut e = Error::new(
+                crate::error::code::INVALID_NETNS,
+                format!("\"{path}\" is not a valid network namespace path{what}"),
+            );
             e.errno = libc::ENOENT;
             e
         };
@@ -45,7 +52,8 @@ impl Netns {
         }
         // SAFETY: as above. O_NONBLOCK: should the path have become a FIFO
         // meanwhile, opening it must not hang; the checks below refuse it.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) };
+        let fd =
+            unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) };
         if fd < 0 {
             return Err(Error::last_os(format_args!("failed to open netns \"{path}\"")));
         }

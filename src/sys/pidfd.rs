@@ -35,7 +35,10 @@ impl Pidfd {
     /// Send `sig` to the process (and to no other, even if its pid was reused).
     pub fn signal(&self, sig: i32) -> Result<()> {
         // SAFETY: pidfd_send_signal with no siginfo and no flags.
-        if unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0) } != 0 {
+        if unsafe {
+            libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0)
+        } != 0
+        {
             return Err(Error::last_os("signal a process"));
         }
         Ok(())

@@ -68,7 +68,14 @@ pub fn connect_abstract(name: &[u8]) -> Result<OwnedFd> {
 /// The next pending connection of a non-blocking listener; EAGAIN when none.
 pub fn accept(listener: &OwnedFd) -> Result<OwnedFd> {
     // SAFETY: valid listening socket; the peer address is not wanted.
-    let fd = unsafe { libc::accept4(listener.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) };
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    };
     if fd < 0 {
         return Err(Error::last_os("accept unix connection"));
     }
@@ -83,7 +90,15 @@ pub fn peer(conn: &OwnedFd) -> Result<(libc::pid_t, libc::uid_t)> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: valid fd; cred and len are out-parameters of the declared size.
-    let r = unsafe { libc::getsockopt(conn.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
     if r != 0 {
         return Err(Error::last_os("read unix peer credentials"));
     }
@@ -131,7 +146,10 @@ mod tests {
     fn peer_and_hangup_of_a_socket_pair() {
         let mut sv = [-1; 2];
         // SAFETY: socketpair fills two descriptors, owned below.
-        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) }, 0);
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) },
+            0
+        );
         // SAFETY: fresh descriptors owned by nobody else.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
         // SAFETY: getpid and geteuid cannot fail.

@@ -99,7 +99,17 @@ impl Cluster {
 
     /// Run one plugin as the runtime does, with extra environment (failpoints).
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&self, exe: &Path, path: &str, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: &str, extra: &[(&str, &str)]) -> Run {
+    pub fn run(
+        &self,
+        exe: &Path,
+        path: &str,
+        plugin: &str,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        stdin: &str,
+        extra: &[(&str, &str)],
+    ) -> Run {
         let mut env: Vec<(String, String)> = vec![
             ("CNI_COMMAND".into(), cmd.into()),
             ("CNI_CONTAINERID".into(), id.into()),
@@ -138,7 +148,13 @@ impl Cluster {
 
     /// Host-side veths on the node.
     pub fn veths(&self) -> Vec<String> {
-        self.node.links().iter().filter_map(|l| l["ifname"].as_str()).filter(|n| n.starts_with("veth")).map(String::from).collect()
+        self.node
+            .links()
+            .iter()
+            .filter_map(|l| l["ifname"].as_str())
+            .filter(|n| n.starts_with("veth"))
+            .map(String::from)
+            .collect()
     }
 
     /// Rules that belong to some container: every commented rule except the
@@ -231,7 +247,12 @@ pub fn read_state(path: &Path) -> Result<Vec<Reservation>, String> {
 
 /// The addresses (without prefix) of a bridge ADD result.
 pub fn result_ips(r: &Value) -> Vec<IpAddr> {
-    r["ips"].as_array().into_iter().flatten().filter_map(|i| i["address"].as_str()?.split('/').next()?.parse().ok()).collect()
+    r["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["address"].as_str()?.split('/').next()?.parse().ok())
+        .collect()
 }
 
 /// How a failpoint run ended: aborted (killed by SIGABRT), or finished.

@@ -147,7 +147,12 @@ impl Netns {
 
     /// The nftables socket keepers cnibox left in this namespace (see src/nft/keeper.rs).
     pub fn keepers(&self) -> Vec<u32> {
-        self.pids().into_iter().filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).map(|c| c.trim() == "cnibox-keeper").unwrap_or(false)).collect()
+        self.pids()
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).map(|c| c.trim() == "cnibox-keeper").unwrap_or(false)
+            })
+            .collect()
     }
 
     /// End the keepers at once rather than after their idle time: they would
@@ -196,8 +201,25 @@ pub fn plugin_dir(tmp: &TempDir) -> String {
     let dir = tmp.join("bin");
     std::fs::create_dir_all(&dir).unwrap();
     for name in [
-        "bridge", "host-local", "static", "loopback", "portmap", "bandwidth", "firewall", "flannel", "macvlan", "ipvlan",
-        "vlan", "ptp", "host-device", "dummy", "tap", "tuning", "sbr", "vrf", "dhcp",
+        "bridge",
+        "host-local",
+        "static",
+        "loopback",
+        "portmap",
+        "bandwidth",
+        "firewall",
+        "flannel",
+        "macvlan",
+        "ipvlan",
+        "vlan",
+        "ptp",
+        "host-device",
+        "dummy",
+        "tap",
+        "tuning",
+        "sbr",
+        "vrf",
+        "dhcp",
     ] {
         let _ = std::os::unix::fs::symlink(bin(), dir.join(name));
     }
@@ -213,7 +235,8 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
     }
     pub fn ok(&self) -> &Self {
         assert_eq!(self.code, 0, "plugin failed: stdout={} stderr={}", self.stdout, self.stderr);
@@ -221,7 +244,11 @@ impl Run {
     }
     /// Assert a CNI error with this code; returns the error JSON.
     pub fn err(&self, code: u64) -> Value {
-        assert_eq!(self.code, 1, "expected failure, got rc={} stdout={} stderr={}", self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 1,
+            "expected failure, got rc={} stdout={} stderr={}",
+            self.code, self.stdout, self.stderr
+        );
         let v = self.json();
         assert_eq!(v["code"].as_u64(), Some(code), "wrong error code: {}", self.stdout);
         assert!(v["msg"].as_str().map(|m| !m.is_empty()).unwrap_or(false), "error without msg: {}", self.stdout);
@@ -244,9 +271,21 @@ impl<'a> Call<'a> {
     }
 
     /// The usual ADD/DEL/CHECK environment.
-    pub fn cni(node: &'a Netns, plugin: &'a str, cmd: &str, id: &str, netns: &str, ifname: &str, path: &str) -> Call<'a> {
+    pub fn cni(
+        node: &'a Netns,
+        plugin: &'a str,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        ifname: &str,
+        path: &str,
+    ) -> Call<'a> {
         let mut c = Call::new(Some(node), plugin);
-        c.set("CNI_COMMAND", cmd).set("CNI_CONTAINERID", id).set("CNI_NETNS", netns).set("CNI_IFNAME", ifname).set("CNI_PATH", path);
+        c.set("CNI_COMMAND", cmd)
+            .set("CNI_CONTAINERID", id)
+            .set("CNI_NETNS", netns)
+            .set("CNI_IFNAME", ifname)
+            .set("CNI_PATH", path);
         c
     }
 

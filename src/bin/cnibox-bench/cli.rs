@@ -4,7 +4,10 @@ use crate::invoke::Fill;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const SCENARIOS: &[&str] = &["version", "loopback", "status", "bridge", "masq", "portmap", "runtime", "parallel", "allocs", "rss", "size", "custom"];
+pub const SCENARIOS: &[&str] = &[
+    "version", "loopback", "status", "bridge", "masq", "portmap", "runtime", "parallel", "allocs", "rss", "size",
+    "custom",
+];
 
 pub const DEFAULT_VS: &str = "/usr/lib/cni";
 
@@ -157,8 +160,24 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             _ => (a.clone(), None),
         };
         const VALUED: &[&str] = &[
-            "--plugins", "--vs", "--label-a", "--label-b", "--config", "--iterations", "--warmup", "--parallel", "--rounds",
-            "--allocations", "--scenarios", "--runtime-a", "--runtime-b", "--cnitool", "--fill-a", "--fill-b", "--timeout", "--out",
+            "--plugins",
+            "--vs",
+            "--label-a",
+            "--label-b",
+            "--config",
+            "--iterations",
+            "--warmup",
+            "--parallel",
+            "--rounds",
+            "--allocations",
+            "--scenarios",
+            "--runtime-a",
+            "--runtime-b",
+            "--cnitool",
+            "--fill-a",
+            "--fill-b",
+            "--timeout",
+            "--out",
         ];
         let takes_value = VALUED.contains(&flag.as_str());
         if !takes_value && !matches!(flag.as_str(), "-h" | "--help" | "--quick") {
@@ -261,7 +280,9 @@ mod tests {
 
     #[test]
     fn parses_and_rejects() {
-        let o = p(&["--plugins", "/", "--vs=none", "--parallel", "1,4", "--iterations=7", "--quick", "--rounds", "2"]).unwrap().unwrap();
+        let o = p(&["--plugins", "/", "--vs=none", "--parallel", "1,4", "--iterations=7", "--quick", "--rounds", "2"])
+            .unwrap()
+            .unwrap();
         assert_eq!(o.parallel, vec![1, 8]);
         assert_eq!(o.iterations, 5);
         assert_eq!(o.rounds, 2);

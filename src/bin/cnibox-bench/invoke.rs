@@ -68,7 +68,14 @@ impl Side {
     }
 
     /// Run one invocation through the RSS probe (see spawn::rss_probe).
-    pub fn exec_probed(&self, plugin: &str, cmd: &str, id: &str, netns: &str, stdin: String) -> Result<(Outcome, Rss), String> {
+    pub fn exec_probed(
+        &self,
+        plugin: &str,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        stdin: String,
+    ) -> Result<(Outcome, Rss), String> {
         let inner = self.spec(plugin, cmd, id, netns, stdin);
         let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
         let mut probe = Spec::new(&me, "cnibox-bench");
@@ -168,7 +175,8 @@ impl Net {
                 return Err(failed(&t, "ADD", &o));
             }
             times.push(o.ns);
-            let v: Value = serde_json::from_str(o.stdout.trim()).map_err(|e| format!("{t} ADD printed no JSON result ({e}): {}", o.stdout.trim()))?;
+            let v: Value = serde_json::from_str(o.stdout.trim())
+                .map_err(|e| format!("{t} ADD printed no JSON result ({e}): {}", o.stdout.trim()))?;
             prev = Some(v);
         }
         Ok((times, prev.unwrap_or(Value::Null)))

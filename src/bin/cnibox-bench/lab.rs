@@ -71,7 +71,8 @@ impl Lab {
         if host_ns < 0 {
             return Err(format!("cannot open /proc/self/ns/net: {}", std::io::Error::last_os_error()));
         }
-        let mut lab = Lab { tmp, node: format!("{PREFIX}{pid}-node"), host_ns, entered: false, created: BTreeSet::new() };
+        let mut lab =
+            Lab { tmp, node: format!("{PREFIX}{pid}-node"), host_ns, entered: false, created: BTreeSet::new() };
         ip(&["netns", "add", &lab.node])?;
         ip(&["-n", &lab.node, "link", "set", "lo", "up"])?;
         let path = format!("/run/netns/{}\0", lab.node);

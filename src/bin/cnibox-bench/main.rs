@@ -99,10 +99,17 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
         });
     }
     for s in &sides {
-        eprintln!("cnibox-bench: {} = {} ({})", if s.b { "B" } else { "A" }, s.dir.display(), if s.about.is_empty() { "no plugin answered" } else { &s.about });
+        eprintln!(
+            "cnibox-bench: {} = {} ({})",
+            if s.b { "B" } else { "A" },
+            s.dir.display(),
+            if s.about.is_empty() { "no plugin answered" } else { &s.about }
+        );
     }
-    let sets: Vec<report::SetInfo> =
-        sides.iter().map(|s| report::SetInfo { label: s.label.clone(), dir: s.dir.display().to_string(), about: s.about.clone() }).collect();
+    let sets: Vec<report::SetInfo> = sides
+        .iter()
+        .map(|s| report::SetInfo { label: s.label.clone(), dir: s.dir.display().to_string(), about: s.about.clone() })
+        .collect();
 
     let mut cx = scenarios::Ctx { lab: &mut lab, opts: o, sides, figures: Vec::new(), notes: Vec::new() };
     let res = cx.run_all();

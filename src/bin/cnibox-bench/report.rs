@@ -43,7 +43,15 @@ impl Machine {
         } else {
             "unknown kernel".into()
         };
-        Machine { date: utc_now(), cpu, cores, mem_gib: mem_kib / 1048576.0, kernel, load_start: loadavg(), load_end: String::new() }
+        Machine {
+            date: utc_now(),
+            cpu,
+            cores,
+            mem_gib: mem_kib / 1048576.0,
+            kernel,
+            load_start: loadavg(),
+            load_end: String::new(),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -61,7 +69,12 @@ impl Machine {
 }
 
 pub fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Now, as `YYYY-MM-DD HH:MM UTC`.
@@ -154,7 +167,8 @@ impl Report<'_> {
         let _ = writeln!(o, "Machine: {}.\n", self.machine.describe());
         let _ = writeln!(o, "- A = **{}**: `{}` ({})", a.label, a.dir, if a.about.is_empty() { "?" } else { &a.about });
         if let Some(b) = self.sets.get(1) {
-            let _ = writeln!(o, "- B = **{}**: `{}` ({})", b.label, b.dir, if b.about.is_empty() { "?" } else { &b.about });
+            let _ =
+                writeln!(o, "- B = **{}**: `{}` ({})", b.label, b.dir, if b.about.is_empty() { "?" } else { &b.about });
         }
         let _ = writeln!(
             o,
@@ -172,9 +186,24 @@ impl Report<'_> {
         }
         for f in self.figures {
             let (na, nb) = (f.a.samples.len(), f.b.samples.len());
-            let n = if !self.has_b() || na == nb || nb == 0 { na.to_string() } else if na == 0 { nb.to_string() } else { format!("{na}/{nb}") };
+            let n = if !self.has_b() || na == nb || nb == 0 {
+                na.to_string()
+            } else if na == 0 {
+                nb.to_string()
+            } else {
+                format!("{na}/{nb}")
+            };
             if self.has_b() {
-                let _ = writeln!(o, "| {} | {} | {} | {} | {} | {} |", f.scenario, f.name, n, cell(&f.a, f.unit), cell(&f.b, f.unit), ratio_cell(f));
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    f.scenario,
+                    f.name,
+                    n,
+                    cell(&f.a, f.unit),
+                    cell(&f.b, f.unit),
+                    ratio_cell(f)
+                );
             } else {
                 let _ = writeln!(o, "| {} | {} | {} | {} |", f.scenario, f.name, n, cell(&f.a, f.unit));
             }
@@ -244,14 +273,34 @@ impl Report<'_> {
                 None => Target { what, met: None, figure: why_missing(f) },
             }
         };
-        t.push(ratio_target("VERSION at least 4x faster (median)".into(), find("VERSION (bridge, cold exec)"), 4.0, false));
-        t.push(ratio_target("bridge+host-local ADD at least 5x faster (median and p99)".into(), find("bridge+host-local ADD"), 5.0, true));
-        t.push(ratio_target("bridge+host-local DEL at least 5x faster (median)".into(), find("bridge+host-local DEL"), 5.0, false));
+        t.push(ratio_target(
+            "VERSION at least 4x faster (median)".into(),
+            find("VERSION (bridge, cold exec)"),
+            4.0,
+            false,
+        ));
+        t.push(ratio_target(
+            "bridge+host-local ADD at least 5x faster (median and p99)".into(),
+            find("bridge+host-local ADD"),
+            5.0,
+            true,
+        ));
+        t.push(ratio_target(
+            "bridge+host-local DEL at least 5x faster (median)".into(),
+            find("bridge+host-local DEL"),
+            5.0,
+            false,
+        ));
         // Parallel: the largest size measured (128 by default).
-        let par = self.figures.iter().filter(|f| f.scenario == "parallel" && f.name.ends_with(": wall") && f.name.contains("ADD")).max_by_key(|f| {
-            f.name.trim_start_matches("parallel ADD x").trim_end_matches(": wall").parse::<usize>().unwrap_or(0)
-        });
-        let pname = par.map(|f| f.name.trim_end_matches(": wall").to_string()).unwrap_or_else(|| "parallel ADD x128".into());
+        let par = self
+            .figures
+            .iter()
+            .filter(|f| f.scenario == "parallel" && f.name.ends_with(": wall") && f.name.contains("ADD"))
+            .max_by_key(|f| {
+                f.name.trim_start_matches("parallel ADD x").trim_end_matches(": wall").parse::<usize>().unwrap_or(0)
+            });
+        let pname =
+            par.map(|f| f.name.trim_end_matches(": wall").to_string()).unwrap_or_else(|| "parallel ADD x128".into());
         let mut pt = ratio_target(format!("{pname}: wall time at least 5x shorter, no failures"), par, 5.0, false);
         if let Some(f) = par {
             let per = find(&format!("{pname}: per pod"));
@@ -259,22 +308,33 @@ impl Report<'_> {
             if fails > 0 {
                 pt.met = Some(false);
             }
-            pt.figure.push_str(&format!("; {} failures: {}", self.sets[0].label, per.map(|p| p.a.failures).unwrap_or(0)));
+            pt.figure.push_str(&format!(
+                "; {} failures: {}",
+                self.sets[0].label,
+                per.map(|p| p.a.failures).unwrap_or(0)
+            ));
             pt.figure.push_str(&format!(", {b} failures: {}", per.map(|p| p.b.failures).unwrap_or(0)));
         }
         t.push(pt);
         // ADD at the most allocations within 1.3x of ADD at the fewest (A only).
-        let allocs: Vec<&Figure> = self.figures.iter().filter(|f| f.scenario == "allocs" && f.name.starts_with("bridge ADD")).collect();
+        let allocs: Vec<&Figure> =
+            self.figures.iter().filter(|f| f.scenario == "allocs" && f.name.starts_with("bridge ADD")).collect();
         if allocs.len() >= 2 {
             let (lo, hi) = (allocs[0], allocs[allocs.len() - 1]);
-            let what = format!("{} ADD at {} within 1.3x of ADD at {}", self.sets[0].label, count(&hi.name), count(&lo.name));
+            let what =
+                format!("{} ADD at {} within 1.3x of ADD at {}", self.sets[0].label, count(&hi.name), count(&lo.name));
             match (lo.a.summary(), hi.a.summary()) {
                 (Some(l), Some(h)) if l.median > 0.0 => {
                     let r = h.median / l.median;
                     let mut fig = format!("{r:.2}x ({} vs {})", fmt_ms(h.median), fmt_ms(l.median));
                     if let (Some(bl), Some(bh)) = (lo.b.summary(), hi.b.summary()) {
                         if bl.median > 0.0 {
-                            fig.push_str(&format!("; {b}: {:.2}x ({} vs {})", bh.median / bl.median, fmt_ms(bh.median), fmt_ms(bl.median)));
+                            fig.push_str(&format!(
+                                "; {b}: {:.2}x ({} vs {})",
+                                bh.median / bl.median,
+                                fmt_ms(bh.median),
+                                fmt_ms(bl.median)
+                            ));
                         }
                     }
                     t.push(Target { what, met: Some(r <= 1.3), figure: fig });
@@ -287,24 +347,40 @@ impl Report<'_> {
             match f.a.summary() {
                 Some(s) => {
                     let bs = f.b.summary().map(|x| Unit::Kib.fmt(x.max)).unwrap_or_else(|| "not measured".into());
-                    t.push(Target { what, met: Some(s.max < 4096.0), figure: format!("{} (max of {}); {b}: {bs}", Unit::Kib.fmt(s.max), s.n) })
+                    t.push(Target {
+                        what,
+                        met: Some(s.max < 4096.0),
+                        figure: format!("{} (max of {}); {b}: {bs}", Unit::Kib.fmt(s.max), s.n),
+                    })
                 }
                 None => t.push(Target { what, met: None, figure: why_missing(Some(f)) }),
             }
         }
         // Issue 4: what ipMasq costs.
-        t.push(ratio_target("bridge+host-local ipMasq ADD at least 10x faster (median)".into(), find("bridge+host-local ipMasq ADD"), 10.0, false));
+        t.push(ratio_target(
+            "bridge+host-local ipMasq ADD at least 10x faster (median)".into(),
+            find("bridge+host-local ipMasq ADD"),
+            10.0,
+            false,
+        ));
         for (title, when) in [
             ("bridge+host-local ipMasq", "the only pod on the node"),
             ("bridge+host-local ipMasq, another pod attached", "another pod attached"),
         ] {
             let what = format!("ipMasq adds under 0.3 ms to the {} ADD median ({when})", self.sets[0].label);
-            let (Some(m), Some(p)) = (find(&format!("{title} ADD")), find(&format!("{title}: {PLAIN_TWIN}"))) else { continue };
+            let (Some(m), Some(p)) = (find(&format!("{title} ADD")), find(&format!("{title}: {PLAIN_TWIN}"))) else {
+                continue;
+            };
             match (m.a.summary(), p.a.summary()) {
                 (Some(ms), Some(ps)) => {
                     let d = added(&m.a.samples, &p.a.samples).unwrap_or(ms.median - ps.median);
                     let sign = if d < 0.0 { "-" } else { "+" };
-                    let fig = format!("{sign}{} (median of the per-iteration differences; medians {} with, {} without)", fmt_ms(d.abs()), fmt_ms(ms.median), fmt_ms(ps.median));
+                    let fig = format!(
+                        "{sign}{} (median of the per-iteration differences; medians {} with, {} without)",
+                        fmt_ms(d.abs()),
+                        fmt_ms(ms.median),
+                        fmt_ms(ps.median)
+                    );
                     t.push(Target { what, met: Some(d < 0.3e6), figure: fig });
                 }
                 _ => t.push(Target { what, met: None, figure: why_missing(Some(m)) }),
@@ -330,8 +406,10 @@ impl Report<'_> {
                 })
             })
             .collect();
-        let sets: Vec<Value> = self.sets.iter().map(|s| json!({"label": s.label, "dir": s.dir, "about": s.about})).collect();
-        let targets: Vec<Value> = self.targets().iter().map(|t| json!({"target": t.what, "met": t.met, "figure": t.figure})).collect();
+        let sets: Vec<Value> =
+            self.sets.iter().map(|s| json!({"label": s.label, "dir": s.dir, "about": s.about})).collect();
+        let targets: Vec<Value> =
+            self.targets().iter().map(|t| json!({"target": t.what, "met": t.met, "figure": t.figure})).collect();
         let m = self.machine;
         json!({
             "tool": "cnibox-bench",
@@ -349,7 +427,8 @@ impl Report<'_> {
     /// Latency distribution per figure: every sample as a dot on a log time
     /// axis, A above B in each row, with median and p99 ticks.
     pub fn svg(&self) -> String {
-        let figs: Vec<&Figure> = self.figures.iter().filter(|f| f.plot && (!f.a.samples.is_empty() || !f.b.samples.is_empty())).collect();
+        let figs: Vec<&Figure> =
+            self.figures.iter().filter(|f| f.plot && (!f.a.samples.is_empty() || !f.b.samples.is_empty())).collect();
         let (w, left, right, top, row) = (1100.0, 330.0, 1060.0, 70.0, 34.0);
         let h = top + row * figs.len().max(1) as f64 + 70.0;
         let all = figs.iter().flat_map(|f| f.a.samples.iter().chain(f.b.samples.iter())).copied();
@@ -363,17 +442,29 @@ impl Report<'_> {
             hi = 1e7;
         }
         // Whole decades around the data, in ns.
-        let (d0, d1) = ((lo.max(1.0)).log10().floor(), (hi.max(10.0)).log10().ceil().max(lo.max(1.0).log10().floor() + 1.0));
+        let (d0, d1) =
+            ((lo.max(1.0)).log10().floor(), (hi.max(10.0)).log10().ceil().max(lo.max(1.0).log10().floor() + 1.0));
         let x = |v: f64| left + (v.max(1.0).log10() - d0) / (d1 - d0) * (right - left);
         let mut s = String::new();
-        let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#);
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+        );
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let title = format!("cnibox-bench {}: plugin exec latency, fork to wait (log scale)", self.machine.date);
         let _ = writeln!(s, r#"<text x="{left}" y="22" font-size="15" font-weight="bold">{}</text>"#, esc(&title));
         let colors = ["#1f6fb4", "#e8710a"];
         for (k, set) in self.sets.iter().enumerate() {
             let lx = left + k as f64 * 260.0;
-            let _ = writeln!(s, r#"<circle cx="{}" cy="42" r="5" fill="{}"/><text x="{}" y="46">{} ({})</text>"#, lx + 5.0, colors[k], lx + 15.0, esc(&set.label), if k == 0 { "A, upper dots" } else { "B, lower dots" });
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{}" cy="42" r="5" fill="{}"/><text x="{}" y="46">{} ({})</text>"#,
+                lx + 5.0,
+                colors[k],
+                lx + 15.0,
+                esc(&set.label),
+                if k == 0 { "A, upper dots" } else { "B, lower dots" }
+            );
         }
         let _ = writeln!(s, r##"<text x="{}" y="46" fill="#555">| median   ¦ p99</text>"##, left + 540.0);
         // Grid: decades labelled, 2 and 5 in between.
@@ -387,9 +478,17 @@ impl Report<'_> {
                 }
                 let xx = x(v);
                 let (stroke, width) = if m == 1.0 { ("#bbb", 1.0) } else { ("#e4e4e4", 1.0) };
-                let _ = writeln!(s, r#"<line x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{bottom}" stroke="{stroke}" stroke-width="{width}"/>"#);
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{bottom}" stroke="{stroke}" stroke-width="{width}"/>"#
+                );
                 if m == 1.0 || (d1 - d0) <= 3.0 {
-                    let _ = writeln!(s, r##"<text x="{xx:.1}" y="{}" text-anchor="middle" fill="#444">{}</text>"##, bottom + 16.0, esc(&tick(v)));
+                    let _ = writeln!(
+                        s,
+                        r##"<text x="{xx:.1}" y="{}" text-anchor="middle" fill="#444">{}</text>"##,
+                        bottom + 16.0,
+                        esc(&tick(v))
+                    );
                 }
             }
             dec += 1.0;
@@ -397,9 +496,18 @@ impl Report<'_> {
         for (i, f) in figs.iter().enumerate() {
             let y0 = top + row * i as f64;
             if i % 2 == 1 {
-                let _ = writeln!(s, r##"<rect x="0" y="{y0}" width="{w}" height="{row}" fill="#000" fill-opacity="0.03"/>"##);
+                let _ = writeln!(
+                    s,
+                    r##"<rect x="0" y="{y0}" width="{w}" height="{row}" fill="#000" fill-opacity="0.03"/>"##
+                );
             }
-            let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 10.0, y0 + row / 2.0 + 4.0, esc(&short(&f.name, 48)));
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+                left - 10.0,
+                y0 + row / 2.0 + 4.0,
+                esc(&short(&f.name, 48))
+            );
             for (k, ser) in [&f.a, &f.b].iter().enumerate() {
                 if k >= self.sets.len() {
                     continue;
@@ -415,19 +523,49 @@ impl Report<'_> {
                 s.push_str("</g>");
                 if let Some(sum) = ser.summary() {
                     let (xm, xp) = (x(sum.median), x(sum.p99));
-                    let _ = write!(s, r#"<line x1="{xm:.1}" y1="{:.1}" x2="{xm:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#, yc - 7.0, yc + 7.0);
-                    let _ = write!(s, r#"<line x1="{xp:.1}" y1="{:.1}" x2="{xp:.1}" y2="{:.1}" stroke="black" stroke-width="1" stroke-dasharray="2,2"/>"#, yc - 6.0, yc + 6.0);
+                    let _ = write!(
+                        s,
+                        r#"<line x1="{xm:.1}" y1="{:.1}" x2="{xm:.1}" y2="{:.1}" stroke="black" stroke-width="2"/>"#,
+                        yc - 7.0,
+                        yc + 7.0
+                    );
+                    let _ = write!(
+                        s,
+                        r#"<line x1="{xp:.1}" y1="{:.1}" x2="{xp:.1}" y2="{:.1}" stroke="black" stroke-width="1" stroke-dasharray="2,2"/>"#,
+                        yc - 6.0,
+                        yc + 6.0
+                    );
                 } else if ser.skipped.is_some() || ser.failures > 0 {
-                    let _ = write!(s, r#"<text x="{}" y="{:.1}" fill="{}" font-size="10">not measured / failed</text>"#, left + 4.0, yc + 3.5, colors[k]);
+                    let _ = write!(
+                        s,
+                        r#"<text x="{}" y="{:.1}" fill="{}" font-size="10">not measured / failed</text>"#,
+                        left + 4.0,
+                        yc + 3.5,
+                        colors[k]
+                    );
                 }
                 let _ = writeln!(s);
             }
             if let Some(r) = f.ratio() {
-                let _ = writeln!(s, r##"<text x="{}" y="{}" fill="#333" font-size="11">{r:.1}x</text>"##, right + 4.0, y0 + row / 2.0 + 4.0);
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{}" y="{}" fill="#333" font-size="11">{r:.1}x</text>"##,
+                    right + 4.0,
+                    y0 + row / 2.0 + 4.0
+                );
             }
         }
-        let _ = writeln!(s, r##"<text x="20" y="{}" fill="#555" font-size="11">{}</text>"##, bottom + 36.0, esc(&self.machine.describe()));
-        let _ = writeln!(s, r##"<text x="20" y="{}" fill="#555" font-size="11">right column: B/A, the median of the per-pair ratios (higher = A faster)</text>"##, bottom + 52.0);
+        let _ = writeln!(
+            s,
+            r##"<text x="20" y="{}" fill="#555" font-size="11">{}</text>"##,
+            bottom + 36.0,
+            esc(&self.machine.describe())
+        );
+        let _ = writeln!(
+            s,
+            r##"<text x="20" y="{}" fill="#555" font-size="11">right column: B/A, the median of the per-pair ratios (higher = A faster)</text>"##,
+            bottom + 52.0
+        );
         s.push_str("</svg>\n");
         s
     }
@@ -449,7 +587,10 @@ fn trim(v: f64) -> String {
 }
 
 fn count(name: &str) -> String {
-    name.split_whitespace().find(|w| w.chars().all(|c| c.is_ascii_digit())).map(|n| format!("{n} allocations")).unwrap_or_else(|| name.to_string())
+    name.split_whitespace()
+        .find(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .map(|n| format!("{n} allocations"))
+        .unwrap_or_else(|| name.to_string())
 }
 
 fn why_missing(f: Option<&Figure>) -> String {

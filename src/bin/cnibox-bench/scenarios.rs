@@ -246,7 +246,11 @@ impl<'a> Ctx<'a> {
             let net = Net::single(&format!("cnb-status-{}", side.key), "1.1.0", bridge_plugin(side, 0, false));
             let o = side.exec("bridge", "STATUS", "", "", net.conf(0, None))?;
             if answers[s].is_none() {
-                answers[s] = Some(if o.ok() { "succeeds (ready)".into() } else { format!("answers with an error: {}", o.reason()) });
+                answers[s] = Some(if o.ok() {
+                    "succeeds (ready)".into()
+                } else {
+                    format!("answers with an error: {}", o.reason())
+                });
             }
             // An error is an answer too (a plugin set without STATUS): time it all the same.
             if o.timed_out {
@@ -269,7 +273,14 @@ impl<'a> Ctx<'a> {
 
     // ---- bridge + host-local ---------------------------------------------
 
-    fn bridge_like(&mut self, scen: &'static str, title: &str, n: u8, masq: bool, with_check: bool) -> Result<(), String> {
+    fn bridge_like(
+        &mut self,
+        scen: &'static str,
+        title: &str,
+        n: u8,
+        masq: bool,
+        with_check: bool,
+    ) -> Result<(), String> {
         let t0 = Instant::now();
         self.ensure_pool(1)?;
         let mut figs = vec![
@@ -278,7 +289,11 @@ impl<'a> Ctx<'a> {
             Figure::new(scen, format!("{title} DEL"), Unit::Ns),
         ];
         let (iters, w) = self.iters();
-        let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq))).collect();
+        let nets: Vec<Net> = self
+            .sides
+            .iter()
+            .map(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq)))
+            .collect();
         self.drive(&mut figs, iters, w, |cx, s, i| {
             let side = &cx.sides[s];
             let net = &nets[s];
@@ -342,8 +357,16 @@ impl<'a> Ctx<'a> {
             Figure::new("masq", format!("{title}: {PLAIN_TWIN}"), Unit::Ns),
         ];
         let (iters, w) = self.iters();
-        let masq: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-masq-{}", s.key), "1.0.0", bridge_plugin(s, 2, true))).collect();
-        let plain: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-masq0-{}", s.key), "1.0.0", bridge_plugin(s, 8, false))).collect();
+        let masq: Vec<Net> = self
+            .sides
+            .iter()
+            .map(|s| Net::single(&format!("cnb-masq-{}", s.key), "1.0.0", bridge_plugin(s, 2, true)))
+            .collect();
+        let plain: Vec<Net> = self
+            .sides
+            .iter()
+            .map(|s| Net::single(&format!("cnb-masq0-{}", s.key), "1.0.0", bridge_plugin(s, 8, false)))
+            .collect();
         let mut standing = Vec::new();
         if beside {
             for (side, net) in self.sides.iter().zip(&masq) {
@@ -356,7 +379,8 @@ impl<'a> Ctx<'a> {
             let side = &cx.sides[s];
             let ns = side.netns(0);
             let mut it = It::new(3);
-            let order: [(&Net, usize); 2] = if i % 2 == 0 { [(&plain[s], 2), (&masq[s], 0)] } else { [(&masq[s], 0), (&plain[s], 2)] };
+            let order: [(&Net, usize); 2] =
+                if i % 2 == 0 { [(&plain[s], 2), (&masq[s], 0)] } else { [(&masq[s], 0), (&plain[s], 2)] };
             for (net, fig) in order {
                 let id = format!("{}-masq-{i}-{fig}", side.key);
                 let result = match net.add(side, &ns, &id) {
@@ -400,7 +424,11 @@ impl<'a> Ctx<'a> {
         let nets: Vec<Net> = self
             .sides
             .iter()
-            .map(|s| Net { name: format!("cnb-portmap-{}", s.key), version: "1.0.0".into(), plugins: vec![bridge_plugin(s, 3, false), portmap_plugin(s, true)] })
+            .map(|s| Net {
+                name: format!("cnb-portmap-{}", s.key),
+                version: "1.0.0".into(),
+                plugins: vec![bridge_plugin(s, 3, false), portmap_plugin(s, true)],
+            })
             .collect();
         self.drive(&mut figs, iters, w, |cx, s, i| {
             let side = &cx.sides[s];
@@ -446,7 +474,11 @@ impl<'a> Ctx<'a> {
         ];
         let mut nets = Vec::new();
         for s in &self.sides {
-            let net = Net { name: format!("cnb-rt-{}", s.key), version: "1.0.0".into(), plugins: vec![bridge_plugin(s, 4, false), portmap_plugin(s, false)] };
+            let net = Net {
+                name: format!("cnb-rt-{}", s.key),
+                version: "1.0.0".into(),
+                plugins: vec![bridge_plugin(s, 4, false), portmap_plugin(s, false)],
+            };
             let dir = s.work.join("net.d");
             let _ = std::fs::create_dir_all(&dir);
             let _ = std::fs::create_dir_all(s.work.join("cache"));
@@ -521,7 +553,11 @@ impl<'a> Ctx<'a> {
         let sizes = self.opts.parallel.clone();
         let max = sizes.iter().copied().max().unwrap_or(1);
         self.ensure_pool(max)?;
-        let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-par-{}", s.key), "1.0.0", bridge_plugin(s, 6, false))).collect();
+        let nets: Vec<Net> = self
+            .sides
+            .iter()
+            .map(|s| Net::single(&format!("cnb-par-{}", s.key), "1.0.0", bridge_plugin(s, 6, false)))
+            .collect();
         for (k, &p) in sizes.iter().enumerate() {
             let t0 = Instant::now();
             let mut figs = vec![
@@ -551,7 +587,8 @@ impl<'a> Ctx<'a> {
                 } else {
                     it.fail(0, format!("{} of {p} pods failed", adds.failed));
                 }
-                let dels = fan_out(p, |j| net.del(side, &side.netns(j), &ids[j], results[j].as_ref()).map(|t| (t[0], ())));
+                let dels =
+                    fan_out(p, |j| net.del(side, &side.netns(j), &ids[j], results[j].as_ref()).map(|t| (t[0], ())));
                 if dels.failed == 0 {
                     it.put(2, dels.wall);
                 } else {
@@ -573,7 +610,11 @@ impl<'a> Ctx<'a> {
     fn allocs(&mut self) -> Result<(), String> {
         self.ensure_pool(2)?;
         let levels = self.opts.allocations.clone();
-        let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-alloc-{}", s.key), "1.0.0", bridge_plugin(s, 5, false))).collect();
+        let nets: Vec<Net> = self
+            .sides
+            .iter()
+            .map(|s| Net::single(&format!("cnb-alloc-{}", s.key), "1.0.0", bridge_plugin(s, 5, false)))
+            .collect();
         let mut filled = vec![0usize; self.sides.len()];
         let mut broken: Vec<Option<String>> = vec![None; self.sides.len()];
         let iters = (self.opts.iterations / 2).max(3);
@@ -583,7 +624,10 @@ impl<'a> Ctx<'a> {
                 if broken[s].is_some() || filled[s] >= level {
                     continue;
                 }
-                progress(&format!("  {}: pre-filling {} allocations ({:?})", self.sides[s].label, level, self.sides[s].fill));
+                progress(&format!(
+                    "  {}: pre-filling {} allocations ({:?})",
+                    self.sides[s].label, level, self.sides[s].fill
+                ));
                 if let Err(e) = prefill(&self.sides[s], &nets[s], 5, filled[s], level) {
                     if interrupted() {
                         return Err(IFACE_INTERRUPTED.into());
@@ -666,7 +710,11 @@ impl<'a> Ctx<'a> {
             Figure::new("rss", "peak RSS: bridge+host-local DEL", Unit::Kib),
             Figure::new("rss", "peak RSS: VERSION", Unit::Kib),
         ];
-        let nets: Vec<Net> = self.sides.iter().map(|s| Net::single(&format!("cnb-rss-{}", s.key), "1.0.0", bridge_plugin(s, 7, false))).collect();
+        let nets: Vec<Net> = self
+            .sides
+            .iter()
+            .map(|s| Net::single(&format!("cnb-rss-{}", s.key), "1.0.0", bridge_plugin(s, 7, false)))
+            .collect();
         let mut seen: Vec<Option<invoke::Rss>> = vec![None; self.sides.len()];
         self.drive(&mut figs, 5, 1, |cx, s, i| {
             let side = &cx.sides[s];
@@ -705,7 +753,13 @@ impl<'a> Ctx<'a> {
             .filter_map(|(s, r)| {
                 let r = r.as_ref()?;
                 Some(match r.hwm {
-                    Some(h) => format!("{}: ADD ran {} process{}, largest {h} KiB, bridge itself {} KiB", s.label, r.procs, if r.procs == 1 { "" } else { "es" }, r.own),
+                    Some(h) => format!(
+                        "{}: ADD ran {} process{}, largest {h} KiB, bridge itself {} KiB",
+                        s.label,
+                        r.procs,
+                        if r.procs == 1 { "" } else { "es" },
+                        r.own
+                    ),
                     None => format!("{}: ru_maxrss {} KiB, probe floor {} KiB", s.label, r.maxrss, r.floor),
                 })
             })
@@ -759,8 +813,15 @@ impl<'a> Ctx<'a> {
             let alloc: u64 = seen.values().map(|v| v.2).sum();
             figs[0].side(s.b).samples.push(bytes);
             figs[1].side(s.b).samples.push(alloc);
-            let files: Vec<String> = seen.values().map(|v| v.0.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-            let mut d = format!("{}: {} file{} ({})", s.label, seen.len(), if seen.len() == 1 { "" } else { "s" }, files.join(" "));
+            let files: Vec<String> =
+                seen.values().map(|v| v.0.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+            let mut d = format!(
+                "{}: {} file{} ({})",
+                s.label,
+                seen.len(),
+                if seen.len() == 1 { "" } else { "s" },
+                files.join(" ")
+            );
             if links > 0 {
                 d.push_str(&format!(" + {links} symlink{}", if links == 1 { "" } else { "s" }));
             }
@@ -772,7 +833,10 @@ impl<'a> Ctx<'a> {
         for f in figs.iter_mut() {
             f.note = notes.join("; ");
         }
-        self.notes.push(format!("k3s plugin set (bandwidth bridge firewall flannel host-local loopback portmap): {}.", notes.join("; ")));
+        self.notes.push(format!(
+            "k3s plugin set (bandwidth bridge firewall flannel host-local loopback portmap): {}.",
+            notes.join("; ")
+        ));
         self.finish(figs, t0);
         Ok(())
     }
@@ -843,7 +907,8 @@ fn at_least(v: &str, minor: u32) -> bool {
 /// without dataDir pointed at the set's own directory.
 pub fn custom_net(text: &str, side: &Side) -> Result<Net, String> {
     let datadir = side.work.join("custom-ipam").to_string_lossy().into_owned();
-    let t = text.replace("@SET@", side.key).replace("@NET@", if side.b { "2" } else { "1" }).replace("@DATADIR@", &datadir);
+    let t =
+        text.replace("@SET@", side.key).replace("@NET@", if side.b { "2" } else { "1" }).replace("@DATADIR@", &datadir);
     let v: Value = serde_json::from_str(&t).map_err(|e| format!("not valid JSON: {e}"))?;
     let name = v.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     if name.is_empty() {
@@ -880,7 +945,10 @@ pub fn custom_net(text: &str, side: &Side) -> Result<Net, String> {
 
 /// The host part of the first IPv4 address in an allocs-network result.
 fn address_offset(r: &Value, side: &Side) -> Option<u32> {
-    let a = r["ips"].as_array()?.iter().find_map(|i| i["address"].as_str()?.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())?;
+    let a = r["ips"]
+        .as_array()?
+        .iter()
+        .find_map(|i| i["address"].as_str()?.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())?;
     let base = u32::from_be_bytes([10, invoke::subnet_octet(side, 5), 0, 0]);
     u32::from(a).checked_sub(base)
 }
@@ -955,11 +1023,13 @@ fn prefill(side: &Side, net: &Net, n: u8, from: usize, to: usize) -> Result<(), 
             for k in from..to {
                 // .1 is the gateway; fill upwards from .2.
                 let ip = std::net::Ipv4Addr::from(base + 2 + k as u32).to_string();
-                std::fs::write(dir.join(&ip), format!("{}-fill-{k}\r\neth0", side.key)).map_err(|e| format!("cannot write {}: {e}", dir.join(&ip).display()))?;
+                std::fs::write(dir.join(&ip), format!("{}-fill-{k}\r\neth0", side.key))
+                    .map_err(|e| format!("cannot write {}: {e}", dir.join(&ip).display()))?;
                 last = ip;
             }
             if !last.is_empty() {
-                std::fs::write(dir.join("last_reserved_ip.0"), last).map_err(|e| format!("cannot write last_reserved_ip.0: {e}"))?;
+                std::fs::write(dir.join("last_reserved_ip.0"), last)
+                    .map_err(|e| format!("cannot write last_reserved_ip.0: {e}"))?;
             }
             Ok(())
         }

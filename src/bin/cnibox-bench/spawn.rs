@@ -135,7 +135,11 @@ impl Outcome {
         if why.is_empty() {
             why = first_lines(&self.stdout);
         }
-        let status = if self.code > 128 { format!("killed by signal {}", self.code - 128) } else { format!("exit status {}", self.code) };
+        let status = if self.code > 128 {
+            format!("killed by signal {}", self.code - 128)
+        } else {
+            format!("exit status {}", self.code)
+        };
         if why.is_empty() {
             status
         } else {
@@ -217,7 +221,10 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         libc::sigemptyset(&mut mask);
         libc::posix_spawnattr_setsigdefault(&mut at, &def);
         libc::posix_spawnattr_setsigmask(&mut at, &mask);
-        libc::posix_spawnattr_setflags(&mut at, (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short);
+        libc::posix_spawnattr_setflags(
+            &mut at,
+            (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
+        );
         t0 = Instant::now();
         rc = libc::posix_spawn(&mut pid, spec.exe.as_ptr(), &fa, &at, argv.as_ptr(), envp.as_ptr());
         libc::posix_spawn_file_actions_destroy(&mut fa);
@@ -282,7 +289,9 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
                     written += w as usize;
                 }
                 // EPIPE (plugin never read stdin, as VERSION may not) or done: stop writing.
-                if (w < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock) || written >= spec.stdin.len() {
+                if (w < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
+                    || written >= spec.stdin.len()
+                {
                     drop(Fd(input.take()));
                 }
             } else {
@@ -319,7 +328,13 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     if killed && !timed_out {
         return Err("interrupted".into());
     }
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else if libc::WIFSIGNALED(status) { 128 + libc::WTERMSIG(status) } else { -1 };
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        -1
+    };
     let [o, e, x] = bufs;
     Ok(Outcome {
         code,
@@ -375,7 +390,11 @@ pub fn rss_probe(args: &[String]) -> i32 {
             libc::_exit(127);
         }
     }
-    let opts = libc::PTRACE_O_TRACEEXIT | libc::PTRACE_O_TRACEFORK | libc::PTRACE_O_TRACEVFORK | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEEXEC;
+    let opts = libc::PTRACE_O_TRACEEXIT
+        | libc::PTRACE_O_TRACEFORK
+        | libc::PTRACE_O_TRACEVFORK
+        | libc::PTRACE_O_TRACECLONE
+        | libc::PTRACE_O_TRACEEXEC;
     let mut traced = false;
     let mut seen: std::collections::HashSet<libc::pid_t> = std::collections::HashSet::new();
     let (mut hwm, mut own, mut procs) = (0u64, 0u64, 0usize);

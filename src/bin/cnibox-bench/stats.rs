@@ -135,7 +135,16 @@ pub struct Figure {
 
 impl Figure {
     pub fn new(scenario: &'static str, name: impl Into<String>, unit: Unit) -> Figure {
-        Figure { scenario, name: name.into(), unit, a: Series::default(), b: Series::default(), ratios: Vec::new(), note: String::new(), plot: unit == Unit::Ns }
+        Figure {
+            scenario,
+            name: name.into(),
+            unit,
+            a: Series::default(),
+            b: Series::default(),
+            ratios: Vec::new(),
+            note: String::new(),
+            plot: unit == Unit::Ns,
+        }
     }
 
     pub fn side(&mut self, b: bool) -> &mut Series {
