@@ -117,11 +117,14 @@ impl From<std::io::Error> for Error {
     }
 }
 
-/// The C library's text for an errno, without allocating a format of the number.
+/// The C library's text for an errno ("No such device"), without the
+/// " (os error N)" that std's Display adds: the code is already in `errno`.
 pub fn strerror(errno: i32) -> String {
-    // SAFETY: strerror returns a pointer to a static (or thread-local) NUL-terminated string.
-    let s = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) };
-    s.to_string_lossy().into_owned()
+    let mut s = std::io::Error::from_raw_os_error(errno).to_string();
+    if let Some(at) = s.rfind(" (os error ") {
+        s.truncate(at);
+    }
+    s
 }
 
 /// Attach context to any fallible result in one call.
@@ -147,6 +150,12 @@ mod tests {
         let e = Error::os("delete link eth0", libc::ENODEV);
         assert!(e.is_not_found());
         assert_eq!(e.code, code::INTERNAL);
+    }
+
+    #[test]
+    fn strerror_is_the_c_library_text_alone() {
+        assert_eq!(strerror(libc::ENODEV), "No such device");
+        assert_eq!(strerror(libc::EEXIST), "File exists");
     }
 
     #[test]

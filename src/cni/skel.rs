@@ -299,8 +299,7 @@ fn need_net_admin() -> Result<()> {
     if crate::sys::has_cap_net_admin() {
         return Ok(());
     }
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = crate::sys::process::euid();
     Err(Error::msg(format!(
         "this plugin needs CAP_NET_ADMIN and runs without it (uid {uid}): run it as root, as container runtimes do"
     )))

@@ -2,11 +2,49 @@
 //! file locking and durable file replacement. No policy lives here.
 
 pub mod file;
+pub mod mount;
 pub mod netns;
 pub mod pidfd;
+pub mod process;
 pub mod sysctl;
 pub mod tun;
 pub mod unix;
+
+/// A system call's return value that says failure by being -1 (the errno is
+/// then in `errno`).
+pub trait MinusOne: Copy + PartialEq {
+    const MINUS_ONE: Self;
+}
+
+macro_rules! minus_one {
+    ($($t:ty)*) => { $(impl MinusOne for $t { const MINUS_ONE: Self = -1; })* };
+}
+minus_one!(i32 i64 isize);
+
+/// The result of a libc call that returns -1 on failure, as an `io::Result`
+/// carrying the errno. Allocates nothing, so it may be used between fork and exec.
+pub fn cvt<T: MinusOne>(r: T) -> std::io::Result<T> {
+    if r == T::MINUS_ONE {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// [`cvt`], calling `f` again as long as it is interrupted by a signal (EINTR).
+pub fn cvt_r<T: MinusOne>(mut f: impl FnMut() -> T) -> std::io::Result<T> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            r => return r,
+        }
+    }
+}
+
+/// An `io::Error` from a system call as a cnibox error saying what was being done.
+pub fn os_err(what: impl std::fmt::Display, e: std::io::Error) -> crate::error::Error {
+    crate::error::Error::os(what, e.raw_os_error().unwrap_or(0))
+}
 
 /// Let a child process hold the last reference to `fd` and close it, so that
 /// whatever the kernel does when that file is released does not hold up this

@@ -6,8 +6,9 @@
 //! only to open a netlink socket there or to write its `/proc/sys/net` knobs,
 //! and the guard returns them to where they were.
 
+use super::{cvt, mount, os_err};
 use crate::error::{Error, Result};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -42,6 +43,7 @@ impl Netns {
         };
         // A namespace file is a regular file of nsfs. Anything else is refused
         // before it is opened: opening a device or a FIFO can have effects.
+        // SAFETY: stat is plain old data; all-zero is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: c is a valid NUL-terminated path, st a properly sized out-parameter.
         if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
@@ -59,6 +61,7 @@ impl Netns {
         }
         // SAFETY: fd was just returned by open and is owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: statfs is plain old data; all-zero is a valid value.
         let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: fd is valid and sf is a properly sized out-parameter.
         if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
@@ -98,6 +101,7 @@ impl Netns {
     }
 
     fn ident(&self) -> Result<(u64, u64)> {
+        // SAFETY: stat is plain old data; all-zero is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: valid fd and out-parameter.
         if unsafe { libc::fstat(self.fd.as_raw_fd(), &mut st) } != 0 {
@@ -125,12 +129,81 @@ impl Netns {
     }
 }
 
+fn setns(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: setns on a namespace descriptor the caller holds open.
+    cvt(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }).map(drop)
+}
+
 fn set(fd: RawFd, path: &str) -> Result<()> {
-    // SAFETY: setns on a namespace fd we own.
-    if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
-        return Err(Error::last_os(format_args!("enter netns \"{path}\"")));
+    setns(fd).map_err(|e| os_err(format_args!("enter netns \"{path}\""), e))
+}
+
+/// Return to `back`, or stop: carrying on in the wrong namespace could change
+/// the wrong interfaces.
+fn set_or_abort(back: &Netns) {
+    if set(back.fd(), &back.path).is_err() {
+        eprintln!("cnibox: cannot return to the original network namespace");
+        std::process::abort();
     }
-    Ok(())
+}
+
+/// Create a fresh network namespace and pin it with a bind mount on `path`
+/// (an existing empty file), without leaving the current one.
+pub fn create_pinned(path: &CStr) -> Result<()> {
+    let back = Netns::current()?;
+    // SAFETY: a plain syscall; cnibox is single-threaded, so the whole process moves.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) }).map_err(|e| os_err("create network namespace", e))?;
+    let pinned = mount::bind(c"/proc/thread-self/ns/net", path, 0);
+    set_or_abort(&back);
+    pinned.map_err(|e| os_err(format_args!("pin namespace on \"{}\"", path.to_string_lossy()), e))
+}
+
+/// Everything a command needs to start inside a named namespace the way
+/// `ip netns exec` starts it, prepared beforehand so that [`Exec::enter`]
+/// only makes system calls (it runs between fork and exec).
+pub struct Exec {
+    ns: Netns,
+    /// Files bound over others in the command's own mount namespace
+    /// (`/etc/netns/NAME/x` over `/etc/x`).
+    binds: Vec<(CString, CString)>,
+}
+
+impl Exec {
+    pub fn new(ns: Netns, binds: Vec<(CString, CString)>) -> Exec {
+        Exec { ns, binds }
+    }
+
+    /// Enter the namespace, then a private mount namespace with a sysfs that
+    /// shows this network namespace's devices, and the binds in place.
+    pub fn enter(&self) -> std::io::Result<()> {
+        setns(self.ns.fd())?;
+        // SAFETY: a plain syscall; it moves only this (single-threaded) process.
+        cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+        mount::propagation(c"/", libc::MS_SLAVE | libc::MS_REC)?;
+        let mut flags = 0;
+        if mount::detach(c"/sys").is_err() {
+            // Could not take the old sysfs away: cover it; a read-only one
+            // can only be covered read-only.
+            if mount::is_read_only(c"/sys").unwrap_or(false) {
+                flags = libc::MS_RDONLY;
+            }
+        }
+        mount::mount(c"none", c"/sys", c"sysfs", flags)?;
+        for (src, dst) in &self.binds {
+            // As iproute2: a file missing under /etc is skipped, not fatal.
+            let _ = mount::bind(src, dst, 0);
+        }
+        Ok(())
+    }
+
+    /// Start `cmd` inside (in a child; this process stays where it is).
+    pub fn spawn(self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs between fork and exec; `enter` makes only
+        // system calls on data prepared before the fork, and allocates nothing.
+        unsafe { cmd.pre_exec(move || self.enter()) };
+        cmd.spawn()
+    }
 }
 
 pub struct NetnsGuard {
@@ -139,11 +212,6 @@ pub struct NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        if set(self.back.fd(), &self.back.path).is_err() {
-            // Carrying on in the wrong namespace could change the wrong
-            // interfaces; stopping is the only safe answer.
-            eprintln!("cnibox: cannot return to the original network namespace");
-            std::process::abort();
-        }
+        set_or_abort(&self.back);
     }
 }
