@@ -23,7 +23,7 @@ BIN      = $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/cnibox
 TINY_BIN = target/tiny/$(TARGET)/release/cnibox
 FAILPOINT_BIN = target/failpoints/debug/cnibox
 
-.PHONY: all build tiny test test-features test-unit test-tiny test-vm demo bench install clean target size failpoints fuzz-smoke
+.PHONY: all build tiny need-root test test-features test-unit test-tiny test-vm demo bench install clean target size failpoints fuzz-smoke
 
 all: build
 
@@ -56,8 +56,13 @@ test-unit:
 failpoints:
 	cargo build --locked --features failpoints --bin cnibox --target-dir target/failpoints
 
+# The integration tests create namespaces and kernel objects: as another user
+# they could only fail, so say so at once instead.
+need-root:
+	@[ "$$(id -u)" = 0 ] || { echo "make test: the integration tests need root (they create network namespaces): run it as root, e.g. sudo make test" >&2; exit 1; }
+
 # Integration tests run the binary given by CNIBOX_BIN in namespaces they create.
-test: build failpoints test-features
+test: need-root build failpoints test-features
 	CNIBOX_BIN=$(abspath $(BIN)) CNIBOX_FAILPOINT_BIN=$(abspath $(FAILPOINT_BIN)) \
 	  cargo test --locked --no-fail-fast -- --test-threads=$${TEST_THREADS:-4}
 
@@ -66,7 +71,7 @@ test-features:
 	cargo build --locked --bin cnibox --target-dir target/features --no-default-features --features "loopback portmap"
 	./scripts/test-features.sh target/features/debug/cnibox "loopback portmap"
 
-test-tiny: tiny failpoints
+test-tiny: need-root tiny failpoints
 	CNIBOX_BIN=$(abspath $(TINY_BIN)) CNIBOX_FAILPOINT_BIN=$(abspath $(FAILPOINT_BIN)) \
 	  cargo test --locked --no-fail-fast --test '*' -- --test-threads=$${TEST_THREADS:-4}
 

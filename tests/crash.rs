@@ -13,7 +13,7 @@
 //! Last, real SIGKILLs at random instants under parallel load.
 
 mod chaos;
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 
 use chaos::*;

@@ -28,7 +28,7 @@ macro_rules! need_dnsmasq {
     () => {
         need_root!();
         if !std::path::Path::new(DNSMASQ).exists() {
-            eprintln!("skipped: needs {DNSMASQ} (apt-get install dnsmasq-base)");
+            common::missing(&format!("needs {DNSMASQ} (apt-get install dnsmasq-base)"));
             return;
         }
     };

@@ -407,7 +407,7 @@ fn hundred_parallel_adds_then_dels() {
 fn interoperates_with_the_reference_binary() {
     let reference = Path::new("/usr/lib/cni/host-local");
     if !reference.exists() {
-        eprintln!("skipped: the reference plugin /usr/lib/cni/host-local is not installed (apt-get install containernetworking-plugins)");
+        common::missing("the reference plugin /usr/lib/cni/host-local is not installed (apt-get install containernetworking-plugins)");
         return;
     }
     let n = Net::new();

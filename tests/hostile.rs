@@ -8,7 +8,7 @@
 //! not own, are reported and skipped with the bug named (search "KNOWN BUG").
 
 mod chaos;
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 
 use chaos::*;

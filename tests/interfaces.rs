@@ -52,17 +52,6 @@ fn ip_of(r: &Value, i: usize) -> String {
     r["ips"][i]["address"].as_str().unwrap().split('/').next().unwrap().to_string()
 }
 
-/// Skip (return true) when the kernel does not know the link kind.
-fn unsupported(r: &Run, kind: &str) -> bool {
-    // musl says "Not supported", glibc "Operation not supported"; the kernel adds "Unknown device type".
-    let out = r.stdout.to_lowercase();
-    if r.code != 0 && (out.contains("not supported") || out.contains("unknown device type")) {
-        eprintln!("skipped: this kernel has no {kind} links ({}); run `make test-vm`", r.stdout.trim());
-        return true;
-    }
-    false
-}
-
 /// A node "NIC": a veth whose peer end stays in the node, up.
 fn nic(e: &Env, name: &str) {
     e.node.sh(&["link", "add", name, "type", "veth", "peer", "name", &format!("{name}p")]);
@@ -258,7 +247,7 @@ fn ipvlan_vlan_dummy_or_skip() {
     ] {
         let conf = e.conf(ty, "10.66.0.0/24", extra);
         let r = e.call(ty, "ADD", "ctr1", &c1).run(&conf);
-        if unsupported(&r, kind) {
+        if r.code != 0 && kernel_lacks(kind) {
             // Nothing half-made: no link in the container, no reservation kept.
             assert!(c1.link("eth0").is_none());
             let state = std::fs::read_to_string(e.tmp.join("ipam/ifnet/cnibox.state")).unwrap_or_default();

@@ -8,7 +8,7 @@
 //!             fd99::1               fd78::1                    fd78::2
 //! ```
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::Value;
 use support::common;

@@ -7,7 +7,7 @@
 //! transactions and lookups with `nft`, so they run everywhere; the last
 //! runs the installed reference binaries when they are new enough.
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::{json, Value};
 use support::common;

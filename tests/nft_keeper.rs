@@ -6,7 +6,7 @@
 //! /proc/net/unix), what the keeper holds (/proc/<pid>/fd), and what a call
 //! asks the kernel for (strace), never on timing.
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::json;
 use support::common;

@@ -2,7 +2,7 @@
 //! and of bridge with ipMasq and macspoofchk (host-local IPAM included),
 //! makes no execve besides the one that started it (traced with `strace -f`).
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::json;
 use support::common;

@@ -9,7 +9,7 @@
 //!                                                  vc2 10.88.2.1 ── c2 10.88.2.5
 //! ```
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::{json, Value};
 use support::common;

@@ -1,7 +1,7 @@
 //! bridge `macspoofchk`: frames a container sends with a source MAC other
 //! than its own are dropped on the bridge; its real MAC passes.
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::Value;
 use support::common;

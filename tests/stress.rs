@@ -9,7 +9,7 @@
 //! rule, no reservation. The figures are printed.
 
 mod chaos;
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 
 use chaos::*;

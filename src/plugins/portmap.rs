@@ -201,13 +201,8 @@ fn route_localnet(ip: std::net::Ipv4Addr) -> Result<()> {
 /// The name of the interface the node routes `ip` through; None when the
 /// lookup fails (the reference then skips the sysctl too).
 fn route_dev(ip: std::net::Ipv4Addr) -> Option<String> {
-    use crate::netlink::{MsgBuf, NLM_F_REQUEST};
-    use crate::rtnl::route::{rtmsg, Route, RTA_DST};
     let mut rt = crate::rtnl::Rtnl::here().ok()?;
-    let mut m = MsgBuf::new(crate::rtnl::RTM_GETROUTE, NLM_F_REQUEST);
-    m.push(&rtmsg(libc::AF_INET as u8, 32, 0, 0, 0, 0));
-    m.put(RTA_DST, &ip.octets());
-    let r = Route::parse(&rt.sock.get(m, format_args!("look up route to {ip}")).ok()?)?;
+    let r = rt.route_get(&ip.into()).ok()?;
     Some(rt.link_by_index(r.oif).ok()??.name)
 }
 

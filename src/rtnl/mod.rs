@@ -25,7 +25,7 @@ pub const RTM_GETROUTE: u16 = 26;
 
 /// A NETLINK_ROUTE socket talking to one namespace.
 pub struct Rtnl {
-    pub sock: Socket,
+    sock: Socket,
 }
 
 impl Rtnl {

@@ -101,6 +101,15 @@ pub fn del_msg(r: &Route, dst: &IpNet) -> MsgBuf {
     route_msg(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, r, dst, 0, RT_SCOPE_NOWHERE)
 }
 
+/// RTM_GETROUTE for one destination: which route the kernel would use for `dst`.
+pub fn get_msg(dst: &IpAddr) -> MsgBuf {
+    let mut m = MsgBuf::new(RTM_GETROUTE, NLM_F_REQUEST);
+    let octets = ip_octets(dst);
+    m.push(&rtmsg(family(dst), if dst.is_ipv4() { 32 } else { 128 }, 0, 0, 0, 0));
+    m.put(RTA_DST, &octets);
+    m
+}
+
 fn route_msg(ty: u16, flags: u16, r: &Route, dst: &IpNet, proto: u8, scope: u8) -> MsgBuf {
     let table = if r.table == 0 { RT_TABLE_MAIN } else { r.table };
     let mut m = MsgBuf::new(ty, flags);
@@ -150,6 +159,12 @@ impl Rtnl {
         self.sock.request(del_msg(r, dst), format_args!("delete route {dst} dev {dev}"))
     }
 
+    /// The route the kernel would take to `dst` (`ip route get`).
+    pub fn route_get(&mut self, dst: &IpAddr) -> Result<Route> {
+        let reply = self.sock.get(get_msg(dst), format_args!("look up route to {dst}"))?;
+        Route::parse(&reply).ok_or_else(|| crate::error::Error::msg(format!("look up route to {dst}: short reply")))
+    }
+
     /// All routes of one family in every table.
     pub fn routes(&mut self, fam: u8) -> Result<Vec<Route>> {
         let mut m = MsgBuf::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
@@ -179,6 +194,20 @@ mod tests {
         let b = del_msg(&r, &"10.9.8.0/24".parse().unwrap()).finish(1);
         assert_eq!(&b[4..6], &RTM_DELROUTE.to_ne_bytes());
         assert_eq!(&b[16..24], &[2, 24, 0, 0, 254, 0, RT_SCOPE_NOWHERE, 1]);
+    }
+
+    #[test]
+    fn route_get_asks_for_one_host() {
+        let b = get_msg(&"10.9.8.7".parse().unwrap()).finish(1);
+        assert_eq!(&b[4..6], &RTM_GETROUTE.to_ne_bytes());
+        assert_eq!(&b[6..8], &NLM_F_REQUEST.to_ne_bytes());
+        assert_eq!(&b[16..28], &[2, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&b[28..32], &[8u16.to_ne_bytes(), RTA_DST.to_ne_bytes()].concat()[..]);
+        assert_eq!(&b[32..36], &[10, 9, 8, 7]);
+        assert_eq!(b.len(), 36);
+        let b = get_msg(&"fd00::1".parse().unwrap()).finish(1);
+        assert_eq!(&b[16..18], &[10, 128]);
+        assert_eq!(&b[28..32], &[20u16.to_ne_bytes(), RTA_DST.to_ne_bytes()].concat()[..]);
     }
 
     #[test]

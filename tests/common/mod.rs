@@ -31,15 +31,63 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Skip (return early from) a test that needs root; CI runs as root.
+/// Whether this run may not skip for want of a prerequisite (CI sets `CI=true`).
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true" | "1"))
+}
+
+/// A test cannot run because `reason` (a missing tool, package or privilege):
+/// under CI that is a failure; elsewhere the skip is printed, and the caller returns.
+pub fn missing(reason: &str) {
+    if in_ci() {
+        panic!("CI=true and a prerequisite is missing: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// Return early from a test that needs root, saying so (a failure under CI).
 #[macro_export]
 macro_rules! need_root {
     () => {
         if !common::is_root() {
-            eprintln!("skipped: needs root to create network namespaces");
+            common::missing("needs root to create network namespaces");
             return;
         }
     };
+}
+
+/// The only prerequisites a test may go without under CI too: kernel features
+/// this kernel may lack, each tested for real under Debian's kernel by `make test-vm`.
+pub const KERNEL_FEATURES_COVERED_BY_TEST_VM: &[&str] = &["ipvlan", "vlan", "dummy", "vrf", "bridge vlan filtering"];
+
+/// Whether this kernel lacks `feature` (one of [`KERNEL_FEATURES_COVERED_BY_TEST_VM`]),
+/// by its own answer to `ip link add` in a throwaway namespace; prints the
+/// skip when it does. A test calls this only after the plugin failed: should
+/// the kernel have the feature after all, the test goes on and fails.
+pub fn kernel_lacks(feature: &str) -> bool {
+    assert!(
+        KERNEL_FEATURES_COVERED_BY_TEST_VM.contains(&feature),
+        "\"{feature}\" is not in KERNEL_FEATURES_COVERED_BY_TEST_VM: a test may not skip for it"
+    );
+    let probe = Netns::new("probe");
+    probe.sh(&["link", "add", "p0", "type", "veth", "peer", "name", "p1"]);
+    let args: &[&str] = match feature {
+        "ipvlan" => &["link", "add", "link", "p0", "name", "x", "type", "ipvlan", "mode", "l2"],
+        "vlan" => &["link", "add", "link", "p0", "name", "x", "type", "vlan", "id", "5"],
+        "dummy" => &["link", "add", "x", "type", "dummy"],
+        "vrf" => &["link", "add", "x", "type", "vrf", "table", "10"],
+        _ => &["link", "add", "x", "type", "bridge", "vlan_filtering", "1"],
+    };
+    let out = Command::new("ip").arg("-n").arg(&probe.name).args(args).output().expect("run ip");
+    let answer = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // The kernel's answers for a kind it has no driver for, and for a bridge
+    // built without VLAN filtering.
+    let lacks =
+        !out.status.success() && (answer.contains("Unknown device type") || answer.contains("Operation not supported"));
+    if lacks {
+        eprintln!("SKIPPED: this kernel has no {feature} (ip {}: {answer}); `make test-vm` covers it", args.join(" "));
+    }
+    lacks
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -240,6 +288,11 @@ impl Run {
     }
     pub fn ok(&self) -> &Self {
         assert_eq!(self.code, 0, "plugin failed: stdout={} stderr={}", self.stdout, self.stderr);
+        self
+    }
+    /// [`Run::ok`], keeping the run.
+    pub fn into_ok(self) -> Self {
+        self.ok();
         self
     }
     /// Assert a CNI error with this code; returns the error JSON.

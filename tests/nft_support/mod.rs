@@ -1,11 +1,11 @@
 //! Helpers shared by the nftables tests (portmap, masquerade, spoofcheck):
 //! wiring namespaces together, small python3 servers and clients for real
 //! traffic, and readers for `nft -j list ruleset`. Included by those tests
-//! with `#[path]`; as a test crate of its own it has no tests.
+//! with `#[path]`; in a folder of its own, it is not a test crate itself.
 
 #![allow(dead_code)]
 
-#[path = "common/mod.rs"]
+#[path = "../common/mod.rs"]
 pub mod common;
 pub use common::*;
 
