@@ -127,6 +127,42 @@ pub fn strerror(errno: i32) -> String {
     s
 }
 
+/// The undoing of a failed ADD's earlier steps. Each undo step that fails
+/// (other than finding its object already gone) is kept and reported in the
+/// details of the error that caused the rollback, so that whatever is left
+/// behind is named rather than silently dropped.
+#[derive(Default)]
+pub struct Rollback {
+    failed: Vec<Error>,
+}
+
+impl Rollback {
+    /// Record the outcome of one undo step.
+    pub fn note<T>(&mut self, r: Result<T>) {
+        if let Err(e) = r {
+            if !e.is_not_found() {
+                self.failed.push(e);
+            }
+        }
+    }
+
+    /// `e`, with the failed undo steps added to its details.
+    pub fn into_error(self, mut e: Error) -> Error {
+        if self.failed.is_empty() {
+            return e;
+        }
+        let texts: Vec<String> = self.failed.iter().map(|f| f.to_string()).collect();
+        let sep = if e.details.is_empty() { "" } else { "; " };
+        e.details = format!("{}{sep}rollback failed: {}", e.details, texts.join("; "));
+        e
+    }
+
+    /// `r`, its error (if any) carrying the failed undo steps.
+    pub fn finish<T>(self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| self.into_error(e))
+    }
+}
+
 /// Attach context to any fallible result in one call.
 pub trait Context<T> {
     fn context(self, ctx: impl fmt::Display) -> Result<T>;
@@ -156,6 +192,19 @@ mod tests {
     fn strerror_is_the_c_library_text_alone() {
         assert_eq!(strerror(libc::ENODEV), "No such device");
         assert_eq!(strerror(libc::EEXIST), "File exists");
+    }
+
+    #[test]
+    fn rollback_keeps_its_failures_in_the_details() {
+        let mut rb = Rollback::default();
+        rb.note(Err::<(), _>(Error::os("delete link veth1", libc::EBUSY)));
+        rb.note(Err::<(), _>(Error::os("delete link veth2", libc::ENODEV)));
+        rb.note(Ok(()));
+        let e = rb.into_error(Error::msg("add route").with_details("kernel said no"));
+        assert_eq!(e.msg, "add route");
+        assert_eq!(e.details, format!("kernel said no; rollback failed: delete link veth1: {}", strerror(libc::EBUSY)));
+        let e = Rollback::default().into_error(Error::msg("x"));
+        assert_eq!(e.details, "");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rollback};
 use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::tc::{Tbf, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT};
 use crate::rtnl::Rtnl;
@@ -188,15 +188,18 @@ fn add(req: &Request) -> Result<CniResult> {
     let h = host_interface(req, &result, &mut host)?;
     let ifb = ifb_name(&req.name, &req.container_id);
     let r = shape(&mut host, &h, &ifb, &lim, &mut result);
+    let mut rb = Rollback::default();
     if r.is_err() {
         // Leave nothing half-made: the IFB and whatever qdiscs this ADD put on the veth.
-        if let Ok(Some(l)) = host.link_by_name(&ifb) {
-            let _ = host.delete_link(l.index, &ifb);
+        match host.link_by_name(&ifb) {
+            Ok(Some(l)) => rb.note(host.delete_link(l.index, &ifb)),
+            Ok(None) => {}
+            Err(e) => rb.note(Err::<(), _>(e)),
         }
-        let _ = host.del_qdisc(h.index, &h.name, INGRESS_HANDLE, TC_H_INGRESS);
-        let _ = host.del_qdisc(h.index, &h.name, 0x0001_0000, TC_H_ROOT);
+        rb.note(host.del_qdisc(h.index, &h.name, INGRESS_HANDLE, TC_H_INGRESS));
+        rb.note(host.del_qdisc(h.index, &h.name, 0x0001_0000, TC_H_ROOT));
     }
-    r.map(|_| result)
+    rb.finish(r).map(|_| result)
 }
 
 fn shape(host: &mut Rtnl, h: &Link, ifb: &str, lim: &Limits, result: &mut CniResult) -> Result<()> {

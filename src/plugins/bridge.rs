@@ -15,7 +15,7 @@ use crate::cni::delegate::delegate;
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::{CniResult, Interface, Route};
 use crate::cni::{Command, Plugin, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rollback};
 use crate::net::{IpNet, Mac};
 use crate::nft::{masq, spoofchk};
 use crate::rtnl::link::{Link, VethSpec};
@@ -202,10 +202,7 @@ fn add(req: &Request) -> Result<CniResult> {
     let mut undo = Undo::default();
     match add_steps(req, &n, &ns, &mut host, &mut ctr, &mut undo) {
         Ok(r) => Ok(r),
-        Err(e) => {
-            rollback(req, &n, &mut host, undo);
-            Err(e)
-        }
+        Err(e) => Err(rollback(req, &n, &mut host, undo).into_error(e)),
     }
 }
 
@@ -514,27 +511,29 @@ fn pin_bridge_mac(host: &mut Rtnl, br: &Link) -> Result<()> {
     host.set_mac(br.index, &br.name, mac)
 }
 
-fn rollback(req: &Request, n: &Net, host: &mut Rtnl, undo: Undo) {
+fn rollback(req: &Request, n: &Net, host: &mut Rtnl, undo: Undo) -> Rollback {
+    let mut rb = Rollback::default();
     if undo.masq {
-        let _ = masq::teardown(&req.name, &req.ifname, &req.container_id);
+        rb.note(masq::teardown(&req.name, &req.ifname, &req.container_id));
     }
     if undo.ipam {
-        let _ = delegate(&n.c.ipam.plugin_type, Command::Del, req);
+        rb.note(delegate(&n.c.ipam.plugin_type, Command::Del, req));
     }
     if undo.spoofchk {
-        let _ = spoofchk::teardown(&req.container_id, &req.ifname);
+        rb.note(spoofchk::teardown(&req.container_id, &req.ifname));
     }
     // Deleting the host end also removes the container end.
     for (index, name) in [undo.host_veth, undo.vlan_gw].into_iter().flatten() {
-        let _ = host.delete_link(index, &name);
+        rb.note(host.delete_link(index, &name));
     }
     // A bridge this ADD created goes too, unless another ADD attached a port meanwhile.
     if let Some((index, name)) = undo.bridge {
         let ports = host.links().map(|ls| ls.iter().any(|l| l.master == index as u32)).unwrap_or(true);
         if !ports {
-            let _ = host.delete_link(index, &name);
+            rb.note(host.delete_link(index, &name));
         }
     }
+    rb
 }
 
 fn del(req: &Request) -> Result<()> {

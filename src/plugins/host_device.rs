@@ -9,7 +9,7 @@ use crate::cni::config::{Dns, IpamRef};
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Command, Plugin, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rollback};
 use crate::net::Mac;
 use crate::rtnl::link::Link;
 use crate::rtnl::Rtnl;
@@ -160,13 +160,14 @@ fn add(req: &Request) -> Result<CniResult> {
     host.move_to_netns(dev.index, &dev.name, ns.fd(), Some(&req.ifname))?;
     let mut ipam_used = false;
     let r = configure(req, &c, &ns, &mut ctr, &mut ipam_used);
+    let mut rb = Rollback::default();
     if r.is_err() {
         if ipam_used {
-            let _ = iface::ipam_del(&c.ipam.plugin_type, req);
+            rb.note(iface::ipam_del(&c.ipam.plugin_type, req));
         }
-        let _ = move_back(&mut ctr, &req.ifname);
+        rb.note(move_back(&mut ctr, &req.ifname));
     }
-    r
+    rb.finish(r)
 }
 
 fn configure(req: &Request, c: &Conf, ns: &Netns, ctr: &mut Rtnl, ipam_used: &mut bool) -> Result<CniResult> {

@@ -7,7 +7,7 @@ use crate::cni::config::{Dns, IpamRef};
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Command, Plugin, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rollback};
 use crate::net::IpNet;
 use crate::nft::masq;
 use crate::rtnl::link::{Link, VethSpec};
@@ -63,18 +63,19 @@ fn add(req: &Request) -> Result<CniResult> {
     let mut ctr = Rtnl::in_netns(&ns)?;
     let mut undo = Undo::default();
     let r = add_steps(req, &c, &ns, &mut host, &mut ctr, &mut undo);
+    let mut rb = Rollback::default();
     if r.is_err() {
         if undo.masq {
-            let _ = masq::teardown(&req.name, &req.ifname, &req.container_id);
+            rb.note(masq::teardown(&req.name, &req.ifname, &req.container_id));
         }
         if let Some((i, n)) = undo.host_veth {
-            let _ = host.delete_link(i, &n);
+            rb.note(host.delete_link(i, &n));
         }
         if undo.ipam {
-            let _ = iface::ipam_del(&c.ipam.plugin_type, req);
+            rb.note(iface::ipam_del(&c.ipam.plugin_type, req));
         }
     }
-    r
+    rb.finish(r)
 }
 
 fn add_steps(

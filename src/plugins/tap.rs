@@ -8,7 +8,7 @@ use crate::cni::config::{Args, Dns, IpamRef};
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
-use crate::error::{code, Error, Result};
+use crate::error::{code, Error, Result, Rollback};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::tun;
@@ -72,15 +72,18 @@ fn add(req: &Request) -> Result<CniResult> {
     ns.run(|| tun::create_tap(&req.ifname, c.multi_queue, c.owner, c.group))?;
     let mut ipam_used = false;
     let r = configure(req, &c, &ns, &mut ctr, mac, &mut ipam_used);
+    let mut rb = Rollback::default();
     if r.is_err() {
-        if let Ok(Some(l)) = ctr.link_by_name(&req.ifname) {
-            let _ = ctr.delete_link(l.index, &req.ifname);
+        match ctr.link_by_name(&req.ifname) {
+            Ok(Some(l)) => rb.note(ctr.delete_link(l.index, &req.ifname)),
+            Ok(None) => {}
+            Err(e) => rb.note(Err::<(), _>(e)),
         }
         if ipam_used {
-            let _ = iface::ipam_del(&c.ipam.plugin_type, req);
+            rb.note(iface::ipam_del(&c.ipam.plugin_type, req));
         }
     }
-    r
+    rb.finish(r)
 }
 
 fn configure(

@@ -8,7 +8,7 @@ use super::iface;
 use crate::cni::config::Dns;
 use crate::cni::result::{CniResult, Interface};
 use crate::cni::{Command, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Rollback};
 use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
@@ -50,14 +50,15 @@ pub fn add(req: &Request, s: Spec) -> Result<CniResult> {
     let created = ctr.link_by_name(&tmp)?.ok_or_else(|| Error::msg(format!("failed to look up new link {tmp}")))?;
     let mut ipam_used = false;
     let r = finish(req, &ns, &mut ctr, &created, &tmp, ipam_type, prev, dns, &mut ipam_used);
+    let mut rb = Rollback::default();
     if r.is_err() {
         // Remove the link under whichever name it has now, and the reservation.
-        let _ = ctr.delete_link(created.index, &req.ifname);
+        rb.note(ctr.delete_link(created.index, &req.ifname));
         if ipam_used {
-            let _ = iface::ipam_del(ipam_type, req);
+            rb.note(iface::ipam_del(ipam_type, req));
         }
     }
-    r
+    rb.finish(r)
 }
 
 #[allow(clippy::too_many_arguments)]
