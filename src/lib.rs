@@ -3,8 +3,10 @@
 //! The library holds every layer; `main.rs` only dispatches. It is a library
 //! so that fuzz targets and the benchmark can reach the parsers directly.
 //!
-//! Layers, each using only the ones below it:
-//! plugins, runtime → cni, ipam, nft, rtnl → netlink, sys → error, net, sha512.
+//! Layers, each using only the ones below it (ARCHITECTURE.md has the picture
+//! and the rule of each):
+//! plugins, runtime → cni, ipam, dhcp, nft, rtnl → netlink, sys → error, net, sha512.
+//! `unsafe` belongs in `sys` only, behind typed owning wrappers.
 
 // A build with only some plugins (cargo features) leaves shared code unused.
 #![cfg_attr(not(feature = "all"), allow(dead_code, unused_imports))]

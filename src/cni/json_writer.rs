@@ -3,9 +3,9 @@
 //!
 //! Why not `#[derive(Serialize)]`: the output shapes depend on the CNI
 //! version (three result shapes, fields omitted when empty), which took a
-//! shadow struct per shape and a serializer instance per struct, about 16 KB
-//! of the binary. Here every shape is a few calls on one writer, in the field
-//! order the reference prints.
+//! shadow struct per shape and a serializer instance per struct (README,
+//! "Size", has what that cost). Here every shape is a few calls on one writer,
+//! in the field order the reference prints.
 
 use std::fmt::{self, Write};
 

@@ -115,7 +115,7 @@ impl Env for ProcessEnv {
 
 /// The plugin's whole life as an executable: returns the exit status.
 /// Generic rather than `dyn`: a `dyn Read` of stdin would link every method
-/// of std's stdin and stdout types (2-3 KB) for the two that are called.
+/// of std's stdin and stdout types for the two that are called.
 pub fn main(plugin: &Plugin, env: &dyn Env, stdin: &mut impl Read, stdout: &mut impl Write) -> i32 {
     let (out, status) = match run(plugin, env, stdin) {
         Ok(Some(result)) => (result, 0),
