@@ -42,7 +42,13 @@ pub fn missing(reason: &str) {
     if in_ci() {
         panic!("CI=true and a prerequisite is missing: {reason}");
     }
-    eprintln!("SKIPPED: {reason}");
+    skipped(reason);
+}
+
+/// Say that a test is skipped, past libtest's capture of `eprintln!` (which
+/// would hide it in a passing test).
+fn skipped(reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
 /// Return early from a test that needs root, saying so (a failure under CI).
@@ -85,7 +91,7 @@ pub fn kernel_lacks(feature: &str) -> bool {
     let lacks =
         !out.status.success() && (answer.contains("Unknown device type") || answer.contains("Operation not supported"));
     if lacks {
-        eprintln!("SKIPPED: this kernel has no {feature} (ip {}: {answer}); `make test-vm` covers it", args.join(" "));
+        skipped(&format!("this kernel has no {feature} (ip {}: {answer}); `make test-vm` covers it", args.join(" ")));
     }
     lacks
 }
