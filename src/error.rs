@@ -146,12 +146,14 @@ impl Rollback {
         }
     }
 
-    /// `e`, with the failed undo steps added to its details.
+    /// `e`, with the failed undo steps added to its details. An undo step
+    /// that failed for the very reason the ADD did (IPAM DEL refusing the
+    /// same dataDir) says nothing new and is left out.
     pub fn into_error(self, mut e: Error) -> Error {
-        if self.failed.is_empty() {
+        let texts: Vec<String> = self.failed.iter().filter(|f| f.msg != e.msg).map(|f| f.to_string()).collect();
+        if texts.is_empty() {
             return e;
         }
-        let texts: Vec<String> = self.failed.iter().map(|f| f.to_string()).collect();
         let sep = if e.details.is_empty() { "" } else { "; " };
         e.details = format!("{}{sep}rollback failed: {}", e.details, texts.join("; "));
         e
@@ -200,6 +202,7 @@ mod tests {
         rb.note(Err::<(), _>(Error::os("delete link veth1", libc::EBUSY)));
         rb.note(Err::<(), _>(Error::os("delete link veth2", libc::ENODEV)));
         rb.note(Ok(()));
+        rb.note(Err::<(), _>(Error::msg("add route")));
         let e = rb.into_error(Error::msg("add route").with_details("kernel said no"));
         assert_eq!(e.msg, "add route");
         assert_eq!(e.details, format!("kernel said no; rollback failed: delete link veth1: {}", strerror(libc::EBUSY)));
