@@ -121,7 +121,7 @@ impl From<std::io::Error> for Error {
 /// " (os error N)" that std's Display adds: the code is already in `errno`.
 pub fn strerror(errno: i32) -> String {
     let mut s = std::io::Error::from_raw_os_error(errno).to_string();
-    if let Some(at) = s.rfind(" (os error ") {
+    if let Some(at) = s.find(" (os error ") {
         s.truncate(at);
     }
     s
