@@ -357,7 +357,7 @@ impl Entry {
             if set_up && !l.is_up() {
                 rt.set_up(l.index, &ifname, true)?;
             }
-            Ok((PacketSocket::open(l.index)?, l.mac))
+            Ok((PacketSocket::open(l.index.0)?, l.mac))
         })?;
         self.client.mac = mac.0;
         self.sock = Some(sock);

@@ -164,12 +164,12 @@ fn host_interface(req: &Request, prev: &CniResult, host: &mut Rtnl) -> Result<Li
         return Err(Error::msg("no interfaces provided"));
     }
     let ns = Netns::open(&req.netns)?;
-    let peer = Rtnl::in_netns(&ns)?.link_by_name(&req.ifname)?.map(|l| l.link).unwrap_or(0);
-    if peer == 0 {
+    let peer = Rtnl::in_netns(&ns)?.link_by_name(&req.ifname)?.map(|l| l.link).unwrap_or_default();
+    if !peer.is_some() {
         return Err(Error::msg(format!("container interface {} has no veth peer", req.ifname)));
     }
     let l = host
-        .link_by_index(peer as i32)?
+        .link_by_index(peer)?
         .ok_or_else(|| Error::msg(format!("veth peer with index {peer} is not in host ns")))?;
     if !prev.interfaces.iter().any(|i| i.sandbox.is_empty() && i.name == l.name) {
         return Err(Error::msg("no veth peer of container interface found in host ns"));

@@ -19,7 +19,7 @@ use crate::error::{Error, Result, Rollback};
 use crate::net::{IpNet, Mac};
 use crate::nft::{masq, spoofchk};
 use crate::rtnl::link::{Link, VethSpec};
-use crate::rtnl::Rtnl;
+use crate::rtnl::{IfIndex, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
 use serde_json::Value;
@@ -186,9 +186,9 @@ fn collect_trunk(items: &[Trunk]) -> std::result::Result<Vec<u16>, &'static str>
 /// What this ADD created, removed in reverse if a later step fails.
 #[derive(Default)]
 struct Undo {
-    bridge: Option<(i32, String)>,
-    host_veth: Option<(i32, String)>,
-    vlan_gw: Option<(i32, String)>,
+    bridge: Option<(IfIndex, String)>,
+    host_veth: Option<(IfIndex, String)>,
+    vlan_gw: Option<(IfIndex, String)>,
     ipam: bool,
     spoofchk: bool,
     masq: bool,
@@ -326,7 +326,7 @@ fn create_veth_pair(
     ns: &Netns,
     req: &Request,
     n: &Net,
-    master: i32,
+    master: IfIndex,
     undo: &mut Undo,
 ) -> Result<(Link, Link)> {
     if ctr.link_by_name(&req.ifname)?.is_some() {
@@ -528,7 +528,7 @@ fn rollback(req: &Request, n: &Net, host: &mut Rtnl, undo: Undo) -> Rollback {
     }
     // A bridge this ADD created goes too, unless another ADD attached a port meanwhile.
     if let Some((index, name)) = undo.bridge {
-        let ports = host.links().map(|ls| ls.iter().any(|l| l.master == index as u32)).unwrap_or(true);
+        let ports = host.links().map(|ls| ls.iter().any(|l| l.master == index)).unwrap_or(true);
         if !ports {
             rb.note(host.delete_link(index, &name));
         }
@@ -616,7 +616,7 @@ fn check(req: &Request) -> Result<()> {
     let mut found = None;
     for i in prev.interfaces.iter().filter(|i| i.sandbox.is_empty() && i.name != c.bridge) {
         let Some(h) = host.link_by_name(&i.name)? else { continue };
-        if h.kind == "veth" && h.index as u32 == ct.link && h.master == br.index as u32 {
+        if h.kind == "veth" && h.index == ct.link && h.master == br.index {
             if !i.mac.is_empty() && i.mac != h.mac.to_string() {
                 return Err(Error::msg(format!("Interface {} Mac doesn't match: {} not found", h.name, i.mac)));
             }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result, Rollback};
 use crate::net::IpNet;
 use crate::nft::masq;
 use crate::rtnl::link::{Link, VethSpec};
-use crate::rtnl::{route, Rtnl};
+use crate::rtnl::{route, IfIndex, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
 use serde_json::Value;
@@ -52,7 +52,7 @@ fn load(req: &Request) -> Result<Conf> {
 #[derive(Default)]
 struct Undo {
     ipam: bool,
-    host_veth: Option<(i32, String)>,
+    host_veth: Option<(IfIndex, String)>,
     masq: bool,
 }
 
@@ -177,7 +177,8 @@ fn create_veth(
 ) -> Result<(Link, Link)> {
     for _ in 0..10 {
         let name = iface::random_veth_name();
-        let spec = VethSpec { host: &name, master: 0, mtu, peer: &req.ifname, peer_ns: ns.fd(), peer_mac: None };
+        let spec =
+            VethSpec { host: &name, master: IfIndex::NONE, mtu, peer: &req.ifname, peer_ns: ns.fd(), peer_mac: None };
         match host.create_veth(&spec) {
             Ok(()) => {
                 let h = host

@@ -251,7 +251,7 @@ fn add(req: &Request) -> Result<CniResult> {
 #[allow(clippy::too_many_arguments)]
 fn apply(
     rt: &mut Rtnl,
-    index: i32,
+    index: crate::rtnl::IfIndex,
     ifn: &str,
     mac: Option<Mac>,
     mtu: Option<u32>,

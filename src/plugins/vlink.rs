@@ -142,7 +142,7 @@ pub fn default_route_link(rt: &mut Rtnl) -> Result<String> {
     let routes = rt.routes(libc::AF_INET as u8)?;
     let oif = routes
         .iter()
-        .find(|r| r.is_default() && r.table == crate::rtnl::route::RT_TABLE_MAIN && r.oif > 0)
+        .find(|r| r.is_default() && r.table == crate::rtnl::route::RT_TABLE_MAIN && r.oif.is_some())
         .map(|r| r.oif)
         .ok_or_else(|| Error::config("no master given and no default route to find one by"))?;
     Ok(rt.link_by_index(oif)?.map(|l| l.name).unwrap_or_default())

@@ -89,7 +89,7 @@ fn add(req: &Request) -> Result<CniResult> {
     let mut rt = Rtnl::in_netns(&ns)?;
     let l =
         rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
-    if l.master != 0 {
+    if l.master.is_some() {
         return Err(Error::msg(format!("interface {} already has a master", req.ifname)));
     }
     let vrf = ensure_vrf(&mut rt, &c)?;
@@ -137,15 +137,15 @@ fn del(req: &Request) -> Result<()> {
     let Some(vrf) = rt.link_by_name(&c.vrfname)? else { return Ok(()) };
     let mut errs = Vec::new();
     if let Some(l) = rt.link_by_name(&req.ifname)? {
-        if l.master == vrf.index as u32 {
-            if let Err(e) = rt.set_master(l.index, &req.ifname, 0) {
+        if l.master == vrf.index {
+            if let Err(e) = rt.set_master(l.index, &req.ifname, crate::rtnl::IfIndex::NONE) {
                 if !e.is_not_found() {
                     errs.push(e);
                 }
             }
         }
     }
-    let members = rt.links()?.iter().filter(|l| l.master == vrf.index as u32).count();
+    let members = rt.links()?.iter().filter(|l| l.master == vrf.index).count();
     if members == 0 {
         if let Err(e) = rt.delete_link(vrf.index, &c.vrfname) {
             if !e.is_not_found() {
@@ -172,7 +172,7 @@ fn check(req: &Request) -> Result<()> {
     }
     let l =
         rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
-    if l.master != vrf.index as u32 {
+    if l.master != vrf.index {
         return Err(Error::msg(format!("interface {} is not a member of VRF {}", req.ifname, c.vrfname)));
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! Interface addresses.
 
-use super::{family, Rtnl, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR};
+use super::{family, IfIndex, Rtnl, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR};
 use crate::error::Result;
 use crate::net::{ip_from_octets, ip_octets, IpNet};
 use crate::netlink::{Attrs, MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
@@ -16,7 +16,7 @@ pub const RT_SCOPE_UNIVERSE: u8 = 0;
 pub const RT_SCOPE_HOST: u8 = 254;
 
 /// `struct ifaddrmsg` (8 bytes).
-pub fn ifaddrmsg(fam: u8, prefix: u8, scope: u8, index: i32) -> [u8; 8] {
+pub fn ifaddrmsg(fam: u8, prefix: u8, scope: u8, index: IfIndex) -> [u8; 8] {
     let mut b = [0u8; 8];
     b[0] = fam;
     b[1] = prefix;
@@ -27,7 +27,7 @@ pub fn ifaddrmsg(fam: u8, prefix: u8, scope: u8, index: i32) -> [u8; 8] {
 
 #[derive(Clone)]
 pub struct Addr {
-    pub index: i32,
+    pub index: IfIndex,
     pub net: IpNet,
     pub scope: u8,
     pub flags: u32,
@@ -50,7 +50,7 @@ impl Addr {
         }
         let ip = local.or(address)?;
         Some(Addr {
-            index: i32::from_ne_bytes(p[4..8].try_into().ok()?),
+            index: IfIndex::from_ne_bytes(p[4..8].try_into().ok()?),
             net: IpNet::new(ip, p[1])?,
             scope: p[3],
             flags,
@@ -58,7 +58,7 @@ impl Addr {
     }
 }
 
-pub fn add_msg(index: i32, net: &IpNet, nodad: bool) -> MsgBuf {
+pub fn add_msg(index: IfIndex, net: &IpNet, nodad: bool) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWADDR, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
     m.push(&ifaddrmsg(family(&net.addr), net.prefix, RT_SCOPE_UNIVERSE, index));
     let a = ip_octets(&net.addr);
@@ -74,7 +74,7 @@ pub fn add_msg(index: i32, net: &IpNet, nodad: bool) -> MsgBuf {
     m
 }
 
-pub fn del_msg(index: i32, net: &IpNet) -> MsgBuf {
+pub fn del_msg(index: IfIndex, net: &IpNet) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK);
     m.push(&ifaddrmsg(family(&net.addr), net.prefix, 0, index));
     m.put(IFA_LOCAL, &ip_octets(&net.addr));
@@ -82,20 +82,20 @@ pub fn del_msg(index: i32, net: &IpNet) -> MsgBuf {
 }
 
 impl Rtnl {
-    pub fn add_addr(&mut self, index: i32, ifname: &str, net: &IpNet, nodad: bool) -> Result<()> {
+    pub fn add_addr(&mut self, index: IfIndex, ifname: &str, net: &IpNet, nodad: bool) -> Result<()> {
         self.sock.request(add_msg(index, net, nodad), format_args!("add address {net} to {ifname}"))
     }
 
-    pub fn del_addr(&mut self, index: i32, ifname: &str, net: &IpNet) -> Result<()> {
+    pub fn del_addr(&mut self, index: IfIndex, ifname: &str, net: &IpNet) -> Result<()> {
         self.sock.request(del_msg(index, net), format_args!("remove address {net} from {ifname}"))
     }
 
     /// Addresses of one link (`index` > 0) or of all links, of one family (0 = both).
-    pub fn addrs(&mut self, index: i32, fam: u8) -> Result<Vec<Addr>> {
+    pub fn addrs(&mut self, index: IfIndex, fam: u8) -> Result<Vec<Addr>> {
         let mut m = MsgBuf::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP);
-        m.push(&ifaddrmsg(fam, 0, 0, 0));
+        m.push(&ifaddrmsg(fam, 0, 0, IfIndex::NONE));
         let all = self.sock.dump(m, "list addresses")?;
-        Ok(all.iter().filter_map(|p| Addr::parse(p)).filter(|a| index <= 0 || a.index == index).collect())
+        Ok(all.iter().filter_map(|p| Addr::parse(p)).filter(|a| !index.is_some() || a.index == index).collect())
     }
 }
 
@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn v4_address_has_local_address_and_broadcast() {
-        let b = add_msg(3, &"10.1.0.5/16".parse().unwrap(), false).finish(1);
+        let b = add_msg(IfIndex(3), &"10.1.0.5/16".parse().unwrap(), false).finish(1);
         assert_eq!(&b[4..8], &[20, 0, 0x05, 0x06]);
         assert_eq!(&b[16..24], &[2, 16, 0, 0, 3, 0, 0, 0]);
         assert_eq!(&b[24..32], &[8, 0, 2, 0, 10, 1, 0, 5]);
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn v6_address_with_nodad() {
-        let b = add_msg(3, &"fd00::5/64".parse().unwrap(), true).finish(1);
+        let b = add_msg(IfIndex(3), &"fd00::5/64".parse().unwrap(), true).finish(1);
         assert_eq!(b[16], libc::AF_INET6 as u8);
         assert_eq!(&b[24..28], &[20, 0, 2, 0]);
         assert_eq!(&b[64..72], &[8, 0, 8, 0, 2, 0, 0, 0]);
@@ -126,13 +126,13 @@ mod tests {
     #[test]
     fn parse_prefers_local_and_reads_flags() {
         let mut m = MsgBuf::new(RTM_NEWADDR, 0);
-        m.push(&ifaddrmsg(10, 64, 0, 2));
+        m.push(&ifaddrmsg(10, 64, 0, IfIndex(2)));
         m.put(IFA_ADDRESS, &ip_octets(&"fd00::9".parse().unwrap()));
         m.put_u32(IFA_FLAGS, IFA_F_TENTATIVE);
         let b = m.finish(1);
         let a = Addr::parse(&b[16..]).unwrap();
         assert_eq!(a.net.to_string(), "fd00::9/64");
         assert_eq!(a.flags, IFA_F_TENTATIVE);
-        assert_eq!(a.index, 2);
+        assert_eq!(a.index, IfIndex(2));
     }
 }

@@ -1,7 +1,7 @@
 //! Links: create (bridge, veth), look up, change (up, master, MAC, bridge-port
 //! flags, bridge VLANs), delete, and wait for a link to forward.
 
-use super::{Rtnl, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK};
+use super::{IfIndex, Rtnl, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK};
 use crate::error::{Error, Result};
 use crate::net::Mac;
 use crate::netlink::{
@@ -45,7 +45,7 @@ pub const IFF_UP: u32 = libc::IFF_UP as u32;
 pub const IFF_PROMISC: u32 = libc::IFF_PROMISC as u32;
 
 /// `struct ifinfomsg`: family, type, index, flags, change (16 bytes).
-pub fn ifinfomsg(family: u8, index: i32, flags: u32, change: u32) -> [u8; 16] {
+pub fn ifinfomsg(family: u8, index: IfIndex, flags: u32, change: u32) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[0] = family;
     b[4..8].copy_from_slice(&index.to_ne_bytes());
@@ -57,14 +57,14 @@ pub fn ifinfomsg(family: u8, index: i32, flags: u32, change: u32) -> [u8; 16] {
 /// What cnibox reads back about a link.
 #[derive(Clone, Default)]
 pub struct Link {
-    pub index: i32,
+    pub index: IfIndex,
     pub name: String,
     pub flags: u32,
     pub mac: Mac,
     pub mtu: u32,
-    pub master: u32,
+    pub master: IfIndex,
     /// For a veth: the peer's ifindex (in the peer's namespace).
-    pub link: u32,
+    pub link: IfIndex,
     pub operstate: u8,
     pub txqlen: u32,
     pub kind: String,
@@ -83,7 +83,7 @@ impl Link {
             return None;
         }
         let mut l = Link {
-            index: i32::from_ne_bytes(payload[4..8].try_into().ok()?),
+            index: IfIndex::from_ne_bytes(payload[4..8].try_into().ok()?),
             flags: u32::from_ne_bytes(payload[8..12].try_into().ok()?),
             ..Default::default()
         };
@@ -92,8 +92,8 @@ impl Link {
                 IFLA_IFNAME => l.name = a.str().to_string(),
                 IFLA_ADDRESS if a.data.len() == 6 => l.mac = Mac(a.data.try_into().ok()?),
                 IFLA_MTU => l.mtu = a.u32(),
-                IFLA_MASTER => l.master = a.u32(),
-                IFLA_LINK => l.link = a.u32(),
+                IFLA_MASTER => l.master = IfIndex::from_attr(a.u32()),
+                IFLA_LINK => l.link = IfIndex::from_attr(a.u32()),
                 IFLA_OPERSTATE => l.operstate = a.u8(),
                 IFLA_TXQLEN => l.txqlen = a.u32(),
                 IFLA_IFALIAS => l.alias = a.str().to_string(),
@@ -120,12 +120,12 @@ const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
 
 pub fn get_by_name_msg(name: &str) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST);
-    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.push(&ifinfomsg(0, IfIndex::NONE, 0, 0));
     m.put_str(IFLA_IFNAME, name);
     m
 }
 
-pub fn get_by_index_msg(index: i32) -> MsgBuf {
+pub fn get_by_index_msg(index: IfIndex) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST);
     m.push(&ifinfomsg(0, index, 0, 0));
     m
@@ -140,7 +140,7 @@ pub struct NewLink<'a> {
     pub mtu: u32,
     pub txqlen: u32,
     /// The lower device (IFLA_LINK) for macvlan, ipvlan, vlan.
-    pub parent: i32,
+    pub parent: IfIndex,
     pub mac: Option<Mac>,
     /// Create it directly in this namespace (IFLA_NET_NS_FD).
     pub netns: Option<RawFd>,
@@ -152,7 +152,7 @@ pub struct NewLink<'a> {
 pub fn new_link_msg(l: &NewLink) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
     let f = if l.up { IFF_UP } else { 0 };
-    m.push(&ifinfomsg(0, 0, f, f));
+    m.push(&ifinfomsg(0, IfIndex::NONE, f, f));
     m.put_str(IFLA_IFNAME, l.name);
     if l.mtu > 0 {
         m.put_u32(IFLA_MTU, l.mtu);
@@ -160,8 +160,8 @@ pub fn new_link_msg(l: &NewLink) -> MsgBuf {
     if l.txqlen > 0 {
         m.put_u32(IFLA_TXQLEN, l.txqlen);
     }
-    if l.parent > 0 {
-        m.put_u32(IFLA_LINK, l.parent as u32);
+    if l.parent.is_some() {
+        m.put_u32(IFLA_LINK, l.parent.attr());
     }
     if let Some(mac) = l.mac {
         m.put(IFLA_ADDRESS, &mac.0);
@@ -192,7 +192,7 @@ pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool) -> MsgBuf {
 /// namespace `peer_ns`.
 pub struct VethSpec<'a> {
     pub host: &'a str,
-    pub master: i32,
+    pub master: IfIndex,
     pub mtu: u32,
     pub peer: &'a str,
     pub peer_ns: RawFd,
@@ -201,19 +201,19 @@ pub struct VethSpec<'a> {
 
 pub fn new_veth_msg(v: &VethSpec) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CREATE);
-    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.push(&ifinfomsg(0, IfIndex::NONE, 0, 0));
     m.put_str(IFLA_IFNAME, v.host);
     if v.mtu > 0 {
         m.put_u32(IFLA_MTU, v.mtu);
     }
-    if v.master > 0 {
-        m.put_u32(IFLA_MASTER, v.master as u32);
+    if v.master.is_some() {
+        m.put_u32(IFLA_MASTER, v.master.attr());
     }
     let li = m.nest(IFLA_LINKINFO);
     m.put_str(IFLA_INFO_KIND, "veth");
     let d = m.nest(IFLA_INFO_DATA);
     let p = m.nest(VETH_INFO_PEER);
-    m.push(&ifinfomsg(0, 0, 0, 0));
+    m.push(&ifinfomsg(0, IfIndex::NONE, 0, 0));
     m.put_str(IFLA_IFNAME, v.peer);
     if v.mtu > 0 {
         m.put_u32(IFLA_MTU, v.mtu);
@@ -229,27 +229,27 @@ pub fn new_veth_msg(v: &VethSpec) -> MsgBuf {
 }
 
 /// Set or clear interface flags (`IFF_UP`, `IFF_PROMISC`) given in `mask`.
-pub fn set_flags_msg(index: i32, flags: u32, mask: u32) -> MsgBuf {
+pub fn set_flags_msg(index: IfIndex, flags: u32, mask: u32) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
     m.push(&ifinfomsg(0, index, flags, mask));
     m
 }
 
-pub fn set_u32_msg(index: i32, attr: u16, v: u32) -> MsgBuf {
+pub fn set_u32_msg(index: IfIndex, attr: u16, v: u32) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
     m.put_u32(attr, v);
     m
 }
 
-pub fn set_mac_msg(index: i32, mac: Mac) -> MsgBuf {
+pub fn set_mac_msg(index: IfIndex, mac: Mac) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
     m.put(IFLA_ADDRESS, &mac.0);
     m
 }
 
-pub fn set_name_msg(index: i32, name: &str) -> MsgBuf {
+pub fn set_name_msg(index: IfIndex, name: &str) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
     m.put_str(IFLA_IFNAME, name);
@@ -258,7 +258,7 @@ pub fn set_name_msg(index: i32, name: &str) -> MsgBuf {
 
 /// Bridge-port flags (hairpin, isolated) through `AF_BRIDGE` + nested
 /// `IFLA_PROTINFO`; the bridge only parses PROTINFO as a nest when NLA_F_NESTED is set.
-pub fn set_brport_msg(index: i32, hairpin: bool, isolated: bool) -> MsgBuf {
+pub fn set_brport_msg(index: IfIndex, hairpin: bool, isolated: bool) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_SETLINK, CHANGE);
     m.push(&ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0));
     let p = m.nest(IFLA_PROTINFO | NLA_F_NESTED);
@@ -273,7 +273,7 @@ pub fn set_brport_msg(index: i32, hairpin: bool, isolated: bool) -> MsgBuf {
 }
 
 /// Add (`RTM_SETLINK`) or remove (`RTM_DELLINK`) VLANs `lo..=hi` on a bridge port.
-pub fn bridge_vlan_msg(add: bool, index: i32, lo: u16, hi: u16, pvid: bool, untagged: bool) -> MsgBuf {
+pub fn bridge_vlan_msg(add: bool, index: IfIndex, lo: u16, hi: u16, pvid: bool, untagged: bool) -> MsgBuf {
     let mut m = MsgBuf::new(if add { RTM_SETLINK } else { RTM_DELLINK }, CHANGE);
     m.push(&ifinfomsg(libc::AF_BRIDGE as u8, index, 0, 0));
     let s = m.nest(IFLA_AF_SPEC);
@@ -302,7 +302,7 @@ pub fn bridge_vlan_msg(add: bool, index: i32, lo: u16, hi: u16, pvid: bool, unta
 }
 
 /// Move a link into another namespace, optionally renaming it on the way.
-pub fn move_msg(index: i32, netns: RawFd, name: Option<&str>) -> MsgBuf {
+pub fn move_msg(index: IfIndex, netns: RawFd, name: Option<&str>) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
     m.put_u32(IFLA_NET_NS_FD, netns as u32);
@@ -312,14 +312,14 @@ pub fn move_msg(index: i32, netns: RawFd, name: Option<&str>) -> MsgBuf {
     m
 }
 
-pub fn set_alias_msg(index: i32, alias: &str) -> MsgBuf {
+pub fn set_alias_msg(index: IfIndex, alias: &str) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
     m.put_str(IFLA_IFALIAS, alias);
     m
 }
 
-pub fn del_msg(index: i32) -> MsgBuf {
+pub fn del_msg(index: IfIndex) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_DELLINK, CHANGE);
     m.push(&ifinfomsg(0, index, 0, 0));
     m
@@ -337,7 +337,7 @@ impl Rtnl {
         }
     }
 
-    pub fn link_by_index(&mut self, index: i32) -> Result<Option<Link>> {
+    pub fn link_by_index(&mut self, index: IfIndex) -> Result<Option<Link>> {
         match self.sock.get(get_by_index_msg(index), format_args!("look up link #{index}")) {
             Ok(p) => Ok(Link::parse(&p)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -347,7 +347,7 @@ impl Rtnl {
 
     pub fn links(&mut self) -> Result<Vec<Link>> {
         let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-        m.push(&ifinfomsg(0, 0, 0, 0));
+        m.push(&ifinfomsg(0, IfIndex::NONE, 0, 0));
         Ok(self.sock.dump(m, "list links")?.iter().filter_map(|p| Link::parse(p)).collect())
     }
 
@@ -363,37 +363,37 @@ impl Rtnl {
         self.sock.request(new_veth_msg(v), format_args!("create veth pair {}/{}", v.host, v.peer))
     }
 
-    pub fn set_up(&mut self, index: i32, name: &str, up: bool) -> Result<()> {
+    pub fn set_up(&mut self, index: IfIndex, name: &str, up: bool) -> Result<()> {
         let what = if up { "set up" } else { "set down" };
         self.sock.request(set_flags_msg(index, if up { IFF_UP } else { 0 }, IFF_UP), format_args!("{what} {name}"))
     }
 
-    pub fn set_promisc(&mut self, index: i32, name: &str, on: bool) -> Result<()> {
+    pub fn set_promisc(&mut self, index: IfIndex, name: &str, on: bool) -> Result<()> {
         let f = if on { IFF_PROMISC } else { 0 };
         self.sock.request(set_flags_msg(index, f, IFF_PROMISC), format_args!("set promiscuous mode on {name}"))
     }
 
-    pub fn set_flags(&mut self, index: i32, name: &str, flags: u32, mask: u32) -> Result<()> {
+    pub fn set_flags(&mut self, index: IfIndex, name: &str, flags: u32, mask: u32) -> Result<()> {
         self.sock.request(set_flags_msg(index, flags, mask), format_args!("set flags {flags:#x}/{mask:#x} on {name}"))
     }
 
-    pub fn set_u32(&mut self, index: i32, name: &str, attr: u16, v: u32, what: &str) -> Result<()> {
+    pub fn set_u32(&mut self, index: IfIndex, name: &str, attr: u16, v: u32, what: &str) -> Result<()> {
         self.sock.request(set_u32_msg(index, attr, v), format_args!("set {what} {v} on {name}"))
     }
 
-    pub fn set_master(&mut self, index: i32, name: &str, master: i32) -> Result<()> {
-        self.sock.request(set_u32_msg(index, IFLA_MASTER, master as u32), format_args!("attach {name} to its bridge"))
+    pub fn set_master(&mut self, index: IfIndex, name: &str, master: IfIndex) -> Result<()> {
+        self.sock.request(set_u32_msg(index, IFLA_MASTER, master.attr()), format_args!("attach {name} to its bridge"))
     }
 
-    pub fn set_mtu(&mut self, index: i32, name: &str, mtu: u32) -> Result<()> {
+    pub fn set_mtu(&mut self, index: IfIndex, name: &str, mtu: u32) -> Result<()> {
         self.sock.request(set_u32_msg(index, IFLA_MTU, mtu), format_args!("set MTU {mtu} on {name}"))
     }
 
-    pub fn set_mac(&mut self, index: i32, name: &str, mac: Mac) -> Result<()> {
+    pub fn set_mac(&mut self, index: IfIndex, name: &str, mac: Mac) -> Result<()> {
         self.sock.request(set_mac_msg(index, mac), format_args!("set MAC {mac} on {name}"))
     }
 
-    pub fn set_brport(&mut self, index: i32, name: &str, hairpin: bool, isolated: bool) -> Result<()> {
+    pub fn set_brport(&mut self, index: IfIndex, name: &str, hairpin: bool, isolated: bool) -> Result<()> {
         self.sock.request(set_brport_msg(index, hairpin, isolated), format_args!("set bridge port flags on {name}"))
     }
 
@@ -401,7 +401,7 @@ impl Rtnl {
     pub fn bridge_vlan(
         &mut self,
         add: bool,
-        index: i32,
+        index: IfIndex,
         name: &str,
         lo: u16,
         hi: u16,
@@ -416,13 +416,13 @@ impl Rtnl {
     }
 
     /// VLAN ids configured on a bridge port, with their (pvid, untagged) flags.
-    pub fn bridge_vlans(&mut self, index: i32) -> Result<Vec<(u16, u16)>> {
+    pub fn bridge_vlans(&mut self, index: IfIndex) -> Result<Vec<(u16, u16)>> {
         let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
-        m.push(&ifinfomsg(libc::AF_BRIDGE as u8, 0, 0, 0));
+        m.push(&ifinfomsg(libc::AF_BRIDGE as u8, IfIndex::NONE, 0, 0));
         m.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN);
         let mut out = Vec::new();
         for p in self.sock.dump(m, "list bridge VLANs")? {
-            if p.len() < 16 || i32::from_ne_bytes(p[4..8].try_into().unwrap_or([0; 4])) != index {
+            if p.len() < 16 || IfIndex::from_ne_bytes(p[4..8].try_into().unwrap_or([0; 4])) != index {
                 continue;
             }
             if let Some(spec) = Attrs::new(&p[16..]).get(IFLA_AF_SPEC) {
@@ -434,25 +434,25 @@ impl Rtnl {
         Ok(out)
     }
 
-    pub fn rename(&mut self, index: i32, from: &str, to: &str) -> Result<()> {
+    pub fn rename(&mut self, index: IfIndex, from: &str, to: &str) -> Result<()> {
         self.sock.request(set_name_msg(index, to), format_args!("rename {from} to {to}"))
     }
 
-    pub fn move_to_netns(&mut self, index: i32, name: &str, netns: RawFd, rename: Option<&str>) -> Result<()> {
+    pub fn move_to_netns(&mut self, index: IfIndex, name: &str, netns: RawFd, rename: Option<&str>) -> Result<()> {
         self.sock.request(move_msg(index, netns, rename), format_args!("move {name} to another network namespace"))
     }
 
-    pub fn set_alias(&mut self, index: i32, name: &str, alias: &str) -> Result<()> {
+    pub fn set_alias(&mut self, index: IfIndex, name: &str, alias: &str) -> Result<()> {
         self.sock.request(set_alias_msg(index, alias), format_args!("set alias of {name}"))
     }
 
-    pub fn delete_link(&mut self, index: i32, name: &str) -> Result<()> {
+    pub fn delete_link(&mut self, index: IfIndex, name: &str) -> Result<()> {
         self.sock.request(del_msg(index), format_args!("delete link {name}"))
     }
 
     /// Wait until `index` reports operational state UP, listening for link
     /// notifications rather than sleeping; gives up after `timeout_ms`.
-    pub fn wait_oper_up(&mut self, index: i32, name: &str, timeout_ms: i32) -> Result<()> {
+    pub fn wait_oper_up(&mut self, index: IfIndex, name: &str, timeout_ms: i32) -> Result<()> {
         let mut watch = crate::netlink::Socket::open_groups(libc::NETLINK_ROUTE, libc::RTMGRP_LINK as u32)?;
         let deadline = now_ms() + timeout_ms as i64;
         let mut state;
@@ -511,7 +511,7 @@ mod tests {
     fn veth_pair_matches_reference_vector() {
         // Vector from shared/reference/peers-aesthetics.md §4 (netlink-packet-route
         // test_crate_veth layout, verified against kernel 6.18).
-        let v = VethSpec { host: "vethab12", master: 5, mtu: 1500, peer: "eth0", peer_ns: 7, peer_mac: None };
+        let v = VethSpec { host: "vethab12", master: IfIndex(5), mtu: 1500, peer: "eth0", peer_ns: 7, peer_mac: None };
         let b = new_veth_msg(&v).finish(1);
         let want: [u8; 132] = [
             0x84, 0, 0, 0, 0x10, 0, 0x05, 0x06, 1, 0, 0, 0, 0, 0, 0, 0, //
@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn brport_flags_are_a_flagged_nest() {
-        let b = body(set_brport_msg(9, true, true));
+        let b = body(set_brport_msg(IfIndex(9), true, true));
         assert_eq!(b[0], libc::AF_BRIDGE as u8);
         assert_eq!(&b[4..8], &9i32.to_ne_bytes());
         assert_eq!(&b[16..20], &[20, 0, 12, 0x80]);
@@ -549,14 +549,14 @@ mod tests {
 
     #[test]
     fn vlan_range_uses_begin_end_pair() {
-        let b = body(bridge_vlan_msg(true, 3, 100, 200, false, false));
+        let b = body(bridge_vlan_msg(true, IfIndex(3), 100, 200, false, false));
         // AF_SPEC { FLAGS master, INFO {begin,100}, INFO {end,200} }
         assert_eq!(&b[16..20], &[28, 0, 26, 0]);
         assert_eq!(&b[20..28], &[6, 0, 0, 0, 1, 0, 0, 0]);
         assert_eq!(&b[28..36], &[8, 0, 2, 0, 8, 0, 100, 0]);
         assert_eq!(&b[36..40], &[8, 0, 2, 0]);
         assert_eq!(&b[40..44], &[16, 0, 200, 0]);
-        let single = body(bridge_vlan_msg(false, 3, 7, 7, true, true));
+        let single = body(bridge_vlan_msg(false, IfIndex(3), 7, 7, true, true));
         assert_eq!(&single[28..36], &[8, 0, 2, 0, 6, 0, 7, 0]);
     }
 
@@ -566,7 +566,7 @@ mod tests {
         let data: [(u16, &[u8]); 1] = [(IFLA_VRF_TABLE, &tb)];
         let mut b =
             new_link_msg(&NewLink { name: "vrf0", kind: "vrf", up: true, data: &data, ..Default::default() }).finish(1);
-        assert_eq!(&b[16..32], &ifinfomsg(0, 0, IFF_UP, IFF_UP));
+        assert_eq!(&b[16..32], &ifinfomsg(0, IfIndex::NONE, IFF_UP, IFF_UP));
         // LINKINFO { KIND "vrf", DATA { VRF_TABLE 10 } }
         assert_eq!(&b[44..64], &[24, 0, 18, 0, 8, 0, 1, 0, b'v', b'r', b'f', 0, 12, 0, 2, 0, 8, 0, 1, 0]);
         assert_eq!(&b[64..68], &[10, 0, 0, 0]);
@@ -578,7 +578,7 @@ mod tests {
     #[test]
     fn link_parse_reads_fields_and_skips_unknown() {
         let mut m = MsgBuf::new(RTM_NEWLINK, 0);
-        m.push(&ifinfomsg(0, 4, IFF_UP, 0));
+        m.push(&ifinfomsg(0, IfIndex(4), IFF_UP, 0));
         m.put(999, &[1, 2, 3]);
         m.put_str(IFLA_IFNAME, "cni0");
         m.put(IFLA_ADDRESS, &[2, 0, 0, 0, 0, 1]);
@@ -589,7 +589,7 @@ mod tests {
         m.end(li);
         let b = m.finish(1);
         let l = Link::parse(&b[16..]).unwrap();
-        assert_eq!((l.index, l.name.as_str(), l.mtu, l.kind.as_str()), (4, "cni0", 1450, "bridge"));
+        assert_eq!((l.index, l.name.as_str(), l.mtu, l.kind.as_str()), (IfIndex(4), "cni0", 1450, "bridge"));
         assert_eq!(l.mac.to_string(), "02:00:00:00:00:01");
         assert!(l.is_up());
         assert!(Link::parse(&[0; 8]).is_none());

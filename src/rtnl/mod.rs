@@ -40,6 +40,56 @@ impl Rtnl {
     }
 }
 
+/// An interface index, as the kernel numbers interfaces (`ifi_index`, a C
+/// `int`; 0 names none). The headers carry it as that `int`, attributes
+/// (IFLA_MASTER, IFLA_LINK, RTA_OIF) as a `u32`: both conversions live here,
+/// so that no index passes through a cast anywhere else.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfIndex(pub i32);
+
+impl IfIndex {
+    /// No interface (an unset IFLA_MASTER, a route without RTA_OIF).
+    pub const NONE: IfIndex = IfIndex(0);
+
+    /// From the 4 bytes of a header field (host order).
+    pub fn from_ne_bytes(b: [u8; 4]) -> IfIndex {
+        IfIndex(i32::from_ne_bytes(b))
+    }
+
+    /// The header field's 4 bytes (host order).
+    pub fn to_ne_bytes(self) -> [u8; 4] {
+        self.0.to_ne_bytes()
+    }
+
+    /// From a u32 attribute; a value no `int` can hold names no interface.
+    pub fn from_attr(v: u32) -> IfIndex {
+        IfIndex(i32::try_from(v).unwrap_or(0))
+    }
+
+    /// As a u32 attribute (indexes the kernel hands out are positive).
+    pub fn attr(self) -> u32 {
+        u32::try_from(self.0).unwrap_or(0)
+    }
+
+    /// Whether this names an interface at all.
+    pub fn is_some(self) -> bool {
+        self.0 > 0
+    }
+}
+
+// Debug shows the number too: the tiny build empties derived Debug.
+impl std::fmt::Debug for IfIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::fmt::Display for IfIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Address family byte of an IP address.
 pub fn family(ip: &std::net::IpAddr) -> u8 {
     if ip.is_ipv4() {

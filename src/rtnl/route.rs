@@ -1,6 +1,6 @@
 //! Routes.
 
-use super::{family, Rtnl, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE};
+use super::{family, IfIndex, Rtnl, RTM_DELROUTE, RTM_GETROUTE, RTM_NEWROUTE};
 use crate::error::Result;
 use crate::net::{ip_from_octets, ip_octets, IpNet};
 use crate::netlink::{Attrs, MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
@@ -27,7 +27,7 @@ pub const RTN_UNICAST: u8 = 1;
 pub struct Route {
     pub dst: Option<IpNet>,
     pub gw: Option<IpAddr>,
-    pub oif: i32,
+    pub oif: IfIndex,
     pub priority: u32,
     pub table: u32,
     pub scope: u8,
@@ -50,7 +50,7 @@ impl Route {
             match a.ty {
                 RTA_DST => dst = ip_from_octets(a.data),
                 RTA_GATEWAY => r.gw = ip_from_octets(a.data),
-                RTA_OIF => r.oif = a.u32() as i32,
+                RTA_OIF => r.oif = IfIndex::from_attr(a.u32()),
                 RTA_PRIORITY => r.priority = a.u32(),
                 RTA_TABLE => r.table = a.u32(),
                 RTA_PREFSRC => r.src = ip_from_octets(a.data),
@@ -126,8 +126,8 @@ fn route_msg(ty: u16, flags: u16, r: &Route, dst: &IpNet, proto: u8, scope: u8) 
     if let Some(src) = r.src {
         m.put(RTA_PREFSRC, &ip_octets(&src));
     }
-    if r.oif > 0 {
-        m.put_u32(RTA_OIF, r.oif as u32);
+    if r.oif.is_some() {
+        m.put_u32(RTA_OIF, r.oif.attr());
     }
     if r.priority > 0 {
         m.put_u32(RTA_PRIORITY, r.priority);
@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn default_route_via_gateway() {
-        let r = Route { gw: Some("10.1.0.1".parse().unwrap()), oif: 2, ..Default::default() };
+        let r = Route { gw: Some("10.1.0.1".parse().unwrap()), oif: IfIndex(2), ..Default::default() };
         let b = add_msg(&r, &"0.0.0.0/0".parse().unwrap()).finish(1);
         assert_eq!(&b[4..8], &[24, 0, 0x05, 0x04]);
         assert_eq!(&b[16..28], &[2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0]);
@@ -190,7 +190,7 @@ mod tests {
 
     #[test]
     fn delete_matches_any_protocol_and_scope() {
-        let r = Route { oif: 2, ..Default::default() };
+        let r = Route { oif: IfIndex(2), ..Default::default() };
         let b = del_msg(&r, &"10.9.8.0/24".parse().unwrap()).finish(1);
         assert_eq!(&b[4..6], &RTM_DELROUTE.to_ne_bytes());
         assert_eq!(&b[16..24], &[2, 24, 0, 0, 254, 0, RT_SCOPE_NOWHERE, 1]);
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn link_route_gets_link_scope_and_masked_dst() {
-        let r = Route { oif: 2, priority: 100, ..Default::default() };
+        let r = Route { oif: IfIndex(2), priority: 100, ..Default::default() };
         let b = add_msg(&r, &"10.9.8.7/24".parse().unwrap()).finish(1);
         assert_eq!(b[16 + 1], 24);
         assert_eq!(b[16 + 6], RT_SCOPE_LINK);

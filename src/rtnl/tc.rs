@@ -2,7 +2,7 @@
 //! match-all filter whose mirred action redirects to an IFB device — the three
 //! shapes the bandwidth plugin needs, without running `tc`.
 
-use super::Rtnl;
+use super::{IfIndex, Rtnl};
 use crate::error::Result;
 use crate::netlink::{Attrs, MsgBuf, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 
@@ -33,7 +33,7 @@ pub const TC_H_INGRESS: u32 = 0xFFFF_FFF1;
 pub const INGRESS_HANDLE: u32 = 0xFFFF_0000;
 
 /// `struct tcmsg` (20 bytes).
-pub fn tcmsg(ifindex: i32, handle: u32, parent: u32, info: u32) -> [u8; 20] {
+pub fn tcmsg(ifindex: IfIndex, handle: u32, parent: u32, info: u32) -> [u8; 20] {
     let mut b = [0u8; 20];
     b[4..8].copy_from_slice(&ifindex.to_ne_bytes());
     b[8..12].copy_from_slice(&handle.to_ne_bytes());
@@ -54,7 +54,7 @@ pub struct Tbf {
 
 /// A root TBF qdisc with handle 1:. The rate spec says "ethernet" link layer,
 /// which lets the kernel compute its own rate tables (no 1 KiB RTAB to send).
-pub fn tbf_msg(ifindex: i32, t: &Tbf) -> MsgBuf {
+pub fn tbf_msg(ifindex: IfIndex, t: &Tbf) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWQDISC, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
     m.push(&tcmsg(ifindex, 0x0001_0000, TC_H_ROOT, 0));
     m.put_str(TCA_KIND, "tbf");
@@ -73,14 +73,14 @@ pub fn tbf_msg(ifindex: i32, t: &Tbf) -> MsgBuf {
     m
 }
 
-pub fn ingress_msg(ifindex: i32) -> MsgBuf {
+pub fn ingress_msg(ifindex: IfIndex) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWQDISC, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
     m.push(&tcmsg(ifindex, INGRESS_HANDLE, TC_H_INGRESS, 0));
     m.put_str(TCA_KIND, "ingress");
     m
 }
 
-pub fn del_qdisc_msg(ifindex: i32, handle: u32, parent: u32) -> MsgBuf {
+pub fn del_qdisc_msg(ifindex: IfIndex, handle: u32, parent: u32) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_DELQDISC, NLM_F_REQUEST | NLM_F_ACK);
     m.push(&tcmsg(ifindex, handle, parent, 0));
     m
@@ -88,7 +88,7 @@ pub fn del_qdisc_msg(ifindex: i32, handle: u32, parent: u32) -> MsgBuf {
 
 /// `u32 match u32 0 0` (every packet, any protocol) on the ingress qdisc,
 /// with `action mirred egress redirect dev <target>`.
-pub fn redirect_filter_msg(ifindex: i32, target: i32) -> MsgBuf {
+pub fn redirect_filter_msg(ifindex: IfIndex, target: IfIndex) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_NEWTFILTER, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
     let info = (1u32 << 16) | ETH_P_ALL.to_be() as u32; // priority 1, protocol all
     m.push(&tcmsg(ifindex, 0, INGRESS_HANDLE, info));
@@ -107,7 +107,7 @@ pub fn redirect_filter_msg(ifindex: i32, target: i32) -> MsgBuf {
     let mut p = [0u8; 28];
     p[8..12].copy_from_slice(&TC_ACT_STOLEN.to_ne_bytes());
     p[20..24].copy_from_slice(&TCA_EGRESS_REDIR.to_ne_bytes());
-    p[24..28].copy_from_slice(&(target as u32).to_ne_bytes());
+    p[24..28].copy_from_slice(&target.attr().to_ne_bytes());
     m.put(TCA_MIRRED_PARMS, &p);
     m.end(ao);
     m.end(a);
@@ -118,7 +118,7 @@ pub fn redirect_filter_msg(ifindex: i32, target: i32) -> MsgBuf {
 
 /// A qdisc as dumped: where it hangs and, for TBF, its parameters.
 pub struct Qdisc {
-    pub ifindex: i32,
+    pub ifindex: IfIndex,
     pub handle: u32,
     pub parent: u32,
     pub kind: String,
@@ -129,8 +129,13 @@ impl Qdisc {
     pub fn parse(p: &[u8]) -> Option<Qdisc> {
         let hdr = p.get(0..20)?;
         let word = |i: usize| u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-        let mut q =
-            Qdisc { ifindex: word(4) as i32, handle: word(8), parent: word(12), kind: String::new(), tbf: None };
+        let mut q = Qdisc {
+            ifindex: IfIndex::from_ne_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
+            handle: word(8),
+            parent: word(12),
+            kind: String::new(),
+            tbf: None,
+        };
         let mut opts = None;
         for a in Attrs::new(&p[20..]) {
             match a.ty {
@@ -165,26 +170,32 @@ impl Qdisc {
 }
 
 impl Rtnl {
-    pub fn add_tbf(&mut self, ifindex: i32, dev: &str, t: &Tbf) -> Result<()> {
+    pub fn add_tbf(&mut self, ifindex: IfIndex, dev: &str, t: &Tbf) -> Result<()> {
         self.sock.request(tbf_msg(ifindex, t), format_args!("create tbf qdisc on {dev}"))
     }
 
-    pub fn add_ingress_qdisc(&mut self, ifindex: i32, dev: &str) -> Result<()> {
+    pub fn add_ingress_qdisc(&mut self, ifindex: IfIndex, dev: &str) -> Result<()> {
         self.sock.request(ingress_msg(ifindex), format_args!("create ingress qdisc on {dev}"))
     }
 
-    pub fn del_qdisc(&mut self, ifindex: i32, dev: &str, handle: u32, parent: u32) -> Result<()> {
+    pub fn del_qdisc(&mut self, ifindex: IfIndex, dev: &str, handle: u32, parent: u32) -> Result<()> {
         self.sock.request(del_qdisc_msg(ifindex, handle, parent), format_args!("delete qdisc on {dev}"))
     }
 
-    pub fn add_redirect_filter(&mut self, ifindex: i32, dev: &str, target: i32, target_name: &str) -> Result<()> {
+    pub fn add_redirect_filter(
+        &mut self,
+        ifindex: IfIndex,
+        dev: &str,
+        target: IfIndex,
+        target_name: &str,
+    ) -> Result<()> {
         self.sock.request(redirect_filter_msg(ifindex, target), format_args!("redirect {dev} ingress to {target_name}"))
     }
 
     /// Qdiscs of one device.
-    pub fn qdiscs(&mut self, ifindex: i32) -> Result<Vec<Qdisc>> {
+    pub fn qdiscs(&mut self, ifindex: IfIndex) -> Result<Vec<Qdisc>> {
         let mut m = MsgBuf::new(RTM_GETQDISC, NLM_F_REQUEST | NLM_F_DUMP);
-        m.push(&tcmsg(0, 0, 0, 0));
+        m.push(&tcmsg(IfIndex::NONE, 0, 0, 0));
         let all = self.sock.dump(m, "list qdiscs")?;
         Ok(all.iter().filter_map(|p| Qdisc::parse(p)).filter(|q| q.ifindex == ifindex).collect())
     }
@@ -197,9 +208,9 @@ mod tests {
     #[test]
     fn tbf_bytes() {
         let t = Tbf { rate: 125_000, buffer: 1_250_000, limit: 4_375, burst: 1_250 };
-        let b = tbf_msg(7, &t).finish(1);
+        let b = tbf_msg(IfIndex(7), &t).finish(1);
         assert_eq!(&b[4..8], &[36, 0, 0x05, 0x06]);
-        assert_eq!(&b[16..36], &tcmsg(7, 0x10000, TC_H_ROOT, 0));
+        assert_eq!(&b[16..36], &tcmsg(IfIndex(7), 0x10000, TC_H_ROOT, 0));
         assert_eq!(&b[36..44], &[8, 0, 1, 0, b't', b'b', b'f', 0]);
         // OPTIONS { PARMS(36), BURST }
         assert_eq!(&b[44..48], &[4 + 40 + 8, 0, 2, 0]);
@@ -221,7 +232,7 @@ mod tests {
     #[test]
     fn fast_rates_use_rate64() {
         let t = Tbf { rate: 10_000_000_000, buffer: 1, limit: 1, burst: 1 };
-        let b = tbf_msg(1, &t).finish(1);
+        let b = tbf_msg(IfIndex(1), &t).finish(1);
         assert_eq!(&b[52 + 8..52 + 12], &u32::MAX.to_ne_bytes());
         assert_eq!(&b[88..92], &[12, 0, 4, 0]);
         assert_eq!(Qdisc::parse(&b[16..]).unwrap().tbf.unwrap().rate, 10_000_000_000);
@@ -229,7 +240,7 @@ mod tests {
 
     #[test]
     fn redirect_filter_bytes() {
-        let b = redirect_filter_msg(3, 9).finish(1);
+        let b = redirect_filter_msg(IfIndex(3), IfIndex(9)).finish(1);
         let hdr = &b[16..36];
         assert_eq!(&hdr[12..16], &INGRESS_HANDLE.to_ne_bytes());
         assert_eq!(&hdr[16..20], &((1u32 << 16) | 0x0300).to_ne_bytes());

@@ -48,7 +48,7 @@ pub fn add(name: &str) -> Result<String> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .custom_flags(libc::O_CLOEXEC)
         .open(&path)
         .map_err(|e| os_err(format_args!("create namespace file \"{path}\""), e))?;
