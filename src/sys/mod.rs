@@ -72,7 +72,7 @@ pub fn close_detached(fd: std::os::fd::OwnedFd) {
             libc::close(p[1]);
             close_all_except(&[raw, p[0]]);
             let mut b = 0u8;
-            while libc::read(p[0], (&mut b as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
+            let _ = cvt_r(|| libc::read(p[0], (&mut b as *mut u8).cast(), 1));
             libc::close(p[0]);
             libc::close(raw);
             libc::_exit(0);
@@ -126,14 +126,9 @@ pub fn daemon<T>(
             libc::close(p[1]);
             // The child's verdict, or EOF if it died first (or never was).
             let mut b = 0u8;
-            let n = loop {
-                let n = libc::read(p[0], (&mut b as *mut u8).cast(), 1);
-                if n >= 0 || *libc::__errno_location() != libc::EINTR {
-                    break n;
-                }
-            };
+            let n = cvt_r(|| libc::read(p[0], (&mut b as *mut u8).cast(), 1));
             libc::close(p[0]);
-            return n == 1 && b == 1;
+            return matches!(n, Ok(1)) && b == 1;
         }
         let mut held = keep.to_vec();
         held.push(p[1]);
@@ -179,11 +174,12 @@ pub fn daemon<T>(
 pub fn random_bytes(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
+        let rest = &mut buf[filled..];
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        } else if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+        let n = cvt_r(|| unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) });
+        if let Ok(n @ 1..) = n {
+            filled += n.unsigned_abs();
+        } else {
             // No entropy source at all: fall back to time and pid, good enough for names.
             let t =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
