@@ -8,7 +8,7 @@ use super::iface;
 use crate::cni::config::{Dns, IpamRef};
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::result::Interface;
-use crate::cni::{CniResult, Command, Plugin, Request};
+use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result, Rollback};
 use crate::net::Mac;
 use crate::rtnl::link::Link;
@@ -226,14 +226,6 @@ fn del(req: &Request) -> Result<()> {
 
 fn check(req: &Request) -> Result<()> {
     let c = load(req)?;
-    if !c.ipam.plugin_type.is_empty() {
-        crate::cni::delegate::delegate(&c.ipam.plugin_type, Command::Check, req)?;
-    }
-    let prev = req.prev_result()?.ok_or_else(|| Error::msg("Required prevResult missing"))?;
-    let ns = Netns::open(&req.netns)?;
-    let mut ctr = Rtnl::in_netns(&ns)?;
-    let l = ctr
-        .link_by_name(&req.ifname)?
-        .ok_or_else(|| Error::msg(format!("Interface name {} not found in netns \"{}\"", req.ifname, req.netns)))?;
+    let (l, mut ctr, prev) = iface::check_start(req, &c.ipam.plugin_type)?;
     iface::check_addrs_routes(&mut ctr, &req.netns, &req.ifname, &l, &prev)
 }

@@ -174,16 +174,39 @@ pub fn join_errors(mut errs: Vec<Error>) -> Result<()> {
     }
 }
 
+/// The container's namespace for a DEL, or None when there is nothing left to
+/// undo inside it: CNI_NETNS is empty, or the namespace is gone and took its
+/// interfaces, routes and rules with it.
+pub fn netns_for_del(netns_path: &str) -> Result<Option<Netns>> {
+    if netns_path.is_empty() {
+        return Ok(None);
+    }
+    match Netns::open(netns_path) {
+        Ok(ns) => Ok(Some(ns)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// CHECK's first steps for a plugin that owns the container's interface:
+/// IPAM's own CHECK, the prevResult, and the interface itself (with a socket
+/// in the container's namespace for the checks that follow).
+pub fn check_start(req: &Request, ipam_type: &str) -> Result<(Link, Rtnl, CniResult)> {
+    if !ipam_type.is_empty() {
+        delegate(ipam_type, Command::Check, req)?;
+    }
+    let prev = req.prev_result()?.ok_or_else(|| Error::msg("Required prevResult missing"))?;
+    let ns = Netns::open(&req.netns)?;
+    let mut ctr = Rtnl::in_netns(&ns)?;
+    let l = ctr
+        .link_by_name(&req.ifname)?
+        .ok_or_else(|| Error::msg(format!("Interface name {} not found in netns \"{}\"", req.ifname, req.netns)))?;
+    Ok((l, ctr, prev))
+}
+
 /// Delete `ifname` inside `netns_path` if both still exist (DEL's usual first step).
 pub fn delete_in_netns(netns_path: &str, ifname: &str) -> Result<()> {
-    if netns_path.is_empty() {
-        return Ok(());
-    }
-    let ns = match Netns::open(netns_path) {
-        Ok(ns) => ns,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
+    let Some(ns) = netns_for_del(netns_path)? else { return Ok(()) };
     let mut ctr = Rtnl::in_netns(&ns)?;
     match ctr.link_by_name(ifname)? {
         Some(l) => match ctr.delete_link(l.index, ifname) {

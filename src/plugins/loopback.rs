@@ -51,14 +51,7 @@ fn add(req: &Request) -> Result<CniResult> {
 }
 
 fn del(req: &Request) -> Result<()> {
-    if req.netns.is_empty() {
-        return Ok(());
-    }
-    let ns = match Netns::open(&req.netns) {
-        Ok(ns) => ns,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
+    let Some(ns) = super::iface::netns_for_del(&req.netns)? else { return Ok(()) };
     let mut rt = Rtnl::in_netns(&ns)?;
     match rt.link_by_name("lo")? {
         Some(l) => rt.set_up(l.index, "lo", false),

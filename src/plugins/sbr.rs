@@ -138,14 +138,8 @@ fn add(req: &Request) -> Result<CniResult> {
 /// every rule of `table` when one was configured.
 fn del(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
-    if req.netns.is_empty() {
-        return Ok(());
-    }
-    let ns = match Netns::open(&req.netns) {
-        Ok(ns) => ns,
-        Err(e) if e.is_not_found() => return Ok(()), // its rules went with it
-        Err(e) => return Err(e),
-    };
+    // A namespace that is gone took its rules with it.
+    let Some(ns) = iface::netns_for_del(&req.netns)? else { return Ok(()) };
     let _lock = lock_netns(&req.netns)?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let mut srcs: Vec<IpAddr> = Vec::new();

@@ -112,15 +112,7 @@ pub fn del(req: &Request, ipam_type: &str) -> Result<()> {
 /// CHECK: IPAM's check, then the link is there, of `kind`, and carries the
 /// prevResult addresses and routes. Returns the link for kind-specific checks.
 pub fn check(req: &Request, ipam_type: &str, kind: &str) -> Result<(Link, Rtnl)> {
-    if !ipam_type.is_empty() {
-        crate::cni::delegate::delegate(ipam_type, Command::Check, req)?;
-    }
-    let prev = req.prev_result()?.ok_or_else(|| Error::msg("Required prevResult missing"))?;
-    let ns = Netns::open(&req.netns)?;
-    let mut ctr = Rtnl::in_netns(&ns)?;
-    let l = ctr
-        .link_by_name(&req.ifname)?
-        .ok_or_else(|| Error::msg(format!("Interface name {} not found in netns \"{}\"", req.ifname, req.netns)))?;
+    let (l, mut ctr, prev) = iface::check_start(req, ipam_type)?;
     if l.kind != kind {
         return Err(Error::msg(format!("Error: Container interface {} not of type {kind}", req.ifname)));
     }

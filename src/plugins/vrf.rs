@@ -125,14 +125,7 @@ fn is_link_local(n: &IpNet) -> bool {
 
 fn del(req: &Request) -> Result<()> {
     let c = load(req)?;
-    if req.netns.is_empty() {
-        return Ok(());
-    }
-    let ns = match Netns::open(&req.netns) {
-        Ok(ns) => ns,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
+    let Some(ns) = iface::netns_for_del(&req.netns)? else { return Ok(()) };
     let mut rt = Rtnl::in_netns(&ns)?;
     let Some(vrf) = rt.link_by_name(&c.vrfname)? else { return Ok(()) };
     let mut errs = Vec::new();
