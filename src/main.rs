@@ -68,6 +68,7 @@ fn main() {
             #[cfg(feature = "runtime")]
             Some(p) if !rest.is_empty() && std::env::var_os("CNI_COMMAND").is_none() => runtime::short_form(p, rest),
             Some(p) => {
+                cni::delegate::set_running(p.name);
                 let mut out = std::io::stdout().lock();
                 let rc = cni::skel::main(p, &cni::skel::ProcessEnv, &mut std::io::stdin().lock(), &mut out);
                 let _ = out.flush();

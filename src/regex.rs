@@ -13,9 +13,9 @@
 //! is compiled into a Thompson NFA, which is then simulated over the key one
 //! character at a time with every live state at once (a Pike VM without
 //! captures). Time is O(pattern × key), memory O(pattern), and nothing
-//! recurses per input character. `regex-lite` does the same and more, for
-//! about 56 KB of binary; this subset is a few KB, and it is all a sysctl
-//! allowlist needs.
+//! recurses per input character. `regex-lite` does the same and more
+//! (Unicode classes, captures, flags) for about 56 KB of binary; this subset
+//! costs about 12 KB, and it is all a sysctl allowlist needs.
 
 /// Most instructions a compiled pattern may have (counted repetition expands).
 const MAX_PROGRAM: usize = 10_000;

@@ -3,6 +3,14 @@
 //! very binary (a multi-call symlink), it runs in-process through the same
 //! validation and result conversion, so nothing observable differs but the
 //! fork and exec that are saved.
+//!
+//! A config can make a plugin delegate to itself (`"ipam":{"type":"bridge"}`)
+//! or to a plugin that delegates back (bridge -> flannel -> bridge). Each
+//! process therefore knows its chain of delegations: the plugins it runs in
+//! (the one `main` started, then each in-process delegate) after those of the
+//! processes that exec'd it, passed down in `CNIBOX_DELEGATION`. A plugin
+//! already in the chain, or a chain longer than [`MAX_DEPTH`], is refused
+//! with code 7 naming the chain, before anything is done for it.
 
 use super::json::Obj;
 use super::skel::{self, Command, Plugin, Request};
@@ -12,7 +20,64 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+
+/// Most plugins in one chain of delegations (the deepest real one, a runtime
+/// calling flannel calling bridge calling host-local, has four).
+pub const MAX_DEPTH: usize = 8;
+/// The chain of the processes above this one, names separated by commas.
+const CHAIN_ENV: &str = "CNIBOX_DELEGATION";
+
+/// The plugins this call runs in, outermost first (None until first used).
+static CHAIN: Mutex<Option<Vec<String>>> = Mutex::new(None);
+
+fn with_chain<T>(f: impl FnOnce(&mut Vec<String>) -> T) -> T {
+    let mut c = CHAIN.lock().unwrap_or_else(|p| p.into_inner());
+    let chain = c.get_or_insert_with(|| {
+        let env = std::env::var(CHAIN_ENV).unwrap_or_default();
+        env.split(',').filter(|n| !n.is_empty()).take(MAX_DEPTH + 1).map(String::from).collect()
+    });
+    f(chain)
+}
+
+/// Record that this process runs plugin `name` (called once, by `main`).
+pub fn set_running(name: &str) {
+    with_chain(|c| c.push(name.to_string()));
+}
+
+/// Whether `name` may be called from here: not already in the chain, and the chain not too deep.
+fn check_chain(name: &str) -> Result<()> {
+    with_chain(|c| {
+        let looped = c.iter().any(|n| n == name);
+        if !looped && c.len() < MAX_DEPTH {
+            return Ok(());
+        }
+        let path = c.iter().map(String::as_str).chain([name]).collect::<Vec<_>>().join(" -> ");
+        Err(Error::config(match looped {
+            true => format!("plugin delegation loops: {path}"),
+            false => format!("plugin delegation deeper than {MAX_DEPTH} plugins: {path}"),
+        })
+        .with_details(
+            "a plugin cannot delegate, directly or through others, to itself: check the ipam and delegate types",
+        ))
+    })
+}
+
+/// Pops the in-process delegate's name from the chain, however it returns.
+struct InChain;
+
+impl InChain {
+    fn enter(name: &str) -> InChain {
+        with_chain(|c| c.push(name.to_string()));
+        InChain
+    }
+}
+
+impl Drop for InChain {
+    fn drop(&mut self) {
+        with_chain(|c| c.pop());
+    }
+}
 
 /// How the protocol layer finds a built-in plugin by name; set by `main`,
 /// which owns the plugin table (the protocol layer does not know the plugins).
@@ -48,10 +113,12 @@ fn is_self(p: &std::path::Path) -> bool {
 
 /// Run plugin `name` for `req` with `command`; ADD returns the delegate's result.
 pub fn delegate(name: &str, command: Command, req: &Request) -> Result<Option<CniResult>> {
+    check_chain(name)?;
     let path = find_in_path(name, &req.path)?;
     let req = req.with_command(command);
     if is_self(&path) {
         if let Some(p) = BUILTINS.get().and_then(|f| f(name)) {
+            let _in = InChain::enter(name);
             return run_builtin(p, req);
         }
     }
@@ -83,6 +150,7 @@ pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> 
     if req.netns_override {
         cmd.env("CNI_NETNS_OVERRIDE", "1");
     }
+    cmd.env(CHAIN_ENV, with_chain(|c| c.join(",")));
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::os(format_args!("run plugin {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
