@@ -4,8 +4,10 @@
 pub mod file;
 pub mod mount;
 pub mod netns;
+pub mod packet;
 pub mod pidfd;
 pub mod process;
+pub mod service;
 pub mod sysctl;
 pub mod tun;
 pub mod unix;
