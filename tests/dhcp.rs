@@ -517,3 +517,195 @@ fn lost_unicast_renewals_fall_back_to_rebinding_at_t2() {
     lab.check("ctr1", &c1, &r).ok();
     lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
 }
+
+/// Run the daemon in the node namespace expecting it to refuse to start:
+/// its exit code and log, within 5 s.
+fn daemon_refuses(lab: &Lab, args: &[&str]) -> (Option<i32>, String) {
+    let log = lab.tmp.join("refused.log");
+    let _ = std::fs::remove_file(&log);
+    let mut a = vec!["dhcp", "daemon"];
+    a.extend_from_slice(args);
+    let mut c = spawn_in(&lab.node, bin().to_str().unwrap(), &a, &log);
+    let end = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("the daemon neither started nor refused within 5 s: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status.code(), std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+#[test]
+fn idle_connections_do_not_delay_other_clients() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    // Only the daemon's user may connect (socket 0600 in a 0700 directory):
+    // an unprivileged user cannot even open an idle connection.
+    let sock = lab.sock();
+    let st = std::fs::metadata(&sock).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(st.permissions().mode() & 0o777, 0o600);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c"])
+        .arg(format!("import socket; socket.socket(socket.AF_UNIX).connect({sock:?})"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
+    // So, as root: more idle connections than the daemon keeps, each sending
+    // nothing (or half a request), held open for the whole test.
+    let idle: Vec<UnixStream> = (0..300)
+        .map(|i| {
+            let mut s = UnixStream::connect(&sock).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"{\"op\":\"ad").unwrap();
+            }
+            s
+        })
+        .collect();
+    let c1 = Netns::new("c1");
+    let t = Instant::now();
+    let r = lab.add("ctr1", &c1);
+    assert!(t.elapsed() < Duration::from_secs(5), "ADD took {:?} behind idle connections", t.elapsed());
+    assert!(ip_of(&r).starts_with("10.55.0."), "{r}");
+    let t = Instant::now();
+    lab.check("ctr1", &c1, &r).ok();
+    assert!(t.elapsed() < Duration::from_secs(5), "CHECK took {:?}", t.elapsed());
+    drop(idle);
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    assert!(lab.daemon_alive());
+}
+
+#[test]
+fn a_request_naming_the_daemons_own_namespace_is_refused() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    // the node namespace (where the daemon runs), by its name and through /proc
+    let pid = lab.daemon.as_ref().unwrap().id();
+    for ns in [lab.node.path(), format!("/proc/{pid}/ns/net")] {
+        let v = lab.rpc(&format!(
+            "{{\"op\":\"add\",\"id\":\"x/lan/lan0\",\"network\":\"lan\",\"netns\":\"{ns}\",\"ifname\":\"lan0\"}}\n"
+        ));
+        assert_eq!(v["code"], 8, "{v}");
+        assert_eq!(
+            v["msg"],
+            format!("network namespace {ns} is the DHCP daemon's own; refusing to run DHCP on the node's interfaces")
+        );
+    }
+    assert!(!lab.daemon_log().contains("acquiring"), "{}", lab.daemon_log());
+    assert!(!lab.server_log().contains("DHCPDISCOVER"), "{}", lab.server_log());
+    // the node's interface is as it was: no address, no lease
+    assert!(lab.node.addrs("lan0").iter().all(|a| !a.starts_with("10.55.")));
+    assert!(lab.daemon_alive());
+}
+
+#[test]
+fn a_state_directory_or_file_others_control_is_refused() {
+    need_root!();
+    let lab = Lab::new();
+    let run = lab.tmp.join("run");
+    let sock = lab.sock();
+    use std::os::unix::fs::PermissionsExt;
+    // a directory anyone may write to
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (code, log) = daemon_refuses(&lab, &["-socketpath", &sock]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains(&format!("{} belongs to uid 0 with mode 1777", run.display())), "{log}");
+    // a directory another user owns (made before the daemon, as an attacker would)
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&run, Some(4242), Some(4242)).unwrap();
+    let (code, log) = daemon_refuses(&lab, &["-socketpath", &sock]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("belongs to uid 4242"), "{log}");
+    // the directory reached through a symbolic link
+    std::fs::remove_dir(&run).unwrap();
+    std::fs::create_dir(lab.tmp.join("real")).unwrap();
+    std::os::unix::fs::symlink(lab.tmp.join("real"), &run).unwrap();
+    let (code, log) = daemon_refuses(&lab, &["-socketpath", &sock]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("is a symbolic link"), "{log}");
+    std::fs::remove_file(&run).unwrap();
+    // a leases file that is a symbolic link, or a FIFO (no hang)
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let leases = format!("{sock}.leases");
+    std::os::unix::fs::symlink("/etc/passwd", &leases).unwrap();
+    let (code, log) = daemon_refuses(&lab, &["-socketpath", &sock]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("is a symbolic link; refusing to follow it"), "{log}");
+    std::fs::remove_file(&leases).unwrap();
+    assert!(Command::new("mkfifo").arg(&leases).status().unwrap().success());
+    let (code, log) = daemon_refuses(&lab, &["-socketpath", &sock]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("is not a regular file"), "{log}");
+    // none of these left a socket behind
+    assert!(!std::path::Path::new(&sock).exists());
+}
+
+/// Start the daemon as systemd would with socket activation: a python3
+/// wrapper binds and listens on `sock`, puts the listener on descriptor 3,
+/// sets LISTEN_FDS=1 and LISTEN_PID to its own pid, and execs the daemon
+/// (same pid). The daemon is given another -socketpath, which it must ignore.
+fn start_activated(lab: &mut Lab, sock: &str) {
+    let wrapper = "import os, socket, sys\n\
+        path = sys.argv[1]\n\
+        if os.path.exists(path): os.unlink(path)\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        s.bind(path); os.chmod(path, 0o600); s.listen(128)\n\
+        os.dup2(s.fileno(), 3); os.set_inheritable(3, True)\n\
+        os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
+        os.execv(sys.argv[2], sys.argv[2:])\n";
+    let unused = lab.tmp.join("unused/dhcp.sock").to_string_lossy().into_owned();
+    let exe = bin();
+    let args = ["-c", wrapper, sock, exe.to_str().unwrap(), "dhcp", "daemon", "-socketpath", &unused, "-timeout", "4s"];
+    lab.daemon = Some(spawn_in(&lab.node, "python3", &args, &lab.tmp.join("daemon.log")));
+    wait_for("the daemon to serve", 10, || lab.daemon_log().matches("listening on").count() > 0);
+}
+
+#[test]
+fn socket_activation_and_a_restart_keep_the_lease() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    let run = lab.tmp.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let sock = lab.sock();
+    start_activated(&mut lab, &sock);
+    assert!(lab.daemon_log().contains(&format!("listening on {sock},")), "{}", lab.daemon_log());
+    let c1 = Netns::new("c1");
+    let r = lab.add("ctr1", &c1);
+    let ip = ip_of(&r);
+    // kept beside the socket systemd made, not at -socketpath
+    let saved = std::fs::read_to_string(format!("{sock}.leases")).unwrap();
+    assert!(saved.contains("ctr1/lan/eth0"), "{saved}");
+    assert!(!lab.tmp.join("unused").exists());
+    // killed and started again (as systemd restarts a service): the same lease is held
+    stop(&mut lab.daemon);
+    start_activated(&mut lab, &sock);
+    wait_for("the lease to be restored", 10, || lab.daemon_log().contains("ctr1/lan/eth0: restored lease"));
+    lab.check("ctr1", &c1, &r).ok();
+    let again = lab.call("dhcp", "ADD", "ctr1", &c1).run(&lab.ipam_conf()).ok().json();
+    assert_eq!(ip_of(&again), ip);
+    let before = acks(&lab, &ip);
+    wait_for("a renewal by the restarted daemon", 20, || acks(&lab, &ip) > before);
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    wait_for("DHCPRELEASE after the restart", 10, || lab.server_log().contains(&format!("DHCPRELEASE(srv0) {ip} ")));
+    // an activated daemon leaves systemd's socket in place when it stops
+    let pid = lab.daemon.as_ref().unwrap().id() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(lab.daemon.as_mut().unwrap().wait().unwrap().success());
+    lab.daemon = None;
+    assert!(std::path::Path::new(&sock).exists());
+}

@@ -153,3 +153,32 @@ pub fn unix_socket_path(fd: RawFd) -> Option<String> {
     // An abstract name starts with NUL: no path.
     (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activation_for_another_process_is_ignored_and_forgotten() {
+        std::env::set_var("LISTEN_PID", "1");
+        std::env::set_var("LISTEN_FDS", "1");
+        assert!(listen_fd_from_systemd().unwrap().is_none());
+        assert!(std::env::var_os("LISTEN_PID").is_none() && std::env::var_os("LISTEN_FDS").is_none());
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        std::env::set_var("LISTEN_FDS", "2");
+        let e = listen_fd_from_systemd().err().unwrap();
+        assert!(e.msg.contains("LISTEN_FDS=2; exactly one"), "{}", e.msg);
+    }
+
+    #[test]
+    fn clock_and_identity() {
+        let a = boottime_ms();
+        assert!(boottime_ms() >= a);
+        let f = std::fs::File::open("/proc/self/ns/net").unwrap();
+        let (dev, ino) = fd_ident(f.as_raw_fd()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata("/proc/self/ns/net").unwrap();
+        assert_eq!((dev, ino), (m.dev(), m.ino()));
+        assert!(fd_ident(-1).is_err());
+    }
+}

@@ -78,9 +78,10 @@ pub(super) struct Daemon {
 }
 
 fn run(o: Opts) -> Result<()> {
+    // First, while descriptor 3 is still the one systemd may have passed.
+    let (listener, socket, owned) = listen(&format!("{}{}", o.hostprefix, o.socket))?;
     let signals = crate::sys::service::signal_fd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
     let own_ns = fd_ident(Netns::current()?.fd())?;
-    let (listener, socket, owned) = listen(&format!("{}{}", o.hostprefix, o.socket))?;
     if !o.pidfile.is_empty() {
         write_pidfile(&o.pidfile)?;
     }
