@@ -709,3 +709,21 @@ fn socket_activation_and_a_restart_keep_the_lease() {
     lab.daemon = None;
     assert!(std::path::Path::new(&sock).exists());
 }
+
+#[test]
+fn systemd_units_use_the_plugins_socket() {
+    need_root!();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    let socket = std::fs::read_to_string(dir.join("cnibox-dhcp.socket")).unwrap();
+    let service = std::fs::read_to_string(dir.join("cnibox-dhcp.service")).unwrap();
+    let listen = socket.lines().find_map(|l| l.strip_prefix("ListenStream=")).expect("ListenStream");
+    assert!(socket.contains("SocketMode=0600") && socket.contains("DirectoryMode=0700"), "{socket}");
+    assert!(service.lines().any(|l| l.starts_with("ExecStart=") && l.ends_with("cnibox dhcp daemon")), "{service}");
+    // the plugin, given no daemonSocketPath, looks exactly there
+    let node = Netns::new("node");
+    let tmp = TempDir::new("units");
+    let path = plugin_dir(&tmp);
+    let conf = r#"{"cniVersion":"1.1.0","name":"lan","ipam":{"type":"dhcp"}}"#;
+    let v = Call::new(Some(&node), "dhcp").set("CNI_COMMAND", "STATUS").set("CNI_PATH", &path).run(conf).err(50);
+    assert!(v["msg"].as_str().unwrap().contains(&format!("cannot connect to {listen}: ")), "{v}");
+}

@@ -4,7 +4,7 @@
 //!
 //! - [`wire`]: the message codec and the IPv4/UDP framing (pure, byte-exact tests);
 //! - [`client`]: one client's RFC 2131 state machine (pure: time and packets in, packets out);
-//! - [`daemon`]: the poll(2) loop: unix socket, one packet socket per lease, timers, state file;
+//! - [`daemon`]: the poll(2) loop: unix socket, one packet socket per lease, timers, leases file;
 //! - [`rpc`]: the plugin ↔ daemon protocol below, used by both sides.
 //!
 //! # The daemon
@@ -47,6 +47,17 @@
 //! Held leases are written (atomically) to `<socketpath>.leases` on every
 //! change, so a restarted daemon goes on renewing them, answers CHECK, and
 //! releases them on DEL. The daemon does not release leases when it stops.
+//! The socket's directory must be the daemon's own (created 0700; one that
+//! others can write to, own or redirect through a symbolic link is refused),
+//! and so must the leases file.
+//!
+//! Started by systemd with socket activation (`contrib/systemd/`), the
+//! daemon takes the listening socket it is passed (`LISTEN_PID` is its pid,
+//! `LISTEN_FDS=1`, descriptor 3) instead of binding its own, and keeps its
+//! leases beside that socket.
+//!
+//! A request naming the daemon's own network namespace is refused (code 8),
+//! as the plugin refuses its own: DHCP there would configure the node.
 //!
 //! # Plugin ↔ daemon protocol
 //!
