@@ -147,7 +147,14 @@ fn in_ranges(r: &Ranges, ch: char) -> bool {
 
 /// Everything not in `r`.
 fn complement(mut r: Ranges) -> Ranges {
-    r.sort_unstable();
+    // Insertion sort: a class has a handful of ranges, and a library sort costs 2-3 KB of binary.
+    for i in 1..r.len() {
+        let mut j = i;
+        while j > 0 && r[j - 1] > r[j] {
+            r.swap(j - 1, j);
+            j -= 1;
+        }
+    }
     let mut out = Vec::new();
     let mut from = 0u32;
     for (a, b) in r {

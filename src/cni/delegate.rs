@@ -28,31 +28,36 @@ pub const MAX_DEPTH: usize = 8;
 /// The chain of the processes above this one, names separated by commas.
 const CHAIN_ENV: &str = "CNIBOX_DELEGATION";
 
-/// The plugins this call runs in, outermost first (None until first used).
-static CHAIN: Mutex<Option<Vec<String>>> = Mutex::new(None);
+/// The plugins this call runs in, outermost first, separated by commas
+/// (None until first used, then seeded from the environment).
+static CHAIN: Mutex<Option<String>> = Mutex::new(None);
 
-fn with_chain<T>(f: impl FnOnce(&mut Vec<String>) -> T) -> T {
+fn with_chain<T>(f: impl FnOnce(&mut String) -> T) -> T {
     let mut c = CHAIN.lock().unwrap_or_else(|p| p.into_inner());
-    let chain = c.get_or_insert_with(|| {
-        let env = std::env::var(CHAIN_ENV).unwrap_or_default();
-        env.split(',').filter(|n| !n.is_empty()).take(MAX_DEPTH + 1).map(String::from).collect()
-    });
-    f(chain)
+    f(c.get_or_insert_with(|| std::env::var(CHAIN_ENV).unwrap_or_default()))
+}
+
+fn push(chain: &mut String, name: &str) {
+    if !chain.is_empty() {
+        chain.push(',');
+    }
+    chain.push_str(name);
 }
 
 /// Record that this process runs plugin `name` (called once, by `main`).
 pub fn set_running(name: &str) {
-    with_chain(|c| c.push(name.to_string()));
+    with_chain(|c| push(c, name));
 }
 
 /// Whether `name` may be called from here: not already in the chain, and the chain not too deep.
 fn check_chain(name: &str) -> Result<()> {
     with_chain(|c| {
-        let looped = c.iter().any(|n| n == name);
-        if !looped && c.len() < MAX_DEPTH {
+        let looped = c.split(',').any(|n| n == name);
+        let depth = c.split(',').filter(|n| !n.is_empty()).count();
+        if !looped && depth < MAX_DEPTH {
             return Ok(());
         }
-        let path = c.iter().map(String::as_str).chain([name]).collect::<Vec<_>>().join(" -> ");
+        let path = c.split(',').filter(|n| !n.is_empty()).chain([name]).collect::<Vec<_>>().join(" -> ");
         Err(Error::config(match looped {
             true => format!("plugin delegation loops: {path}"),
             false => format!("plugin delegation deeper than {MAX_DEPTH} plugins: {path}"),
@@ -68,14 +73,14 @@ struct InChain;
 
 impl InChain {
     fn enter(name: &str) -> InChain {
-        with_chain(|c| c.push(name.to_string()));
+        with_chain(|c| push(c, name));
         InChain
     }
 }
 
 impl Drop for InChain {
     fn drop(&mut self) {
-        with_chain(|c| c.pop());
+        with_chain(|c| c.truncate(c.rfind(',').unwrap_or(0)));
     }
 }
 
@@ -150,7 +155,7 @@ pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> 
     if req.netns_override {
         cmd.env("CNI_NETNS_OVERRIDE", "1");
     }
-    cmd.env(CHAIN_ENV, with_chain(|c| c.join(",")));
+    cmd.env(CHAIN_ENV, with_chain(|c| c.clone()));
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::os(format_args!("run plugin {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
