@@ -727,3 +727,34 @@ fn systemd_units_use_the_plugins_socket() {
     let v = Call::new(Some(&node), "dhcp").set("CNI_COMMAND", "STATUS").set("CNI_PATH", &path).run(conf).err(50);
     assert!(v["msg"].as_str().unwrap().contains(&format!("cannot connect to {listen}: ")), "{v}");
 }
+
+#[test]
+fn root_without_cap_net_admin_is_not_served() {
+    need_dnsmasq!();
+    let mut lab = Lab::new();
+    lab.start_server("10.55.0.50,10.55.0.150", "leases", &[]);
+    lab.start_daemon(&[]);
+    let c1 = Netns::new("c1");
+    let r = lab.add("ctr1", &c1);
+    // uid 0 with no capability (a hostNetwork pod's root) passes the socket's
+    // permissions, but may not release someone's lease
+    let client = format!(
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({:?})\n\
+         try: s.sendall(b'{{\"op\":\"del\",\"id\":\"ctr1/lan/eth0\"}}\\n')\n\
+         except OSError: pass\nprint(s.makefile().readline())",
+        lab.sock()
+    );
+    let out = Command::new("setpriv")
+        .args(["--inh-caps=-all", "--bounding-set=-all", "python3", "-c", &client])
+        .output()
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    let msg = reply["msg"].as_str().unwrap();
+    assert!(msg.contains("refusing a request from pid") && msg.contains("does not hold CAP_NET_ADMIN"), "{reply}");
+    assert!(!lab.server_log().contains("DHCPRELEASE"), "{}", lab.server_log());
+    lab.check("ctr1", &c1, &r).ok();
+    lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
+    wait_for("the runtime's DHCPRELEASE", 10, || lab.server_log().contains("DHCPRELEASE"));
+}

@@ -4,12 +4,18 @@
 //! and when [`MAX_CONNS`] are open the oldest one that has not sent its
 //! request yet makes room for the newcomer. So no client, idle, slow or
 //! many times over, delays the others.
+//!
+//! Only root may connect (the socket is 0600), but root without
+//! CAP_NET_ADMIN is not the runtime: a peer is served only when it is root
+//! in the daemon's user namespace and holds CAP_NET_ADMIN, as the kernel
+//! recorded it at connect time (SO_PEERCRED) and /proc shows it. A peer in
+//! another pid namespace (pid 0) cannot be looked at: its uid alone decides.
 
 use super::super::client::{Ms, NEVER};
 use super::super::rpc::{self, Reply, Request};
 use crate::error::{code, Error};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 /// A connection must send its request line within this time.
@@ -37,9 +43,13 @@ impl Conns {
     /// Take the connections waiting on `listener`; their ids.
     pub fn accept(&mut self, listener: &UnixListener, now: Ms) -> Vec<u64> {
         let mut new = Vec::new();
-        while new.len() < ACCEPT_BATCH {
+        for _ in 0..ACCEPT_BATCH {
             let Ok((stream, _)) = listener.accept() else { break };
             if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Err(e) = trusted(&stream) {
+                let _ = (&stream).write_all(&Reply::error(&e).to_line());
                 continue;
             }
             if self.list.len() >= MAX_CONNS {
@@ -114,3 +124,30 @@ impl Conns {
         let _ = (&c.stream).write_all(&r.to_line());
     }
 }
+
+/// Whether the process at the other end of `stream` may use the daemon.
+fn trusted(stream: &UnixStream) -> Result<(), Error> {
+    let fd = stream.try_clone().map(OwnedFd::from).map_err(|e| Error::msg(format!("DHCP daemon connection: {e}")))?;
+    let (pid, uid) = crate::sys::unix::peer(&fd)?;
+    let refuse =
+        |why: String| Err(Error::msg(format!("DHCP daemon: refusing a request from pid {pid} (uid {uid}): {why}")));
+    if uid != crate::sys::service::euid() && uid != 0 {
+        return refuse("not root".into());
+    }
+    if pid == 0 {
+        return Ok(());
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caps =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    if caps.is_none_or(|c| c & (1 << CAP_NET_ADMIN) == 0) {
+        return refuse("it does not hold CAP_NET_ADMIN".into());
+    }
+    let userns = |p: &str| std::fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    if userns(&pid.to_string()) != userns("self") {
+        return refuse("it is in another user namespace".into());
+    }
+    Ok(())
+}
+
+const CAP_NET_ADMIN: u32 = 12;
