@@ -758,3 +758,52 @@ fn root_without_cap_net_admin_is_not_served() {
     lab.call("macvlan", "DEL", "ctr1", &c1).run(&lab.conf()).ok();
     wait_for("the runtime's DHCPRELEASE", 10, || lab.server_log().contains("DHCPRELEASE"));
 }
+
+#[test]
+fn a_stuck_daemon_is_try_again_later_not_a_hang() {
+    need_root!();
+    let mut lab = Lab::new();
+    // A "daemon" that listens but never accepts, its backlog full.
+    std::fs::create_dir_all(lab.tmp.join("run")).unwrap();
+    let stuck = "import socket, sys, time\n\
+        l = socket.socket(socket.AF_UNIX); l.bind(sys.argv[1]); l.listen(0)\n\
+        held = []\n\
+        while True:\n\
+        \x20   c = socket.socket(socket.AF_UNIX); c.setblocking(False)\n\
+        \x20   try: c.connect(sys.argv[1])\n\
+        \x20   except BlockingIOError: break\n\
+        \x20   held.append(c)\n\
+        print('full', flush=True)\n\
+        time.sleep(600)\n";
+    let sock = lab.sock();
+    lab.daemon = Some(spawn_in(&lab.node, "python3", &["-c", stuck, &sock], &lab.tmp.join("daemon.log")));
+    wait_for("the backlog to fill", 10, || lab.daemon_log().contains("full"));
+    let c1 = Netns::new("c1");
+    // bounded by `timeout`, so that the test itself cannot hang on a plugin that does
+    for (cmd, code) in [("ADD", 11), ("STATUS", 50)] {
+        let mut c = Command::new("timeout");
+        c.args(["20", bin().to_str().unwrap(), "dhcp"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+        for (k, v) in &lab.call("dhcp", cmd, "ctr1", &c1).env {
+            c.env(k, v);
+        }
+        let f = lab.node.file();
+        let fd = f.as_raw_fd();
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let t = Instant::now();
+        let mut p = c.spawn().unwrap();
+        p.stdin.take().unwrap().write_all(lab.ipam_conf().as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{cmd} took {:?}", t.elapsed());
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}", String::from_utf8_lossy(&out.stdout));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["msg"].as_str().unwrap().contains("is not accepting connections"), "{v}");
+    }
+}

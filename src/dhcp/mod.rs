@@ -88,7 +88,9 @@
 //! Replies: `{}` or `{"result":{...}}` on success, where `result` is a CNI
 //! result (`ips`, `routes`, `dns`; no interfaces); on failure the CNI error
 //! fields `{"code":11,"msg":"...","details":"..."}`, which the plugin
-//! returns as they are. The plugin waits 30 s at most for an answer, and
+//! returns as they are. The plugin waits 5 s at most for the daemon to take
+//! the connection (a stopped daemon's full backlog would otherwise block
+//! connect(2) for ever), 30 s at most for an answer, and
 //! reports a missing or silent daemon as code 11 (try again later).
 
 pub mod client;

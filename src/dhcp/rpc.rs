@@ -9,10 +9,12 @@ use crate::cni::{version, CniResult};
 use crate::error::{code, Error, Result};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 pub const DEFAULT_SOCKET: &str = "/run/cni/dhcp.sock";
+/// Longest wait for a daemon to take a connection (it accepts within
+/// milliseconds unless it is stopped or stuck).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request or reply line read.
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -151,9 +153,20 @@ pub fn call(path: &str, req: &Request, timeout: Duration) -> Result<Option<CniRe
         };
         Error::new(code::TRY_AGAIN_LATER, format!("{what} {path}: {why}"))
     };
-    let mut s = UnixStream::connect(path).map_err(|e| {
-        later("DHCP daemon is not running: cannot connect to", e).with_details("start it with `cnibox dhcp daemon`")
-    })?;
+    let mut s =
+        crate::sys::unix_path::connect(std::path::Path::new(path), timeout.min(CONNECT_TIMEOUT)).map_err(|e| {
+            if e.errno == libc::EAGAIN {
+                return Error::new(
+                    code::TRY_AGAIN_LATER,
+                    format!(
+                        "DHCP daemon at {path} is not accepting connections (its backlog stayed full for {}s)",
+                        timeout.min(CONNECT_TIMEOUT).as_secs()
+                    ),
+                );
+            }
+            later("DHCP daemon is not running: cannot connect to", std::io::Error::from_raw_os_error(e.errno))
+                .with_details("start it with `cnibox dhcp daemon`")
+        })?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
     s.write_all(&req.to_line()).map_err(|e| later("cannot send to the DHCP daemon at", e))?;

@@ -11,6 +11,7 @@ pub mod service;
 pub mod sysctl;
 pub mod tun;
 pub mod unix;
+pub mod unix_path;
 
 /// A system call's return value that says failure by being -1 (the errno is
 /// then in `errno`).
