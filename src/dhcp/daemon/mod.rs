@@ -80,6 +80,22 @@ pub(super) struct Daemon {
 fn run(o: Opts) -> Result<()> {
     // First, while descriptor 3 is still the one systemd may have passed.
     let (listener, socket, owned) = listen(&format!("{}{}", o.hostprefix, o.socket))?;
+    let r = start(o, listener, &socket).and_then(|mut d| {
+        let r = d.serve();
+        if !d.o.pidfile.is_empty() {
+            let _ = std::fs::remove_file(&d.o.pidfile);
+        }
+        log("stopped (leases are kept for the next start)");
+        r
+    });
+    if owned {
+        let _ = std::fs::remove_file(&socket);
+    }
+    r
+}
+
+/// Everything but the listening socket, and the leases a previous daemon left.
+fn start(o: Opts, listener: UnixListener, socket: &str) -> Result<Daemon> {
     let signals = crate::sys::service::signal_fd(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
     let own_ns = fd_ident(Netns::current()?.fd())?;
     if !o.pidfile.is_empty() {
@@ -95,18 +111,14 @@ fn run(o: Opts) -> Result<()> {
         next_sweep: 0,
         own_ns,
     };
-    let r = d.restore().and_then(|()| {
-        log(format_args!("listening on {socket}, {} lease(s) restored", d.leases.len()));
-        d.serve()
-    });
-    if owned {
-        let _ = std::fs::remove_file(&socket);
+    if let Err(e) = d.restore() {
+        if !d.o.pidfile.is_empty() {
+            let _ = std::fs::remove_file(&d.o.pidfile);
+        }
+        return Err(e);
     }
-    if !d.o.pidfile.is_empty() {
-        let _ = std::fs::remove_file(&d.o.pidfile);
-    }
-    log("stopped (leases are kept for the next start)");
-    r
+    log(format_args!("listening on {socket}, {} lease(s) restored", d.leases.len()));
+    Ok(d)
 }
 
 fn write_pidfile(path: &str) -> Result<()> {
