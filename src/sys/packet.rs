@@ -79,26 +79,19 @@ impl PacketSocket {
     /// Send one packet to link-layer address `dst`.
     pub fn send(&self, packet: &[u8], dst: [u8; 6]) -> Result<()> {
         let sa = ll_addr(self.ifindex, self.ethertype, &dst);
-        loop {
-            // SAFETY: packet is a valid buffer of its length, sa a valid sockaddr_ll of LL_LEN bytes.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    packet.as_ptr().cast(),
-                    packet.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_ll).cast(),
-                    LL_LEN,
-                )
-            };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = Error::last_os("send packet");
-            if !e.is_errno(libc::EINTR) {
-                return Err(e);
-            }
-        }
+        // SAFETY: packet is a valid buffer of its length, sa a valid sockaddr_ll of LL_LEN bytes.
+        super::cvt_r(|| unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                LL_LEN,
+            )
+        })
+        .map(|_| ())
+        .map_err(|e| super::os_err("send packet", e))
     }
 
     /// One packet that arrived (its length in `buf`, its link-layer source),
@@ -109,7 +102,7 @@ impl PacketSocket {
             let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut len = LL_LEN;
             // SAFETY: buf and sa are valid out-parameters of the sizes given.
-            let n = unsafe {
+            let n = super::cvt_r(|| unsafe {
                 libc::recvfrom(
                     self.fd.as_raw_fd(),
                     buf.as_mut_ptr().cast(),
@@ -118,17 +111,12 @@ impl PacketSocket {
                     (&mut sa as *mut libc::sockaddr_ll).cast(),
                     &mut len,
                 )
+            });
+            let n = match n {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(super::os_err("receive packet", e)),
             };
-            if n < 0 {
-                let e = Error::last_os("receive packet");
-                if e.is_errno(libc::EAGAIN) {
-                    return Ok(None);
-                }
-                if e.is_errno(libc::EINTR) {
-                    continue;
-                }
-                return Err(e);
-            }
             if sa.sll_pkttype == PACKET_OUTGOING {
                 continue;
             }

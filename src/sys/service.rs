@@ -15,12 +15,6 @@ pub fn boottime_ms() -> u64 {
     s.saturating_mul(1000).saturating_add(ns / 1_000_000)
 }
 
-/// This process's effective user id.
-pub fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
-}
-
 /// Block `signals` and receive them as readable data on the returned descriptor instead.
 pub fn signal_fd(signals: &[i32]) -> Result<OwnedFd> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it.

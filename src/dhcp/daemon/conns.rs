@@ -131,7 +131,7 @@ fn trusted(stream: &UnixStream) -> Result<(), Error> {
     let (pid, uid) = crate::sys::unix::peer(&fd)?;
     let refuse =
         |why: String| Err(Error::msg(format!("DHCP daemon: refusing a request from pid {pid} (uid {uid}): {why}")));
-    if uid != crate::sys::service::euid() && uid != 0 {
+    if uid != crate::sys::process::euid() && uid != 0 {
         return refuse("not root".into());
     }
     if pid == 0 {

@@ -102,7 +102,7 @@ pub fn load(path: &Path) -> Result<Vec<Saved>> {
     if !m.is_file() {
         return Err(Error::msg(format!("{} is not a regular file", what())));
     }
-    if m.uid() != crate::sys::service::euid() || m.mode() & 0o022 != 0 {
+    if m.uid() != crate::sys::process::euid() || m.mode() & 0o022 != 0 {
         return Err(Error::msg(format!(
             "{} belongs to uid {} with mode {:o}: not the daemon's own",
             what(),
@@ -141,7 +141,7 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
 }
 
 fn check_dir(dir: &Path) -> Result<()> {
-    let me = crate::sys::service::euid();
+    let me = crate::sys::process::euid();
     let mut at = PathBuf::from("/");
     let parts: Vec<Component> = dir.components().filter(|c| matches!(c, Component::Normal(_))).collect();
     let stat = |p: &Path| {
