@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
         args: String::new(),
         path: String::new(),
         netns_override: false,
-        config,
+        config: config.into(),
         cni_version: "1.0.0".into(),
         name: "n".into(),
     };

@@ -7,6 +7,67 @@ use super::json_writer::JsonWriter;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
 use serde_json::Value;
+use std::cell::OnceCell;
+
+/// A call's network configuration: the bytes as they came (what a delegate
+/// gets on stdin) and, from their first reading on, the parsed value, which
+/// every later reader (validation, the plugin's `Conf`, `prevResult`, an
+/// in-process delegate) shares. Built only from bytes, so the two cannot
+/// disagree.
+#[derive(Clone, Default)]
+pub struct Config {
+    bytes: Vec<u8>,
+    value: OnceCell<Value>,
+}
+
+impl From<Vec<u8>> for Config {
+    fn from(bytes: Vec<u8>) -> Config {
+        Config { bytes, value: OnceCell::new() }
+    }
+}
+
+impl std::ops::Deref for Config {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Config {
+    /// A config built as a value (the runtime's per-plugin object): its
+    /// bytes for a delegate that is executed, the value for one that runs
+    /// in-process.
+    pub fn of_value(value: Value) -> Config {
+        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        Config { bytes, value: OnceCell::from(value) }
+    }
+
+    /// The parsed value, or serde_json's complaint about the bytes.
+    #[inline(never)]
+    pub fn value(&self) -> std::result::Result<&Value, serde_json::Error> {
+        if let Some(v) = self.value.get() {
+            return Ok(v);
+        }
+        let v = serde_json::from_slice(&self.bytes)?;
+        Ok(self.value.get_or_init(|| v))
+    }
+
+    /// The parsed value; bad JSON is code 6, as `parse` words it.
+    #[inline(never)]
+    fn json(&self, what: &str) -> Result<&Value> {
+        self.value().map_err(|e| invalid_json(what, e))
+    }
+
+    /// Read into `T`, with `parse`'s error messages.
+    pub fn read<T: FromJson>(&self, what: &str) -> Result<T> {
+        read(self.json(what)?, what)
+    }
+
+    /// Read a few fields with `read`, with `parse_with`'s error messages.
+    pub fn read_with<T>(&self, what: &str, read: impl FnOnce(Obj) -> JResult<T>) -> Result<T> {
+        read_obj(self.json(what)?, what, read)
+    }
+}
 
 /// Parse `bytes` into `T`. Bad JSON is code 6; a value of the wrong type is
 /// code 7 with the JSON path of the offending field in the message
@@ -17,18 +78,24 @@ pub fn parse<T: FromJson>(bytes: &[u8], what: &str) -> Result<T> {
 
 /// Read a few fields of an object with `read`, for shapes too small to name.
 pub fn parse_with<T>(bytes: &[u8], what: &str, read: impl FnOnce(Obj) -> JResult<T>) -> Result<T> {
-    let v = parse_value(bytes, what)?;
-    Obj::of(&v).and_then(read).map_err(|b| Error::config(format!("{what}: {}", b.located())))
+    read_obj(&parse_value(bytes, what)?, what, read)
 }
 
 fn parse_value(bytes: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error::new(code::DECODING, format!("{what}: invalid JSON")).with_details(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| invalid_json(what, e))
+}
+
+fn invalid_json(what: &str, e: serde_json::Error) -> Error {
+    Error::new(code::DECODING, format!("{what}: invalid JSON")).with_details(e.to_string())
 }
 
 /// Read an already parsed value into `T`, with `parse`'s error messages.
 fn read<T: FromJson>(v: &Value, what: &str) -> Result<T> {
     T::from_json(v).map_err(|b| Error::config(format!("{what}: {}", b.located())))
+}
+
+fn read_obj<T>(v: &Value, what: &str, read: impl FnOnce(Obj) -> JResult<T>) -> Result<T> {
+    Obj::of(v).and_then(read).map_err(|b| Error::config(format!("{what}: {}", b.located())))
 }
 
 /// The fields every request carries, read first to validate the request.
@@ -144,5 +211,28 @@ mod tests {
         let e = parse::<C>(b"[1]", "bridge").err().unwrap();
         assert_eq!((e.code, e.msg.as_str()), (7, "bridge: invalid type: sequence, expected a map"));
         assert!(parse::<C>(br#"{"isGateway": null}"#, "bridge").map(|c| !c.is_gateway).unwrap_or(false));
+    }
+
+    #[test]
+    fn config_is_parsed_once_and_clones_keep_the_value() {
+        let c = Config::from(br#"{"name": "n", "isGateway": true}"#.to_vec());
+        assert!(c.value.get().is_none());
+        let first: *const Value = c.value().ok().unwrap();
+        assert!(std::ptr::eq(first, c.value().ok().unwrap()));
+        assert!(c.read::<C>("bridge").map(|c| c.is_gateway).unwrap_or(false));
+        assert!(c.clone().value.get().is_some_and(|v| v["name"] == "n"));
+        let v = Config::of_value(serde_json::json!({"name": "n"}));
+        assert_eq!((&*v, v.value.get().map(|v| v["name"] == "n")), (&br#"{"name":"n"}"#[..], Some(true)));
+    }
+
+    #[test]
+    fn config_errors_are_those_of_parse() {
+        for bytes in [&b"{\"mtu\": 1500"[..], br#"{"isGateway": "yes"}"#, b"[1]"] {
+            let (a, b) =
+                (parse::<C>(bytes, "w").err().unwrap(), Config::from(bytes.to_vec()).read::<C>("w").err().unwrap());
+            assert_eq!((a.code, a.msg, a.details), (b.code, b.msg, b.details));
+        }
+        let e = Config::from(b"[1]".to_vec()).read_with("w", |o| o.get::<u32>("mtu")).err().unwrap();
+        assert_eq!((e.code, e.msg.as_str()), (7, "w: invalid type: sequence, expected a map"));
     }
 }

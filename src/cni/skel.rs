@@ -2,7 +2,7 @@
 //! them exactly as the reference library does, call the verb, and print the
 //! result (or the error JSON on stdout with exit status 1).
 
-use super::config::{self, Common};
+use super::config::{Common, Config};
 use super::json::{FromJson, JResult, Obj};
 use super::json_writer::JsonWriter;
 use super::version;
@@ -58,7 +58,7 @@ impl Command {
     }
 }
 
-/// Everything a verb gets: the CNI_* parameters and the config bytes.
+/// Everything a verb gets: the CNI_* parameters and the config, parsed once.
 #[derive(Clone)]
 pub struct Request {
     pub command: Command,
@@ -68,7 +68,7 @@ pub struct Request {
     pub args: String,
     pub path: String,
     pub netns_override: bool,
-    pub config: Vec<u8>,
+    pub config: Config,
     /// The config's cniVersion ("0.1.0" when absent, as the reference decodes it).
     pub cni_version: String,
     pub name: String,
@@ -185,7 +185,7 @@ fn run(plugin: &Plugin, env: &dyn Env, stdin: &mut impl Read) -> Result<Option<S
         args: env.get("CNI_ARGS"),
         path: env.get("CNI_PATH"),
         netns_override: override_.eq_ignore_ascii_case("true") || override_ == "1",
-        config,
+        config: config.into(),
         cni_version: String::new(),
         name: String::new(),
     };
@@ -305,10 +305,10 @@ fn need_net_admin() -> Result<()> {
     )))
 }
 
-fn validate_config(bytes: &[u8]) -> Result<Common> {
+fn validate_config(config: &Config) -> Result<Common> {
     let bad = |details: String| Error::new(code::DECODING, "error unmarshall network config").with_details(details);
-    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    let c = Common::from_json(&v).map_err(|b| bad(b.located()))?;
+    let v = config.value().map_err(|e| bad(e.to_string()))?;
+    let c = Common::from_json(v).map_err(|b| bad(b.located()))?;
     match c.name.as_deref() {
         None | Some("") => Err(Error::new(code::INVALID_CONFIG, "missing network name")),
         Some(n) if n.len() > MAX_NAME => Err(Error::new(code::INVALID_CONFIG, "network name is too long")
@@ -404,12 +404,12 @@ impl Request {
 
     /// Parse the config into a plugin's own type; errors name the field.
     pub fn conf<T: FromJson>(&self) -> Result<T> {
-        config::parse(&self.config, "invalid network config")
+        self.config.read("invalid network config")
     }
 
     /// Read a few fields of the config with `read`, for shapes too small to name.
     pub fn conf_with<T>(&self, read: impl FnOnce(Obj) -> JResult<T>) -> Result<T> {
-        config::parse_with(&self.config, "invalid network config", read)
+        self.config.read_with("invalid network config", read)
     }
 }
 

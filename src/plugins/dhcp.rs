@@ -225,7 +225,7 @@ mod tests {
             args: args.into(),
             path: String::new(),
             netns_override: false,
-            config: config.as_bytes().to_vec(),
+            config: config.as_bytes().to_vec().into(),
             cni_version: "1.0.0".into(),
             name: "lan".into(),
         }

@@ -162,7 +162,7 @@ fn scratch(dir: &Path, container_id: &str) -> PathBuf {
 
 /// The same request, carrying another config (the delegate's).
 fn with_config(req: &Request, config: Vec<u8>) -> Request {
-    Request { config, ..req.clone() }
+    Request { config: config.into(), ..req.clone() }
 }
 
 fn delegate_type(conf: &[u8]) -> Result<String> {

@@ -310,7 +310,7 @@ mod tests {
             args: args.into(),
             path: String::new(),
             netns_override: false,
-            config: conf.as_bytes().to_vec(),
+            config: conf.as_bytes().to_vec().into(),
             cni_version: "1.0.0".into(),
             name: "net1".into(),
         }

@@ -269,7 +269,7 @@ mod tests {
             args: String::new(),
             path: String::new(),
             netns_override: false,
-            config: conf.as_bytes().to_vec(),
+            config: conf.as_bytes().to_vec().into(),
             cni_version: "1.0.0".into(),
             name: "n".into(),
         }

@@ -77,7 +77,7 @@ fn invoke(
         args,
         path: rt.path.clone(),
         netns_override: false,
-        config: serde_json::to_vec(&Value::Object(m)).unwrap_or_default(),
+        config: crate::cni::config::Config::of_value(Value::Object(m)),
         cni_version: String::new(),
         name: String::new(),
     };
