@@ -2,7 +2,7 @@
 //! at fault, and the pieces every plugin shares (`ipam`, `dns`, `args.cni`,
 //! `runtimeConfig`).
 
-use super::json::{object, FromJson, JResult, Obj};
+use super::json::{json_struct, FromJson, JResult, Obj};
 use super::json_writer::JsonWriter;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
@@ -98,52 +98,31 @@ fn read_obj<T>(v: &Value, what: &str, read: impl FnOnce(Obj) -> JResult<T>) -> R
     Obj::of(v).and_then(read).map_err(|b| Error::config(format!("{what}: {}", b.located())))
 }
 
-/// The fields every request carries, read first to validate the request.
-#[derive(Default)]
-pub struct Common {
-    pub cni_version: Option<String>,
-    pub name: Option<String>,
-    pub plugin_type: Option<String>,
-}
-
-impl FromJson for Common {
-    fn from_json(v: &Value) -> JResult<Common> {
-        object(v, |o| {
-            Ok(Common { cni_version: o.opt("cniVersion")?, name: o.opt("name")?, plugin_type: o.opt("type")? })
-        })
+json_struct! {
+    /// The fields every request carries, read first to validate the request.
+    #[derive(Default)]
+    pub struct Common {
+        pub cni_version: Option<String> = opt("cniVersion"),
+        pub name: Option<String> = opt("name"),
+        pub plugin_type: Option<String> = opt("type"),
     }
 }
 
-/// The `ipam` object: only the type is read here; the delegate reads the rest.
-#[derive(Default, Clone)]
-pub struct IpamRef {
-    pub plugin_type: String,
-}
-
-impl FromJson for IpamRef {
-    fn from_json(v: &Value) -> JResult<IpamRef> {
-        object(v, |o| Ok(IpamRef { plugin_type: o.get("type")? }))
+json_struct! {
+    /// The `ipam` object: only the type is read here; the delegate reads the rest.
+    #[derive(Default, Clone)]
+    pub struct IpamRef {
+        pub plugin_type: String = get("type"),
     }
 }
 
-#[derive(Default, Clone, PartialEq)]
-pub struct Dns {
-    pub nameservers: Vec<String>,
-    pub domain: String,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
-}
-
-impl FromJson for Dns {
-    fn from_json(v: &Value) -> JResult<Dns> {
-        object(v, |o| {
-            Ok(Dns {
-                nameservers: o.get("nameservers")?,
-                domain: o.get("domain")?,
-                search: o.get("search")?,
-                options: o.get("options")?,
-            })
-        })
+json_struct! {
+    #[derive(Default, Clone, PartialEq)]
+    pub struct Dns {
+        pub nameservers: Vec<String> = get("nameservers"),
+        pub domain: String = get("domain"),
+        pub search: Vec<String> = get("search"),
+        pub options: Vec<String> = get("options"),
     }
 }
 
@@ -159,22 +138,19 @@ impl Dns {
     }
 }
 
-/// `args.cni`: the structured replacement for CNI_ARGS.
-#[derive(Default)]
-pub struct Args {
-    pub cni: ArgsCni,
+json_struct! {
+    /// `args.cni`: the structured replacement for CNI_ARGS.
+    #[derive(Default)]
+    pub struct Args {
+        pub cni: ArgsCni = get("cni"),
+    }
 }
 
-#[derive(Default)]
-pub struct ArgsCni {
-    pub ips: Vec<String>,
-    pub mac: Option<String>,
-}
-
-impl FromJson for Args {
-    fn from_json(v: &Value) -> JResult<Args> {
-        let cni = |v: &Value| object(v, |o| Ok(ArgsCni { ips: o.get("ips")?, mac: o.opt("mac")? }));
-        object(v, |o| Ok(Args { cni: o.with("cni", cni)?.unwrap_or_default() }))
+json_struct! {
+    #[derive(Default)]
+    pub struct ArgsCni {
+        pub ips: Vec<String> = get("ips"),
+        pub mac: Option<String> = opt("mac"),
     }
 }
 
@@ -190,14 +166,9 @@ pub fn parse_ip_maybe_cidr(s: &str) -> Option<(std::net::IpAddr, Option<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cni::json::object;
-
-    struct C {
-        is_gateway: bool,
-    }
-    impl FromJson for C {
-        fn from_json(v: &Value) -> JResult<C> {
-            object(v, |o| Ok(C { is_gateway: o.get("isGateway")? }))
+    json_struct! {
+        struct C {
+            is_gateway: bool = get("isGateway"),
         }
     }
 

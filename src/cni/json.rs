@@ -123,6 +123,53 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// Declares a struct read from a JSON object: each field names its key and
+/// how it is read, and the `FromJson` impl is generated from that.
+///
+/// ```ignore
+/// json_struct! {
+///     #[derive(Default)]
+///     struct Conf {
+///         bridge: String = get_or("bridge", "cni0".into()), // absent or null: the default given
+///         mtu: u32 = get("mtu"),                           // absent or null: the type's default
+///         backend: Option<String> = opt("ipMasqBackend"),  // absent or null: None
+///         subnet: IpNet = req("subnet"),                   // absent or null: "missing field `subnet`"
+///         ips: Vec<String> = get_with("runtimeConfig", runtime_ips), // read by a function
+///     }
+/// }
+/// ```
+///
+/// Each kind is the `Obj` call of the same name (`get_with` is `with` with
+/// the default), so the generated code is what one would write by hand, and
+/// errors carry the field's path as always.
+macro_rules! json_struct {
+    (@read $o:ident, get($k:expr)) => { $o.get($k)? };
+    (@read $o:ident, opt($k:expr)) => { $o.opt($k)? };
+    (@read $o:ident, req($k:expr)) => { $o.req($k)? };
+    (@read $o:ident, get_or($k:expr, $default:expr)) => { $o.opt($k)?.unwrap_or_else(|| $default) };
+    (@read $o:ident, get_with($k:expr, $read:expr)) => { $o.with($k, $read)?.unwrap_or_default() };
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fattr:meta])* $fvis:vis $field:ident : $ty:ty = $how:ident ( $($arg:tt)* ) ),* $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $( $(#[$fattr])* $fvis $field: $ty, )*
+        }
+
+        impl $crate::cni::json::FromJson for $name {
+            fn from_json(v: &serde_json::Value) -> $crate::cni::json::JResult<$name> {
+                $crate::cni::json::object(v, |o| {
+                    Ok($name { $( $field: $crate::cni::json::json_struct!(@read o, $how($($arg)*)), )* })
+                })
+            }
+        }
+    };
+}
+pub(crate) use json_struct;
+
 /// Read an object with `read`, for `FromJson` impls of structs.
 pub fn object<T>(v: &Value, read: impl FnOnce(Obj) -> JResult<T>) -> JResult<T> {
     read(Obj::of(v)?)
@@ -300,5 +347,72 @@ mod tests {
         assert_eq!(o.get::<u16>("e").ok(), Some(65535));
         assert_eq!(o.get::<u32>("missing").ok(), Some(0));
         assert_eq!(o.req::<u32>("missing").err().unwrap().msg, "missing field `missing`");
+    }
+
+    json_struct! {
+        struct Declared {
+            name: String = req("name"),
+            mtu: u32 = get("mtu"),
+            gateway: Option<IpAddr> = opt("gateway"),
+            bridge: String = get_or("bridge", "cni0".into()),
+            ips: Vec<String> = get_with("runtimeConfig", |r| Obj::of(r)?.get("ips")),
+            ranges: Vec<Vec<Range>> = get("ranges"),
+        }
+    }
+
+    fn declared(v: Value) -> JResult<Declared> {
+        Obj::of(&v)?.req("net")
+    }
+
+    #[test]
+    fn declared_struct_reads_each_kind() {
+        let d = declared(json!({"net": {"name": "n", "mtu": 1400, "gateway": "10.0.0.1", "bridge": "br0",
+            "runtimeConfig": {"ips": ["10.0.0.9"]}, "ranges": [[{"subnet": "10.0.0.0/8"}]], "other": 1}}))
+        .ok()
+        .unwrap();
+        assert_eq!((d.name.as_str(), d.mtu, d.bridge.as_str()), ("n", 1400, "br0"));
+        assert_eq!(d.gateway.map(|g| g.to_string()).as_deref(), Some("10.0.0.1"));
+        assert_eq!((d.ips, d.ranges[0][0].subnet.to_string()), (vec!["10.0.0.9".to_string()], "10.0.0.0/8".into()));
+    }
+
+    #[test]
+    fn declared_struct_defaults_when_absent_or_null() {
+        for v in [
+            json!({"net": {"name": "n"}}),
+            json!({"net": {"name": "n", "mtu": null, "gateway": null,
+            "bridge": null, "runtimeConfig": null, "ranges": null}}),
+        ] {
+            let d = declared(v).ok().unwrap();
+            assert_eq!((d.mtu, d.gateway, d.bridge.as_str()), (0, None, "cni0"));
+            assert!(d.ips.is_empty() && d.ranges.is_empty());
+        }
+        let d = declared(json!({"net": {"name": "n", "runtimeConfig": {}}})).ok().unwrap();
+        assert!(d.ips.is_empty());
+    }
+
+    #[test]
+    fn declared_struct_errors_carry_the_path() {
+        let e = |v: Value| declared(v).err().unwrap().located();
+        assert_eq!(e(json!({"net": {"mtu": 1}})), "field net: missing field `name`");
+        assert_eq!(e(json!({"net": {"name": null}})), "field net: missing field `name`");
+        assert_eq!(e(json!({"net": {"name": 7}})), "field net.name: invalid type: integer `7`, expected a string");
+        assert_eq!(
+            e(json!({"net": {"name": "n", "mtu": "big"}})),
+            "field net.mtu: invalid type: string \"big\", expected u32"
+        );
+        assert_eq!(e(json!({"net": {"name": "n", "gateway": "x"}})), "field net.gateway: invalid IP address: x");
+        assert_eq!(
+            e(json!({"net": {"name": "n", "bridge": false}})),
+            "field net.bridge: invalid type: boolean `false`, expected a string"
+        );
+        assert_eq!(
+            e(json!({"net": {"name": "n", "runtimeConfig": {"ips": [1]}}})),
+            "field net.runtimeConfig.ips[0]: invalid type: integer `1`, expected a string"
+        );
+        assert_eq!(
+            e(json!({"net": {"name": "n", "ranges": [[{"subnet": "10.0.0.0/8"}, {}]]}})),
+            "field net.ranges[0][1]: missing field `subnet`"
+        );
+        assert_eq!(e(json!({"net": "n"})), "field net: invalid type: string \"n\", expected a map");
     }
 }

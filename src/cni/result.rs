@@ -2,12 +2,11 @@
 //! any version and printed in the version the config asked for.
 
 use super::config::Dns;
-use super::json::{object, FromJson, JResult};
+use super::json::{json_struct, FromJson};
 use super::json_writer::JsonWriter;
 use super::version;
 use crate::error::{code, Error, Result};
 use crate::net::IpNet;
-use serde_json::Value;
 use std::net::IpAddr;
 
 #[derive(Clone, Default)]
@@ -19,34 +18,40 @@ pub struct CniResult {
     pub dns: Dns,
 }
 
-#[derive(Clone, Default, PartialEq)]
-pub struct Interface {
-    pub name: String,
-    pub mac: String,
-    pub mtu: u32,
-    pub sandbox: String,
-    pub socket_path: String,
-    pub pci_id: String,
+json_struct! {
+    #[derive(Clone, Default, PartialEq)]
+    pub struct Interface {
+        pub name: String = req("name"),
+        pub mac: String = get("mac"),
+        pub mtu: u32 = get("mtu"),
+        pub sandbox: String = get("sandbox"),
+        pub socket_path: String = get("socketPath"),
+        pub pci_id: String = get("pciID"),
+    }
 }
 
-/// `ips[]`. The `version` field of 0.3.x/0.4.0 results is not kept: it is
-/// derived from the address when printed.
-#[derive(Clone, PartialEq)]
-pub struct IpConfig {
-    pub address: IpNet,
-    pub gateway: Option<IpAddr>,
-    pub interface: Option<usize>,
+json_struct! {
+    /// `ips[]`. The `version` field of 0.3.x/0.4.0 results is not kept: it is
+    /// derived from the address when printed.
+    #[derive(Clone, PartialEq)]
+    pub struct IpConfig {
+        pub address: IpNet = req("address"),
+        pub gateway: Option<IpAddr> = opt("gateway"),
+        pub interface: Option<usize> = opt("interface"),
+    }
 }
 
-#[derive(Clone, PartialEq)]
-pub struct Route {
-    pub dst: IpNet,
-    pub gw: Option<IpAddr>,
-    pub mtu: u32,
-    pub advmss: u32,
-    pub priority: u32,
-    pub table: Option<u32>,
-    pub scope: Option<u8>,
+json_struct! {
+    #[derive(Clone, PartialEq)]
+    pub struct Route {
+        pub dst: IpNet = req("dst"),
+        pub gw: Option<IpAddr> = opt("gw"),
+        pub mtu: u32 = get("mtu"),
+        pub advmss: u32 = get("advmss"),
+        pub priority: u32 = get("priority"),
+        pub table: Option<u32> = opt("table"),
+        pub scope: Option<u8> = opt("scope"),
+    }
 }
 
 impl Route {
@@ -55,82 +60,25 @@ impl Route {
     }
 }
 
-/// 0.1.0/0.2.0 shape.
-struct Ip020 {
-    ip: IpNet,
-    gateway: Option<IpAddr>,
-    routes: Vec<Route>,
-}
-
-/// Any version on input: 0.1/0.2 have ip4/ip6, later ones ips[].
-pub(crate) struct AnyResult {
-    cni_version: String,
-    interfaces: Vec<Interface>,
-    ips: Vec<IpConfig>,
-    routes: Vec<Route>,
-    dns: Dns,
-    ip4: Option<Ip020>,
-    ip6: Option<Ip020>,
-}
-
-impl FromJson for AnyResult {
-    fn from_json(v: &Value) -> JResult<AnyResult> {
-        object(v, |o| {
-            Ok(AnyResult {
-                cni_version: o.get("cniVersion")?,
-                interfaces: o.get("interfaces")?,
-                ips: o.get("ips")?,
-                routes: o.get("routes")?,
-                dns: o.get("dns")?,
-                ip4: o.opt("ip4")?,
-                ip6: o.opt("ip6")?,
-            })
-        })
+json_struct! {
+    /// 0.1.0/0.2.0 shape.
+    struct Ip020 {
+        ip: IpNet = req("ip"),
+        gateway: Option<IpAddr> = opt("gateway"),
+        routes: Vec<Route> = get("routes"),
     }
 }
 
-impl FromJson for Interface {
-    fn from_json(v: &Value) -> JResult<Interface> {
-        object(v, |o| {
-            Ok(Interface {
-                name: o.req("name")?,
-                mac: o.get("mac")?,
-                mtu: o.get("mtu")?,
-                sandbox: o.get("sandbox")?,
-                socket_path: o.get("socketPath")?,
-                pci_id: o.get("pciID")?,
-            })
-        })
-    }
-}
-
-impl FromJson for IpConfig {
-    fn from_json(v: &Value) -> JResult<IpConfig> {
-        object(v, |o| {
-            Ok(IpConfig { address: o.req("address")?, gateway: o.opt("gateway")?, interface: o.opt("interface")? })
-        })
-    }
-}
-
-impl FromJson for Route {
-    fn from_json(v: &Value) -> JResult<Route> {
-        object(v, |o| {
-            Ok(Route {
-                dst: o.req("dst")?,
-                gw: o.opt("gw")?,
-                mtu: o.get("mtu")?,
-                advmss: o.get("advmss")?,
-                priority: o.get("priority")?,
-                table: o.opt("table")?,
-                scope: o.opt("scope")?,
-            })
-        })
-    }
-}
-
-impl FromJson for Ip020 {
-    fn from_json(v: &Value) -> JResult<Ip020> {
-        object(v, |o| Ok(Ip020 { ip: o.req("ip")?, gateway: o.opt("gateway")?, routes: o.get("routes")? }))
+json_struct! {
+    /// Any version on input: 0.1/0.2 have ip4/ip6, later ones ips[].
+    pub(crate) struct AnyResult {
+        cni_version: String = get("cniVersion"),
+        interfaces: Vec<Interface> = get("interfaces"),
+        ips: Vec<IpConfig> = get("ips"),
+        routes: Vec<Route> = get("routes"),
+        dns: Dns = get("dns"),
+        ip4: Option<Ip020> = opt("ip4"),
+        ip6: Option<Ip020> = opt("ip6"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! ingress to an IFB device (`bwp<hash>`) that carries a second token bucket.
 //! All by rtnetlink; no `tc` process.
 
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result, Rollback};
@@ -11,7 +11,6 @@ use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::tc::{Tbf, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "bandwidth",
@@ -26,24 +25,13 @@ pub static PLUGIN: Plugin = Plugin {
 /// Queueing the reference allows before dropping, in microseconds (25 ms).
 const LATENCY_US: u64 = 25_000;
 
-#[derive(Default, Clone, Copy)]
-struct Entry {
-    ingress_rate: Option<u64>,
-    ingress_burst: Option<u64>,
-    egress_rate: Option<u64>,
-    egress_burst: Option<u64>,
-}
-
-impl FromJson for Entry {
-    fn from_json(v: &Value) -> JResult<Entry> {
-        object(v, |o| {
-            Ok(Entry {
-                ingress_rate: o.opt("ingressRate")?,
-                ingress_burst: o.opt("ingressBurst")?,
-                egress_rate: o.opt("egressRate")?,
-                egress_burst: o.opt("egressBurst")?,
-            })
-        })
+json_struct! {
+    #[derive(Default, Clone, Copy)]
+    struct Entry {
+        ingress_rate: Option<u64> = opt("ingressRate"),
+        ingress_burst: Option<u64> = opt("ingressBurst"),
+        egress_rate: Option<u64> = opt("egressRate"),
+        egress_burst: Option<u64> = opt("egressBurst"),
     }
 }
 
@@ -56,36 +44,20 @@ impl Entry {
     }
 }
 
-struct Conf {
-    ingress_rate: Option<u64>,
-    ingress_burst: Option<u64>,
-    egress_rate: Option<u64>,
-    egress_burst: Option<u64>,
-    runtime: Runtime,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                ingress_rate: o.opt("ingressRate")?,
-                ingress_burst: o.opt("ingressBurst")?,
-                egress_rate: o.opt("egressRate")?,
-                egress_burst: o.opt("egressBurst")?,
-                runtime: o.get("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        ingress_rate: Option<u64> = opt("ingressRate"),
+        ingress_burst: Option<u64> = opt("ingressBurst"),
+        egress_rate: Option<u64> = opt("egressRate"),
+        egress_burst: Option<u64> = opt("egressBurst"),
+        runtime: Runtime = get("runtimeConfig"),
     }
 }
 
-#[derive(Default)]
-struct Runtime {
-    bandwidth: Option<Entry>,
-}
-
-impl FromJson for Runtime {
-    fn from_json(v: &Value) -> JResult<Runtime> {
-        object(v, |o| Ok(Runtime { bandwidth: o.opt("bandwidth")? }))
+json_struct! {
+    #[derive(Default)]
+    struct Runtime {
+        bandwidth: Option<Entry> = opt("bandwidth"),
     }
 }
 

@@ -12,7 +12,7 @@ use super::iface;
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Dns, IpamRef};
 use crate::cni::delegate::delegate;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::{CniResult, Interface, Route};
 use crate::cni::{Command, Plugin, Request};
 use crate::error::{Error, Result, Rollback};
@@ -22,90 +22,50 @@ use crate::rtnl::link::{Link, VethSpec};
 use crate::rtnl::{IfIndex, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
-use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin { name: "bridge", min_version: "0.1.0", add, del, check, gc, status };
 
-#[derive(Default)]
-struct Conf {
-    bridge: String,
-    is_gateway: bool,
-    is_default_gateway: bool,
-    force_address: bool,
-    ip_masq: bool,
-    ip_masq_backend: Option<String>,
-    mtu: u32,
-    hairpin_mode: bool,
-    promisc_mode: bool,
-    vlan: i32,
-    vlan_trunk: Vec<Trunk>,
-    preserve_default_vlan: bool,
-    enable_dad: bool,
-    macspoofchk: bool,
-    disable_container_interface: bool,
-    port_isolation: bool,
-    ipam: IpamRef,
-    dns: Dns,
-    args: crate::cni::config::Args,
-    runtime_config: RuntimeConfig,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                bridge: o.opt("bridge")?.unwrap_or_else(default_bridge),
-                is_gateway: o.get("isGateway")?,
-                is_default_gateway: o.get("isDefaultGateway")?,
-                force_address: o.get("forceAddress")?,
-                ip_masq: o.get("ipMasq")?,
-                ip_masq_backend: o.opt("ipMasqBackend")?,
-                mtu: o.get("mtu")?,
-                hairpin_mode: o.get("hairpinMode")?,
-                promisc_mode: o.get("promiscMode")?,
-                vlan: o.get("vlan")?,
-                vlan_trunk: o.get("vlanTrunk")?,
-                preserve_default_vlan: o.get("preserveDefaultVlan")?,
-                enable_dad: o.get("enabledad")?,
-                macspoofchk: o.get("macspoofchk")?,
-                disable_container_interface: o.get("disableContainerInterface")?,
-                port_isolation: o.get("portIsolation")?,
-                ipam: o.get("ipam")?,
-                dns: o.get("dns")?,
-                args: o.get("args")?,
-                runtime_config: o.get("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    #[derive(Default)]
+    struct Conf {
+        bridge: String = get_or("bridge", "cni0".into()),
+        is_gateway: bool = get("isGateway"),
+        is_default_gateway: bool = get("isDefaultGateway"),
+        force_address: bool = get("forceAddress"),
+        ip_masq: bool = get("ipMasq"),
+        ip_masq_backend: Option<String> = opt("ipMasqBackend"),
+        mtu: u32 = get("mtu"),
+        hairpin_mode: bool = get("hairpinMode"),
+        promisc_mode: bool = get("promiscMode"),
+        vlan: i32 = get("vlan"),
+        vlan_trunk: Vec<Trunk> = get("vlanTrunk"),
+        preserve_default_vlan: bool = get("preserveDefaultVlan"),
+        enable_dad: bool = get("enabledad"),
+        macspoofchk: bool = get("macspoofchk"),
+        disable_container_interface: bool = get("disableContainerInterface"),
+        port_isolation: bool = get("portIsolation"),
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
+        args: crate::cni::config::Args = get("args"),
+        runtime_config: RuntimeConfig = get("runtimeConfig"),
     }
 }
 
-#[derive(Default)]
-struct RuntimeConfig {
-    mac: Option<String>,
-}
-
-impl FromJson for RuntimeConfig {
-    fn from_json(v: &Value) -> JResult<RuntimeConfig> {
-        object(v, |o| Ok(RuntimeConfig { mac: o.opt("mac")? }))
+json_struct! {
+    #[derive(Default)]
+    struct RuntimeConfig {
+        mac: Option<String> = opt("mac"),
     }
 }
 
-#[derive(Default)]
-struct Trunk {
-    min_id: Option<i32>,
-    max_id: Option<i32>,
-    id: Option<i32>,
-}
-
-impl FromJson for Trunk {
-    fn from_json(v: &Value) -> JResult<Trunk> {
-        object(v, |o| Ok(Trunk { min_id: o.opt("minID")?, max_id: o.opt("maxID")?, id: o.opt("id")? }))
+json_struct! {
+    #[derive(Default)]
+    struct Trunk {
+        min_id: Option<i32> = opt("minID"),
+        max_id: Option<i32> = opt("maxID"),
+        id: Option<i32> = opt("id"),
     }
-}
-
-fn default_bridge() -> String {
-    "cni0".into()
 }
 
 /// The configuration after validation, with derived values.

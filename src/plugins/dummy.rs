@@ -2,23 +2,18 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "dummy", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
-struct Conf {
-    ipam: IpamRef,
-    dns: Dns,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| Ok(Conf { ipam: o.get("ipam")?, dns: o.get("dns")? }))
+json_struct! {
+    struct Conf {
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
     }
 }
 

@@ -4,7 +4,7 @@
 //! config, so it works even after subnet.env changed or vanished.
 
 use crate::cni::delegate::delegate;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Command, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
@@ -25,27 +25,14 @@ pub static PLUGIN: Plugin = Plugin {
 const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";
 const DEFAULT_DATA_DIR: &str = "/var/lib/cni/flannel";
 
-struct Conf {
-    cni_version: String,
-    subnet_file: Option<String>,
-    data_dir: Option<String>,
-    delegate: Option<Map<String, Value>>,
-    ipam: Option<Map<String, Value>>,
-    runtime_config: Option<Value>,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                cni_version: o.get("cniVersion")?,
-                subnet_file: o.opt("subnetFile")?,
-                data_dir: o.opt("dataDir")?,
-                delegate: o.opt("delegate")?,
-                ipam: o.opt("ipam")?,
-                runtime_config: o.opt("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        cni_version: String = get("cniVersion"),
+        subnet_file: Option<String> = opt("subnetFile"),
+        data_dir: Option<String> = opt("dataDir"),
+        delegate: Option<Map<String, Value>> = opt("delegate"),
+        ipam: Option<Map<String, Value>> = opt("ipam"),
+        runtime_config: Option<Value> = opt("runtimeConfig"),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::iface;
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result, Rollback};
@@ -14,7 +14,6 @@ use crate::net::Mac;
 use crate::rtnl::link::Link;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "host-device",
@@ -29,40 +28,22 @@ pub static PLUGIN: Plugin = Plugin {
 /// Drivers that mean "userspace owns this NIC" (DPDK): nothing to move.
 const DPDK_DRIVERS: &[&str] = &["vfio-pci", "uio_pci_generic", "igb_uio"];
 
-struct Conf {
-    device: String,
-    hwaddr: String,
-    kernel_path: String,
-    pci_bus_id: String,
-    runtime_config: RuntimeConfig,
-    ipam: IpamRef,
-    dns: Dns,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                device: o.get("device")?,
-                hwaddr: o.get("hwaddr")?,
-                kernel_path: o.get("kernelpath")?,
-                pci_bus_id: o.get("pciBusID")?,
-                runtime_config: o.get("runtimeConfig")?,
-                ipam: o.get("ipam")?,
-                dns: o.get("dns")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        device: String = get("device"),
+        hwaddr: String = get("hwaddr"),
+        kernel_path: String = get("kernelpath"),
+        pci_bus_id: String = get("pciBusID"),
+        runtime_config: RuntimeConfig = get("runtimeConfig"),
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
     }
 }
 
-#[derive(Default)]
-struct RuntimeConfig {
-    device_id: String,
-}
-
-impl FromJson for RuntimeConfig {
-    fn from_json(v: &Value) -> JResult<RuntimeConfig> {
-        object(v, |o| Ok(RuntimeConfig { device_id: o.get("deviceID")? }))
+json_struct! {
+    #[derive(Default)]
+    struct RuntimeConfig {
+        device_id: String = get("deviceID"),
     }
 }
 

@@ -7,7 +7,7 @@
 use crate::cni::args::CniArgs;
 use crate::cni::config::Args;
 use crate::cni::delegate::delegate;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::CniResult;
 use crate::cni::{Command, Request};
 use crate::error::{Error, Result};
@@ -17,7 +17,6 @@ use crate::rtnl::link::Link;
 use crate::rtnl::{route, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
-use serde_json::Value;
 
 /// How the container interface is configured.
 pub struct Configure<'a> {
@@ -219,14 +218,10 @@ pub fn delete_in_netns(netns_path: &str, ifname: &str) -> Result<()> {
 
 /// `cni.dev/valid-attachments` (or its alias `cni.dev/attachments`) as (container id, ifname) pairs.
 pub fn valid_attachments(req: &Request) -> Result<Vec<(String, String)>> {
-    struct Att {
-        id: String,
-        ifname: String,
-    }
-
-    impl FromJson for Att {
-        fn from_json(v: &Value) -> JResult<Att> {
-            object(v, |o| Ok(Att { id: o.req("containerID")?, ifname: o.get("ifname")? }))
+    json_struct! {
+        struct Att {
+            id: String = req("containerID"),
+            ifname: String = get("ifname"),
         }
     }
     let (valid, alias) =
@@ -259,15 +254,11 @@ pub fn check_addrs_routes(ctr: &mut Rtnl, netns_path: &str, ifname: &str, link: 
     Ok(())
 }
 
-/// `runtimeConfig.mac` (capability `mac`) of macvlan, tap and tuning.
-#[derive(Default)]
-pub struct RuntimeMac {
-    pub mac: Option<String>,
-}
-
-impl FromJson for RuntimeMac {
-    fn from_json(v: &Value) -> JResult<RuntimeMac> {
-        object(v, |o| Ok(RuntimeMac { mac: o.opt("mac")? }))
+json_struct! {
+    /// `runtimeConfig.mac` (capability `mac`) of macvlan, tap and tuning.
+    #[derive(Default)]
+    pub struct RuntimeMac {
+        pub mac: Option<String> = opt("mac"),
     }
 }
 

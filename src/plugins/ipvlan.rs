@@ -4,40 +4,26 @@
 
 use super::vlink::{self, Spec};
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
 
 const IFLA_IPVLAN_MODE: u16 = 1;
 
-struct Conf {
-    master: String,
-    mode: String,
-    mtu: u32,
-    link_in_container: bool,
-    ipam: IpamRef,
-    dns: Dns,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                master: o.get("master")?,
-                mode: o.get("mode")?,
-                mtu: o.get("mtu")?,
-                link_in_container: o.get("linkInContainer")?,
-                ipam: o.get("ipam")?,
-                dns: o.get("dns")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        master: String = get("master"),
+        mode: String = get("mode"),
+        mtu: u32 = get("mtu"),
+        link_in_container: bool = get("linkInContainer"),
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
     }
 }
 

@@ -4,13 +4,12 @@
 use super::iface::{pick_mac, RuntimeMac};
 use super::vlink::{self, Spec};
 use crate::cni::config::{Args, Dns, IpamRef};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
@@ -18,35 +17,18 @@ pub static PLUGIN: Plugin =
 const IFLA_MACVLAN_MODE: u16 = 1;
 const IFLA_MACVLAN_BC_QUEUE_LEN: u16 = 7;
 
-struct Conf {
-    master: String,
-    mode: String,
-    mtu: u32,
-    mac: String,
-    link_in_container: bool,
-    bc_queue_len: Option<u32>,
-    ipam: IpamRef,
-    dns: Dns,
-    args: Args,
-    runtime_config: RuntimeMac,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                master: o.get("master")?,
-                mode: o.get("mode")?,
-                mtu: o.get("mtu")?,
-                mac: o.get("mac")?,
-                link_in_container: o.get("linkInContainer")?,
-                bc_queue_len: o.opt("bcqueuelen")?,
-                ipam: o.get("ipam")?,
-                dns: o.get("dns")?,
-                args: o.get("args")?,
-                runtime_config: o.get("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        master: String = get("master"),
+        mode: String = get("mode"),
+        mtu: u32 = get("mtu"),
+        mac: String = get("mac"),
+        link_in_container: bool = get("linkInContainer"),
+        bc_queue_len: Option<u32> = opt("bcqueuelen"),
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
+        args: Args = get("args"),
+        runtime_config: RuntimeMac = get("runtimeConfig"),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::iface;
 use crate::cni::config::{Dns, IpamRef};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Command, Plugin, Request};
 use crate::error::{Error, Result, Rollback};
@@ -14,29 +14,16 @@ use crate::rtnl::link::{Link, VethSpec};
 use crate::rtnl::{route, IfIndex, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin { name: "ptp", min_version: "0.1.0", add, del, check, gc, status };
 
-struct Conf {
-    ip_masq: bool,
-    ip_masq_backend: Option<String>,
-    mtu: u32,
-    ipam: IpamRef,
-    dns: Dns,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                ip_masq: o.get("ipMasq")?,
-                ip_masq_backend: o.opt("ipMasqBackend")?,
-                mtu: o.get("mtu")?,
-                ipam: o.get("ipam")?,
-                dns: o.get("dns")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        ip_masq: bool = get("ipMasq"),
+        ip_masq_backend: Option<String> = opt("ipMasqBackend"),
+        mtu: u32 = get("mtu"),
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
     }
 }
 

@@ -4,7 +4,7 @@
 //! interface they came in on even when another interface has the default route.
 
 use super::iface;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
@@ -13,7 +13,6 @@ use crate::rtnl::rule::Rule;
 use crate::rtnl::Rtnl;
 use crate::sys::file::FileLock;
 use crate::sys::netns::Netns;
-use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin {
@@ -29,23 +28,13 @@ pub static PLUGIN: Plugin = Plugin {
 /// The first table number sbr takes, as the reference.
 const FIRST_TABLE: u32 = 100;
 
-struct Conf {
-    /// Only add `from <ip> lookup <table>` rules to this existing table.
-    table: Option<u32>,
-    /// Gateways to use where prevResult gives none (one per family).
-    gateways: Vec<IpAddr>,
-    add_source_hints: bool,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                table: o.opt("table")?,
-                gateways: o.get("gateways")?,
-                add_source_hints: o.get("addSourceHints")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        /// Only add `from <ip> lookup <table>` rules to this existing table.
+        table: Option<u32> = opt("table"),
+        /// Gateways to use where prevResult gives none (one per family).
+        gateways: Vec<IpAddr> = get("gateways"),
+        add_source_hints: bool = get("addSourceHints"),
     }
 }
 

@@ -5,12 +5,11 @@
 
 use crate::cni::args::CniArgs;
 use crate::cni::config::{Args, Dns};
-use crate::cni::json::{object, FromJson, JResult, Obj};
+use crate::cni::json::{json_struct, Obj};
 use crate::cni::result::{IpConfig, Route};
 use crate::cni::{version, CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
-use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin {
@@ -23,45 +22,27 @@ pub static PLUGIN: Plugin = Plugin {
     status: crate::cni::skel::noop,
 };
 
-struct NetConf {
-    ipam: Option<IpamConf>,
-    /// `runtimeConfig.ips`.
-    runtime_ips: Vec<String>,
-    args: Option<Args>,
-}
-
-impl FromJson for NetConf {
-    fn from_json(v: &Value) -> JResult<NetConf> {
-        object(v, |o| {
-            Ok(NetConf {
-                ipam: o.opt("ipam")?,
-                runtime_ips: o.with("runtimeConfig", |r| Obj::of(r)?.get("ips"))?.unwrap_or_default(),
-                args: o.opt("args")?,
-            })
-        })
+json_struct! {
+    struct NetConf {
+        ipam: Option<IpamConf> = opt("ipam"),
+        /// `runtimeConfig.ips`.
+        runtime_ips: Vec<String> = get_with("runtimeConfig", |r| Obj::of(r)?.get("ips")),
+        args: Option<Args> = opt("args"),
     }
 }
 
-struct IpamConf {
-    addresses: Vec<Address>,
-    routes: Vec<Route>,
-    dns: Dns,
-}
-
-impl FromJson for IpamConf {
-    fn from_json(v: &Value) -> JResult<IpamConf> {
-        object(v, |o| Ok(IpamConf { addresses: o.get("addresses")?, routes: o.get("routes")?, dns: o.get("dns")? }))
+json_struct! {
+    struct IpamConf {
+        addresses: Vec<Address> = get("addresses"),
+        routes: Vec<Route> = get("routes"),
+        dns: Dns = get("dns"),
     }
 }
 
-struct Address {
-    address: String,
-    gateway: Option<IpAddr>,
-}
-
-impl FromJson for Address {
-    fn from_json(v: &Value) -> JResult<Address> {
-        object(v, |o| Ok(Address { address: o.get("address")?, gateway: o.opt("gateway")? }))
+json_struct! {
+    struct Address {
+        address: String = get("address"),
+        gateway: Option<IpAddr> = opt("gateway"),
     }
 }
 

@@ -5,49 +5,30 @@
 use super::iface;
 use super::iface::{pick_mac, RuntimeMac};
 use crate::cni::config::{Args, Dns, IpamRef};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::Interface;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Error, Result, Rollback};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
 use crate::sys::tun;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "tap", min_version: "0.1.0", add, del, check, gc: super::vlink::gc, status: super::vlink::status };
 
-struct Conf {
-    mac: String,
-    mtu: u32,
-    multi_queue: bool,
-    owner: Option<u32>,
-    group: Option<u32>,
-    selinux_context: String,
-    bridge: String,
-    ipam: IpamRef,
-    dns: Dns,
-    args: Args,
-    runtime_config: RuntimeMac,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                mac: o.get("mac")?,
-                mtu: o.get("mtu")?,
-                multi_queue: o.get("multiQueue")?,
-                owner: o.opt("owner")?,
-                group: o.opt("group")?,
-                selinux_context: o.get("selinuxContext")?,
-                bridge: o.get("bridge")?,
-                ipam: o.get("ipam")?,
-                dns: o.get("dns")?,
-                args: o.get("args")?,
-                runtime_config: o.get("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        mac: String = get("mac"),
+        mtu: u32 = get("mtu"),
+        multi_queue: bool = get("multiQueue"),
+        owner: Option<u32> = opt("owner"),
+        group: Option<u32> = opt("group"),
+        selinux_context: String = get("selinuxContext"),
+        bridge: String = get("bridge"),
+        ipam: IpamRef = get("ipam"),
+        dns: Dns = get("dns"),
+        args: Args = get("args"),
+        runtime_config: RuntimeMac = get("runtimeConfig"),
     }
 }
 

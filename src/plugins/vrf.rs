@@ -4,7 +4,7 @@
 //! holds nothing else.
 
 use super::iface;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::net::IpNet;
@@ -12,7 +12,6 @@ use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::route::{Route, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN};
 use crate::rtnl::Rtnl;
 use crate::sys::netns::Netns;
-use serde_json::Value;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "vrf",
@@ -26,14 +25,10 @@ pub static PLUGIN: Plugin = Plugin {
 
 pub const IFLA_VRF_TABLE: u16 = 1;
 
-struct Conf {
-    vrfname: String,
-    table: Option<u32>,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| Ok(Conf { vrfname: o.get("vrfname")?, table: o.opt("table")? }))
+json_struct! {
+    struct Conf {
+        vrfname: String = get("vrfname"),
+        table: Option<u32> = opt("table"),
     }
 }
 

@@ -4,7 +4,7 @@
 //! holding the config list (base64, as Go encodes `[]byte`), the runtime
 //! parameters and the final ADD result.
 
-use crate::cni::json::{object, Bad, FromJson, JResult};
+use crate::cni::json::{json_struct, Bad, FromJson, JResult};
 use crate::cni::json_writer::JsonWriter;
 use crate::error::{Error, Result};
 use crate::sys::file;
@@ -14,18 +14,20 @@ use std::path::PathBuf;
 pub const KIND: &str = "cniCacheV1";
 pub const DEFAULT_DIR: &str = "/var/lib/cni";
 
-/// Field order and names as libcni's `cachedInfo` marshals them.
-#[derive(Default)]
-pub struct Entry {
-    pub kind: String,
-    pub container_id: String,
-    pub config: Vec<u8>,
-    pub ifname: String,
-    pub network: String,
-    pub netns: String,
-    pub cni_args: Vec<(String, String)>,
-    pub cap_args: Map<String, Value>,
-    pub result: Option<Value>,
+json_struct! {
+    /// Field order and names as libcni's `cachedInfo` marshals them.
+    #[derive(Default)]
+    pub struct Entry {
+        pub kind: String = get("kind"),
+        pub container_id: String = get("containerId"),
+        pub config: Vec<u8> = get_with("config", base64_bytes),
+        pub ifname: String = get("ifName"),
+        pub network: String = get("networkName"),
+        pub netns: String = get("netns"),
+        pub cni_args: Vec<(String, String)> = get("cniArgs"),
+        pub cap_args: Map<String, Value> = get("capabilityArgs"),
+        pub result: Option<Value> = opt("result"),
+    }
 }
 
 impl Entry {
@@ -56,26 +58,9 @@ impl Entry {
     }
 }
 
-impl FromJson for Entry {
-    fn from_json(v: &Value) -> JResult<Entry> {
-        object(v, |o| {
-            Ok(Entry {
-                kind: o.get("kind")?,
-                container_id: o.get("containerId")?,
-                config: o
-                    .with("config", |v| {
-                        base64::decode(&String::from_json(v)?).ok_or_else(|| Bad::new("config is not valid base64"))
-                    })?
-                    .unwrap_or_default(),
-                ifname: o.get("ifName")?,
-                network: o.get("networkName")?,
-                netns: o.get("netns")?,
-                cni_args: o.get("cniArgs")?,
-                cap_args: o.get("capabilityArgs")?,
-                result: o.opt("result")?,
-            })
-        })
-    }
+/// Go's `[]byte`, base64 in a JSON string.
+fn base64_bytes(v: &Value) -> JResult<Vec<u8>> {
+    base64::decode(&String::from_json(v)?).ok_or_else(|| Bad::new("config is not valid base64"))
 }
 
 pub struct Cache {

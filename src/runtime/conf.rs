@@ -3,7 +3,7 @@
 //! the first whose `name` matches wins. Every error names the file at fault.
 
 use crate::cni::config;
-use crate::cni::json::{object, Bad, FromJson, JResult};
+use crate::cni::json::{json_struct, Bad, JResult};
 use crate::cni::version;
 use crate::error::{code, Error, Result};
 use serde_json::{Map, Value};
@@ -29,40 +29,23 @@ pub struct PluginConf {
     pub raw: Map<String, Value>,
 }
 
-/// The typed view, parsed first so that errors name the field
-/// (`field plugins[1]: missing field \`type\``).
-struct ListWire {
-    name: String,
-    cni_version: String,
-    cni_versions: Vec<String>,
-    disable_check: bool,
-    disable_gc: bool,
-    plugins: Vec<PluginWire>,
-}
-
-impl FromJson for ListWire {
-    fn from_json(v: &Value) -> JResult<ListWire> {
-        object(v, |o| {
-            Ok(ListWire {
-                name: o.req("name")?,
-                cni_version: o.get("cniVersion")?,
-                cni_versions: o.get("cniVersions")?,
-                disable_check: o.with("disableCheck", flag)?.unwrap_or(false),
-                disable_gc: o.with("disableGC", flag)?.unwrap_or(false),
-                plugins: o.req("plugins")?,
-            })
-        })
+json_struct! {
+    /// The typed view, parsed first so that errors name the field
+    /// (`field plugins[1]: missing field \`type\``).
+    struct ListWire {
+        name: String = req("name"),
+        cni_version: String = get("cniVersion"),
+        cni_versions: Vec<String> = get("cniVersions"),
+        disable_check: bool = get_with("disableCheck", flag),
+        disable_gc: bool = get_with("disableGC", flag),
+        plugins: Vec<PluginWire> = req("plugins"),
     }
 }
 
-struct PluginWire {
-    ty: String,
-    capabilities: BTreeMap<String, bool>,
-}
-
-impl FromJson for PluginWire {
-    fn from_json(v: &Value) -> JResult<PluginWire> {
-        object(v, |o| Ok(PluginWire { ty: o.req("type")?, capabilities: o.get("capabilities")? }))
+json_struct! {
+    struct PluginWire {
+        ty: String = req("type"),
+        capabilities: BTreeMap<String, bool> = get("capabilities"),
     }
 }
 
