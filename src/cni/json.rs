@@ -6,7 +6,8 @@
 //! measured figure). Here the JSON is parsed
 //! once into a `Value` (one instance of serde_json's parser) and each type
 //! reads its fields with a few non-generic calls: a field costs a call, not
-//! a visitor.
+//! a visitor. A struct declares its fields once, with their keys and how
+//! each is read, in `json_struct!`, which writes those calls.
 //!
 //! Like Go's `encoding/json`, which the reference plugins use, unknown
 //! fields are ignored and `null` reads as "not given". A value of the wrong
@@ -135,19 +136,22 @@ impl<'a> Obj<'a> {
 ///         backend: Option<String> = opt("ipMasqBackend"),  // absent or null: None
 ///         subnet: IpNet = req("subnet"),                   // absent or null: "missing field `subnet`"
 ///         ips: Vec<String> = get_with("runtimeConfig", runtime_ips), // read by a function
+///         own: Settings = flatten(),                       // another struct read from this same object
 ///     }
 /// }
 /// ```
 ///
 /// Each kind is the `Obj` call of the same name (`get_with` is `with` with
-/// the default), so the generated code is what one would write by hand, and
+/// the default; `flatten` is the field type's own `from_json` of this
+/// object), so the generated code is what one would write by hand, and
 /// errors carry the field's path as always.
 macro_rules! json_struct {
-    (@read $o:ident, get($k:expr)) => { $o.get($k)? };
-    (@read $o:ident, opt($k:expr)) => { $o.opt($k)? };
-    (@read $o:ident, req($k:expr)) => { $o.req($k)? };
-    (@read $o:ident, get_or($k:expr, $default:expr)) => { $o.opt($k)?.unwrap_or_else(|| $default) };
-    (@read $o:ident, get_with($k:expr, $read:expr)) => { $o.with($k, $read)?.unwrap_or_default() };
+    (@read $v:ident $o:ident, get($k:expr)) => { $o.get($k)? };
+    (@read $v:ident $o:ident, opt($k:expr)) => { $o.opt($k)? };
+    (@read $v:ident $o:ident, req($k:expr)) => { $o.req($k)? };
+    (@read $v:ident $o:ident, get_or($k:expr, $default:expr)) => { $o.opt($k)?.unwrap_or_else(|| $default) };
+    (@read $v:ident $o:ident, get_with($k:expr, $read:expr)) => { $o.with($k, $read)?.unwrap_or_default() };
+    (@read $v:ident $o:ident, flatten()) => { $crate::cni::json::FromJson::from_json($v)? };
     (
         $(#[$attr:meta])*
         $vis:vis struct $name:ident {
@@ -162,7 +166,7 @@ macro_rules! json_struct {
         impl $crate::cni::json::FromJson for $name {
             fn from_json(v: &serde_json::Value) -> $crate::cni::json::JResult<$name> {
                 $crate::cni::json::object(v, |o| {
-                    Ok($name { $( $field: $crate::cni::json::json_struct!(@read o, $how($($arg)*)), )* })
+                    Ok($name { $( $field: $crate::cni::json::json_struct!(@read v o, $how($($arg)*)), )* })
                 })
             }
         }
@@ -357,6 +361,13 @@ mod tests {
             bridge: String = get_or("bridge", "cni0".into()),
             ips: Vec<String> = get_with("runtimeConfig", |r| Obj::of(r)?.get("ips")),
             ranges: Vec<Vec<Range>> = get("ranges"),
+            gw: Gw = flatten(),
+        }
+    }
+
+    json_struct! {
+        struct Gw {
+            gateway: Option<IpAddr> = opt("gateway"),
         }
     }
 
@@ -372,6 +383,7 @@ mod tests {
         .unwrap();
         assert_eq!((d.name.as_str(), d.mtu, d.bridge.as_str()), ("n", 1400, "br0"));
         assert_eq!(d.gateway.map(|g| g.to_string()).as_deref(), Some("10.0.0.1"));
+        assert_eq!(d.gw.gateway, d.gateway);
         assert_eq!((d.ips, d.ranges[0][0].subnet.to_string()), (vec!["10.0.0.9".to_string()], "10.0.0.0/8".into()));
     }
 
@@ -383,7 +395,7 @@ mod tests {
             "bridge": null, "runtimeConfig": null, "ranges": null}}),
         ] {
             let d = declared(v).ok().unwrap();
-            assert_eq!((d.mtu, d.gateway, d.bridge.as_str()), (0, None, "cni0"));
+            assert_eq!((d.mtu, d.gateway, d.gw.gateway, d.bridge.as_str()), (0, None, None, "cni0"));
             assert!(d.ips.is_empty() && d.ranges.is_empty());
         }
         let d = declared(json!({"net": {"name": "n", "runtimeConfig": {}}})).ok().unwrap();
