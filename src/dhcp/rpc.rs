@@ -2,7 +2,7 @@
 //! one JSON request line, one JSON reply line, on a fresh unix-socket
 //! connection. Both sides use these types, so they cannot drift apart.
 
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::{json_struct, object, FromJson, JResult};
 use crate::cni::json_writer::JsonWriter;
 use crate::cni::result::AnyResult;
 use crate::cni::{version, CniResult};
@@ -18,22 +18,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request or reply line read.
 pub const MAX_LINE: usize = 64 * 1024;
 
-#[derive(Default)]
-pub struct Request {
-    /// `add`, `check`, `del`, `gc` or `status`.
-    pub op: String,
-    /// The lease's name and DHCP client identifier: `<containerID>/<network>/<ifname>`.
-    pub id: String,
-    pub network: String,
-    /// Absolute path of the container's network namespace (add).
-    pub netns: String,
-    pub ifname: String,
-    /// Option codes for the parameter request list (add).
-    pub request: Vec<u8>,
-    /// Options sent to the server as given: `[code, "value"]` (add).
-    pub provide: Vec<(u8, String)>,
-    /// The ids of `network` that stay (gc).
-    pub keep: Vec<String>,
+json_struct! {
+    #[derive(Default)]
+    pub struct Request {
+        /// `add`, `check`, `del`, `gc` or `status`.
+        pub op: String = req("op"),
+        /// The lease's name and DHCP client identifier: `<containerID>/<network>/<ifname>`.
+        pub id: String = get("id"),
+        pub network: String = get("network"),
+        /// Absolute path of the container's network namespace (add).
+        pub netns: String = get("netns"),
+        pub ifname: String = get("ifname"),
+        /// Option codes for the parameter request list (add).
+        pub request: Vec<u8> = get("request"),
+        /// Options sent to the server as given: `[code, "value"]` (add).
+        pub provide: Vec<(u8, String)> = get("provide"),
+        /// The ids of `network` that stay (gc).
+        pub keep: Vec<String> = get("keep"),
+    }
 }
 
 impl Request {
@@ -65,23 +67,6 @@ impl Request {
         let mut line = w.finish().into_bytes();
         line.push(b'\n');
         line
-    }
-}
-
-impl FromJson for Request {
-    fn from_json(v: &Value) -> JResult<Request> {
-        object(v, |o| {
-            Ok(Request {
-                op: o.req("op")?,
-                id: o.get("id")?,
-                network: o.get("network")?,
-                netns: o.get("netns")?,
-                ifname: o.get("ifname")?,
-                request: o.get("request")?,
-                provide: o.get("provide")?,
-                keep: o.get("keep")?,
-            })
-        })
     }
 }
 

@@ -6,11 +6,10 @@
 //! that are gone, STATUS whether the daemon answers.
 
 use super::iface::valid_attachments;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::dhcp::rpc::{self, Request as Rpc};
 use crate::error::{code, Error, Result};
-use serde_json::Value;
 use std::time::Duration;
 
 pub static PLUGIN: Plugin = Plugin { name: "dhcp", min_version: "0.1.0", add, del, check, gc, status };
@@ -37,59 +36,36 @@ const NAMES: &[(&str, u8)] = &[
     ("classless-static-routes", 121),
 ];
 
-#[derive(Default)]
-struct NetConf {
-    ipam: Ipam,
-}
-
-impl FromJson for NetConf {
-    fn from_json(v: &Value) -> JResult<NetConf> {
-        object(v, |o| Ok(NetConf { ipam: o.get("ipam")? }))
+json_struct! {
+    #[derive(Default)]
+    struct NetConf {
+        ipam: Ipam = get("ipam"),
     }
 }
 
-#[derive(Default)]
-struct Ipam {
-    daemon_socket_path: String,
-    request: Vec<RequestOpt>,
-    provide: Vec<ProvideOpt>,
-    /// Metric of the routes in the result.
-    priority: u32,
-}
-
-impl FromJson for Ipam {
-    fn from_json(v: &Value) -> JResult<Ipam> {
-        object(v, |o| {
-            Ok(Ipam {
-                daemon_socket_path: o.get("daemonSocketPath")?,
-                request: o.get("request")?,
-                provide: o.get("provide")?,
-                priority: o.get("priority")?,
-            })
-        })
+json_struct! {
+    #[derive(Default)]
+    struct Ipam {
+        daemon_socket_path: String = get("daemonSocketPath"),
+        request: Vec<RequestOpt> = get("request"),
+        provide: Vec<ProvideOpt> = get("provide"),
+        /// Metric of the routes in the result.
+        priority: u32 = get("priority"),
     }
 }
 
-struct RequestOpt {
-    skip_default: bool,
-    option: String,
-}
-
-impl FromJson for RequestOpt {
-    fn from_json(v: &Value) -> JResult<RequestOpt> {
-        object(v, |o| Ok(RequestOpt { skip_default: o.get("skipDefault")?, option: o.get("option")? }))
+json_struct! {
+    struct RequestOpt {
+        skip_default: bool = get("skipDefault"),
+        option: String = get("option"),
     }
 }
 
-struct ProvideOpt {
-    option: String,
-    value: String,
-    from_arg: String,
-}
-
-impl FromJson for ProvideOpt {
-    fn from_json(v: &Value) -> JResult<ProvideOpt> {
-        object(v, |o| Ok(ProvideOpt { option: o.req("option")?, value: o.get("value")?, from_arg: o.get("fromArg")? }))
+json_struct! {
+    struct ProvideOpt {
+        option: String = req("option"),
+        value: String = get("value"),
+        from_arg: String = get("fromArg"),
     }
 }
 
