@@ -69,8 +69,8 @@ pub const HOOK_POSTROUTING: u32 = 4;
 /// reference (knftables' CommentLengthMax), so no rule of either carries more.
 pub const COMMENT_MAX: usize = 128;
 
-/// How often a change is recomputed when the ruleset moved under it.
-const GENID_RETRIES: u32 = 32;
+/// How long a change is recomputed when the ruleset keeps moving under it.
+const GENID_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 const ERESTART: i32 = 85;
 
 /// A table: its family and name.
@@ -311,91 +311,32 @@ impl Rule {
     }
 }
 
-/// A NETLINK_NETFILTER socket in the current namespace: the keeper's, while
-/// this holds the namespace's turn (see `keeper`), or one of our own.
+/// A NETLINK_NETFILTER socket of this call's own, in the current namespace,
+/// handed to the keeper when dropped (see `keeper`).
 pub struct Nft {
     /// An Option only so that Drop can hand the descriptor on.
     sock: Option<Socket>,
-    /// Set when the socket is the keeper's.
-    loan: Option<keeper::Loan>,
-    /// Dropped last, after the socket.
-    _turn: Option<Turn>,
-}
-
-/// This process's turn at the namespace's netfilter socket: the keeper's
-/// lock, taken once per process. A second Nft while one is open (none of
-/// the callers does that) gets neither turn nor loan: taking the lock again
-/// would wait for ourselves, and two users of one socket in one process
-/// would read each other's replies.
-struct Turn {
-    _lock: Option<crate::sys::file::FileLock>,
-}
-
-static TURN_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-impl Turn {
-    fn take() -> Option<Turn> {
-        (!TURN_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| Turn { _lock: keeper::lock() })
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        TURN_TAKEN.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 impl Drop for Nft {
     fn drop(&mut self) {
-        let Some(s) = self.sock.take() else { return };
-        match self.loan.take() {
-            // Our copy closes while we still hold the turn.
-            Some(loan) => {
-                drop(s);
-                drop(loan);
-            }
-            None => keeper::keep(s.into_fd()),
+        if let Some(s) = self.sock.take() {
+            keeper::keep(s.into_fd());
         }
     }
 }
 
 impl Nft {
-    /// The keeper's socket when there is one to borrow, else one of our own.
-    /// Either way this holds the namespace's turn, if it can be had, until
-    /// dropped: nftables writers take turns (see `transact`).
     pub fn open() -> Result<Nft> {
-        let turn = Turn::take();
-        let lent = match &turn {
-            Some(Turn { _lock: Some(_) }) => keeper::borrow(),
-            _ => None,
-        };
-        let (sock, loan) = match lent {
-            Some((s, l)) => (s, Some(l)),
-            None => (Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?, None),
-        };
-        Ok(Nft { sock: Some(sock), loan, _turn: turn })
+        Ok(Nft { sock: Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?) })
     }
 
     fn sock(&mut self) -> &mut Socket {
         self.sock.as_mut().expect("the socket is only taken by drop")
     }
 
-    /// A dump. A borrowed socket can be stuck in a dump its earlier user left
-    /// behind that the kernel cannot finish (it refuses new dumps with
-    /// EBUSY, for every later borrower too): the keeper is ended, and the
-    /// dump is run again on a socket of our own.
     fn dump(&mut self, m: MsgBuf, what: std::fmt::Arguments<'_>) -> Result<Vec<Vec<u8>>> {
-        match self.sock().dump(m.clone(), what) {
-            Err(e) if e.is_errno(libc::EBUSY) && self.loan.is_some() => {
-                drop(self.sock.take());
-                if let Some(loan) = self.loan.take() {
-                    loan.retire();
-                }
-                self.sock = Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?);
-                self.sock().dump(m, what)
-            }
-            r => r,
-        }
+        self.sock().dump(m, what)
     }
 
     /// The ruleset generation, which every committed change increments.
@@ -486,8 +427,7 @@ impl Batch {
 
     /// The first error in `data` (a datagram read after sending this batch
     /// numbered from `seq`) that is about this batch, named after the
-    /// message it answers. Errors with other sequence numbers are not ours:
-    /// a shared socket can hold an earlier user's (see keeper).
+    /// message it answers.
     fn error_in(&self, seq: u32, data: &[u8]) -> Option<Error> {
         let m = Msgs::new(data).find(|m| {
             m.ty == NLMSG_ERROR && m.error_code() != 0 && m.seq.wrapping_sub(seq) as usize <= self.msgs.len() + 1
@@ -502,31 +442,44 @@ impl Batch {
 
 /// Compute a change from what `build` lists and commit it against the
 /// ruleset generation read before the listing; computed again when someone
-/// changed the ruleset in between.
+/// changed the ruleset in between (another cnibox call, nft, kube-proxy).
 ///
-/// Concurrent cnibox calls take turns (`Nft::open` holds the namespace's
-/// lock): a dozen pods starting at once would otherwise keep invalidating
-/// each other's listings (every commit moves the generation), and one could
-/// lose the race more often than it retries. The generation check then only
-/// has other programs (nft, kube-proxy) to guard against, which a short
-/// backoff outlasts. Without /proc there is no lock, and the retries alone
-/// remain.
+/// Calls take no lock (see `keeper` for why there is none): concurrent
+/// calls each list, and the kernel's commit mutex lets one commit at a
+/// time; every other one that listed before that commit is refused and
+/// lists again. A dozen pods starting at once thus cost some of them a few
+/// extra listings. The pauses in between are random, so that calls refused
+/// together do not come back together, and grow up to a few milliseconds;
+/// after GENID_DEADLINE of refusals the call gives up.
 pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> {
     let mut nft = Nft::open()?;
-    for attempt in 0..GENID_RETRIES {
+    let start = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
         let gen = nft.genid()?;
         let b = build(&mut nft)?;
         match nft.commit(&b, gen) {
-            Err(e) if e.is_errno(ERESTART) => {
-                std::thread::sleep(std::time::Duration::from_micros(100 << attempt.min(6)))
-            }
+            Err(e) if e.is_errno(ERESTART) => {}
             other => return other,
         }
+        if start.elapsed() >= GENID_DEADLINE {
+            return Err(Error::new(
+                crate::error::code::TRY_AGAIN_LATER,
+                format!(
+                    "nftables: the ruleset changed between listing and commit {} times in {} s; \
+                     another program keeps rewriting it",
+                    attempt + 1,
+                    GENID_DEADLINE.as_secs()
+                ),
+            ));
+        }
+        let cap = 50u64 << attempt.min(7);
+        let mut r = [0u8; 2];
+        crate::sys::random_bytes(&mut r);
+        let pause = cap / 2 + u64::from(u16::from_ne_bytes(r)) % (cap / 2 + 1);
+        std::thread::sleep(std::time::Duration::from_micros(pause));
+        attempt += 1;
     }
-    Err(Error::msg(format!(
-        "nftables: the ruleset changed between listing and commit {GENID_RETRIES} times in a row; \
-         another program keeps rewriting it"
-    )))
 }
 
 #[cfg(test)]
