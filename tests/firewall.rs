@@ -77,3 +77,63 @@ fn accept_rules_and_bridge_isolation() {
     let v = fw("ADD", "ctr1", &c1, &fwd).err(2);
     assert_eq!(v["details"], "backend");
 }
+
+/// firewall CHECK and DEL with 20,000 prevResult addresses: linear work,
+/// so each finishes well inside a generous bound (quadratic matching took
+/// minutes), and the rules are still exact.
+#[test]
+fn twenty_thousand_addresses_check_and_delete_quickly() {
+    need_root!();
+    let tmp = TempDir::new("fwbig");
+    let path = plugin_dir(&tmp);
+    let node = Netns::new("node");
+    let ctr = Netns::new("c1");
+    const N: u32 = 20_000;
+    let ips: Vec<Value> = (0..N)
+        .map(|i| json!({"address": format!("10.{}.{}.{}/8", 100 + i / 65_536, (i / 256) % 256, i % 256), "interface": 0}))
+        .collect();
+    let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "fwbr0"}], "ips": ips});
+    let conf = fw_conf(&prev, "open");
+    let fw = |cmd: &str, conf: &str| {
+        let t = std::time::Instant::now();
+        let r = Call::cni(&node, "firewall", cmd, "big", &ctr.path(), "eth0", &path).run(conf);
+        (t.elapsed(), r)
+    };
+    let (_, add) = fw("ADD", &conf);
+    add.ok();
+    let count = |ip: &str| {
+        let out = node.exec(&["nft", "list", "chain", "inet", "cni_firewall", "cni_forward"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.lines().filter(|l| l.contains("cni-fw ")).count(), text.matches(&format!(" {ip} ")).count())
+    };
+    assert_eq!(count("10.100.78.31"), (2 * N as usize, 2));
+    let (took, check) = fw("CHECK", &conf);
+    check.ok();
+    assert!(took < std::time::Duration::from_secs(5), "CHECK of {N} addresses took {took:?}");
+    // One address loses a rule: CHECK names it.
+    let out = node.exec(&["nft", "-a", "list", "chain", "inet", "cni_firewall", "cni_forward"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let handle = text
+        .lines()
+        .find(|l| l.contains(" 10.100.78.31 ") && l.contains("saddr"))
+        .and_then(|l| l.rsplit("handle ").next())
+        .unwrap()
+        .trim()
+        .to_string();
+    nft_cmd(&node, &["delete", "rule", "inet", "cni_firewall", "cni_forward", "handle", &handle]);
+    let (took, check) = fw("CHECK", &conf);
+    let v = check.err(999);
+    assert!(v["msg"].as_str().unwrap().contains("10.100.78.31"), "{v}");
+    assert!(took < std::time::Duration::from_secs(5), "failing CHECK took {took:?}");
+    let (took, del) = fw("DEL", &conf);
+    del.ok();
+    assert!(took < std::time::Duration::from_secs(5), "DEL of {N} addresses took {took:?}");
+    assert_eq!(count("10.100.78.31"), (0, 0));
+}
+
+fn nft_cmd(ns: &Netns, args: &[&str]) {
+    let mut argv = vec!["nft"];
+    argv.extend_from_slice(args);
+    let out = ns.exec(&argv);
+    assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}

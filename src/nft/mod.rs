@@ -111,19 +111,33 @@ pub struct Base {
 /// libnftnl user data: TLVs of (type, length, value); type 0 is the comment,
 /// stored with its NUL as `nft` does.
 fn udata_comment(c: &[u8]) -> Vec<u8> {
-    let c = &c[..c.len().min(COMMENT_MAX)];
-    let mut v = Vec::with_capacity(c.len() + 3);
-    v.extend_from_slice(&[0, c.len() as u8 + 1]);
-    v.extend_from_slice(c);
-    v.push(0);
+    let mut v = Vec::with_capacity(c.len().min(COMMENT_MAX) + 3);
+    udata_push(&mut v, UDATA_COMMENT, c);
     v
 }
 
-fn parse_udata_comment(mut u: &[u8]) -> Vec<u8> {
+const UDATA_COMMENT: u8 = 0;
+
+/// cnibox's own rule user data type: which attachment (network, interface,
+/// container) a rule was written for, where the comment must stay what the
+/// reference matches on (portmap's bare container id). libnftnl defines
+/// types 0 (comment) and 1 (ebtables policy); `nft` and knftables read only
+/// the comment and skip every other type; this one is far from theirs.
+pub const UDATA_OWNER: u8 = 0xc1;
+
+fn udata_push(v: &mut Vec<u8>, ty: u8, val: &[u8]) {
+    let val = &val[..val.len().min(COMMENT_MAX)];
+    v.extend_from_slice(&[ty, val.len() as u8 + 1]);
+    v.extend_from_slice(val);
+    v.push(0);
+}
+
+/// The value of user data TLV `want`, up to its NUL; empty when absent.
+fn parse_udata(mut u: &[u8], want: u8) -> Vec<u8> {
     while u.len() >= 2 {
         let (ty, len) = (u[0], u[1] as usize);
         let Some(val) = u.get(2..2 + len) else { break };
-        if ty == 0 {
+        if ty == want {
             let end = val.iter().position(|&c| c == 0).unwrap_or(val.len());
             return val[..end].to_vec();
         }
@@ -226,6 +240,11 @@ impl Batch {
 
     /// Append a rule to the chain.
     pub fn add_rule(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: &[u8]) {
+        self.add_rule_owned(t, chain, exprs, comment, b"")
+    }
+
+    /// Append a rule that also records its `owner` (see UDATA_OWNER).
+    pub fn add_rule_owned(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: &[u8], owner: &[u8]) {
         let m = self.msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t, format!("add rule to {t} {chain}"));
         m.put_str(NFTA_RULE_TABLE, t.name).put_str(NFTA_RULE_CHAIN, chain);
         let l = m.nest(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED);
@@ -233,8 +252,15 @@ impl Batch {
             expr::put(m, e);
         }
         m.end(l);
-        if !comment.is_empty() {
-            m.put(NFTA_RULE_USERDATA, &udata_comment(comment));
+        if !comment.is_empty() || !owner.is_empty() {
+            let mut u = Vec::with_capacity(comment.len() + owner.len() + 6);
+            if !comment.is_empty() {
+                udata_push(&mut u, UDATA_COMMENT, comment);
+            }
+            if !owner.is_empty() {
+                udata_push(&mut u, UDATA_OWNER, owner);
+            }
+            m.put(NFTA_RULE_USERDATA, &u);
         }
     }
 
@@ -277,6 +303,8 @@ pub struct Rule {
     pub chain: String,
     pub handle: u64,
     pub comment: Vec<u8>,
+    /// The attachment it was written for (UDATA_OWNER); empty when not recorded.
+    pub owner: Vec<u8>,
     /// The encoded expression list (`NFTA_RULE_EXPRESSIONS` payload).
     pub exprs: Vec<u8>,
 }
@@ -290,6 +318,7 @@ impl Rule {
             chain: String::new(),
             handle: 0,
             comment: Vec::new(),
+            owner: Vec::new(),
             exprs: Vec::new(),
         };
         for a in Attrs::new(p.get(4..)?) {
@@ -298,7 +327,10 @@ impl Rule {
                 NFTA_RULE_CHAIN => r.chain = a.str().to_string(),
                 NFTA_RULE_HANDLE => r.handle = a.be64(),
                 NFTA_RULE_EXPRESSIONS => r.exprs = a.data.to_vec(),
-                NFTA_RULE_USERDATA => r.comment = parse_udata_comment(a.data),
+                NFTA_RULE_USERDATA => {
+                    r.comment = parse_udata(a.data, UDATA_COMMENT);
+                    r.owner = parse_udata(a.data, UDATA_OWNER);
+                }
                 _ => {}
             }
         }

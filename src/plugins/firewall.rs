@@ -17,7 +17,9 @@
 //! }
 //! ```
 //!
-//! DEL removes the container's rules by key; isolation rules stay, as in the reference.
+//! DEL removes the container's rules by key; isolation rules stay, as in the
+//! reference. GC removes the rules of this network's attachments that are not
+//! among the valid ones (the key begins with the network's hash), and no others.
 
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::{CniResult, Plugin, Request};
@@ -29,15 +31,8 @@ use crate::nft::expr::{
 use crate::nft::{transact, Base, Batch, Nft, Rule, Table, NFPROTO_INET};
 use serde_json::Value;
 
-pub static PLUGIN: Plugin = Plugin {
-    name: "firewall",
-    min_version: "0.4.0",
-    add,
-    del,
-    check,
-    gc: crate::cni::skel::noop,
-    status: crate::cni::skel::noop,
-};
+pub static PLUGIN: Plugin =
+    Plugin { name: "firewall", min_version: "0.4.0", add, del, check, gc, status: crate::cni::skel::noop };
 
 const TABLE: Table = Table { family: NFPROTO_INET, name: "cni_firewall" };
 const FORWARD: &str = "forward";
@@ -215,6 +210,26 @@ fn del(req: &Request) -> Result<()> {
     .context("firewall: remove rules")
 }
 
+fn gc(req: &Request) -> Result<()> {
+    load(req)?;
+    let valid = crate::plugins::iface::valid_attachments(req)?;
+    let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| key(&req.name, ifname, id)).collect();
+    keep.sort_unstable();
+    let prefix = key(&req.name, "", "");
+    let prefix = &prefix[..prefix.len() - 16];
+    transact(|nft| {
+        let mut b = Batch::new();
+        for r in rules_of(nft, CNI_FORWARD)?
+            .iter()
+            .filter(|r| r.comment.starts_with(prefix) && keep.binary_search(&r.comment).is_err())
+        {
+            b.del_rule(r);
+        }
+        Ok(b)
+    })
+    .context("firewall: garbage-collect rules")
+}
+
 fn check(req: &Request) -> Result<()> {
     let (c, _) = load(req)?;
     let prev = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
@@ -224,9 +239,23 @@ fn check(req: &Request) -> Result<()> {
     if !rules.iter().any(|r| r.comment == b"CNI firewall plugin admin overrides") {
         return Err(Error::msg(format!("firewall: no jump to {} in {TABLE} {CNI_FORWARD}", admin_chain(&c))));
     }
+    // Every address needs both of its rules. Each rule of the attachment is
+    // indexed once by the values it compares against (sorted, so that a
+    // lookup is a binary search): linear in rules and addresses together,
+    // where matching every address against every rule was quadratic.
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for r in rules.iter().filter(|r| r.comment == k) {
+        let mut vals = expr::cmp_values(&r.exprs);
+        vals.sort_unstable();
+        vals.dedup();
+        seen.extend(vals);
+    }
+    seen.sort_unstable();
     for ip in &prev.ips {
-        let n = rules.iter().filter(|r| r.comment == k && r.compares(&ip_octets(&ip.address.addr))).count();
-        if n < 2 {
+        let a = ip_octets(&ip.address.addr);
+        let n = seen.partition_point(|v| *v < a.as_slice());
+        let found = seen[n..].iter().take_while(|v| **v == a.as_slice()).count();
+        if found < 2 {
             return Err(Error::msg(format!(
                 "firewall: missing accept rules for {} in {TABLE} {CNI_FORWARD}",
                 ip.address.addr
