@@ -8,8 +8,9 @@
 //!     chain forward { type filter hook forward priority filter; policy accept;
 //!                     jump isolation_stage_1; jump cni_forward }
 //!     chain cni_forward { jump cni_admin
-//!                         ip daddr <ip> ct state established,related accept comment "<key>"
-//!                         ip saddr <ip> accept comment "<key>" }
+//!                         jump cni-fw-<H(key)> comment "<key>"            (one per attachment) }
+//!     chain cni-fw-<H(key)> { ip daddr <ip> ct state established,related accept comment "<key>"
+//!                             ip saddr <ip> accept comment "<key>" }      (per address)
 //!     chain cni_admin { }                      (the operator's; cnibox never touches its rules)
 //!     chain isolation_stage_1 { iifname <br> oifname != <br> jump isolation_stage_2 comment "isolation <br>"
 //!                               [iifname <br> oifname <br> drop]              (ingressPolicy isolated) }
@@ -17,7 +18,12 @@
 //! }
 //! ```
 //!
-//! DEL removes the container's rules by key; isolation rules stay, as in the
+//! Each attachment's rules are a chain of their own: the kernel finds a rule
+//! to delete by walking its chain, so deleting thousands of rules one by one
+//! from a shared chain was quadratic (20,000 addresses: a minute of kernel
+//! time), where deleting a chain with its rules is linear. DEL removes the
+//! jump and the chain (and rules an older cnibox put straight into
+//! `cni_forward`, found by key); isolation rules stay, as in the
 //! reference. GC removes the rules of this network's attachments that are not
 //! among the valid ones (the key begins with the network's hash), and no others.
 
@@ -117,6 +123,12 @@ fn key(network: &str, ifname: &str, container_id: &str) -> Vec<u8> {
     k
 }
 
+/// The chain of one attachment's accept rules, named by a hash of its key
+/// (23 bytes: within the 31 that old kernels allow).
+fn chain_of(key: &[u8]) -> String {
+    format!("cni-fw-{}", crate::sha512::hex(key, 16))
+}
+
 fn ifname_cmp(v: &mut Vec<Expr>, key: u32, op: u32, name: &str) {
     v.push(Expr::Meta(key));
     v.push(Expr::Cmp(op, Data::new(&expr::ifname_bytes(name))));
@@ -151,6 +163,7 @@ fn add(req: &Request) -> Result<CniResult> {
         return Err(Error::msg("ingressPolicy needs the bridge as the first interface of prevResult"));
     }
     let iso = format!("isolation {bridge}").into_bytes();
+    let chain = chain_of(&k);
     transact(|nft| {
         let mut b = Batch::new();
         b.add_table(&TABLE, "CNI firewall plugin rules (cnibox)");
@@ -165,12 +178,17 @@ fn add(req: &Request) -> Result<CniResult> {
         if !existing.iter().any(|r| r.comment == b"CNI firewall plugin admin overrides") {
             b.add_rule(&TABLE, CNI_FORWARD, &[Expr::Verdict(NFT_JUMP, &admin)], b"CNI firewall plugin admin overrides");
         }
+        // A re-ADD replaces its rules: the jump (added again below) and
+        // any an older cnibox put into cni_forward itself.
         for r in existing.iter().filter(|r| r.comment == k) {
-            b.del_rule(r); // a re-ADD replaces its rules
+            b.del_rule(r);
         }
+        b.add_chain(&TABLE, &chain, None, "");
+        b.flush_chain(&TABLE, &chain);
+        b.add_rule(&TABLE, CNI_FORWARD, &[Expr::Verdict(NFT_JUMP, &chain)], &k);
         for ip in &prev.ips {
             for r in container_rules(&ip.address) {
-                b.add_rule(&TABLE, CNI_FORWARD, &r, &k);
+                b.add_rule(&TABLE, &chain, &r, &k);
             }
         }
         if ing != Ingress::Open && !rules_of(nft, STAGE1)?.iter().any(|r| r.comment == iso) {
@@ -202,14 +220,31 @@ fn del(req: &Request) -> Result<()> {
     let k = key(&req.name, &req.ifname, &req.container_id);
     transact(|nft| {
         let mut b = Batch::new();
-        for r in rules_of(nft, CNI_FORWARD)?.iter().filter(|r| r.comment == k) {
-            b.del_rule(r);
-        }
+        remove(nft, &mut b, |c| c == k.as_slice())?;
         Ok(b)
     })
     .context("firewall: remove rules")
 }
 
+/// Add to `b` the removal of every attachment whose key `pick` chooses:
+/// its jump and its chain (the kernel deletes the chain's rules with it),
+/// and rules under its key left in cni_forward by an older cnibox.
+fn remove(nft: &mut Nft, b: &mut Batch, pick: impl Fn(&[u8]) -> bool) -> Result<()> {
+    let chains = nft.chains(TABLE.family, TABLE.name)?;
+    let mut gone = Vec::new();
+    for r in rules_of(nft, CNI_FORWARD)?.iter().filter(|r| r.comment.starts_with(b"cni-fw ") && pick(&r.comment)) {
+        b.del_rule(r);
+        gone.push(chain_of(&r.comment));
+    }
+    gone.sort_unstable();
+    gone.dedup();
+    for c in gone.iter().filter(|c| chains.contains(c)) {
+        b.del_chain(&TABLE, c);
+    }
+    Ok(())
+}
+
+/// Remove this network's attachments that are not among the valid ones.
 fn gc(req: &Request) -> Result<()> {
     load(req)?;
     let valid = crate::plugins::iface::valid_attachments(req)?;
@@ -219,12 +254,7 @@ fn gc(req: &Request) -> Result<()> {
     let prefix = &prefix[..prefix.len() - 16];
     transact(|nft| {
         let mut b = Batch::new();
-        for r in rules_of(nft, CNI_FORWARD)?
-            .iter()
-            .filter(|r| r.comment.starts_with(prefix) && keep.binary_search(&r.comment).is_err())
-        {
-            b.del_rule(r);
-        }
+        remove(nft, &mut b, |c| c.starts_with(prefix) && keep.binary_search_by(|k| k.as_slice().cmp(c)).is_err())?;
         Ok(b)
     })
     .context("firewall: garbage-collect rules")
@@ -234,11 +264,17 @@ fn check(req: &Request) -> Result<()> {
     let (c, _) = load(req)?;
     let prev = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
     let mut nft = Nft::open()?;
-    let rules = rules_of(&mut nft, CNI_FORWARD)?;
+    let forward = rules_of(&mut nft, CNI_FORWARD)?;
     let k = key(&req.name, &req.ifname, &req.container_id);
-    if !rules.iter().any(|r| r.comment == b"CNI firewall plugin admin overrides") {
+    if !forward.iter().any(|r| r.comment == b"CNI firewall plugin admin overrides") {
         return Err(Error::msg(format!("firewall: no jump to {} in {TABLE} {CNI_FORWARD}", admin_chain(&c))));
     }
+    // The attachment's chain, if cni_forward jumps there; else the rules
+    // an older cnibox put into cni_forward itself.
+    let chain = chain_of(&k);
+    let mine: Vec<Rule> = forward.into_iter().filter(|r| r.comment == k).collect();
+    let jumps = mine.iter().any(|r| r.exprs.windows(chain.len()).any(|w| w == chain.as_bytes()));
+    let rules = if jumps { rules_of(&mut nft, &chain)? } else { mine };
     // Every address needs both of its rules. Each rule of the attachment is
     // indexed once by the values it compares against (sorted, so that a
     // lookup is a binary search): linear in rules and addresses together,
@@ -257,7 +293,7 @@ fn check(req: &Request) -> Result<()> {
         let found = seen[n..].iter().take_while(|v| **v == a.as_slice()).count();
         if found < 2 {
             return Err(Error::msg(format!(
-                "firewall: missing accept rules for {} in {TABLE} {CNI_FORWARD}",
+                "firewall: missing accept rules for {} in {TABLE} {chain}",
                 ip.address.addr
             )));
         }
