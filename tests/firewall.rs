@@ -161,6 +161,8 @@ fn cpu_timed(
         ("CNI_IFNAME", "eth0"),
         ("CNI_PATH", path),
     ]);
+    // Reaped by wait4 below, which also reports its CPU time.
+    #[allow(clippy::zombie_processes)]
     let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut out = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {

@@ -71,6 +71,8 @@ pub fn port_id(fd: &OwnedFd) -> Result<u32> {
 }
 
 /// Make a blocking receive give up (EAGAIN) after `d`.
+// The conversions are fallible on targets with 32-bit timeval fields.
+#[allow(clippy::unnecessary_fallible_conversions)]
 pub fn set_recv_timeout(fd: &OwnedFd, d: Duration) -> Result<()> {
     let tv = libc::timeval {
         // Both fields are 32 or 64 bits by target; the values fit either.
