@@ -5,7 +5,7 @@
 //! watchdog, so that a call that would hang fails the test instead; the
 //! bound asserted (5 s) is generous for calls that take milliseconds.
 
-#[path = "nft_support.rs"]
+#[path = "nft_support/mod.rs"]
 mod support;
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
