@@ -246,14 +246,14 @@ pub fn teardown(container_id: &str) -> Result<()> {
 /// cnibox's): nothing says which network those belong to.
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<()> {
     let prefix = format!("{}-", super::masq::network_hash(network));
-    let mut keep: Vec<String> = valid.iter().map(|(id, ifname)| owner_key(network, ifname, id)).collect();
+    let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| owner_key(network, ifname, id).into_bytes()).collect();
     keep.sort_unstable();
     transact(|nft| {
         let mut b = Batch::new();
         for r in list(nft)?.iter().filter(|r| {
             per_container(r)
                 && r.owner.starts_with(prefix.as_bytes())
-                && keep.binary_search_by(|k| k.as_bytes().cmp(&r.owner)).is_err()
+                && keep.binary_search(&r.owner).is_err()
         }) {
             b.del_rule(r);
         }

@@ -230,16 +230,19 @@ fn del(req: &Request) -> Result<()> {
 /// its jump and its chain (the kernel deletes the chain's rules with it),
 /// and rules under its key left in cni_forward by an older cnibox.
 fn remove(nft: &mut Nft, b: &mut Batch, pick: impl Fn(&[u8]) -> bool) -> Result<()> {
-    let chains = nft.chains(TABLE.family, TABLE.name)?;
-    let mut gone = Vec::new();
+    // Sorted byte strings, as everywhere here: lookups stay logarithmic
+    // however many attachments GC removes.
+    let mut chains: Vec<Vec<u8>> = nft.chains(TABLE.family, TABLE.name)?.into_iter().map(String::into_bytes).collect();
+    chains.sort_unstable();
+    let mut gone: Vec<Vec<u8>> = Vec::new();
     for r in rules_of(nft, CNI_FORWARD)?.iter().filter(|r| r.comment.starts_with(b"cni-fw ") && pick(&r.comment)) {
         b.del_rule(r);
-        gone.push(chain_of(&r.comment));
+        gone.push(chain_of(&r.comment).into_bytes());
     }
     gone.sort_unstable();
     gone.dedup();
-    for c in gone.iter().filter(|c| chains.contains(c)) {
-        b.del_chain(&TABLE, c);
+    for c in gone.iter().filter(|c| chains.binary_search(c).is_ok()) {
+        b.del_chain(&TABLE, &String::from_utf8_lossy(c));
     }
     Ok(())
 }
@@ -279,18 +282,20 @@ fn check(req: &Request) -> Result<()> {
     // indexed once by the values it compares against (sorted, so that a
     // lookup is a binary search): linear in rules and addresses together,
     // where matching every address against every rule was quadratic.
-    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut seen: Vec<Vec<u8>> = Vec::new();
     for r in rules.iter().filter(|r| r.comment == k) {
-        let mut vals = expr::cmp_values(&r.exprs);
-        vals.sort_unstable();
-        vals.dedup();
-        seen.extend(vals);
+        let vals = expr::cmp_values(&r.exprs);
+        for (i, v) in vals.iter().enumerate() {
+            if !vals[..i].contains(v) {
+                seen.push(v.to_vec());
+            }
+        }
     }
     seen.sort_unstable();
     for ip in &prev.ips {
         let a = ip_octets(&ip.address.addr);
-        let n = seen.partition_point(|v| *v < a.as_slice());
-        let found = seen[n..].iter().take_while(|v| **v == a.as_slice()).count();
+        let n = seen.partition_point(|v| *v < a);
+        let found = seen[n..].iter().take_while(|v| **v == a).count();
         if found < 2 {
             return Err(Error::msg(format!(
                 "firewall: missing accept rules for {} in {TABLE} {chain}",
