@@ -154,6 +154,17 @@ print("locked", flush=True)
 time.sleep(600)
 "#;
 
+/// Open the keeper's turn (its descriptor 5) and lock it.
+const OPEN_TURN: &str = r#"
+import fcntl, sys
+try:
+    f = open(f"/proc/{sys.argv[1]}/fd/5")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    print("locked")
+except OSError:
+    print("refused")
+"#;
+
 #[test]
 fn a_lock_on_the_namespace_held_by_anyone_delays_no_call() {
     need_root!();
@@ -174,7 +185,14 @@ fn a_lock_on_the_namespace_held_by_anyone_delays_no_call() {
             e.quick(who, "bridge", "DEL", id, ctr, &e.bridge_conf());
             assert_eq!(e.masq_rules(), 0, "{}", ruleset_text(&e.node));
             if round == 0 {
-                assert_eq!(e.node.keepers().len(), 1, "the first call started a keeper");
+                let k = e.node.keepers();
+                assert_eq!(k.len(), 1, "the first call started a keeper");
+                // Nor can it take the turn cnibox calls take (a lock on the
+                // keeper's memfd, reached through /proc/<keeper>/fd/5).
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &e.node.name]).args(&prefix).args(["/usr/bin/python3", "-c", OPEN_TURN]);
+                let out = c.arg(k[0].to_string()).output().unwrap();
+                assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused", "{who}");
             }
             finish(holder);
         }

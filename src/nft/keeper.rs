@@ -19,16 +19,19 @@
 //!   and, when done, hands it to the keeper over the keeper's abstract unix
 //!   name (`SCM_RIGHTS`, without waiting: the message waits in the keeper's
 //!   backlog, and the keeper is not woken for it). Nothing is shared between
-//!   calls, so no call can find another's replies, and there is no lock to
-//!   take: concurrent calls rely on the kernel's commit mutex and on the
-//!   generation check of `transact` (a change computed from a listing is
-//!   refused when the ruleset moved since, and computed again).
+//!   calls, so no call can find another's replies.
+//! - Calls take turns on a `flock` of a memfd the keeper holds at `LOCK_FD`,
+//!   opened through /proc/<keeper>/fd: only a process that may ptrace the
+//!   keeper can open it, so no untrusted process can hold the turn. A call
+//!   waits for it at most TURN_WAIT, polling, and then goes on without: the
+//!   turn only spares concurrent calls from invalidating each other's
+//!   listings; the generation check of `transact` keeps every change correct
+//!   without it (a change computed from a listing is refused when the
+//!   ruleset moved since, and computed again).
 //! - An earlier version lent the keeper's one socket to one call at a time,
 //!   under a `flock` on the namespace's nsfs inode. Any process of the
 //!   namespace can open that inode and hold the lock, so any user could stall
-//!   every nftables call. Handing sockets over costs about the same (a
-//!   socket of our own instead of a copy of the keeper's, the same checks of
-//!   the keeper) and needs no lock.
+//!   every nftables call.
 //! - The keeper is trusted only when it can change nftables itself: the
 //!   process that listens on the name (SO_PEERCRED; a pidfd held across the
 //!   checks, so its pid cannot come to name another process) has our user id,
@@ -79,6 +82,14 @@ const NAME: &[u8] = b"cnibox/nftables-keeper";
 /// first gets 4.
 const LISTENER_FD: RawFd = 4;
 
+/// Where the keeper holds the object whose `flock` is the namespace's turn
+/// at nftables (a memfd: reachable only through /proc/<keeper>/fd, so only
+/// by who may ptrace the keeper).
+const LOCK_FD: RawFd = 5;
+
+/// How long a call waits for the turn before it goes on without.
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a keeper waits for the next hand-over. Long enough to span a
 /// runtime's plugin chain and a burst of pod starts or deletions (calls
 /// milliseconds to seconds apart); short enough that an idle node has no
@@ -101,18 +112,55 @@ pub const HOLD: Table = Table { family: NFPROTO_INET, name: "cnibox_keeper" };
 const HOLD_CHAIN: &str = "conntrack";
 const HOLD_COMMENT: &str = "cnibox-keeper keeps conntrack on while it runs and deletes this table when it leaves";
 
-/// Hand a socket this process opened, and is done with, to the keeper of
-/// the current namespace, starting one when there is none. When there is
-/// one we do not trust (or none can be started) the socket is closed by a
-/// detached child instead, as its release may wait.
-pub fn keep(sock: OwnedFd) {
-    let conn = match unix::connect_abstract(NAME) {
-        Ok(conn) => conn,
-        Err(e) if e.is_errno(libc::ECONNREFUSED) => return start_keeper(sock),
-        // EAGAIN: the backlog is full.
-        Err(_) => return crate::sys::close_detached(sock),
+/// A call's visit to a trusted keeper: the connection it made, the proof
+/// it will send back, and the namespace's turn, while it has it.
+pub struct Visit {
+    conn: OwnedFd,
+    proof: OwnedFd,
+    _turn: Option<std::fs::File>,
+}
+
+/// Find the keeper of the current namespace, if there is one to trust, and
+/// take the turn at nftables from it: wait until no other cnibox call holds
+/// it, up to TURN_WAIT, after which the call goes on without (the
+/// generation check still guards every change). None when there is no
+/// keeper to trust.
+pub fn visit() -> Option<Visit> {
+    let conn = unix::connect_abstract(NAME).ok()?;
+    let (proof, keeper, pid) = trusted(&conn)?;
+    let turn = trust::reopen(pid, LOCK_FD).ok().filter(|_| keeper.signal(0).is_ok()).and_then(|lock| {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match trust::try_lock(&lock) {
+                Ok(true) => return Some(lock),
+                Ok(false) if start.elapsed() < TURN_WAIT => std::thread::sleep(pause),
+                _ => return None,
+            }
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+    });
+    Some(Visit { conn, proof, _turn: turn })
+}
+
+/// Hand a socket this process opened, and is done with, to the keeper
+/// (`visit`'s, or one found now), starting one when there is none. When
+/// there is one we do not trust (or none can be started) the socket is
+/// closed by a detached child instead, as its release may wait.
+pub fn keep(sock: OwnedFd, visit: Option<Visit>) {
+    let (conn, proof) = match visit {
+        Some(v) => (v.conn, Some(v.proof)),
+        None => match unix::connect_abstract(NAME) {
+            Ok(conn) => {
+                let proof = trusted(&conn).map(|t| t.0);
+                (conn, proof)
+            }
+            Err(e) if e.is_errno(libc::ECONNREFUSED) => return start_keeper(sock),
+            // EAGAIN: the backlog is full.
+            Err(_) => return crate::sys::close_detached(sock),
+        },
     };
-    if let Some(proof) = trusted(&conn) {
+    if let Some(proof) = proof {
         if unix::send_fds(&conn, &[sock.as_fd(), proof.as_fd()]).is_ok() {
             // The message holds the socket now; closing our copy releases nothing.
             return;
@@ -121,9 +169,10 @@ pub fn keep(sock: OwnedFd) {
     crate::sys::close_detached(sock);
 }
 
-/// The keeper's listener, when the process listening at the other end of
-/// `conn` is a keeper to trust (see the module's how); None otherwise.
-fn trusted(conn: &OwnedFd) -> Option<OwnedFd> {
+/// The keeper's listener (the proof), a handle on the keeper and its pid,
+/// when the process listening at the other end of `conn` is a keeper to
+/// trust (see the module's how); None otherwise.
+fn trusted(conn: &OwnedFd) -> Option<(OwnedFd, Pidfd, libc::pid_t)> {
     let (pid, uid) = unix::peer(conn).ok()?;
     if pid <= 0 || uid != crate::sys::process::euid() {
         return None;
@@ -144,7 +193,7 @@ fn trusted(conn: &OwnedFd) -> Option<OwnedFd> {
     // Still connected: the listener we reached was open throughout, so it
     // held the name throughout, and the one the keeper holds (bound to that
     // name in this namespace) is it.
-    (!unix::hung_up(conn)).then_some(listener)
+    (!unix::hung_up(conn)).then_some((listener, keeper, pid))
 }
 
 /// No keeper here: leave `sock` to a new one, if it belongs to this
@@ -165,6 +214,7 @@ struct Keeper {
     /// Its own socket, for `HOLD`.
     own: OwnedFd,
     listener: OwnedFd,
+    _lock: OwnedFd,
     listener_id: trust::Id,
     netns: trust::Id,
 }
@@ -176,10 +226,17 @@ fn start(mut kept: Vec<OwnedFd>) -> Option<Keeper> {
     let own = kept.pop()?;
     trust::allow_any_ptracer();
     let listener = unix::listen_abstract(NAME, BACKLOG).ok()?;
-    if listener.as_raw_fd() != LISTENER_FD {
+    let lock = trust::lock_object(c"cnibox-nftables-turn").ok()?;
+    if listener.as_raw_fd() != LISTENER_FD || lock.as_raw_fd() != LOCK_FD {
         return None;
     }
-    let k = Keeper { listener_id: trust::file_id(&listener).ok()?, netns: trust::current_netns().ok()?, own, listener };
+    let k = Keeper {
+        listener_id: trust::file_id(&listener).ok()?,
+        netns: trust::current_netns().ok()?,
+        own,
+        listener,
+        _lock: lock,
+    };
     hold_conntrack(&k.own);
     Some(k)
 }
@@ -219,16 +276,27 @@ fn release_conntrack(own: &OwnedFd) {
 /// release them after a TICK without any; leave after IDLE without any.
 fn serve(k: Keeper) {
     let mut held: Vec<OwnedFd> = Vec::new();
+    // Connections of calls still running (they connect when they start and
+    // send when done): asked again at the next tick, then dropped.
+    let mut waiting: Vec<OwnedFd> = Vec::new();
     let mut last = Instant::now();
     loop {
         std::thread::sleep(TICK);
         let mut fresh = 0;
-        while let Ok(conn) = unix::accept(&k.listener) {
-            if let Some(s) = handed_over(&k, &conn) {
-                held.push(s);
-                fresh += 1;
+        let mut later = Vec::new();
+        let earlier = std::mem::take(&mut waiting);
+        let accepted = std::iter::from_fn(|| unix::accept(&k.listener).ok());
+        for (conn, again) in earlier.into_iter().map(|c| (c, false)).chain(accepted.map(|c| (c, true))) {
+            match handed_over(&k, &conn) {
+                Ok(Some(s)) => {
+                    held.push(s);
+                    fresh += 1;
+                }
+                Err(()) if again && later.len() < BACKLOG as usize && !unix::hung_up(&conn) => later.push(conn),
+                _ => {}
             }
         }
+        waiting = later;
         if fresh > 0 {
             last = Instant::now();
         }
@@ -248,14 +316,20 @@ fn serve(k: Keeper) {
 /// The socket a caller handed over on `conn`, if it is one to keep: it came
 /// with our own listener (only a process that may ptrace us has that) and
 /// it is a bound NETLINK_NETFILTER socket of our namespace.
-fn handed_over(k: &Keeper, conn: &OwnedFd) -> Option<OwnedFd> {
-    let mut fds = unix::recv_fds(conn).ok()?;
-    if fds.len() != 2 || trust::file_id(&fds[1]).ok()? != k.listener_id {
-        return None;
+/// Err when nothing has come yet.
+fn handed_over(k: &Keeper, conn: &OwnedFd) -> Result<Option<OwnedFd>, ()> {
+    let mut fds = match unix::recv_fds(conn) {
+        Ok(fds) => fds,
+        Err(e) if e.is_errno(libc::EAGAIN) => return Err(()),
+        Err(_) => return Ok(None),
+    };
+    let proof_ok = fds.len() == 2 && trust::file_id(&fds[1]).ok() == Some(k.listener_id);
+    if !proof_ok {
+        return Ok(None);
     }
     let sock = fds.swap_remove(0);
-    let ok = unix::socket_kind(&sock).ok()? == (libc::AF_NETLINK, NETLINK_NETFILTER)
-        && crate::sys::netlink::port_id(&sock).ok()? != 0
-        && trust::netns_of_socket(&sock).ok()? == k.netns;
-    ok.then_some(sock)
+    let ok = unix::socket_kind(&sock).ok() == Some((libc::AF_NETLINK, NETLINK_NETFILTER))
+        && crate::sys::netlink::port_id(&sock).is_ok_and(|p| p != 0)
+        && trust::netns_of_socket(&sock).ok() == Some(k.netns);
+    Ok(ok.then_some(sock))
 }

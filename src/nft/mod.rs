@@ -344,23 +344,26 @@ impl Rule {
 }
 
 /// A NETLINK_NETFILTER socket of this call's own, in the current namespace,
-/// handed to the keeper when dropped (see `keeper`).
+/// with the namespace's turn at nftables while a trusted keeper gives one;
+/// the socket is handed to the keeper when dropped (see `keeper`).
 pub struct Nft {
     /// An Option only so that Drop can hand the descriptor on.
     sock: Option<Socket>,
+    visit: Option<keeper::Visit>,
 }
 
 impl Drop for Nft {
     fn drop(&mut self) {
         if let Some(s) = self.sock.take() {
-            keeper::keep(s.into_fd());
+            keeper::keep(s.into_fd(), self.visit.take());
         }
     }
 }
 
 impl Nft {
     pub fn open() -> Result<Nft> {
-        Ok(Nft { sock: Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?) })
+        let sock = Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?;
+        Ok(Nft { sock: Some(sock), visit: keeper::visit() })
     }
 
     fn sock(&mut self) -> &mut Socket {
@@ -476,13 +479,14 @@ impl Batch {
 /// ruleset generation read before the listing; computed again when someone
 /// changed the ruleset in between (another cnibox call, nft, kube-proxy).
 ///
-/// Calls take no lock (see `keeper` for why there is none): concurrent
-/// calls each list, and the kernel's commit mutex lets one commit at a
-/// time; every other one that listed before that commit is refused and
-/// lists again. A dozen pods starting at once thus cost some of them a few
-/// extra listings. The pauses in between are random, so that calls refused
-/// together do not come back together, and grow up to a few milliseconds;
-/// after GENID_DEADLINE of refusals the call gives up.
+/// cnibox calls take turns where a trusted keeper gives them one (see
+/// `keeper`): a dozen pods starting at once would otherwise keep
+/// invalidating each other's listings (every commit moves the generation),
+/// and under load one could lose the race for seconds. The generation check
+/// guards against everything else (nft, kube-proxy, a call that went on
+/// without its turn): the pauses between attempts are random, so that calls
+/// refused together do not come back together, and grow up to a few
+/// milliseconds; after GENID_DEADLINE of refusals the call gives up.
 pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> {
     let mut nft = Nft::open()?;
     let start = std::time::Instant::now();

@@ -251,9 +251,7 @@ pub fn gc(network: &str, valid: &[(String, String)]) -> Result<()> {
     transact(|nft| {
         let mut b = Batch::new();
         for r in list(nft)?.iter().filter(|r| {
-            per_container(r)
-                && r.owner.starts_with(prefix.as_bytes())
-                && keep.binary_search(&r.owner).is_err()
+            per_container(r) && r.owner.starts_with(prefix.as_bytes()) && keep.binary_search(&r.owner).is_err()
         }) {
             b.del_rule(r);
         }

@@ -94,6 +94,43 @@ pub fn allow_any_ptracer() {
     unsafe { libc::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) };
 }
 
+/// An anonymous memory file (memfd) with nothing in it, close-on-exec: an
+/// object to lock that no path leads to but /proc/<pid>/fd of its holders.
+pub fn lock_object(name: &std::ffi::CStr) -> Result<OwnedFd> {
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::last_os("create a memfd"));
+    }
+    // SAFETY: fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Open, as a file of our own (its own open file description, so that its
+/// `flock` is ours alone), what process `pid` has open as descriptor `fd`:
+/// through /proc/<pid>/fd, which the kernel allows only to who may ptrace it.
+pub fn reopen(pid: libc::pid_t, fd: i32) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = format!("/proc/{pid}/fd/{fd}");
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&p)
+        .map_err(|e| Error::from(e).context(p))
+}
+
+/// Take an exclusive `flock` on `f` if no one holds it: false when someone does.
+pub fn try_lock(f: &std::fs::File) -> Result<bool> {
+    match crate::sys::cvt_r(|| {
+        // SAFETY: flock on a valid, owned descriptor.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }
+    }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(crate::sys::os_err("lock", e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +145,16 @@ mod tests {
         if crate::sys::has_cap_net_admin() {
             assert_eq!(netns_of_socket(&fd).unwrap(), current_netns().unwrap());
         }
+    }
+
+    #[test]
+    fn a_reopened_lock_object_is_locked_apart() {
+        let m = lock_object(c"cnibox-test").unwrap();
+        let me = std::process::id() as libc::pid_t;
+        let (a, b) = (reopen(me, m.as_raw_fd()).unwrap(), reopen(me, m.as_raw_fd()).unwrap());
+        assert!(try_lock(&a).unwrap());
+        assert!(!try_lock(&b).unwrap());
+        drop(a);
+        assert!(try_lock(&b).unwrap());
     }
 }
