@@ -1,7 +1,8 @@
 //! The nftables socket keeper (src/nft/keeper.rs): after the first call in a
-//! node namespace, a small process there holds a NETLINK_NETFILTER socket and
-//! later calls take copies of it, one at a time, so that no call releases
-//! one (a release waits for nf_tables to free the last commit). Checked on
+//! node namespace, a small process there collects the NETLINK_NETFILTER
+//! sockets later calls are done with and releases them when no call runs,
+//! so that no call releases one (a release waits for nf_tables to free the
+//! last commit). Checked on
 //! kernel state: which sockets exist in the namespace (/proc/net/netlink,
 //! /proc/net/unix), what the keeper holds (/proc/<pid>/fd), and what a call
 //! asks the kernel for (strace), never on timing.
@@ -131,16 +132,19 @@ fn opened_nf_socket(trace: &[String]) -> bool {
     trace.iter().any(|l| l.contains("socket(AF_NETLINK") && l.contains("NETLINK_NETFILTER"))
 }
 
-/// Whether the trace shows the call finding the keeper and taking its socket.
-fn borrowed(trace: &[String]) -> bool {
-    trace.iter().any(|l| l.contains("connect(") && l.contains(&format!("sun_path={}", NAME.replace('@', "@\""))))
-        && trace.iter().any(|l| l.contains("pidfd_getfd(") && l.contains(", 3, 0)") && !l.contains("= -1"))
+/// Whether the trace shows the call finding the keeper, taking its listener
+/// (descriptor 4) as proof, and sending its socket with it.
+fn handed_over(trace: &[String]) -> bool {
+    opened_nf_socket(trace)
+        && trace.iter().any(|l| l.contains("connect(") && l.contains(&format!("sun_path={}", NAME.replace('@', "@\""))))
+        && trace.iter().any(|l| l.contains("pidfd_getfd(") && l.contains(", 4, 0)") && !l.contains("= -1"))
+        && trace.iter().any(|l| l.contains("sendmsg(") && l.contains("SCM_RIGHTS") && l.ends_with("= 1"))
 }
 
-const CALLS: &str = "socket,connect,pidfd_getfd";
+const CALLS: &str = "socket,connect,pidfd_getfd,sendmsg";
 
 #[test]
-fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
+fn later_calls_hand_their_sockets_to_the_keeper_and_it_holds_nothing_else() {
     need_root!();
     let e = Env::new();
     let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
@@ -156,28 +160,33 @@ fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     assert_eq!(e.masq_rules(), 1);
 
     // What the keeper holds: stdio on /dev/null, its netfilter socket at 3
-    // (where borrowers take it) and its listening socket; nothing of the
+    // and its listening socket at 4 (where callers take it); nothing of the
     // caller (no pipe, no lock), at "/", in a session of its own.
     let (socks, other) = fds(k);
+    // (and at 5 the memfd whose lock is the namespace's turn)
     for (fd, target) in &other {
         assert!(
-            ["0", "1", "2"].contains(&fd.as_str()) && target == "/dev/null",
+            ["0", "1", "2"].contains(&fd.as_str()) && target == "/dev/null"
+                || fd == "5" && target.starts_with("/memfd:cnibox-nftables-turn"),
             "keeper {k} holds fd {fd} -> {target}"
         );
     }
-    assert_eq!(other.len(), 3, "{other:?}");
+    assert_eq!(other.len(), 4, "{other:?}");
     let nf = e.nf_sockets();
     assert_eq!(nf.len(), 1, "netfilter sockets in the node: {nf:?}");
     let unix = e.proc_net("unix");
     let listener = unix.lines().find(|l| l.ends_with(NAME)).unwrap_or_else(|| panic!("no {NAME} in\n{unix}"));
     let listener_ino = listener.split_whitespace().nth(6).unwrap().to_string();
-    let mut want = vec![nf[0].0.clone(), listener_ino];
-    want.sort();
+    let want = vec![nf[0].0.clone(), listener_ino];
+    let mut sorted = want.clone();
+    sorted.sort();
     let mut socks = socks;
     socks.sort();
-    assert_eq!(socks, want, "the keeper's sockets are its netfilter socket and its listener");
+    assert_eq!(socks, sorted, "the keeper's sockets are its netfilter socket and its listener");
     let at3 = std::fs::read_link(format!("/proc/{k}/fd/3")).unwrap().to_string_lossy().into_owned();
     assert_eq!(at3, format!("socket:[{}]", nf[0].0));
+    let at4 = std::fs::read_link(format!("/proc/{k}/fd/4")).unwrap().to_string_lossy().into_owned();
+    assert_eq!(at4, format!("socket:[{}]", want[1]));
     let locks = std::fs::read_to_string("/proc/locks").unwrap();
     assert!(
         !locks.lines().any(|l| l.split_whitespace().nth(4) == Some(&k.to_string())),
@@ -188,20 +197,20 @@ fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
     let sid = stat.rsplit(')').next().unwrap().split_whitespace().nth(3).unwrap().to_string();
     assert_eq!(sid, k.to_string(), "the keeper leads its own session");
 
-    // The next calls ask the keeper and open no netfilter socket: ADD, CHECK and DEL.
+    // The next calls hand their sockets to the keeper: ADD, CHECK and DEL.
     let (r2, trace) = e.bridge_traced("ADD", "kp-2", &c2, &conf);
     r2.ok();
-    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "second ADD:\n{}", trace.join("\n"));
+    assert!(handed_over(&trace), "second ADD:\n{}", trace.join("\n"));
     assert_eq!(e.masq_rules(), 2);
     let (check, trace) = e.bridge_traced("CHECK", "kp-2", &c2, &with_prev(&conf, &r2.json()));
     check.ok();
-    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "CHECK:\n{}", trace.join("\n"));
+    assert!(handed_over(&trace), "CHECK:\n{}", trace.join("\n"));
     let (del, trace) = e.bridge_traced("DEL", "kp-1", &c1, &conf);
     del.ok();
-    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "DEL:\n{}", trace.join("\n"));
+    assert!(handed_over(&trace), "DEL:\n{}", trace.join("\n"));
     assert_eq!(e.masq_rules(), 1);
 
-    // portmap's conntrack cleanup (UDP) shares the socket too.
+    // portmap's conntrack cleanup (UDP) uses the same socket.
     let ctr_ip = r2.json()["ips"][0]["address"].as_str().unwrap().to_string();
     let pm = json!({"cniVersion": "1.0.0", "name": "kpnet", "type": "portmap",
         "runtimeConfig": {"portMappings": [{"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]},
@@ -218,79 +227,21 @@ fn later_calls_take_the_keepers_socket_and_the_keeper_holds_nothing_else() {
         "no conntrack dump:\n{}",
         trace.join("\n")
     );
-    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "portmap ADD:\n{}", trace.join("\n"));
+    assert!(handed_over(&trace), "portmap ADD:\n{}", trace.join("\n"));
 
-    // Still the one keeper and its one socket, with nothing left queued on it.
+    // Still the one keeper. The sockets handed over are released once a
+    // second passes without calls: then only its own is left, empty.
     assert_eq!(e.keeper(), k);
-    let nf_now = e.nf_sockets();
-    assert_eq!(nf_now, vec![(nf[0].0.clone(), 0, false)], "the keeper's socket, empty");
-}
-
-/// A borrower that dies mid-way (here: a request and a large dump sent, no
-/// reply read, then SIGKILL) leaves replies queued and a dump half done on
-/// the shared socket. The next call must throw them away, not mistake them
-/// for its own, and not be refused its own dumps (EBUSY).
-const DIE_MIDWAY: &str = r#"
-import ctypes, fcntl, os, socket, struct, sys
-libc = ctypes.CDLL(None, use_errno=True)
-turn = open("/proc/thread-self/ns/net")
-fcntl.flock(turn, fcntl.LOCK_EX)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect("\0cnibox/nftables-keeper")
-pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-pidfd = libc.syscall(434, pid, 0)
-fd = libc.syscall(438, pidfd, 3, 0)
-if fd < 0:
-    print("pidfd_getfd:", os.strerror(ctypes.get_errno())); sys.exit(1)
-nl = socket.socket(fileno=fd)
-def msg(ty, flags, seq):
-    return struct.pack("=IHHII", 20, ty, flags, seq, 0) + bytes(4)
-REQUEST, DUMP = 1, 0x300
-nl.send(msg(10 << 8 | 16, REQUEST, 1))          # NFT_MSG_GETGEN
-nl.send(msg(10 << 8 | 7, REQUEST | DUMP, 2))    # NFT_MSG_GETRULE, every family
-print("sent", flush=True)
-os.kill(os.getpid(), 9)
-"#;
-
-#[test]
-fn replies_left_by_a_borrower_killed_midway_do_not_disturb_the_next_call() {
-    need_root!();
-    let e = Env::new();
-    let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
-    let conf = e.conf();
-    e.bridge("ADD", "kp-1", &c1, &conf).ok();
-    let k = e.keeper();
-    // Enough rules that a dump of them takes several parts.
-    let mut script = String::from("table ip filler {\n chain c {\n");
-    for i in 0..600 {
-        script.push_str(&format!(
-            "  ip saddr 192.0.2.{} tcp dport {} counter accept comment \"filler rule {i}\"\n",
-            i % 250,
-            1000 + i
-        ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while e.nf_sockets().len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    script.push_str(" }\n}\n");
-    nft_apply(&e.node, &script);
-
-    let out = e.node.exec(&["python3", "-c", DIE_MIDWAY]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sent", "{}", String::from_utf8_lossy(&out.stderr));
-    let nf = e.nf_sockets();
-    assert_eq!(nf.len(), 1, "{nf:?}");
-    assert!(nf[0].1 > 0 && nf[0].2, "the shared socket should hold unread replies and a dump in progress: {nf:?}");
-
-    let r = e.bridge("ADD", "kp-2", &c2, &conf);
-    r.ok();
-    assert_eq!(e.masq_rules(), 2, "{}", ruleset_text(&e.node));
-    e.bridge("CHECK", "kp-2", &c2, &with_prev(&conf, &r.json())).ok();
-    // The same keeper, its socket cleaned up rather than given up.
-    assert_eq!(e.keeper(), k);
-    assert_eq!(e.nf_sockets(), vec![(nf[0].0.clone(), 0, false)]);
-    e.bridge("DEL", "kp-2", &c2, &conf).ok();
-    e.bridge("DEL", "kp-1", &c1, &conf).ok();
-    assert_eq!(e.masq_rules(), 0);
+    assert_eq!(e.nf_sockets(), vec![(nf[0].0.clone(), 0, false)], "the keeper's socket, empty");
+    assert_eq!(fds(k).0.len(), 2, "the keeper released what it was handed");
 }
 
-/// Run as `nobody`: find the keeper and try to take its socket.
+/// Run as `nobody`: find the keeper and try to take its listener (the
+/// proof callers send with their sockets).
 const OTHER_USER: &str = r#"
 import ctypes, os, socket, struct
 libc = ctypes.CDLL(None, use_errno=True)
@@ -299,7 +250,7 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect("\0cnibox/nftables-keeper")
 pid, uid, gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
 pidfd = libc.syscall(434, pid, 0)
-fd = libc.syscall(438, pidfd, 3, 0)
+fd = libc.syscall(438, pidfd, 4, 0)
 print("taken" if fd >= 0 else os.strerror(ctypes.get_errno()))
 "#;
 
@@ -320,7 +271,7 @@ while True:
 "#;
 
 #[test]
-fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
+fn only_its_own_user_reaches_the_keeper_and_a_squatted_name_is_not_trusted() {
     need_root!();
     let e = Env::new();
     let (c1, c2) = (Netns::new("c1"), Netns::new("c2"));
@@ -334,15 +285,15 @@ fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Root still takes it.
+    // Root still hands over.
     let (r, trace) = e.bridge_traced("ADD", "kp-2", &c2, &conf);
     r.ok();
-    assert!(borrowed(&trace) && !opened_nf_socket(&trace), "{}", trace.join("\n"));
+    assert!(handed_over(&trace), "{}", trace.join("\n"));
     assert_eq!(e.keeper(), k);
 
     // Another node namespace where someone else took the name first: the
-    // plugin takes nothing from that process, works with a socket of its own
-    // and starts no keeper (the name is taken).
+    // plugin takes nothing from that process and sends it nothing, works with
+    // a socket of its own and starts no keeper (the name is taken).
     let e2 = Env::new();
     let c3 = Netns::new("c3");
     let mut squatter = Bg(std::process::Command::new("ip")
@@ -359,7 +310,9 @@ fn the_socket_goes_to_its_own_user_only_and_a_squatted_name_is_not_trusted() {
     r.ok();
     let found = trace.iter().any(|l| l.contains("connect(") && l.contains("nftables-keeper") && l.ends_with("= 0"));
     assert!(
-        found && opened_nf_socket(&trace) && !trace.iter().any(|l| l.contains("pidfd_getfd(")),
+        found
+            && opened_nf_socket(&trace)
+            && !trace.iter().any(|l| l.contains("pidfd_getfd(") || l.contains("SCM_RIGHTS")),
         "{}",
         trace.join("\n")
     );
@@ -425,68 +378,4 @@ fn a_killed_keepers_table_is_taken_over_by_the_next_keeper() {
     e.bridge("DEL", "kp-1", &c1, &conf).ok();
     e.bridge("DEL", "kp-2", &c2, &conf).ok();
     assert_eq!(e.masq_rules(), 0);
-}
-
-/// Hold the namespace's turn (the lock every nftables call of cnibox takes)
-/// until stdin closes.
-const HOLD_TURN: &str = r#"
-import fcntl, sys
-turn = open("/proc/thread-self/ns/net")
-fcntl.flock(turn, fcntl.LOCK_EX)
-print("locked", flush=True)
-sys.stdin.read()
-"#;
-
-/// The descriptor a process is blocked on in flock(2), if it is.
-fn blocked_in_flock(pid: u32) -> Option<String> {
-    const SYS_FLOCK: &str = "73";
-    let sc = std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
-    let mut f = sc.split_whitespace();
-    if f.next()? != SYS_FLOCK {
-        return None;
-    }
-    let fd = i64::from_str_radix(f.next()?.trim_start_matches("0x"), 16).ok()?;
-    std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok().map(|l| l.to_string_lossy().into_owned())
-}
-
-#[test]
-fn calls_take_turns_on_the_namespace() {
-    need_root!();
-    use std::io::{BufRead, Write};
-    use std::process::{Command, Stdio};
-    let e = Env::new();
-    let c1 = Netns::new("c1");
-    let mut holder = Bg(Command::new("ip")
-        .args(["netns", "exec", &e.node.name, "python3", "-c", HOLD_TURN])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap());
-    let mut line = String::new();
-    std::io::BufReader::new(holder.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
-
-    let mut add = Command::new("ip");
-    add.args(["netns", "exec", &e.node.name, &format!("{}/bridge", e.path)]);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CNI_")) {
-        add.env_remove(k);
-    }
-    add.envs(e.env("ADD", "kp-1", &c1)).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut add = add.spawn().unwrap();
-    add.stdin.take().unwrap().write_all(e.conf().as_bytes()).unwrap();
-    // The ADD comes to its masquerade rules and waits for the turn: blocked
-    // in flock on the node's namespace, nothing written yet.
-    use std::os::unix::fs::MetadataExt;
-    let node_ns = format!("net:[{}]", std::fs::metadata(e.node.path()).unwrap().ino());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while blocked_in_flock(add.id()).as_deref() != Some(node_ns.as_str()) {
-        assert!(std::time::Instant::now() < deadline, "the ADD never waited for the namespace's lock");
-        assert!(add.try_wait().unwrap().is_none(), "the ADD finished while another held the turn");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert_eq!(e.masq_rules(), 0);
-    drop(holder);
-    let out = add.wait_with_output().unwrap();
-    assert!(out.status.success(), "{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(e.masq_rules(), 1);
 }

@@ -250,6 +250,55 @@ fn repeated_add_replaces_and_gc_removes_stale_containers() {
     assert_eq!(e.portmap_rules("ctr-2").len(), 5);
 }
 
+/// GC is per network: GC of netA (with netA's valid attachments, as the
+/// runtime's `cnibox gc netA` calls it) removes netA's stale mappings and
+/// leaves netB's live ones working, although portmap's rules are commented
+/// with the bare container id only (the reference's layout).
+#[test]
+fn gc_of_one_network_leaves_another_networks_mappings() {
+    need_root!();
+    let e = Env::new(2);
+    let _srv = serve(&e.ctrs[1], "c2", 80);
+    let a = |i: usize, port: u16| {
+        e.conf("1.1.0", i, json!([{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]), json!({"name": "netA"}))
+    };
+    let b = e.conf(
+        "1.1.0",
+        2,
+        json!([{"hostPort": 9092, "containerPort": 80, "protocol": "tcp"}]),
+        json!({"name": "netB"}),
+    );
+    e.call("ADD", "ctr-a", 1).run(&a(1, 9091)).ok();
+    e.call("ADD", "ctr-b", 2).run(&b).ok();
+    assert_eq!(talk(&e.outside, "tcp", "192.168.77.1", 9092).as_deref(), Some("c2 192.168.77.2"));
+    let gc = |net: &str, valid: Value| {
+        let conf = json!({"cniVersion": "1.1.0", "name": net, "type": "portmap", "cni.dev/valid-attachments": valid});
+        let mut c = Call::new(Some(&e.node), "portmap");
+        c.set("CNI_COMMAND", "GC").set("CNI_PATH", &e.path);
+        c.run(&conf.to_string()).ok();
+    };
+    // netA still has ctr-a: nothing goes.
+    gc("netA", json!([{"containerID": "ctr-a", "ifname": "eth0"}]));
+    assert_eq!(e.portmap_rules("ctr-a").len(), 5, "{}", ruleset_text(&e.node));
+    assert_eq!(e.portmap_rules("ctr-b").len(), 5, "{}", ruleset_text(&e.node));
+    // netA has nothing left: its mappings go, netB's stay and still carry traffic.
+    gc("netA", json!([]));
+    assert!(e.portmap_rules("ctr-a").is_empty(), "{}", ruleset_text(&e.node));
+    assert_eq!(e.portmap_rules("ctr-b").len(), 5, "netB's mappings survive GC of netA: {}", ruleset_text(&e.node));
+    assert_eq!(talk(&e.outside, "tcp", "192.168.77.1", 9092).as_deref(), Some("c2 192.168.77.2"));
+    // The comments are still the bare container id, and the record does not show in nft's listing.
+    let text = ruleset_text(&e.node);
+    assert!(text.contains("dnat to 10.88.2.5:80 comment \"ctr-b\"\n"), "{text}");
+    // Rules written without a record (the reference's) are not GC's to guess about.
+    nft_apply(&e.node, "add rule ip cni_hostport hostports tcp dport 9093 dnat to 10.88.1.5:80 comment \"ctr-ref\"\n");
+    gc("netB", json!([]));
+    assert!(e.portmap_rules("ctr-b").is_empty(), "{}", ruleset_text(&e.node));
+    assert_eq!(e.portmap_rules("ctr-ref").len(), 1, "{}", ruleset_text(&e.node));
+    // and DEL by container id still removes every rule of it, recorded or not
+    e.call("DEL", "ctr-ref", 1).run(&a(1, 9091)).ok();
+    assert!(e.portmap_rules("ctr-ref").is_empty());
+}
+
 #[test]
 fn config_errors_name_the_field_and_change_nothing() {
     need_root!();

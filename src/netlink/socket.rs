@@ -2,15 +2,19 @@
 
 use super::{Msg, MsgBuf, Msgs, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI};
 use crate::error::{Error, Result};
+use crate::sys::netlink as raw;
 use crate::sys::netns::Netns;
 use std::fmt::Display;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
 
-const SOL_NETLINK: i32 = 270;
-const NETLINK_CAP_ACK: i32 = 10;
-const NETLINK_EXT_ACK: i32 = 11;
 const RECV_BUF: usize = 64 * 1024;
 const DUMP_RETRIES: usize = 5;
+
+/// How long a receive waits for the kernel. The kernel answers a request
+/// while it is being sent (a dump: as each part is read), so a healthy
+/// socket never comes near this; it bounds what a wedged one could cost.
+pub const REPLY_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Socket {
     fd: OwnedFd,
@@ -27,46 +31,22 @@ impl Socket {
 
     /// Open a socket subscribed to the multicast `groups` (a bit mask), to watch for changes.
     pub fn open_groups(proto: i32, groups: u32) -> Result<Socket> {
-        // SAFETY: plain socket(2) call.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto) };
-        if fd < 0 {
-            return Err(Error::last_os("open netlink socket"));
-        }
-        // SAFETY: fresh descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        for opt in [NETLINK_CAP_ACK, NETLINK_EXT_ACK] {
-            let one: i32 = 1;
-            // SAFETY: valid fd, option value points at an i32. Failure only loses
-            // error detail on old kernels, so it is ignored.
-            unsafe {
-                libc::setsockopt(fd.as_raw_fd(), SOL_NETLINK, opt, (&one as *const i32).cast(), 4);
-            }
-        }
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        sa.nl_groups = groups;
-        let sl = std::mem::size_of::<libc::sockaddr_nl>() as u32;
-        // SAFETY: sa is a valid sockaddr_nl of length sl.
-        if unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_nl).cast(), sl) } != 0 {
-            return Err(Error::last_os("bind netlink socket"));
-        }
-        Socket::from_fd(fd)
+        Socket::from_fd(raw::open(proto, groups)?)
     }
 
-    /// Use a netlink socket that is already bound, possibly one other
-    /// processes used before (see nft::keeper). Its sequence numbers start
-    /// at a random point, so replies meant for an earlier user, which carry
-    /// that user's numbers, do not match ours.
+    /// Use a netlink socket that is already bound. Its sequence numbers start
+    /// at a random point, so that nothing queued before (a socket handed
+    /// over by another process) can match ours. An unbound socket (port id
+    /// 0) is refused: it could receive nothing the kernel sends us.
     pub fn from_fd(fd: OwnedFd) -> Result<Socket> {
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as u32;
-        // SAFETY: out-parameters sized as declared.
-        if unsafe { libc::getsockname(fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_nl).cast(), &mut len) } != 0 {
-            return Err(Error::last_os("getsockname netlink"));
+        let port = raw::port_id(&fd)?;
+        if port == 0 {
+            return Err(Error::msg("netlink socket is not bound"));
         }
+        raw::set_recv_timeout(&fd, REPLY_DEADLINE)?;
         let mut seed = [0u8; 4];
         crate::sys::random_bytes(&mut seed);
-        Ok(Socket { fd, port: sa.nl_pid, seq: u32::from_ne_bytes(seed), buf: vec![0; RECV_BUF] })
+        Ok(Socket { fd, port, seq: u32::from_ne_bytes(seed), buf: vec![0; RECV_BUF] })
     }
 
     /// Open a socket that lives in `ns`; it keeps talking to `ns` after we leave.
@@ -75,18 +55,9 @@ impl Socket {
     }
 
     /// Make room for one datagram of `bytes` (a large nftables batch): the
-    /// default send buffer takes about 200 KB. SO_SNDBUFFORCE passes the
-    /// system limit, which root may; SO_SNDBUF is the fallback.
+    /// default send buffer takes about 200 KB.
     pub fn reserve_send(&self, bytes: usize) {
-        let n = bytes.min(i32::MAX as usize / 2) as i32;
-        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-            // SAFETY: valid fd, option value points at an i32.
-            let r =
-                unsafe { libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, opt, (&n as *const i32).cast(), 4) };
-            if r == 0 {
-                return;
-            }
-        }
+        raw::reserve_send(&self.fd, bytes)
     }
 
     /// The descriptor, for a caller that decides how it is closed.
@@ -100,47 +71,29 @@ impl Socket {
     }
 
     pub fn send(&self, bytes: &[u8]) -> Result<()> {
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as u16;
-        loop {
-            // SAFETY: bytes is a valid buffer; sa a valid kernel address.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    bytes.as_ptr().cast(),
-                    bytes.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_nl).cast(),
-                    std::mem::size_of::<libc::sockaddr_nl>() as u32,
-                )
-            };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            if e != libc::EINTR {
-                return Err(Error::os("send netlink message", e));
-            }
-        }
+        raw::send(&self.fd, bytes).map_err(|e| Error::os("send netlink message", e))
     }
 
     /// Feed every message addressed to us to `f` until it says it is done.
-    pub fn recv_until(&mut self, mut f: impl FnMut(&Msg) -> Result<bool>) -> Result<()> {
+    /// Each datagram must come within `REPLY_DEADLINE`; `what` names the
+    /// operation in the error when it does not.
+    pub fn recv_until(&mut self, what: &dyn Display, mut f: impl FnMut(&Msg) -> Result<bool>) -> Result<()> {
         loop {
-            // SAFETY: buf is valid for its length; MSG_TRUNC makes recv report the real size.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_TRUNC)
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                if e == libc::EINTR {
-                    continue;
+            let n = match raw::recv(&self.fd, &mut self.buf, true) {
+                Ok(n) => n,
+                Err(libc::EAGAIN) => {
+                    let secs = REPLY_DEADLINE.as_secs();
+                    let mut e = Error::new(
+                        crate::error::code::TRY_AGAIN_LATER,
+                        format!("{what}: no reply from the kernel within {secs} s"),
+                    );
+                    e.errno = libc::ETIMEDOUT;
+                    return Err(e);
                 }
-                return Err(Error::os("receive netlink reply", e));
-            }
-            let n = n as usize;
+                Err(e) => return Err(Error::os(format_args!("{what}: receive netlink reply"), e)),
+            };
             if n > self.buf.len() {
-                return Err(Error::msg(format!("netlink reply of {n} bytes truncated")));
+                return Err(Error::msg(format!("{what}: netlink reply of {n} bytes truncated")));
             }
             let data = std::mem::take(&mut self.buf);
             let mut result = Ok(false);
@@ -165,64 +118,17 @@ impl Socket {
 
     /// Wait up to `timeout_ms` for something to read; false on timeout.
     pub fn wait_readable(&self, timeout_ms: i32) -> Result<bool> {
-        let mut p = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        loop {
-            // SAFETY: one valid pollfd.
-            let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
-            if n >= 0 {
-                return Ok(n > 0);
-            }
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            if e != libc::EINTR {
-                return Err(Error::os("poll netlink socket", e));
-            }
-        }
+        raw::wait_readable(&self.fd, timeout_ms)
     }
 
     /// Read every datagram already queued, without blocking. A notification
     /// queue that overflowed (ENOBUFS) is not an error for a watcher: it re-checks.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<()> {
         loop {
-            // SAFETY: buf valid for its length.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), libc::MSG_DONTWAIT)
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                return match e {
-                    libc::EAGAIN | libc::ENOBUFS => Ok(()),
-                    libc::EINTR => continue,
-                    _ => Err(Error::os("read netlink notifications", e)),
-                };
-            }
-            f(&self.buf[..(n as usize).min(self.buf.len())]);
-        }
-    }
-
-    /// Throw away whatever is queued for this socket: replies an earlier user
-    /// of a shared socket never read. Reading also lets the kernel finish a
-    /// dump that user left half done (it produces the next part as each one
-    /// is read), which would otherwise refuse our own dumps with EBUSY.
-    pub fn discard_queued(&mut self) -> Result<()> {
-        loop {
-            // SAFETY: buf valid for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                )
-            };
-            if n >= 0 {
-                continue;
-            }
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            match e {
-                libc::EAGAIN => return Ok(()),
-                // ENOBUFS: an overflow was reported; what is left is still to be read.
-                libc::EINTR | libc::ENOBUFS => continue,
-                _ => return Err(Error::os("discard stale netlink replies", e)),
+            match raw::recv(&self.fd, &mut self.buf, false) {
+                Ok(n) => f(&self.buf[..n.min(self.buf.len())]),
+                Err(libc::EAGAIN | libc::ENOBUFS) => return Ok(()),
+                Err(e) => return Err(Error::os("read netlink notifications", e)),
             }
         }
     }
@@ -258,7 +164,7 @@ impl Socket {
         let flags = msg.flags();
         self.send(&msg.finish(seq))?;
         let want_ack = flags & NLM_F_ACK != 0;
-        self.recv_until(|m| {
+        self.recv_until(&what, |m| {
             if m.seq != seq {
                 return Ok(false);
             }
@@ -287,7 +193,7 @@ impl Socket {
             self.send(&msg.clone().finish(seq))?;
             let mut out = Vec::new();
             let mut intr = false;
-            self.recv_until(|m| {
+            self.recv_until(&what, |m| {
                 if m.seq != seq {
                     return Ok(false);
                 }

@@ -1,191 +1,255 @@
-//! The socket keeper: one NETLINK_NETFILTER socket per network namespace,
-//! kept open by a small process and borrowed by one cnibox call at a time,
-//! so that in steady state no plugin call releases a netfilter socket.
+//! The socket keeper: a small process per network namespace that collects
+//! the NETLINK_NETFILTER sockets cnibox calls are done with and releases
+//! them only when no call is running, so that no plugin call pays for a
+//! socket's release.
 //!
 //! Why: when a bound NETLINK_NETFILTER socket is released (its last
 //! descriptor closed), the kernel's netlink notifier for nf_tables
-//! (`nft_rcv_nl_event` in net/netfilter/nf_tables_api.c, on NETLINK_URELEASE;
-//! current kernels, 6.18 here) takes the namespace's commit mutex and
-//! flushes the work that frees committed transactions, which first waits
-//! for an RCU grace period. Any commit a few milliseconds earlier leaves that
-//! work pending, so a release right after a commit holds the mutex for a
-//! grace period, and the next commit in the namespace waits for it. Moving
-//! the release to a detached child (`sys::close_detached`) only moved the
-//! wait onto the next call: back to back, every bridge ipMasq ADD still paid
-//! ~6 ms. A socket that is never released costs nothing, hence the keeper.
+//! (`nft_rcv_nl_event` in net/netfilter/nf_tables_api.c, on NETLINK_URELEASE)
+//! takes the namespace's commit mutex and flushes the work that frees
+//! committed transactions, which first waits for an RCU grace period. Any
+//! commit a few milliseconds earlier leaves that work pending, so a release
+//! right after a commit holds the mutex for a grace period, and the next
+//! commit in the namespace waits for it: back to back, every bridge ipMasq
+//! ADD paid ~6 ms. Releasing later, in a detached child (`sys::close_detached`),
+//! only moves the wait onto the next call.
 //!
 //! How:
-//! - A call that finds no keeper opens its own socket as before and, when
-//!   done, leaves it to a new keeper (`sys::daemon`): the socket at
-//!   descriptor 3, listening on an abstract unix name, which belongs to the
-//!   network namespace as the socket does. The keeper is listening before
-//!   that call returns, so the next call finds it.
-//! - Later calls take a copy of the keeper's descriptor 3 (pidfd_getfd). The
-//!   keeper does nothing for that and is not even woken. Handing the socket
-//!   over in a message (SCM_RIGHTS, the first version) needed the keeper
-//!   woken and scheduled for each call: a median 80 µs to borrow and 30 to
-//!   give back here, against 45 and 10 now, lock included. The unix name
-//!   only says who the keeper is (SO_PEERCRED: pid and user of the process
-//!   that listens) and that it is still alive (a connection waiting in its
-//!   backlog hangs up when the listener closes).
-//! - Only a call holding `lock()` borrows: a flock on the network namespace
-//!   itself, so the socket has one user at a time whatever mount namespace
-//!   (and /run) each caller sees. The kernel drops the lock of a borrower
-//!   that dies.
-//! - The keeper must be of our own user (a name squatted by another user is
-//!   not trusted), what we take must be a NETLINK_NETFILTER socket, and only
-//!   who may ptrace the keeper can take anything from it (the kernel's
-//!   check; the keeper waives Yama's "ancestors only" rule, which would
-//!   otherwise demand CAP_SYS_PTRACE, but nothing else).
-//! - A borrower may find replies an earlier borrower never read (killed
-//!   mid-way): `Socket::discard_queued` drops them, and random sequence
-//!   numbers per process keep anything later from matching ours.
+//! - Every call opens a socket of its own (a socket and a bind: microseconds)
+//!   and, when done, hands it to the keeper over the keeper's abstract unix
+//!   name (`SCM_RIGHTS`, without waiting: the message waits in the keeper's
+//!   backlog, and the keeper is not woken for it). Nothing is shared between
+//!   calls, so no call can find another's replies.
+//! - Calls take turns on a `flock` of a memfd the keeper holds at `LOCK_FD`,
+//!   opened through /proc/<keeper>/fd: only a process that may ptrace the
+//!   keeper can open it, so no untrusted process can hold the turn. A call
+//!   waits for it at most TURN_WAIT, polling, and then goes on without: the
+//!   turn only spares concurrent calls from invalidating each other's
+//!   listings; the generation check of `transact` keeps every change correct
+//!   without it (a change computed from a listing is refused when the
+//!   ruleset moved since, and computed again).
+//! - An earlier version lent the keeper's one socket to one call at a time,
+//!   under a `flock` on the namespace's nsfs inode. Any process of the
+//!   namespace can open that inode and hold the lock, so any user could stall
+//!   every nftables call.
+//! - The keeper is trusted only when it can change nftables itself: the
+//!   process that listens on the name (SO_PEERCRED; a pidfd held across the
+//!   checks, so its pid cannot come to name another process) has our user id,
+//!   CAP_NET_ADMIN in its effective set and our user namespace, and holds,
+//!   at `LISTENER_FD`, the very listener we reached: bound to the name, in
+//!   our network namespace, and still open after the checks (our connection
+//!   is not hung up). Taking that descriptor (`pidfd_getfd`) needs ptrace
+//!   access to the keeper, which the kernel grants only to the same user
+//!   with at least the keeper's capabilities: a process of another user, or
+//!   uid 0 without capabilities (a hostNetwork pod), cannot.
+//! - The call sends that listener back with its socket, as proof: the keeper
+//!   takes a socket only from a caller that could take its listener, and
+//!   only a NETLINK_NETFILTER socket, bound, in its namespace. Only such
+//!   hand-overs count as activity; anyone may connect, but a connection
+//!   without the proof is closed and keeps no keeper alive.
+//! - A name squatted by anyone else is not trusted: calls then close their
+//!   sockets in a detached child, as without a keeper (slower, never stuck).
+//! - Every TICK the keeper takes what waits in its backlog. It releases what
+//!   it holds after a TICK without a hand-over (no call is running then, so
+//!   nothing waits for the release), or when it holds HELD_MAX, and leaves
+//!   after IDLE without one.
 //! - While it lives, the keeper also keeps conntrack switched on in its
 //!   namespace: its own table (`HOLD`) holds one conntrack expression in a
 //!   chain no packet passes through. It creates the table when it starts
 //!   (taking over one a killed keeper left) and deletes it when it leaves.
 //!   (Not a table flagged "owner", which the kernel would delete with the
 //!   socket: with one in the ruleset, nft 1.0.6, Debian 12's, intermittently
-//!   prints an empty ruleset as JSON.) Without it, the masquerade or port mapping rule of the only
-//!   pod on a node is the namespace's first conntrack user, and the kernel
-//!   switches conntrack on for it, walking its whole hash table once per
-//!   family (0.3-0.5 ms of that ADD), and off again at the DEL of the last
-//!   one. A node with pods, or kube-proxy, has conntrack on anyway.
-//! - The keeper wakes every TICK to accept (and close) the connections made
-//!   since; after IDLE without any it takes the lock, so that no one is
-//!   borrowing, and exits. By then nothing is left to free, so its own
-//!   release is cheap.
+//!   prints an empty ruleset as JSON.) Without it, the masquerade or port
+//!   mapping rule of the only pod on a node is the namespace's first
+//!   conntrack user, and the kernel switches conntrack on for it, walking its
+//!   whole hash table once per family (0.3-0.5 ms of that ADD), and off again
+//!   at the DEL of the last one. A node with pods, or kube-proxy, has
+//!   conntrack on anyway.
 
 use super::expr::{Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_NEQ, NFT_CT_STATE};
-use super::{Batch, Table, NFPROTO_INET};
+use super::{Batch, Table, NETLINK_NETFILTER, NFPROTO_INET};
 use crate::netlink::Socket;
-use crate::sys::file::FileLock;
 use crate::sys::pidfd::Pidfd;
-use crate::sys::unix;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use crate::sys::{trust, unix};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// The abstract unix name (no leading NUL here) a keeper listens on.
 const NAME: &[u8] = b"cnibox/nftables-keeper";
 
-/// Where the keeper holds the socket (`sys::daemon` puts it there).
-const SOCKET_FD: RawFd = 3;
+/// Where the keeper holds its listener: 0-2 are /dev/null and 3 is its own
+/// netfilter socket (`sys::daemon` puts them there), so a socket it makes
+/// first gets 4.
+const LISTENER_FD: RawFd = 4;
 
-/// How long a keeper waits for the next borrower. Long enough to span a
+/// Where the keeper holds the object whose `flock` is the namespace's turn
+/// at nftables (a memfd: reachable only through /proc/<keeper>/fd, so only
+/// by who may ptrace the keeper).
+const LOCK_FD: RawFd = 5;
+
+/// How long a call waits for the turn before it goes on without.
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a keeper waits for the next hand-over. Long enough to span a
 /// runtime's plugin chain and a burst of pod starts or deletions (calls
 /// milliseconds to seconds apart); short enough that an idle node has no
 /// lingering process and a deleted namespace is not kept alive for long.
-/// Expiring costs little either way: the next call opens a socket and
-/// starts a new keeper, which is what every call did before.
 const IDLE: Duration = Duration::from_secs(10);
 
 /// How often the keeper empties its backlog. Connections are not accepted
 /// as they come (that would wake the keeper for every call): the backlog
-/// holds them until then, and a call that finds it full opens its own socket.
+/// holds them until then, and a call that finds it full closes its socket
+/// in a detached child instead.
 const TICK: Duration = Duration::from_secs(1);
 const BACKLOG: i32 = 4096;
+
+/// The most sockets a keeper holds before it releases them anyway (each
+/// is a descriptor; their release together costs at most one grace period).
+const HELD_MAX: usize = 256;
 
 /// The keeper's own table (see the module's why). `inet`: both families.
 pub const HOLD: Table = Table { family: NFPROTO_INET, name: "cnibox_keeper" };
 const HOLD_CHAIN: &str = "conntrack";
 const HOLD_COMMENT: &str = "cnibox-keeper keeps conntrack on while it runs and deletes this table when it leaves";
 
-/// The network namespace we are in, as a file to lock.
-const NETNS: &str = "/proc/thread-self/ns/net";
-
-/// The turn to use the namespace's netfilter socket: None when the lock
-/// cannot be had (no /proc), and then nothing may be borrowed.
-pub fn lock() -> Option<FileLock> {
-    FileLock::existing(Path::new(NETNS)).ok()
+/// A call's visit to a trusted keeper: the connection it made, the proof
+/// it will send back, and the namespace's turn, while it has it.
+pub struct Visit {
+    conn: OwnedFd,
+    proof: OwnedFd,
+    _turn: Option<std::fs::File>,
 }
 
-/// A borrowed socket's keeper.
-pub struct Loan {
-    keeper: Pidfd,
-}
-
-impl Loan {
-    /// End the keeper: its socket misbehaves (a dump stuck half done, which
-    /// would refuse every later borrower's dumps). Close our copy first.
-    pub fn retire(self) {
-        let _ = self.keeper.signal(libc::SIGTERM);
-    }
-}
-
-/// Borrow the keeper's socket, with nothing left queued on it; None when
-/// there is no keeper here or it is not one to trust. Only while holding
-/// `lock()`.
-pub fn borrow() -> Option<(Socket, Loan)> {
+/// Find the keeper of the current namespace, if there is one to trust, and
+/// take the turn at nftables from it: wait until no other cnibox call holds
+/// it, up to TURN_WAIT, after which the call goes on without (the
+/// generation check still guards every change). None when there is no
+/// keeper to trust.
+pub fn visit() -> Option<Visit> {
     let conn = unix::connect_abstract(NAME).ok()?;
-    let (pid, uid) = unix::peer(&conn).ok()?;
-    // SAFETY: geteuid cannot fail.
-    if uid != unsafe { libc::geteuid() } {
-        return None;
-    }
-    let keeper = Pidfd::open(pid).ok()?;
-    // Our connection still waits in the listener's backlog, so the listener,
-    // which only the keeper holds, is open: the keeper lived throughout, and
-    // `pid` could not have been reused for another process.
-    if unix::hung_up(&conn) {
-        return None;
-    }
-    let fd = keeper.take(SOCKET_FD).ok()?;
-    if unix::socket_kind(&fd).ok()? != (libc::AF_NETLINK, super::NETLINK_NETFILTER) {
-        return None;
-    }
-    let mut sock = Socket::from_fd(fd).ok()?;
-    sock.discard_queued().ok()?;
-    Some((sock, Loan { keeper }))
+    let (proof, keeper, pid) = trusted(&conn)?;
+    let turn = trust::reopen(pid, LOCK_FD).ok().filter(|_| keeper.signal(0).is_ok()).and_then(|lock| {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match trust::try_lock(&lock) {
+                Ok(true) => return Some(lock),
+                Ok(false) if start.elapsed() < TURN_WAIT => std::thread::sleep(pause),
+                _ => return None,
+            }
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
+    });
+    Some(Visit { conn, proof, _turn: turn })
 }
 
-/// Hand a socket this process opened, and is done with, to a new keeper.
-/// When there is one already (or one cannot be started) the socket is
+/// Hand a socket this process opened, and is done with, to the keeper
+/// (`visit`'s, or one found now), starting one when there is none. When
+/// there is one we do not trust (or none can be started) the socket is
 /// closed by a detached child instead, as its release may wait.
-pub fn keep(sock: OwnedFd) {
-    // The name belongs to the current namespace: only a socket of this
-    // namespace may be kept under it.
-    let same = match (crate::sys::netns::Netns::of_socket(sock.as_raw_fd()), crate::sys::netns::Netns::current()) {
-        (Ok(a), Ok(b)) => a.same_as(&b).unwrap_or(false),
+pub fn keep(sock: OwnedFd, visit: Option<Visit>) {
+    let (conn, proof) = match visit {
+        Some(v) => (v.conn, Some(v.proof)),
+        None => match unix::connect_abstract(NAME) {
+            Ok(conn) => {
+                let proof = trusted(&conn).map(|t| t.0);
+                (conn, proof)
+            }
+            Err(e) if e.is_errno(libc::ECONNREFUSED) => return start_keeper(sock),
+            // EAGAIN: the backlog is full.
+            Err(_) => return crate::sys::close_detached(sock),
+        },
+    };
+    if let Some(proof) = proof {
+        if unix::send_fds(&conn, &[sock.as_fd(), proof.as_fd()]).is_ok() {
+            // The message holds the socket now; closing our copy releases nothing.
+            return;
+        }
+    }
+    crate::sys::close_detached(sock);
+}
+
+/// The keeper's listener (the proof), a handle on the keeper and its pid,
+/// when the process listening at the other end of `conn` is a keeper to
+/// trust (see the module's how); None otherwise.
+fn trusted(conn: &OwnedFd) -> Option<(OwnedFd, Pidfd, libc::pid_t)> {
+    let (pid, uid) = unix::peer(conn).ok()?;
+    if pid <= 0 || uid != crate::sys::process::euid() {
+        return None;
+    }
+    // The handle comes first: the checks below read `pid`, and the process
+    // they read is the handle's as long as `take` then finds it alive.
+    let keeper = Pidfd::open(pid).ok()?;
+    if !trust::has_cap(pid, trust::CAP_NET_ADMIN).ok()? || !trust::same_user_ns(pid).ok()? {
+        return None;
+    }
+    let listener = keeper.take(LISTENER_FD).ok()?;
+    if unix::abstract_name(&listener).ok()?.as_deref() != Some(NAME) {
+        return None;
+    }
+    if trust::netns_of_socket(&listener).ok()? != trust::current_netns().ok()? {
+        return None;
+    }
+    // Still connected: the listener we reached was open throughout, so it
+    // held the name throughout, and the one the keeper holds (bound to that
+    // name in this namespace) is it.
+    (!unix::hung_up(conn)).then_some((listener, keeper, pid))
+}
+
+/// No keeper here: leave `sock` to a new one, if it belongs to this
+/// namespace (the name does: only a socket of it may be kept under it).
+fn start_keeper(sock: OwnedFd) {
+    let same = match (trust::netns_of_socket(&sock), trust::current_netns()) {
+        (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    // Someone listens already (a keeper we could not borrow from, or a
-    // squatter): a new keeper could not take the name, so do not fork one.
-    let taken = || unix::connect_abstract(NAME).is_ok();
-    if !same || taken() || !crate::sys::daemon(c"cnibox-keeper", &[sock.as_raw_fd()], start, serve) {
+    if !same || !crate::sys::daemon(c"cnibox-keeper", &[sock.as_raw_fd()], start, serve) {
         crate::sys::close_detached(sock);
     }
     // Otherwise the keeper holds the socket; closing this copy releases nothing.
 }
 
-/// In the new keeper: listen (as itself, so that borrowers see its pid), and
-/// let borrowers of our user take its socket even under Yama's
-/// ptrace_scope 1. None when the name is taken: another keeper was quicker.
-fn start() -> Option<OwnedFd> {
-    const PR_SET_PTRACER: i32 = 0x5961_6d61;
-    const PR_SET_PTRACER_ANY: libc::c_ulong = libc::c_ulong::MAX;
-    // SAFETY: prctl with plain integer arguments; EINVAL without Yama is fine.
-    unsafe { libc::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) };
-    // The caller holds the namespace's lock until we answer: the socket is ours alone.
-    hold_conntrack();
-    unix::listen_abstract(NAME, BACKLOG).ok()
+/// What a running keeper holds.
+struct Keeper {
+    /// Its own socket, for `HOLD`.
+    own: OwnedFd,
+    listener: OwnedFd,
+    _lock: OwnedFd,
+    listener_id: trust::Id,
+    netns: trust::Id,
 }
 
-/// The kept socket, through a duplicate descriptor (closing it releases nothing).
-fn kept_socket() -> Option<Socket> {
-    // SAFETY: SOCKET_FD is the kept socket (`sys::daemon` put it there).
-    let dup = unsafe { libc::fcntl(SOCKET_FD, libc::F_DUPFD_CLOEXEC, 0) };
-    if dup < 0 {
+/// In the new keeper: listen (as itself, so that callers see its pid), and
+/// let callers of our user take its listener even under Yama's
+/// ptrace_scope 1. None when the name is taken: another keeper was quicker.
+fn start(mut kept: Vec<OwnedFd>) -> Option<Keeper> {
+    let own = kept.pop()?;
+    trust::allow_any_ptracer();
+    let listener = unix::listen_abstract(NAME, BACKLOG).ok()?;
+    let lock = trust::lock_object(c"cnibox-nftables-turn").ok()?;
+    if listener.as_raw_fd() != LISTENER_FD || lock.as_raw_fd() != LOCK_FD {
         return None;
     }
-    // SAFETY: `dup` is a fresh descriptor owned by nothing else.
-    Socket::from_fd(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) }).ok()
+    let k = Keeper {
+        listener_id: trust::file_id(&listener).ok()?,
+        netns: trust::current_netns().ok()?,
+        own,
+        listener,
+        _lock: lock,
+    };
+    hold_conntrack(&k.own);
+    Some(k)
+}
+
+/// A socket to send on, through a duplicate of `fd` (closing it releases nothing).
+fn socket_on(fd: &OwnedFd) -> Option<Socket> {
+    Socket::from_fd(fd.try_clone().ok()?).ok()
 }
 
 /// Create `HOLD`, or take over the one a killed keeper left: emptied and
 /// filled again. Best effort: without it the keeper still does its main job.
-fn hold_conntrack() {
-    let Some(mut sock) = kept_socket() else { return };
+fn hold_conntrack(own: &OwnedFd) {
+    let Some(mut sock) = socket_on(own) else { return };
     let mut b = Batch::new();
     b.add_table(&HOLD, HOLD_COMMENT);
     b.add_chain(&HOLD, HOLD_CHAIN, None, "");
@@ -200,49 +264,72 @@ fn hold_conntrack() {
     let _ = b.send_on(&mut sock, 0);
 }
 
-/// Delete `HOLD` (holding the lock: no borrower is using the socket).
-fn release_conntrack() {
-    let Some(mut sock) = kept_socket() else { return };
+/// Delete `HOLD`.
+fn release_conntrack(own: &OwnedFd) {
+    let Some(mut sock) = socket_on(own) else { return };
     let mut b = Batch::new();
     b.del_table(&HOLD);
     let _ = b.send_on(&mut sock, 0);
 }
 
-/// The keeper's life: every TICK, accept and close the connections made
-/// since; after IDLE without one, leave, taking the lock first so that no
-/// borrower is between finding the keeper and taking its socket.
-fn serve(listener: OwnedFd) {
+/// The keeper's life: every TICK, take the sockets handed over since;
+/// release them after a TICK without any; leave after IDLE without any.
+fn serve(k: Keeper) {
+    let mut held: Vec<OwnedFd> = Vec::new();
+    // Connections of calls still running (they connect when they start and
+    // send when done): asked again at the next tick, then dropped.
+    let mut waiting: Vec<OwnedFd> = Vec::new();
     let mut last = Instant::now();
     loop {
-        // SAFETY: poll on no descriptors is a sleep.
-        unsafe { libc::poll(std::ptr::null_mut(), 0, TICK.as_millis() as i32) };
-        if drain(&listener) > 0 {
+        std::thread::sleep(TICK);
+        let mut fresh = 0;
+        let mut later = Vec::new();
+        let earlier = std::mem::take(&mut waiting);
+        let accepted = std::iter::from_fn(|| unix::accept(&k.listener).ok());
+        for (conn, again) in earlier.into_iter().map(|c| (c, false)).chain(accepted.map(|c| (c, true))) {
+            match handed_over(&k, &conn) {
+                Ok(Some(s)) => {
+                    held.push(s);
+                    fresh += 1;
+                }
+                Err(()) if again && later.len() < BACKLOG as usize && !unix::hung_up(&conn) => later.push(conn),
+                _ => {}
+            }
+        }
+        waiting = later;
+        if fresh > 0 {
             last = Instant::now();
         }
-        if last.elapsed() < IDLE {
-            continue;
+        if fresh == 0 || held.len() >= HELD_MAX {
+            held.clear();
         }
-        let _turn = match FileLock::try_existing(Path::new(NETNS)) {
-            Err(e) if e.is_errno(libc::EWOULDBLOCK) => continue, // a borrower is in
-            turn => turn,
-        };
-        if drain(&listener) > 0 {
-            last = Instant::now();
-            continue;
+        if last.elapsed() >= IDLE {
+            // The name goes first (a caller then starts a new keeper rather
+            // than hand us a socket), then the table.
+            drop(k.listener);
+            release_conntrack(&k.own);
+            return;
         }
-        // The name goes before the lock: a caller waiting for the lock finds
-        // no keeper and starts another. The socket goes when we exit.
-        release_conntrack();
-        drop(listener);
-        return;
     }
 }
 
-/// Accept and close every connection waiting; how many there were.
-fn drain(listener: &OwnedFd) -> usize {
-    let mut n = 0;
-    while unix::accept(listener).is_ok() {
-        n += 1;
+/// The socket a caller handed over on `conn`, if it is one to keep: it came
+/// with our own listener (only a process that may ptrace us has that) and
+/// it is a bound NETLINK_NETFILTER socket of our namespace.
+/// Err when nothing has come yet.
+fn handed_over(k: &Keeper, conn: &OwnedFd) -> Result<Option<OwnedFd>, ()> {
+    let mut fds = match unix::recv_fds(conn) {
+        Ok(fds) => fds,
+        Err(e) if e.is_errno(libc::EAGAIN) => return Err(()),
+        Err(_) => return Ok(None),
+    };
+    let proof_ok = fds.len() == 2 && trust::file_id(&fds[1]).ok() == Some(k.listener_id);
+    if !proof_ok {
+        return Ok(None);
     }
-    n
+    let sock = fds.swap_remove(0);
+    let ok = unix::socket_kind(&sock).ok() == Some((libc::AF_NETLINK, NETLINK_NETFILTER))
+        && crate::sys::netlink::port_id(&sock).is_ok_and(|p| p != 0)
+        && trust::netns_of_socket(&sock).ok() == Some(k.netns);
+    Ok(ok.then_some(sock))
 }

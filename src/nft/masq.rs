@@ -32,7 +32,7 @@ const POSTROUTING: &str = "postrouting";
 const TABLE_COMMENT: &str = "Masquerading for plugins from github.com/containernetworking/plugins";
 const CHAIN_COMMENT: &str = "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet";
 
-fn network_hash(network: &str) -> String {
+pub fn network_hash(network: &str) -> String {
     crate::sha512::hex(network.as_bytes(), 16)
 }
 
@@ -154,10 +154,14 @@ pub fn check(network: &str, ifname: &str, container_id: &str, addrs: &[IpNet]) -
 /// Remove rules of this network whose (container id, ifname) is not in `valid`.
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<()> {
     let net = network_hash(network);
-    let keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| comment(network, ifname, id)).collect();
+    let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| comment(network, ifname, id)).collect();
+    keep.sort_unstable();
     transact(|nft| {
         let mut b = Batch::new();
-        for r in list(nft)?.iter().filter(|r| r.comment.starts_with(net.as_bytes()) && !keep.contains(&r.comment)) {
+        for r in list(nft)?
+            .iter()
+            .filter(|r| r.comment.starts_with(net.as_bytes()) && keep.binary_search(&r.comment).is_err())
+        {
             b.del_rule(r);
         }
         Ok(b)

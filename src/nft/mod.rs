@@ -69,8 +69,8 @@ pub const HOOK_POSTROUTING: u32 = 4;
 /// reference (knftables' CommentLengthMax), so no rule of either carries more.
 pub const COMMENT_MAX: usize = 128;
 
-/// How often a change is recomputed when the ruleset moved under it.
-const GENID_RETRIES: u32 = 32;
+/// How long a change is recomputed when the ruleset keeps moving under it.
+const GENID_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 const ERESTART: i32 = 85;
 
 /// A table: its family and name.
@@ -111,19 +111,33 @@ pub struct Base {
 /// libnftnl user data: TLVs of (type, length, value); type 0 is the comment,
 /// stored with its NUL as `nft` does.
 fn udata_comment(c: &[u8]) -> Vec<u8> {
-    let c = &c[..c.len().min(COMMENT_MAX)];
-    let mut v = Vec::with_capacity(c.len() + 3);
-    v.extend_from_slice(&[0, c.len() as u8 + 1]);
-    v.extend_from_slice(c);
-    v.push(0);
+    let mut v = Vec::with_capacity(c.len().min(COMMENT_MAX) + 3);
+    udata_push(&mut v, UDATA_COMMENT, c);
     v
 }
 
-fn parse_udata_comment(mut u: &[u8]) -> Vec<u8> {
+const UDATA_COMMENT: u8 = 0;
+
+/// cnibox's own rule user data type: which attachment (network, interface,
+/// container) a rule was written for, where the comment must stay what the
+/// reference matches on (portmap's bare container id). libnftnl defines
+/// types 0 (comment) and 1 (ebtables policy); `nft` and knftables read only
+/// the comment and skip every other type; this one is far from theirs.
+pub const UDATA_OWNER: u8 = 0xc1;
+
+fn udata_push(v: &mut Vec<u8>, ty: u8, val: &[u8]) {
+    let val = &val[..val.len().min(COMMENT_MAX)];
+    v.extend_from_slice(&[ty, val.len() as u8 + 1]);
+    v.extend_from_slice(val);
+    v.push(0);
+}
+
+/// The value of user data TLV `want`, up to its NUL; empty when absent.
+fn parse_udata(mut u: &[u8], want: u8) -> Vec<u8> {
     while u.len() >= 2 {
         let (ty, len) = (u[0], u[1] as usize);
         let Some(val) = u.get(2..2 + len) else { break };
-        if ty == 0 {
+        if ty == want {
             let end = val.iter().position(|&c| c == 0).unwrap_or(val.len());
             return val[..end].to_vec();
         }
@@ -226,6 +240,11 @@ impl Batch {
 
     /// Append a rule to the chain.
     pub fn add_rule(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: &[u8]) {
+        self.add_rule_owned(t, chain, exprs, comment, b"")
+    }
+
+    /// Append a rule that also records its `owner` (see UDATA_OWNER).
+    pub fn add_rule_owned(&mut self, t: &Table, chain: &str, exprs: &[Expr], comment: &[u8], owner: &[u8]) {
         let m = self.msg(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, t, format!("add rule to {t} {chain}"));
         m.put_str(NFTA_RULE_TABLE, t.name).put_str(NFTA_RULE_CHAIN, chain);
         let l = m.nest(NFTA_RULE_EXPRESSIONS | NLA_F_NESTED);
@@ -233,8 +252,15 @@ impl Batch {
             expr::put(m, e);
         }
         m.end(l);
-        if !comment.is_empty() {
-            m.put(NFTA_RULE_USERDATA, &udata_comment(comment));
+        if !comment.is_empty() || !owner.is_empty() {
+            let mut u = Vec::with_capacity(comment.len() + owner.len() + 6);
+            if !comment.is_empty() {
+                udata_push(&mut u, UDATA_COMMENT, comment);
+            }
+            if !owner.is_empty() {
+                udata_push(&mut u, UDATA_OWNER, owner);
+            }
+            m.put(NFTA_RULE_USERDATA, &u);
         }
     }
 
@@ -277,6 +303,8 @@ pub struct Rule {
     pub chain: String,
     pub handle: u64,
     pub comment: Vec<u8>,
+    /// The attachment it was written for (UDATA_OWNER); empty when not recorded.
+    pub owner: Vec<u8>,
     /// The encoded expression list (`NFTA_RULE_EXPRESSIONS` payload).
     pub exprs: Vec<u8>,
 }
@@ -290,6 +318,7 @@ impl Rule {
             chain: String::new(),
             handle: 0,
             comment: Vec::new(),
+            owner: Vec::new(),
             exprs: Vec::new(),
         };
         for a in Attrs::new(p.get(4..)?) {
@@ -298,7 +327,10 @@ impl Rule {
                 NFTA_RULE_CHAIN => r.chain = a.str().to_string(),
                 NFTA_RULE_HANDLE => r.handle = a.be64(),
                 NFTA_RULE_EXPRESSIONS => r.exprs = a.data.to_vec(),
-                NFTA_RULE_USERDATA => r.comment = parse_udata_comment(a.data),
+                NFTA_RULE_USERDATA => {
+                    r.comment = parse_udata(a.data, UDATA_COMMENT);
+                    r.owner = parse_udata(a.data, UDATA_OWNER);
+                }
                 _ => {}
             }
         }
@@ -311,91 +343,35 @@ impl Rule {
     }
 }
 
-/// A NETLINK_NETFILTER socket in the current namespace: the keeper's, while
-/// this holds the namespace's turn (see `keeper`), or one of our own.
+/// A NETLINK_NETFILTER socket of this call's own, in the current namespace,
+/// with the namespace's turn at nftables while a trusted keeper gives one;
+/// the socket is handed to the keeper when dropped (see `keeper`).
 pub struct Nft {
     /// An Option only so that Drop can hand the descriptor on.
     sock: Option<Socket>,
-    /// Set when the socket is the keeper's.
-    loan: Option<keeper::Loan>,
-    /// Dropped last, after the socket.
-    _turn: Option<Turn>,
-}
-
-/// This process's turn at the namespace's netfilter socket: the keeper's
-/// lock, taken once per process. A second Nft while one is open (none of
-/// the callers does that) gets neither turn nor loan: taking the lock again
-/// would wait for ourselves, and two users of one socket in one process
-/// would read each other's replies.
-struct Turn {
-    _lock: Option<crate::sys::file::FileLock>,
-}
-
-static TURN_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-impl Turn {
-    fn take() -> Option<Turn> {
-        (!TURN_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst)).then(|| Turn { _lock: keeper::lock() })
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        TURN_TAKEN.store(false, std::sync::atomic::Ordering::SeqCst);
-    }
+    visit: Option<keeper::Visit>,
 }
 
 impl Drop for Nft {
     fn drop(&mut self) {
-        let Some(s) = self.sock.take() else { return };
-        match self.loan.take() {
-            // Our copy closes while we still hold the turn.
-            Some(loan) => {
-                drop(s);
-                drop(loan);
-            }
-            None => keeper::keep(s.into_fd()),
+        if let Some(s) = self.sock.take() {
+            keeper::keep(s.into_fd(), self.visit.take());
         }
     }
 }
 
 impl Nft {
-    /// The keeper's socket when there is one to borrow, else one of our own.
-    /// Either way this holds the namespace's turn, if it can be had, until
-    /// dropped: nftables writers take turns (see `transact`).
     pub fn open() -> Result<Nft> {
-        let turn = Turn::take();
-        let lent = match &turn {
-            Some(Turn { _lock: Some(_) }) => keeper::borrow(),
-            _ => None,
-        };
-        let (sock, loan) = match lent {
-            Some((s, l)) => (s, Some(l)),
-            None => (Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?, None),
-        };
-        Ok(Nft { sock: Some(sock), loan, _turn: turn })
+        let sock = Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?;
+        Ok(Nft { sock: Some(sock), visit: keeper::visit() })
     }
 
     fn sock(&mut self) -> &mut Socket {
         self.sock.as_mut().expect("the socket is only taken by drop")
     }
 
-    /// A dump. A borrowed socket can be stuck in a dump its earlier user left
-    /// behind that the kernel cannot finish (it refuses new dumps with
-    /// EBUSY, for every later borrower too): the keeper is ended, and the
-    /// dump is run again on a socket of our own.
     fn dump(&mut self, m: MsgBuf, what: std::fmt::Arguments<'_>) -> Result<Vec<Vec<u8>>> {
-        match self.sock().dump(m.clone(), what) {
-            Err(e) if e.is_errno(libc::EBUSY) && self.loan.is_some() => {
-                drop(self.sock.take());
-                if let Some(loan) = self.loan.take() {
-                    loan.retire();
-                }
-                self.sock = Some(Socket::open(NETLINK_NETFILTER).map_err(|e| e.context("nftables"))?);
-                self.sock().dump(m, what)
-            }
-            r => r,
-        }
+        self.sock().dump(m, what)
     }
 
     /// The ruleset generation, which every committed change increments.
@@ -486,8 +462,7 @@ impl Batch {
 
     /// The first error in `data` (a datagram read after sending this batch
     /// numbered from `seq`) that is about this batch, named after the
-    /// message it answers. Errors with other sequence numbers are not ours:
-    /// a shared socket can hold an earlier user's (see keeper).
+    /// message it answers.
     fn error_in(&self, seq: u32, data: &[u8]) -> Option<Error> {
         let m = Msgs::new(data).find(|m| {
             m.ty == NLMSG_ERROR && m.error_code() != 0 && m.seq.wrapping_sub(seq) as usize <= self.msgs.len() + 1
@@ -502,31 +477,45 @@ impl Batch {
 
 /// Compute a change from what `build` lists and commit it against the
 /// ruleset generation read before the listing; computed again when someone
-/// changed the ruleset in between.
+/// changed the ruleset in between (another cnibox call, nft, kube-proxy).
 ///
-/// Concurrent cnibox calls take turns (`Nft::open` holds the namespace's
-/// lock): a dozen pods starting at once would otherwise keep invalidating
-/// each other's listings (every commit moves the generation), and one could
-/// lose the race more often than it retries. The generation check then only
-/// has other programs (nft, kube-proxy) to guard against, which a short
-/// backoff outlasts. Without /proc there is no lock, and the retries alone
-/// remain.
+/// cnibox calls take turns where a trusted keeper gives them one (see
+/// `keeper`): a dozen pods starting at once would otherwise keep
+/// invalidating each other's listings (every commit moves the generation),
+/// and under load one could lose the race for seconds. The generation check
+/// guards against everything else (nft, kube-proxy, a call that went on
+/// without its turn): the pauses between attempts are random, so that calls
+/// refused together do not come back together, and grow up to a few
+/// milliseconds; after GENID_DEADLINE of refusals the call gives up.
 pub fn transact(mut build: impl FnMut(&mut Nft) -> Result<Batch>) -> Result<()> {
     let mut nft = Nft::open()?;
-    for attempt in 0..GENID_RETRIES {
+    let start = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
         let gen = nft.genid()?;
         let b = build(&mut nft)?;
         match nft.commit(&b, gen) {
-            Err(e) if e.is_errno(ERESTART) => {
-                std::thread::sleep(std::time::Duration::from_micros(100 << attempt.min(6)))
-            }
+            Err(e) if e.is_errno(ERESTART) => {}
             other => return other,
         }
+        if start.elapsed() >= GENID_DEADLINE {
+            return Err(Error::new(
+                crate::error::code::TRY_AGAIN_LATER,
+                format!(
+                    "nftables: the ruleset changed between listing and commit {} times in {} s; \
+                     another program keeps rewriting it",
+                    attempt + 1,
+                    GENID_DEADLINE.as_secs()
+                ),
+            ));
+        }
+        let cap = 50u64 << attempt.min(7);
+        let mut r = [0u8; 2];
+        crate::sys::random_bytes(&mut r);
+        let pause = cap / 2 + u64::from(u16::from_ne_bytes(r)) % (cap / 2 + 1);
+        std::thread::sleep(std::time::Duration::from_micros(pause));
+        attempt += 1;
     }
-    Err(Error::msg(format!(
-        "nftables: the ruleset changed between listing and commit {GENID_RETRIES} times in a row; \
-         another program keeps rewriting it"
-    )))
 }
 
 #[cfg(test)]

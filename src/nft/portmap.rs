@@ -1,6 +1,11 @@
 //! Port-mapping rules in the reference's nftables layout (one table per
 //! family, `ip cni_hostport` and `ip6 cni_hostport`), every per-container rule
-//! commented with the bare container id:
+//! commented with the bare container id, as the reference's DEL matches it.
+//! A container id alone does not say which network a rule is for, so cnibox
+//! also records the attachment's key (`masq::instance_key`: network,
+//! interface, container) in the rule's user data (`nft::UDATA_OWNER`, which
+//! `nft` does not show): GC of one network removes only rules of that
+//! network, never another network's live port mappings:
 //!
 //! ```text
 //! table ip cni_hostport {
@@ -90,6 +95,13 @@ pub struct Spec<'a> {
     pub mappings: &'a [Mapping],
     pub snat: bool,
     pub masq_all: bool,
+    /// The attachment's key (`owner_key`), recorded in every rule.
+    pub owner: &'a [u8],
+}
+
+/// The key recorded in the rules of one attachment: `masq::instance_key`.
+pub fn owner_key(network: &str, ifname: &str, container_id: &str) -> String {
+    super::masq::instance_key(network, ifname, container_id)
 }
 
 fn comment(id: &str) -> &[u8] {
@@ -181,12 +193,12 @@ pub fn setup_batch(current: &[Rule], s: &Spec) -> Batch {
             b.set_chain(&t, chain, &[&entry], current, |_| true);
         }
         for m in s.mappings.iter().filter(|m| m.applies(v4)) {
-            b.add_rule(&t, HOSTPORTS, &dnat_rule(m, ip), c);
+            b.add_rule_owned(&t, HOSTPORTS, &dnat_rule(m, ip), c, s.owner);
         }
         if s.snat {
             b.add_chain(&t, MASQUERADING, Some(Base { ty: "nat", hook: HOOK_POSTROUTING, prio: 100 }), "");
             for r in masq_rules(ip, s.masq_all) {
-                b.add_rule(&t, MASQUERADING, &r, c);
+                b.add_rule_owned(&t, MASQUERADING, &r, c, s.owner);
             }
             if v4 {
                 b.add_chain(&t, LOCALNET_GUARD, Some(Base { ty: "filter", hook: HOOK_INPUT, prio: 0 }), "");
@@ -228,16 +240,19 @@ pub fn teardown(container_id: &str) -> Result<()> {
     .context("portmap: remove port mappings")
 }
 
-/// Remove the rules of containers not in `valid`. The reference comments
-/// rules with the bare container id, so rules of other networks' containers
-/// are indistinguishable: GC must be given every live container.
-pub fn gc(valid: &[&str]) -> Result<()> {
+/// Remove the rules of `network`'s attachments that are not in `valid`
+/// (container id, interface). Rules recorded for other networks are not
+/// touched, nor rules without a record (the reference's, or older
+/// cnibox's): nothing says which network those belong to.
+pub fn gc(network: &str, valid: &[(String, String)]) -> Result<()> {
+    let prefix = format!("{}-", super::masq::network_hash(network));
+    let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| owner_key(network, ifname, id).into_bytes()).collect();
+    keep.sort_unstable();
     transact(|nft| {
         let mut b = Batch::new();
-        for r in list(nft)?
-            .iter()
-            .filter(|r| per_container(r) && !valid.iter().any(|id| comment(id) == r.comment.as_slice()))
-        {
+        for r in list(nft)?.iter().filter(|r| {
+            per_container(r) && r.owner.starts_with(prefix.as_bytes()) && keep.binary_search(&r.owner).is_err()
+        }) {
             b.del_rule(r);
         }
         Ok(b)

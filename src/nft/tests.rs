@@ -139,6 +139,7 @@ fn chains_and_tables_match_nft() {
         chain: "PREROUTING".into(),
         handle: 5,
         comment: vec![],
+        owner: vec![],
         exprs: vec![],
     });
     // delete chain bridge nat cni-br-iface-abc-eth0
@@ -273,6 +274,7 @@ fn batch_framing() {
         chain: "c".into(),
         handle: 0,
         comment: vec![],
+        owner: vec![],
         exprs: vec![],
     });
     assert!(b.is_empty());
@@ -318,12 +320,31 @@ fn rules_read_back_with_comment_and_values() {
     assert!(r.compares(&[IPPROTO_TCP]) && r.compares(&8080u16.to_be_bytes()));
     assert!(!r.compares(&80u16.to_be_bytes()), "the DNAT target is no comparison");
     // user data with another TLV before the comment, and without the NUL
-    assert_eq!(parse_udata_comment(&[1, 2, 9, 9, 0, 3, b'a', b'b', b'c']), b"abc");
-    assert_eq!(parse_udata_comment(&[0, 9, b'a']), b"");
+    assert_eq!(parse_udata(&[1, 2, 9, 9, 0, 3, b'a', b'b', b'c'], UDATA_COMMENT), b"abc");
+    assert_eq!(parse_udata(&[0, 9, b'a'], UDATA_COMMENT), b"");
+}
+
+#[test]
+fn an_owned_rule_carries_its_comment_first_and_its_owner_after() {
+    let mut b = Batch::new();
+    b.add_rule_owned(&Table { family: NFPROTO_IPV4, name: "t" }, "c", &[], b"ctr1", b"k1");
+    let bytes = b.encode(1, 0);
+    let want = [0u8, 5, b'c', b't', b'r', b'1', 0, UDATA_OWNER, 3, b'k', b'1', 0];
+    assert!(bytes.windows(want.len()).any(|w| w == want), "{bytes:?}");
+    assert_eq!(parse_udata(&want, UDATA_COMMENT), b"ctr1");
+    assert_eq!(parse_udata(&want, UDATA_OWNER), b"k1");
 }
 
 fn rule_at(family: u8, table: &str, chain: &str, handle: u64, comment: &[u8]) -> Rule {
-    Rule { family, table: table.into(), chain: chain.into(), handle, comment: comment.to_vec(), exprs: vec![] }
+    Rule {
+        family,
+        table: table.into(),
+        chain: chain.into(),
+        handle,
+        comment: comment.to_vec(),
+        owner: vec![],
+        exprs: vec![],
+    }
 }
 
 #[test]

@@ -169,12 +169,14 @@ fn add(req: &Request) -> Result<CniResult> {
     if c.mappings.is_empty() || ips.is_empty() {
         return Ok(prev);
     }
+    let owner = rules::owner_key(&req.name, &req.ifname, &req.container_id);
     rules::setup(&Spec {
         container_id: &req.container_id,
         ips: &ips,
         mappings: &c.mappings,
         snat: c.snat,
         masq_all: c.masq_all,
+        owner: owner.as_bytes(),
     })?;
     if c.snat {
         if let Some(IpAddr::V4(v4)) = ips.iter().find(|a| a.is_ipv4()) {
@@ -244,15 +246,15 @@ fn check(req: &Request) -> Result<()> {
         mappings: &c.mappings,
         snat: c.snat,
         masq_all: c.masq_all,
+        owner: b"",
     })
 }
 
-/// Rules of container ids not among the valid attachments go.
+/// Rules of this network's attachments not among the valid ones go.
 fn gc(req: &Request) -> Result<()> {
     load(req)?;
     let valid = crate::plugins::iface::valid_attachments(req)?;
-    let ids: Vec<&str> = valid.iter().map(|(id, _)| id.as_str()).collect();
-    rules::gc(&ids)
+    rules::gc(&req.name, &valid)
 }
 
 #[cfg(test)]

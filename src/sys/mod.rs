@@ -3,12 +3,14 @@
 
 pub mod file;
 pub mod mount;
+pub mod netlink;
 pub mod netns;
 pub mod packet;
 pub mod pidfd;
 pub mod process;
 pub mod service;
 pub mod sysctl;
+pub mod trust;
 pub mod tun;
 pub mod unix;
 pub mod unix_path;
@@ -104,22 +106,25 @@ fn close_all_except(keep: &[std::os::fd::RawFd]) {
 /// Start a detached child process: in a session of its own, at "/", named
 /// `name` in `ps`, with stdio on /dev/null and nothing else open but the
 /// descriptors `keep`, moved to 3, 4, ... in that order. SIGHUP and SIGPIPE
-/// are ignored; SIGTERM and SIGKILL end it as usual. The child runs `start`,
-/// then `serve` with what `start` made, if it made something. Returns
-/// whether it did, once it has: by then the child has closed its copies of
+/// are ignored; SIGTERM and SIGKILL end it as usual. The child runs `start`
+/// (given those descriptors, owned), then `serve` with what `start` made, if
+/// it made something. Returns whether it did, once it has (or false after
+/// DAEMON_START_DEADLINE without an answer): by then the child has closed its copies of
 /// everything else, so the runtime's pipes see EOF as soon as this process
 /// exits and no file lock of ours outlives it. The child is not waited for:
 /// a short-lived plugin exits long before it, and init reaps it then.
 pub fn daemon<T>(
     name: &std::ffi::CStr,
     keep: &[std::os::fd::RawFd],
-    start: impl FnOnce() -> Option<T>,
+    start: impl FnOnce(Vec<std::os::fd::OwnedFd>) -> Option<T>,
     serve: impl FnOnce(T),
 ) -> bool {
     let mut p = [-1i32; 2];
     // SAFETY: cnibox is single-threaded, so fork is safe. The child closes
     // what it must not hold before anything else, and ends in _exit so that
-    // no destructor or buffered output of this process runs twice.
+    // no destructor or buffered output of this process runs twice. In the
+    // child, descriptors 3.. are the copies of `keep` it just put there, each
+    // handed to one OwnedFd.
     unsafe {
         if libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             return false;
@@ -129,7 +134,12 @@ pub fn daemon<T>(
             libc::close(p[1]);
             // The child's verdict, or EOF if it died first (or never was).
             let mut b = 0u8;
-            let n = cvt_r(|| libc::read(p[0], (&mut b as *mut u8).cast(), 1));
+            let mut pfd = libc::pollfd { fd: p[0], events: libc::POLLIN, revents: 0 };
+            let deadline = DAEMON_START_DEADLINE.as_millis() as i32;
+            let n = match cvt_r(|| libc::poll(&mut pfd, 1, deadline)) {
+                Ok(r) if r > 0 => cvt_r(|| libc::read(p[0], (&mut b as *mut u8).cast(), 1)),
+                _ => Ok(0),
+            };
             libc::close(p[0]);
             return matches!(n, Ok(1)) && b == 1;
         }
@@ -163,7 +173,9 @@ pub fn daemon<T>(
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-        let started = start();
+        use std::os::fd::FromRawFd;
+        let kept = (0..keep.len()).map(|i| std::os::fd::OwnedFd::from_raw_fd(3 + i as i32)).collect();
+        let started = start(kept);
         libc::write(verdict, [started.is_some() as u8].as_ptr().cast(), 1);
         libc::close(verdict);
         if let Some(t) = started {
@@ -172,6 +184,9 @@ pub fn daemon<T>(
         libc::_exit(0);
     }
 }
+
+/// How long `daemon` waits for its child to say whether it started.
+const DAEMON_START_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Fill `buf` from the kernel's random source (getrandom(2); never blocks after boot).
 pub fn random_bytes(buf: &mut [u8]) {

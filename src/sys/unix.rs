@@ -130,6 +130,118 @@ pub fn socket_kind(fd: &OwnedFd) -> Result<(i32, i32)> {
     Ok((sockopt_int(fd, libc::SO_DOMAIN)?, sockopt_int(fd, libc::SO_PROTOCOL)?))
 }
 
+/// The abstract name socket `fd` is bound to (without the leading NUL);
+/// None when it has no abstract name (unbound, a path, not unix).
+pub fn abstract_name(fd: &OwnedFd) -> Result<Option<Vec<u8>>> {
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: out-parameters of the sizes given.
+    if unsafe { libc::getsockname(fd.as_raw_fd(), (&mut sa as *mut libc::sockaddr_un).cast(), &mut len) } != 0 {
+        return Err(Error::last_os("read the name of a unix socket"));
+    }
+    let path_len = (len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>()).min(sa.sun_path.len());
+    if sa.sun_family != libc::AF_UNIX as libc::sa_family_t || path_len < 1 || sa.sun_path[0] != 0 {
+        return Ok(None);
+    }
+    Ok(Some(sa.sun_path[1..path_len].iter().map(|&c| c as u8).collect()))
+}
+
+/// The most descriptors one message carries here.
+const MAX_FDS: usize = 4;
+
+/// Send one byte with `fds` attached (SCM_RIGHTS), without waiting: EAGAIN
+/// when the peer's queue is full. No SIGPIPE when the peer is gone (EPIPE).
+pub fn send_fds(conn: &OwnedFd, fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(Error::os("send descriptors", libc::EINVAL));
+    }
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let data_len = std::mem::size_of_val(raw.as_slice());
+    // u64 words keep the control buffer aligned for cmsghdr.
+    let mut ctl = [0u64; 8];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
+    debug_assert!(space <= std::mem::size_of_val(&ctl));
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` zeroed, aligned bytes of `ctl`,
+    // room for one header and `data_len` bytes of descriptors (MAX_FDS at most).
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(data_len as u32) as _;
+        std::ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(c).cast::<i32>(), raw.len());
+    }
+    loop {
+        // SAFETY: msg describes valid buffers that outlive the call.
+        let n = unsafe { libc::sendmsg(conn.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n == 1 {
+            return Ok(());
+        }
+        let e = Error::last_os("send descriptors over a unix socket");
+        if n >= 0 || !e.is_errno(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Receive one message without waiting and the descriptors it carries
+/// (close-on-exec), at most MAX_FDS; EAGAIN when nothing is queued. Anything
+/// else in the message is dropped.
+pub fn recv_fds(conn: &OwnedFd) -> Result<Vec<OwnedFd>> {
+    let mut ctl = [0u64; 8];
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: msghdr is plain data; all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&ctl) as _;
+    let n = loop {
+        // SAFETY: msg describes valid buffers that outlive the call.
+        let n = unsafe { libc::recvmsg(conn.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = Error::last_os("receive descriptors over a unix socket");
+        if !e.is_errno(libc::EINTR) {
+            return Err(e);
+        }
+    };
+    let mut out = Vec::new();
+    // SAFETY: the kernel filled msg_control with msg_controllen bytes of
+    // well-formed control messages; the CMSG_* macros walk within them, and
+    // every SCM_RIGHTS descriptor is new to this process and owned by no one
+    // but the OwnedFd made for it here (each is taken exactly once).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c);
+                let len = ((*c).cmsg_len as usize).saturating_sub(data.offset_from(c.cast::<u8>()) as usize);
+                for i in 0..len / std::mem::size_of::<i32>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<i32>().add(i));
+                    out.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if n == 0 && out.is_empty() {
+        return Err(Error::os("receive descriptors over a unix socket", libc::ECONNRESET));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +270,24 @@ mod tests {
         assert!(!hung_up(&b));
         drop(a);
         assert!(hung_up(&b));
+    }
+
+    #[test]
+    fn descriptors_cross_a_connection_and_names_read_back() {
+        let name = format!("cnibox-test/{}", std::process::id()).into_bytes();
+        let l = listen_abstract(&name, 4).unwrap();
+        assert_eq!(abstract_name(&l).unwrap(), Some(name.clone()));
+        let c = connect_abstract(&name).unwrap();
+        let nl = crate::sys::netlink::open(libc::NETLINK_ROUTE, 0).unwrap();
+        use std::os::fd::AsFd;
+        send_fds(&c, &[nl.as_fd(), l.as_fd()]).unwrap();
+        let a = accept(&l).unwrap();
+        let got = recv_fds(&a).unwrap();
+        assert_eq!(got.len(), 2);
+        let id = crate::sys::trust::file_id;
+        assert_eq!(id(&got[0]).unwrap(), id(&nl).unwrap());
+        assert_eq!(id(&got[1]).unwrap(), id(&l).unwrap());
+        assert!(recv_fds(&a).unwrap_err().is_errno(libc::EAGAIN));
+        assert_eq!(abstract_name(&nl).unwrap(), None);
     }
 }

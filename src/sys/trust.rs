@@ -1,0 +1,160 @@
+//! The facts cnibox checks before it trusts another process or a descriptor
+//! it was handed: whose it is, what it may do, which namespace it is in.
+//! Each answer is about one instant; callers arrange that it cannot change
+//! under them (a pidfd held across the checks, see nft::keeper).
+
+use crate::error::{Error, Result};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+pub const CAP_NET_ADMIN: u32 = 12;
+
+/// Which object a file is (device and inode): two descriptors of one
+/// socket, or two namespace files of one namespace, have the same id.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Id {
+    dev: u64,
+    ino: u64,
+}
+
+fn id_of(m: &std::fs::Metadata) -> Id {
+    Id { dev: m.dev(), ino: m.ino() }
+}
+
+/// The id of the file `fd` is open on.
+pub fn file_id(fd: &OwnedFd) -> Result<Id> {
+    let f = std::fs::File::from(fd.try_clone().map_err(|e| Error::from(e).context("duplicate a descriptor"))?);
+    f.metadata().map(|m| id_of(&m)).map_err(|e| Error::from(e).context("stat a descriptor"))
+}
+
+/// Whether process `pid` (of our pid namespace) has capability `cap` in its
+/// effective set, in its own user namespace (see `same_user_ns`).
+pub fn has_cap(pid: libc::pid_t, cap: u32) -> Result<bool> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    if pid <= 0 {
+        return Ok(false);
+    }
+    let mut h = Header { version: VERSION_3, pid };
+    let mut d = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: capget with a version-3 header and room for its two data words.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) };
+    if r != 0 {
+        return Err(Error::last_os(format_args!("read the capabilities of process {pid}")));
+    }
+    let word = d.get((cap / 32) as usize).map_or(0, |w| w.effective);
+    Ok(word & (1 << (cap % 32)) != 0)
+}
+
+/// Whether process `pid` is in our user namespace (so that its capabilities
+/// mean over our namespaces what ours do).
+pub fn same_user_ns(pid: libc::pid_t) -> Result<bool> {
+    let ns = |p: &str| std::fs::metadata(p).map(|m| id_of(&m)).map_err(|e| Error::from(e).context(p.to_string()));
+    Ok(ns(&format!("/proc/{pid}/ns/user"))? == ns("/proc/self/ns/user")?)
+}
+
+/// The network namespace this thread is in.
+pub fn current_netns() -> Result<Id> {
+    let p = "/proc/thread-self/ns/net";
+    std::fs::metadata(p).map(|m| id_of(&m)).map_err(|e| Error::from(e).context(p))
+}
+
+/// The network namespace socket `sock` belongs to (SIOCGSKNS; needs
+/// CAP_NET_ADMIN over that namespace).
+pub fn netns_of_socket(sock: &OwnedFd) -> Result<Id> {
+    const SIOCGSKNS: libc::c_ulong = 0x894c;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let fd = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) };
+    if fd < 0 {
+        return Err(Error::last_os("find the namespace of a socket"));
+    }
+    // SAFETY: fresh descriptor owned by nobody else (the kernel opens it close-on-exec).
+    file_id(&unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Let any process ptrace this one as far as Yama is concerned (ptrace_scope
+/// 1 otherwise limits it to ancestors); the kernel's own checks (same user,
+/// capabilities no greater than the tracer's) still apply. EINVAL without
+/// Yama is fine: then there is nothing to waive.
+pub fn allow_any_ptracer() {
+    const PR_SET_PTRACER: i32 = 0x5961_6d61;
+    const PR_SET_PTRACER_ANY: libc::c_ulong = libc::c_ulong::MAX;
+    // SAFETY: prctl with plain integer arguments.
+    unsafe { libc::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) };
+}
+
+/// An anonymous memory file (memfd) with nothing in it, close-on-exec: an
+/// object to lock that no path leads to but /proc/<pid>/fd of its holders.
+pub fn lock_object(name: &std::ffi::CStr) -> Result<OwnedFd> {
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::last_os("create a memfd"));
+    }
+    // SAFETY: fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Open, as a file of our own (its own open file description, so that its
+/// `flock` is ours alone), what process `pid` has open as descriptor `fd`:
+/// through /proc/<pid>/fd, which the kernel allows only to who may ptrace it.
+pub fn reopen(pid: libc::pid_t, fd: i32) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = format!("/proc/{pid}/fd/{fd}");
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(&p)
+        .map_err(|e| Error::from(e).context(p))
+}
+
+/// Take an exclusive `flock` on `f` if no one holds it: false when someone does.
+pub fn try_lock(f: &std::fs::File) -> Result<bool> {
+    match crate::sys::cvt_r(|| {
+        // SAFETY: flock on a valid, owned descriptor.
+        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }
+    }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(crate::sys::os_err("lock", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_process_and_sockets() {
+        let me = std::process::id() as libc::pid_t;
+        assert!(same_user_ns(me).unwrap());
+        assert_eq!(has_cap(me, CAP_NET_ADMIN).unwrap(), crate::sys::has_cap_net_admin());
+        let fd = crate::sys::netlink::open(libc::NETLINK_ROUTE, 0).unwrap();
+        assert_eq!(file_id(&fd).unwrap(), file_id(&fd.try_clone().unwrap()).unwrap());
+        if crate::sys::has_cap_net_admin() {
+            assert_eq!(netns_of_socket(&fd).unwrap(), current_netns().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_reopened_lock_object_is_locked_apart() {
+        let m = lock_object(c"cnibox-test").unwrap();
+        let me = std::process::id() as libc::pid_t;
+        let (a, b) = (reopen(me, m.as_raw_fd()).unwrap(), reopen(me, m.as_raw_fd()).unwrap());
+        assert!(try_lock(&a).unwrap());
+        assert!(!try_lock(&b).unwrap());
+        drop(a);
+        assert!(try_lock(&b).unwrap());
+    }
+}
