@@ -27,7 +27,7 @@
 //! reference. GC removes the rules of this network's attachments that are not
 //! among the valid ones (the key begins with the network's hash), and no others.
 
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Context, Error, Result};
 use crate::net::{ip_octets, max_prefix, IpNet};
@@ -35,7 +35,6 @@ use crate::nft::expr::{
     self, Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_JUMP, NF_ACCEPT, NF_DROP,
 };
 use crate::nft::{transact, Base, Batch, Nft, Rule, Table, NFPROTO_INET};
-use serde_json::Value;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "firewall", min_version: "0.4.0", add, del, check, gc, status: crate::cni::skel::noop };
@@ -48,21 +47,11 @@ const STAGE2: &str = "isolation_stage_2";
 const HOOK_FORWARD: u32 = 2;
 const NFT_META_OIFNAME: u32 = 7;
 
-struct Conf {
-    backend: String,
-    iptables_admin_chain_name: String,
-    ingress_policy: String,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                backend: o.get("backend")?,
-                iptables_admin_chain_name: o.get("iptablesAdminChainName")?,
-                ingress_policy: o.get("ingressPolicy")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        backend: String = get("backend"),
+        iptables_admin_chain_name: String = get("iptablesAdminChainName"),
+        ingress_policy: String = get("ingressPolicy"),
     }
 }
 

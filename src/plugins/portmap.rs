@@ -7,7 +7,7 @@
 //! routed to the container's side (`route_localnet`) when localhost
 //! connections are masqueraded. The output is the prevResult.
 
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::CniResult;
 use crate::cni::{Plugin, Request};
 use crate::error::{code, Context, Error, Result};
@@ -19,62 +19,32 @@ use std::net::IpAddr;
 pub static PLUGIN: Plugin =
     Plugin { name: "portmap", min_version: "0.1.0", add, del, check, gc, status: crate::cni::skel::noop };
 
-struct Conf {
-    backend: Option<String>,
-    snat: Option<bool>,
-    masq_all: bool,
-    mark_masq_bit: Option<Value>,
-    external_set_mark_chain: Option<Value>,
-    conditions_v4: Option<Vec<String>>,
-    conditions_v6: Option<Vec<String>>,
-    runtime: Runtime,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                backend: o.opt("backend")?,
-                snat: o.opt("snat")?,
-                masq_all: o.get("masqAll")?,
-                mark_masq_bit: o.opt("markMasqBit")?,
-                external_set_mark_chain: o.opt("externalSetMarkChain")?,
-                conditions_v4: o.opt("conditionsV4")?,
-                conditions_v6: o.opt("conditionsV6")?,
-                runtime: o.get("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        backend: Option<String> = opt("backend"),
+        snat: Option<bool> = opt("snat"),
+        masq_all: bool = get("masqAll"),
+        mark_masq_bit: Option<Value> = opt("markMasqBit"),
+        external_set_mark_chain: Option<Value> = opt("externalSetMarkChain"),
+        conditions_v4: Option<Vec<String>> = opt("conditionsV4"),
+        conditions_v6: Option<Vec<String>> = opt("conditionsV6"),
+        runtime: Runtime = get("runtimeConfig"),
     }
 }
 
-#[derive(Default)]
-struct Runtime {
-    port_mappings: Vec<PortMapping>,
-}
-
-impl FromJson for Runtime {
-    fn from_json(v: &Value) -> JResult<Runtime> {
-        object(v, |o| Ok(Runtime { port_mappings: o.get("portMappings")? }))
+json_struct! {
+    #[derive(Default)]
+    struct Runtime {
+        port_mappings: Vec<PortMapping> = get("portMappings"),
     }
 }
 
-struct PortMapping {
-    host_port: i64,
-    container_port: i64,
-    protocol: String,
-    host_ip: String,
-}
-
-impl FromJson for PortMapping {
-    fn from_json(v: &Value) -> JResult<PortMapping> {
-        object(v, |o| {
-            Ok(PortMapping {
-                host_port: o.req("hostPort")?,
-                container_port: o.req("containerPort")?,
-                protocol: o.get("protocol")?,
-                host_ip: o.get("hostIP")?,
-            })
-        })
+json_struct! {
+    struct PortMapping {
+        host_port: i64 = req("hostPort"),
+        container_port: i64 = req("containerPort"),
+        protocol: String = get("protocol"),
+        host_ip: String = get("hostIP"),
     }
 }
 
