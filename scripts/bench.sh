@@ -32,8 +32,8 @@ if [ ! -x "$BIN" ]; then
 fi
 BIN=$(readlink -f "$BIN")
 
-# The benchmark tool: its own binary target, so the plugin binary stays small.
-cargo build --release --locked --bin cnibox-bench >&2
+# The benchmark tool: a crate of its own (bench/), so the plugin binary stays small.
+cargo build --release --locked -p cnibox-bench >&2
 TOOL=${CARGO_TARGET_DIR:-target}/release/cnibox-bench
 
 # The reference plugins, and what their ipMasq/portmap (iptables backend) need.

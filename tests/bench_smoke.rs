@@ -7,8 +7,26 @@ mod common;
 use serde_json::Value;
 use std::process::Command;
 
+/// The tool is a crate of its own (bench/): the one CNIBOX_BENCH_BIN names, or
+/// built here into the usual target directory.
 fn bench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cnibox-bench"))
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("CNIBOX_BENCH_BIN") {
+            return p.into();
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let st = Command::new(cargo)
+            .args(["build", "--locked", "-p", "cnibox-bench", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .status()
+            .expect("cannot run cargo to build cnibox-bench");
+        assert!(st.success(), "cargo build -p cnibox-bench failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or(root.join("target"));
+        target.join("debug/cnibox-bench")
+    });
+    Command::new(bin)
 }
 
 #[test]

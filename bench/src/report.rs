@@ -26,23 +26,16 @@ impl Machine {
             .and_then(|l| l.split_once(':'))
             .map(|(_, v)| v.trim().to_string())
             .unwrap_or_else(|| "unknown CPU".into());
-        let cores = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let mem_kib: f64 = std::fs::read_to_string("/proc/meminfo")
             .unwrap_or_default()
             .lines()
             .find(|l| l.starts_with("MemTotal:"))
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0.0);
-        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-        let kernel = if unsafe { libc::uname(&mut u) } == 0 {
-            let f = |b: &[libc::c_char]| {
-                let v: Vec<u8> = b.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-                String::from_utf8_lossy(&v).into_owned()
-            };
-            format!("{} {} {}", f(&u.sysname), f(&u.release), f(&u.machine))
-        } else {
-            "unknown kernel".into()
-        };
+        let k =
+            |f: &str| std::fs::read_to_string(format!("/proc/sys/kernel/{f}")).unwrap_or_default().trim().to_string();
+        let kernel = format!("{} {} {}", k("ostype"), k("osrelease"), std::env::consts::ARCH);
         Machine {
             date: utc_now(),
             cpu,

@@ -1,6 +1,9 @@
 //! cnibox-bench: plugin exec latency, two CNI plugin sets side by side.
 //! See `cnibox-bench --help`; `make bench` runs it through scripts/bench.sh.
 
+// System calls go through the cnibox library's sys module, never here.
+#![deny(unsafe_code)]
+
 mod cli;
 mod invoke;
 mod lab;
@@ -68,7 +71,7 @@ fn runtime_for(given: Option<&PathBuf>, dir: &Path, b: bool) -> Option<(PathBuf,
 }
 
 fn run(o: &cli::Opts) -> Result<i32, String> {
-    if unsafe { libc::geteuid() } != 0 {
+    if cnibox::sys::process::euid() != 0 {
         return Err("needs root: it creates network namespaces (run it as root or with sudo)".into());
     }
     spawn::install_signal_handlers();
