@@ -29,6 +29,8 @@ pub struct Opts {
     pub fill_b: Fill,
     pub timeout: Duration,
     pub out: PathBuf,
+    /// The exec floor's no-op binary (same target and build profile as set A).
+    pub noop: Option<PathBuf>,
 }
 
 pub fn help() -> String {
@@ -91,6 +93,10 @@ options:
                          allocation (exec, works with any implementation) or write the
                          reference's per-IP files (files); default exec
   --fill-b exec|files    the same for B; default files
+  --noop FILE            the exec floor: a static no-op binary of the same target and build
+                         profile as set A (make bench builds it: cnibox-noop); each floor
+                         probe execs it exactly as a plugin of A is exec'd. Without it the
+                         floor of an ADD is the kernel's requests alone
   --timeout SECS         kill an invocation after this long (default 60)
   --out DIR              bench.json (every sample), bench.svg (plot), bench.md (the table);
                          default ./bench-out
@@ -150,6 +156,7 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
         fill_b: Fill::Files,
         timeout: Duration::from_secs(60),
         out: PathBuf::from("bench-out"),
+        noop: None,
     };
     let mut vs_given = false;
     let mut i = 0;
@@ -178,6 +185,7 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--fill-b",
             "--timeout",
             "--out",
+            "--noop",
         ];
         let takes_value = VALUED.contains(&flag.as_str());
         if !takes_value && !matches!(flag.as_str(), "-h" | "--help" | "--quick") {
@@ -225,6 +233,7 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--fill-b" => o.fill_b = fill(&val, "--fill-b")?,
             "--timeout" => o.timeout = Duration::from_secs(num(&val, "--timeout", 1)? as u64),
             "--out" => o.out = PathBuf::from(val),
+            "--noop" => o.noop = Some(PathBuf::from(val)),
             _ => return Err(format!("unknown option \"{a}\"")),
         }
         i += 1;
@@ -241,6 +250,11 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
     if let Some(vs) = &o.vs {
         if !vs.is_dir() {
             return Err(format!("--vs {}: not a directory", vs.display()));
+        }
+    }
+    if let Some(n) = &o.noop {
+        if !n.is_file() {
+            return Err(format!("--noop {}: no such file", n.display()));
         }
     }
     if let Some(c) = &o.config {

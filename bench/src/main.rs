@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod floor;
 mod invoke;
 mod lab;
 mod report;
@@ -114,7 +115,16 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
         .map(|s| report::SetInfo { label: s.label.clone(), dir: s.dir.display().to_string(), about: s.about.clone() })
         .collect();
 
-    let mut cx = scenarios::Ctx { lab: &mut lab, opts: o, sides, figures: Vec::new(), notes: Vec::new() };
+    let noop = o.noop.as_ref().map(|p| absolute(p));
+    let mut cx = scenarios::Ctx {
+        lab: &mut lab,
+        opts: o,
+        sides,
+        figures: Vec::new(),
+        notes: Vec::new(),
+        noop,
+        floor_pool: Vec::new(),
+    };
     let res = cx.run_all();
     let (figures, notes) = (std::mem::take(&mut cx.figures), std::mem::take(&mut cx.notes));
     drop(cx);

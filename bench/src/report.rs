@@ -2,7 +2,7 @@
 //! (bench.json), and a hand-written SVG of the latency distributions
 //! (bench.svg), plus the issue's targets checked against the figures.
 
-use crate::stats::{fmt_ms, Figure, Series, Summary, Unit, PLAIN_TWIN};
+use crate::stats::{fmt_ms, Figure, Series, Summary, Unit};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -153,6 +153,73 @@ impl Report<'_> {
         self.sets.len() > 1
     }
 
+    fn find(&self, key: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.key == key)
+    }
+
+    /// The parallel ADD wall-time figure of the most pods measured.
+    fn parallel_add_wall(&self) -> Option<&Figure> {
+        self.figures
+            .iter()
+            .filter(|f| f.key.starts_with("parallel.") && f.key.ends_with(".add_wall"))
+            .max_by_key(|f| f.key.split('.').nth(1).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0))
+    }
+
+    /// Issue 18 section 2: cnibox (set A) against the floor of the same run.
+    pub fn floor_targets(&self) -> Vec<Target> {
+        let mut t = Vec::new();
+        let med = |s: &Series| s.summary().map(|x| x.median);
+        let a_label = &self.sets[0].label;
+        let exec_floor = self.find("version").and_then(|f| med(&f.floor));
+        // A figure against (its floor + extra) * factor, or floor + slack.
+        let mut against = |what: String, key: &str, with_exec: bool, factor: f64, slack_ns: f64| {
+            let Some(f) = self.find(key) else {
+                t.push(Target { what, met: None, figure: "scenario not run".into() });
+                return;
+            };
+            let (Some(a), Some(fl)) = (med(&f.a), med(&f.floor)) else {
+                let why =
+                    if f.floor.samples.is_empty() { "no floor measured".to_string() } else { why_missing(Some(f)) };
+                t.push(Target { what, met: None, figure: why });
+                return;
+            };
+            let ex = if with_exec { exec_floor } else { Some(0.0) };
+            let Some(ex) = ex else {
+                t.push(Target { what, met: None, figure: "no exec floor measured (the version scenario)".into() });
+                return;
+            };
+            let bound = (fl + ex) * factor + slack_ns;
+            let mut fig = format!("{a_label} {} vs floor {}", fmt_ms(a), fmt_ms(fl));
+            if with_exec {
+                fig.push_str(&format!(" + exec floor {}", fmt_ms(ex)));
+            }
+            fig.push_str(&format!(": {:.2}x, limit {}", a / (fl + ex), fmt_ms(bound)));
+            if f.a.failures > 0 {
+                fig.push_str(&format!("; {} failures", f.a.failures));
+            }
+            t.push(Target { what, met: Some(a <= bound && f.a.failures == 0), figure: fig });
+        };
+        against("bridge+host-local ADD within 1.25x its floor (kernel + exec)".into(), "bridge.add", false, 1.25, 0.0);
+        against("VERSION within 1.15x the exec floor".into(), "version", false, 1.15, 0.0);
+        against("STATUS within 1.15x the exec floor".into(), "status", false, 1.15, 0.0);
+        against("DEL within its kernel floor + 0.3 ms".into(), "bridge.del", false, 1.0, 0.3e6);
+        against("portmap ADD within 1.25x its floor".into(), "portmap.add", false, 1.25, 0.0);
+        if let Some(par) = self.parallel_add_wall() {
+            let what = format!("{} within 1.3x the parallel floor, no failures", par.name);
+            let key = par.key.clone();
+            against(what, &key, false, 1.3, 0.0);
+        }
+        // ipMasq: what it adds to A's ADD (paired twin), against 0.1 ms.
+        if let (Some(m), Some(p)) = (self.find("masq_beside.add"), self.find("masq_beside.plain_add")) {
+            let what = format!("ipMasq adds at most 0.1 ms to the {a_label} ADD (another pod attached)");
+            match added(&m.a.samples, &p.a.samples) {
+                Some(d) => t.push(Target { what, met: Some(d <= 0.1e6), figure: format!("+{}", fmt_ms(d.max(0.0))) }),
+                None => t.push(Target { what, met: None, figure: why_missing(Some(m)) }),
+            }
+        }
+        t
+    }
+
     pub fn markdown(&self) -> String {
         let mut o = String::new();
         let a = &self.sets[0];
@@ -170,12 +237,14 @@ impl Report<'_> {
              B/A is the median of the per-pair ratios (higher = A faster).{}\n",
             if self.interrupted { " **The run was interrupted: figures are partial.**" } else { "" }
         );
+        // The floor: see the note under the table (and bench/src/floor.rs).
         if self.has_b() {
-            let _ = writeln!(o, "| scenario | figure | n | {} | {} | B/A |", a.label, self.sets[1].label);
-            let _ = writeln!(o, "|---|---|---|---|---|---|");
+            let _ =
+                writeln!(o, "| scenario | figure | n | {} | floor | x floor | {} | B/A |", a.label, self.sets[1].label);
+            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         } else {
-            let _ = writeln!(o, "| scenario | figure | n | {} |", a.label);
-            let _ = writeln!(o, "|---|---|---|---|");
+            let _ = writeln!(o, "| scenario | figure | n | {} | floor | x floor |", a.label);
+            let _ = writeln!(o, "|---|---|---|---|---|---|");
         }
         for f in self.figures {
             let (na, nb) = (f.a.samples.len(), f.b.samples.len());
@@ -186,10 +255,12 @@ impl Report<'_> {
             } else {
                 format!("{na}/{nb}")
             };
+            let floor = f.floor.summary().map(|x| fmt_ms(x.median)).unwrap_or_else(|| "–".into());
+            let xf = f.x_floor().map(|r| format!("{r:.2}x")).unwrap_or_else(|| "–".into());
             if self.has_b() {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {floor} | {xf} | {} | {} |",
                     f.scenario,
                     f.name,
                     n,
@@ -198,7 +269,21 @@ impl Report<'_> {
                     ratio_cell(f)
                 );
             } else {
-                let _ = writeln!(o, "| {} | {} | {} | {} |", f.scenario, f.name, n, cell(&f.a, f.unit));
+                let _ =
+                    writeln!(o, "| {} | {} | {} | {} | {floor} | {xf} |", f.scenario, f.name, n, cell(&f.a, f.unit));
+            }
+        }
+        let _ = writeln!(o, "\n{FLOOR_NOTE}");
+        let floor_targets = self.floor_targets();
+        if !floor_targets.is_empty() {
+            let _ = writeln!(o, "\n**Targets** (issue 18: at the floor, medians of this run):\n");
+            for t in &floor_targets {
+                let mark = match t.met {
+                    Some(true) => "met",
+                    Some(false) => "**missed**",
+                    None => "not measured",
+                };
+                let _ = writeln!(o, "- {}: {mark}: {}", t.what, t.figure);
             }
         }
         let targets = self.targets();
@@ -244,7 +329,7 @@ impl Report<'_> {
     }
 
     pub fn targets(&self) -> Vec<Target> {
-        let find = |name: &str| self.figures.iter().find(|f| f.name == name);
+        let find = |key: &str| self.figures.iter().find(|f| f.key == key);
         let mut t = Vec::new();
         if !self.has_b() {
             return t;
@@ -266,37 +351,26 @@ impl Report<'_> {
                 None => Target { what, met: None, figure: why_missing(f) },
             }
         };
-        t.push(ratio_target(
-            "VERSION at least 4x faster (median)".into(),
-            find("VERSION (bridge, cold exec)"),
-            4.0,
-            false,
-        ));
+        t.push(ratio_target("VERSION at least 4x faster (median)".into(), find("version"), 4.0, false));
         t.push(ratio_target(
             "bridge+host-local ADD at least 5x faster (median and p99)".into(),
-            find("bridge+host-local ADD"),
+            find("bridge.add"),
             5.0,
             true,
         ));
         t.push(ratio_target(
             "bridge+host-local DEL at least 5x faster (median)".into(),
-            find("bridge+host-local DEL"),
+            find("bridge.del"),
             5.0,
             false,
         ));
         // Parallel: the largest size measured (128 by default).
-        let par = self
-            .figures
-            .iter()
-            .filter(|f| f.scenario == "parallel" && f.name.ends_with(": wall") && f.name.contains("ADD"))
-            .max_by_key(|f| {
-                f.name.trim_start_matches("parallel ADD x").trim_end_matches(": wall").parse::<usize>().unwrap_or(0)
-            });
+        let par = self.parallel_add_wall();
         let pname =
             par.map(|f| f.name.trim_end_matches(": wall").to_string()).unwrap_or_else(|| "parallel ADD x128".into());
         let mut pt = ratio_target(format!("{pname}: wall time at least 5x shorter, no failures"), par, 5.0, false);
         if let Some(f) = par {
-            let per = find(&format!("{pname}: per pod"));
+            let per = par.and_then(|f| find(&f.key.replace(".add_wall", ".add_pod")));
             let fails = f.a.failures + per.map(|p| p.a.failures).unwrap_or(0);
             if fails > 0 {
                 pt.met = Some(false);
@@ -311,11 +385,11 @@ impl Report<'_> {
         t.push(pt);
         // ADD at the most allocations within 1.3x of ADD at the fewest (A only).
         let allocs: Vec<&Figure> =
-            self.figures.iter().filter(|f| f.scenario == "allocs" && f.name.starts_with("bridge ADD")).collect();
+            self.figures.iter().filter(|f| f.scenario == "allocs" && f.key.ends_with(".add")).collect();
         if allocs.len() >= 2 {
             let (lo, hi) = (allocs[0], allocs[allocs.len() - 1]);
             let what =
-                format!("{} ADD at {} within 1.3x of ADD at {}", self.sets[0].label, count(&hi.name), count(&lo.name));
+                format!("{} ADD at {} within 1.3x of ADD at {}", self.sets[0].label, count(&hi.key), count(&lo.key));
             match (lo.a.summary(), hi.a.summary()) {
                 (Some(l), Some(h)) if l.median > 0.0 => {
                     let r = h.median / l.median;
@@ -335,7 +409,7 @@ impl Report<'_> {
                 _ => t.push(Target { what, met: None, figure: why_missing(Some(hi)) }),
             }
         }
-        if let Some(f) = find("peak RSS: bridge+host-local ADD") {
+        if let Some(f) = find("rss.add") {
             let what = format!("peak RSS of an ADD under 4 MiB ({b}: reported)");
             match f.a.summary() {
                 Some(s) => {
@@ -352,16 +426,13 @@ impl Report<'_> {
         // Issue 4: what ipMasq costs.
         t.push(ratio_target(
             "bridge+host-local ipMasq ADD at least 10x faster (median)".into(),
-            find("bridge+host-local ipMasq ADD"),
+            find("masq.add"),
             10.0,
             false,
         ));
-        for (title, when) in [
-            ("bridge+host-local ipMasq", "the only pod on the node"),
-            ("bridge+host-local ipMasq, another pod attached", "another pod attached"),
-        ] {
+        for (key, when) in [("masq", "the only pod on the node"), ("masq_beside", "another pod attached")] {
             let what = format!("ipMasq adds under 0.3 ms to the {} ADD median ({when})", self.sets[0].label);
-            let (Some(m), Some(p)) = (find(&format!("{title} ADD")), find(&format!("{title}: {PLAIN_TWIN}"))) else {
+            let (Some(m), Some(p)) = (find(&format!("{key}.add")), find(&format!("{key}.plain_add"))) else {
                 continue;
             };
             match (m.a.summary(), p.a.summary()) {
@@ -392,7 +463,8 @@ impl Report<'_> {
             .iter()
             .map(|f| {
                 json!({
-                    "scenario": f.scenario, "figure": f.name, "unit": f.unit.name(),
+                    "scenario": f.scenario, "key": f.key, "figure": f.name, "unit": f.unit.name(),
+                    "floor": series(&f.floor, f.unit), "x_floor": f.x_floor(),
                     "a": series(&f.a, f.unit), "b": if self.has_b() { series(&f.b, f.unit) } else { Value::Null },
                     "pair_ratios_b_over_a": f.ratios, "ratio_b_over_a": f.ratio(), "ratio_p99_b_over_a": f.ratio_p99(),
                     "note": f.note,
@@ -401,8 +473,12 @@ impl Report<'_> {
             .collect();
         let sets: Vec<Value> =
             self.sets.iter().map(|s| json!({"label": s.label, "dir": s.dir, "about": s.about})).collect();
-        let targets: Vec<Value> =
-            self.targets().iter().map(|t| json!({"target": t.what, "met": t.met, "figure": t.figure})).collect();
+        let targets: Vec<Value> = self
+            .floor_targets()
+            .iter()
+            .chain(self.targets().iter())
+            .map(|t| json!({"target": t.what, "met": t.met, "figure": t.figure}))
+            .collect();
         let m = self.machine;
         json!({
             "tool": "cnibox-bench",
@@ -424,7 +500,7 @@ impl Report<'_> {
             self.figures.iter().filter(|f| f.plot && (!f.a.samples.is_empty() || !f.b.samples.is_empty())).collect();
         let (w, left, right, top, row) = (1100.0, 330.0, 1060.0, 70.0, 34.0);
         let h = top + row * figs.len().max(1) as f64 + 70.0;
-        let all = figs.iter().flat_map(|f| f.a.samples.iter().chain(f.b.samples.iter())).copied();
+        let all = figs.iter().flat_map(|f| f.a.samples.iter().chain(&f.b.samples).chain(&f.floor.samples)).copied();
         let (mut lo, mut hi) = (f64::MAX, 0f64);
         for v in all {
             lo = lo.min(v as f64);
@@ -459,7 +535,11 @@ impl Report<'_> {
                 if k == 0 { "A, upper dots" } else { "B, lower dots" }
             );
         }
-        let _ = writeln!(s, r##"<text x="{}" y="46" fill="#555">| median   ¦ p99</text>"##, left + 540.0);
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="46" fill="#555">| median   ¦ p99   <tspan fill="#2a9d3a" font-weight="bold">|</tspan> floor</text>"##,
+            left + 540.0
+        );
         // Grid: decades labelled, 2 and 5 in between.
         let bottom = top + row * figs.len() as f64;
         let mut dec = d0;
@@ -539,6 +619,15 @@ impl Report<'_> {
                 }
                 let _ = writeln!(s);
             }
+            if let Some(fl) = f.floor.summary() {
+                let xf = x(fl.median);
+                let _ = writeln!(
+                    s,
+                    r##"<line x1="{xf:.1}" y1="{:.1}" x2="{xf:.1}" y2="{:.1}" stroke="#2a9d3a" stroke-width="3"/>"##,
+                    y0 + 2.0,
+                    y0 + row - 2.0
+                );
+            }
             if let Some(r) = f.ratio() {
                 let _ = writeln!(
                     s,
@@ -579,11 +668,9 @@ fn trim(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn count(name: &str) -> String {
-    name.split_whitespace()
-        .find(|w| w.chars().all(|c| c.is_ascii_digit()))
-        .map(|n| format!("{n} allocations"))
-        .unwrap_or_else(|| name.to_string())
+/// "N allocations" from an allocs figure's key (`allocs.N.add`).
+fn count(key: &str) -> String {
+    format!("{} allocations", key.split('.').nth(1).unwrap_or("?"))
 }
 
 fn why_missing(f: Option<&Figure>) -> String {
@@ -616,6 +703,15 @@ fn added(with: &[u64], without: &[u64]) -> Option<f64> {
     d.sort_by(|a, b| a.total_cmp(b));
     Some(d[d.len() / 2])
 }
+
+/// What the floor column holds, for the reader of the table.
+pub const FLOOR_NOTE: &str = "floor (median, measured in the same interleaved iterations): for VERSION, STATUS and \
+loopback, an exec of a static no-op binary of the same target and build profile, with the same environment and the \
+config on stdin (process creation, exec, a Rust program's start and exit: what any plugin pays); for bridge, ipMasq \
+and parallel, that exec plus the kernel requests cnibox's bridge makes (veth pair created in one request with the peer in the \
+container, bridge-port hairpin, the sysctls it writes, address, links up, default route; ipMasq: cnibox's own \
+nftables listing and batch), issued in-process by the tool with cnibox's netlink code, no exec and no IPAM. \
+x floor = A's median / the floor's.";
 
 pub struct Target {
     pub what: String,

@@ -3,6 +3,7 @@
 //! of stopping the run.
 
 use crate::cli::Opts;
+use crate::floor::BridgeFloor;
 use crate::invoke::{self, bridge_plugin, portmap_plugin, Fill, Net, Side};
 use crate::lab::{Lab, PREFIX};
 use crate::spawn::{self, interrupted, Spec};
@@ -20,7 +21,14 @@ pub struct Ctx<'a> {
     pub figures: Vec<Figure>,
     /// Lines for the report (answers, caveats, what was not measured).
     pub notes: Vec<String>,
+    /// The no-op binary of the exec floor (--noop), if given.
+    pub noop: Option<PathBuf>,
+    /// Container namespaces of the kernel floor's pods.
+    pub floor_pool: Vec<String>,
 }
+
+/// The floor's part of one iteration (see `Ctx::drive_with`).
+type FloorFn<'f, 'a> = &'f mut dyn FnMut(&mut Ctx<'a>, usize) -> Result<It, String>;
 
 /// What one iteration of one set produced: samples per figure, failures that
 /// did not stop the iteration (a CHECK that failed, a pod of many).
@@ -43,6 +51,16 @@ impl It {
 
 const IFACE_INTERRUPTED: &str = "interrupted";
 
+const VERSION_CONF: &str = r#"{"cniVersion":"1.1.0"}"#;
+
+/// Put the exec floor's time into figure `f` (nothing without --noop).
+fn put_exec(it: &mut It, f: usize, r: Option<Result<u64, String>>) -> Result<(), String> {
+    if let Some(r) = r {
+        it.put(f, r?);
+    }
+    Ok(())
+}
+
 fn progress(msg: &str) {
     eprintln!("cnibox-bench: {msg}");
 }
@@ -58,16 +76,93 @@ impl<'a> Ctx<'a> {
             }
             names.extend(s.pool.iter().cloned());
         }
+        while self.floor_pool.len() < n {
+            self.floor_pool.push(format!("{PREFIX}{pid}-f{}", self.floor_pool.len()));
+        }
+        names.extend(self.floor_pool.iter().cloned());
         self.lab.ensure_netns(&names)
+    }
+
+    pub fn floor_netns(&self, i: usize) -> String {
+        Lab::netns_path(&self.floor_pool[i])
+    }
+
+    /// The exec floor: the no-op binary run exactly as set A's `plugin` would
+    /// be for `cmd` (same environment, same stdin); None without --noop.
+    pub fn exec_floor(
+        &self,
+        plugin: &str,
+        cmd: &str,
+        id: &str,
+        netns: &str,
+        stdin: String,
+    ) -> Option<Result<u64, String>> {
+        let noop = self.noop.as_ref()?;
+        let mut spec = self.sides[0].spec(plugin, cmd, id, netns, stdin);
+        spec.set_exe(noop);
+        Some(spawn::run(&spec).and_then(|o| {
+            if o.ok() {
+                Ok(o.ns)
+            } else {
+                Err(format!("the no-op binary failed: {}", o.reason()))
+            }
+        }))
     }
 
     /// Run `body` for warm-up + measured iterations, the sets interleaved and
     /// their order flipped every iteration; fill `figs`.
-    fn drive<F>(&mut self, figs: &mut [Figure], iters: usize, warmup: usize, mut body: F) -> Result<(), String>
+    fn drive<F>(&mut self, figs: &mut [Figure], iters: usize, warmup: usize, body: F) -> Result<(), String>
     where
-        F: FnMut(&mut Ctx, usize, usize) -> Result<It, String>,
+        F: FnMut(&mut Ctx<'a>, usize, usize) -> Result<It, String>,
+    {
+        self.drive_with(figs, iters, warmup, body, None)
+    }
+
+    /// `drive`, with the floor's part of each iteration run in the same loop
+    /// (first on even iterations, last on odd ones); its samples go to each
+    /// figure's `floor`.
+    fn drive_with<F>(
+        &mut self,
+        figs: &mut [Figure],
+        iters: usize,
+        warmup: usize,
+        mut body: F,
+        mut floor: Option<FloorFn<'_, 'a>>,
+    ) -> Result<(), String>
+    where
+        F: FnMut(&mut Ctx<'a>, usize, usize) -> Result<It, String>,
     {
         let nsides = self.sides.len();
+        let mut floor_dead = false;
+        let mut run_floor = |cx: &mut Ctx<'a>, it: usize, measured: bool, figs: &mut [Figure]| {
+            let Some(fl) = floor.as_mut() else { return };
+            if floor_dead {
+                return;
+            }
+            match fl(cx, it) {
+                Ok(out) if measured => {
+                    for (f, v) in out.samples.into_iter().enumerate() {
+                        figs[f].floor.samples.extend(v);
+                    }
+                    for (f, why) in out.fails {
+                        figs[f].floor.fail(why);
+                    }
+                }
+                Ok(_) => {}
+                Err(why) if !measured => {
+                    floor_dead = true;
+                    progress(&format!("  floor: {why}"));
+                    for f in figs.iter_mut() {
+                        f.floor.skipped.get_or_insert_with(|| format!("failed in warm-up: {why}"));
+                    }
+                }
+                Err(why) => {
+                    for f in figs.iter_mut() {
+                        f.floor.fail(why.clone());
+                    }
+                }
+            }
+        };
         let mut dead = vec![false; nsides];
         let mut streak = vec![0usize; nsides];
         for it in 0..warmup + iters {
@@ -77,6 +172,9 @@ impl<'a> Ctx<'a> {
             let measured = it >= warmup;
             let order: Vec<usize> = if it % 2 == 0 { (0..nsides).collect() } else { (0..nsides).rev().collect() };
             let mut one: Vec<[Option<u64>; 2]> = vec![[None, None]; figs.len()];
+            if it % 2 == 0 {
+                run_floor(self, it, measured, figs);
+            }
             for s in order {
                 if dead[s] {
                     continue;
@@ -130,6 +228,9 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
+            if it % 2 == 1 {
+                run_floor(self, it, measured, figs);
+            }
             for (f, pair) in one.iter().enumerate() {
                 if let [Some(a), Some(b)] = pair {
                     if *a > 0 && figs[f].a.skipped.is_none() && figs[f].b.skipped.is_none() {
@@ -181,22 +282,34 @@ impl<'a> Ctx<'a> {
 
     fn version(&mut self) -> Result<(), String> {
         let t0 = Instant::now();
-        let mut figs = vec![Figure::new("version", "VERSION (bridge, cold exec)", Unit::Ns)];
+        let mut figs = vec![Figure::new("version", "version", "VERSION (bridge, cold exec)", Unit::Ns)];
         let (n, w) = self.iters();
-        self.drive(&mut figs, n, w, |cx, s, _| {
-            let side = &cx.sides[s];
-            let o = side.exec("bridge", "VERSION", "", "", r#"{"cniVersion":"1.1.0"}"#.into())?;
-            if !o.ok() {
-                return Err(invoke::failed("bridge", "VERSION", &o));
-            }
-            let v: Value = serde_json::from_str(o.stdout.trim()).unwrap_or(Value::Null);
-            if !v["supportedVersions"].is_array() {
-                return Err(format!("bridge VERSION printed no supportedVersions: {}", o.stdout.trim()));
-            }
+        let mut floor = |cx: &mut Ctx<'a>, _: usize| {
             let mut it = It::new(1);
-            it.put(0, o.ns);
+            put_exec(&mut it, 0, cx.exec_floor("bridge", "VERSION", "", "", VERSION_CONF.into()))?;
             Ok(it)
-        })?;
+        };
+        let fl: Option<FloorFn> = if self.noop.is_some() { Some(&mut floor) } else { None };
+        self.drive_with(
+            &mut figs,
+            n,
+            w,
+            |cx, s, _| {
+                let side = &cx.sides[s];
+                let o = side.exec("bridge", "VERSION", "", "", VERSION_CONF.into())?;
+                if !o.ok() {
+                    return Err(invoke::failed("bridge", "VERSION", &o));
+                }
+                let v: Value = serde_json::from_str(o.stdout.trim()).unwrap_or(Value::Null);
+                if !v["supportedVersions"].is_array() {
+                    return Err(format!("bridge VERSION printed no supportedVersions: {}", o.stdout.trim()));
+                }
+                let mut it = It::new(1);
+                it.put(0, o.ns);
+                Ok(it)
+            },
+            fl,
+        )?;
         self.finish(figs, t0);
         Ok(())
     }
@@ -207,29 +320,43 @@ impl<'a> Ctx<'a> {
         let t0 = Instant::now();
         self.ensure_pool(1)?;
         let mut figs = vec![
-            Figure::new("loopback", "loopback ADD (0.3.1, as containerd)", Unit::Ns),
-            Figure::new("loopback", "loopback DEL (0.3.1)", Unit::Ns),
+            Figure::new("loopback", "loopback.add", "loopback ADD (0.3.1, as containerd)", Unit::Ns),
+            Figure::new("loopback", "loopback.del", "loopback DEL (0.3.1)", Unit::Ns),
         ];
         let (n, w) = self.iters();
         let net = Net::single("cni-loopback", "0.3.1", json!({"type": "loopback"}));
-        self.drive(&mut figs, n, w, |cx, s, i| {
-            let side = &cx.sides[s];
-            let id = format!("{}-lo-{i}", side.key);
-            let ns = side.netns(0);
+        let mut floor = |cx: &mut Ctx<'a>, i: usize| {
+            let (ns, id) = (cx.sides[0].netns(0), format!("floor-lo-{i}"));
             let mut it = It::new(2);
-            match net.add(side, &ns, &id) {
-                Ok((t, _)) => it.put(0, t[0]),
-                Err(e) => {
-                    let _ = net.del(side, &ns, &id, None);
-                    return Err(e);
-                }
-            }
-            match net.del(side, &ns, &id, None) {
-                Ok(t) => it.put(1, t[0]),
-                Err(e) => it.fail(1, e),
-            }
+            put_exec(&mut it, 0, cx.exec_floor("loopback", "ADD", &id, &ns, net.conf(0, None)))?;
+            put_exec(&mut it, 1, cx.exec_floor("loopback", "DEL", &id, &ns, net.conf(0, None)))?;
             Ok(it)
-        })?;
+        };
+        let fl: Option<FloorFn> = if self.noop.is_some() { Some(&mut floor) } else { None };
+        self.drive_with(
+            &mut figs,
+            n,
+            w,
+            |cx, s, i| {
+                let side = &cx.sides[s];
+                let id = format!("{}-lo-{i}", side.key);
+                let ns = side.netns(0);
+                let mut it = It::new(2);
+                match net.add(side, &ns, &id) {
+                    Ok((t, _)) => it.put(0, t[0]),
+                    Err(e) => {
+                        let _ = net.del(side, &ns, &id, None);
+                        return Err(e);
+                    }
+                }
+                match net.del(side, &ns, &id, None) {
+                    Ok(t) => it.put(1, t[0]),
+                    Err(e) => it.fail(1, e),
+                }
+                Ok(it)
+            },
+            fl,
+        )?;
         self.finish(figs, t0);
         Ok(())
     }
@@ -238,28 +365,41 @@ impl<'a> Ctx<'a> {
 
     fn status(&mut self) -> Result<(), String> {
         let t0 = Instant::now();
-        let mut figs = vec![Figure::new("status", "STATUS (1.1.0, bridge + host-local)", Unit::Ns)];
+        let mut figs = vec![Figure::new("status", "status", "STATUS (1.1.0, bridge + host-local)", Unit::Ns)];
         let (n, w) = self.iters();
         let mut answers: Vec<Option<String>> = vec![None; self.sides.len()];
-        self.drive(&mut figs, n, w, |cx, s, _| {
-            let side = &cx.sides[s];
-            let net = Net::single(&format!("cnb-status-{}", side.key), "1.1.0", bridge_plugin(side, 0, false));
-            let o = side.exec("bridge", "STATUS", "", "", net.conf(0, None))?;
-            if answers[s].is_none() {
-                answers[s] = Some(if o.ok() {
-                    "succeeds (ready)".into()
-                } else {
-                    format!("answers with an error: {}", o.reason())
-                });
-            }
-            // An error is an answer too (a plugin set without STATUS): time it all the same.
-            if o.timed_out {
-                return Err(invoke::failed("bridge", "STATUS", &o));
-            }
+        let mut floor = |cx: &mut Ctx<'a>, _: usize| {
+            let net = Net::single("cnb-status-a", "1.1.0", bridge_plugin(&cx.sides[0], 0, false));
             let mut it = It::new(1);
-            it.put(0, o.ns);
+            put_exec(&mut it, 0, cx.exec_floor("bridge", "STATUS", "", "", net.conf(0, None)))?;
             Ok(it)
-        })?;
+        };
+        let fl: Option<FloorFn> = if self.noop.is_some() { Some(&mut floor) } else { None };
+        self.drive_with(
+            &mut figs,
+            n,
+            w,
+            |cx, s, _| {
+                let side = &cx.sides[s];
+                let net = Net::single(&format!("cnb-status-{}", side.key), "1.1.0", bridge_plugin(side, 0, false));
+                let o = side.exec("bridge", "STATUS", "", "", net.conf(0, None))?;
+                if answers[s].is_none() {
+                    answers[s] = Some(if o.ok() {
+                        "succeeds (ready)".into()
+                    } else {
+                        format!("answers with an error: {}", o.reason())
+                    });
+                }
+                // An error is an answer too (a plugin set without STATUS): time it all the same.
+                if o.timed_out {
+                    return Err(invoke::failed("bridge", "STATUS", &o));
+                }
+                let mut it = It::new(1);
+                it.put(0, o.ns);
+                Ok(it)
+            },
+            fl,
+        )?;
         for (s, a) in answers.iter().enumerate() {
             if let Some(a) = a {
                 let label = &self.sides[s].label;
@@ -284,9 +424,9 @@ impl<'a> Ctx<'a> {
         let t0 = Instant::now();
         self.ensure_pool(1)?;
         let mut figs = vec![
-            Figure::new(scen, format!("{title} ADD"), Unit::Ns),
-            Figure::new(scen, format!("{title} CHECK"), Unit::Ns),
-            Figure::new(scen, format!("{title} DEL"), Unit::Ns),
+            Figure::new(scen, format!("{scen}.add"), format!("{title} ADD"), Unit::Ns),
+            Figure::new(scen, format!("{scen}.check"), format!("{title} CHECK"), Unit::Ns),
+            Figure::new(scen, format!("{scen}.del"), format!("{title} DEL"), Unit::Ns),
         ];
         let (iters, w) = self.iters();
         let nets: Vec<Net> = self
@@ -294,34 +434,52 @@ impl<'a> Ctx<'a> {
             .iter()
             .map(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq)))
             .collect();
-        self.drive(&mut figs, iters, w, |cx, s, i| {
-            let side = &cx.sides[s];
-            let net = &nets[s];
-            let id = format!("{}-{scen}-{i}", side.key);
-            let ns = side.netns(0);
+        // The floor's pod: the exec of the no-op as A's bridge ADD/DEL, plus the kernel's requests.
+        let bf = BridgeFloor::new(&format!("cnbf{n}"), 200 + n, masq)?;
+        let mut floor = |cx: &mut Ctx<'a>, i: usize| {
+            let (ns, id) = (cx.floor_netns(0), format!("floor-{scen}-{i}"));
+            let conf = nets[0].conf(0, None);
             let mut it = It::new(3);
-            let result = match net.add(side, &ns, &id) {
-                Ok((t, r)) => {
-                    it.put(0, t[0]);
-                    r
-                }
-                Err(e) => {
-                    let _ = net.del(side, &ns, &id, None);
-                    return Err(e);
-                }
-            };
-            if with_check {
-                match net.check(side, &ns, &id, &result) {
-                    Ok(t) => it.put(1, t[0]),
-                    Err(e) => it.fail(1, e),
-                }
-            }
-            match net.del(side, &ns, &id, Some(&result)) {
-                Ok(t) => it.put(2, t[0]),
-                Err(e) => it.fail(2, e),
-            }
+            let ex = cx.exec_floor("bridge", "ADD", &id, &ns, conf.clone()).unwrap_or(Ok(0))?;
+            it.put(0, ex + bf.add(&ns, i as u32)?);
+            let ex = cx.exec_floor("bridge", "DEL", &id, &ns, conf).unwrap_or(Ok(0))?;
+            it.put(2, ex + bf.del(&ns, i as u32)?);
             Ok(it)
-        })?;
+        };
+        self.drive_with(
+            &mut figs,
+            iters,
+            w,
+            |cx, s, i| {
+                let side = &cx.sides[s];
+                let net = &nets[s];
+                let id = format!("{}-{scen}-{i}", side.key);
+                let ns = side.netns(0);
+                let mut it = It::new(3);
+                let result = match net.add(side, &ns, &id) {
+                    Ok((t, r)) => {
+                        it.put(0, t[0]);
+                        r
+                    }
+                    Err(e) => {
+                        let _ = net.del(side, &ns, &id, None);
+                        return Err(e);
+                    }
+                };
+                if with_check {
+                    match net.check(side, &ns, &id, &result) {
+                        Ok(t) => it.put(1, t[0]),
+                        Err(e) => it.fail(1, e),
+                    }
+                }
+                match net.del(side, &ns, &id, Some(&result)) {
+                    Ok(t) => it.put(2, t[0]),
+                    Err(e) => it.fail(2, e),
+                }
+                Ok(it)
+            },
+            Some(&mut floor),
+        )?;
         if !with_check {
             figs.remove(1);
         }
@@ -334,8 +492,8 @@ impl<'a> Ctx<'a> {
     }
 
     fn masq(&mut self) -> Result<(), String> {
-        self.masq_like("bridge+host-local ipMasq", false)?;
-        self.masq_like("bridge+host-local ipMasq, another pod attached", true)
+        self.masq_like("masq", "bridge+host-local ipMasq", false)?;
+        self.masq_like("masq_beside", "bridge+host-local ipMasq, another pod attached", true)
     }
 
     /// ipMasq ADD and DEL of one pod, and in the same iteration (order
@@ -348,13 +506,13 @@ impl<'a> Ctx<'a> {
     /// of the whole conntrack table per family) and the last one's DEL off,
     /// unless something else holds it (cnibox's socket keeper does while it
     /// lives; the reference has nothing of the kind).
-    fn masq_like(&mut self, title: &str, beside: bool) -> Result<(), String> {
+    fn masq_like(&mut self, key: &str, title: &str, beside: bool) -> Result<(), String> {
         let t0 = Instant::now();
         self.ensure_pool(if beside { 2 } else { 1 })?;
         let mut figs = vec![
-            Figure::new("masq", format!("{title} ADD"), Unit::Ns),
-            Figure::new("masq", format!("{title} DEL"), Unit::Ns),
-            Figure::new("masq", format!("{title}: {PLAIN_TWIN}"), Unit::Ns),
+            Figure::new("masq", format!("{key}.add"), format!("{title} ADD"), Unit::Ns),
+            Figure::new("masq", format!("{key}.del"), format!("{title} DEL"), Unit::Ns),
+            Figure::new("masq", format!("{key}.plain_add"), format!("{title}: {PLAIN_TWIN}"), Unit::Ns),
         ];
         let (iters, w) = self.iters();
         let masq: Vec<Net> = self
@@ -375,32 +533,55 @@ impl<'a> Ctx<'a> {
                 standing.push((id, r));
             }
         }
-        let res = self.drive(&mut figs, iters, w, |cx, s, i| {
-            let side = &cx.sides[s];
-            let ns = side.netns(0);
+        // The floor's pods: with ipMasq (figures 0 and 1) and without (2), exec of the no-op included.
+        let (bf_masq, bf_plain) = (BridgeFloor::new("cnbf2", 202, true)?, BridgeFloor::new("cnbf8", 208, false)?);
+        let mut floor = |cx: &mut Ctx<'a>, i: usize| {
+            let ns = cx.floor_netns(0);
             let mut it = It::new(3);
-            let order: [(&Net, usize); 2] =
-                if i % 2 == 0 { [(&plain[s], 2), (&masq[s], 0)] } else { [(&masq[s], 0), (&plain[s], 2)] };
-            for (net, fig) in order {
-                let id = format!("{}-masq-{i}-{fig}", side.key);
-                let result = match net.add(side, &ns, &id) {
-                    Ok((t, r)) => {
-                        it.put(fig, t[0]);
-                        r
-                    }
-                    Err(e) => {
-                        let _ = net.del(side, &ns, &id, None);
-                        return Err(e);
-                    }
-                };
-                match net.del(side, &ns, &id, Some(&result)) {
-                    Ok(t) if fig == 0 => it.put(1, t[0]),
-                    Ok(_) => {}
-                    Err(e) => it.fail(if fig == 0 { 1 } else { 2 }, e),
+            for (bf, net, add, del) in [(&bf_masq, &masq[0], 0, Some(1)), (&bf_plain, &plain[0], 2, None)] {
+                let (id, conf) = (format!("floor-masq-{i}-{add}"), net.conf(0, None));
+                let ex = cx.exec_floor("bridge", "ADD", &id, &ns, conf.clone()).unwrap_or(Ok(0))?;
+                it.put(add, ex + bf.add(&ns, i as u32)?);
+                let ex = cx.exec_floor("bridge", "DEL", &id, &ns, conf).unwrap_or(Ok(0))?;
+                let t = ex + bf.del(&ns, i as u32)?;
+                if let Some(d) = del {
+                    it.put(d, t);
                 }
             }
             Ok(it)
-        });
+        };
+        let res = self.drive_with(
+            &mut figs,
+            iters,
+            w,
+            |cx, s, i| {
+                let side = &cx.sides[s];
+                let ns = side.netns(0);
+                let mut it = It::new(3);
+                let order: [(&Net, usize); 2] =
+                    if i % 2 == 0 { [(&plain[s], 2), (&masq[s], 0)] } else { [(&masq[s], 0), (&plain[s], 2)] };
+                for (net, fig) in order {
+                    let id = format!("{}-masq-{i}-{fig}", side.key);
+                    let result = match net.add(side, &ns, &id) {
+                        Ok((t, r)) => {
+                            it.put(fig, t[0]);
+                            r
+                        }
+                        Err(e) => {
+                            let _ = net.del(side, &ns, &id, None);
+                            return Err(e);
+                        }
+                    };
+                    match net.del(side, &ns, &id, Some(&result)) {
+                        Ok(t) if fig == 0 => it.put(1, t[0]),
+                        Ok(_) => {}
+                        Err(e) => it.fail(if fig == 0 { 1 } else { 2 }, e),
+                    }
+                }
+                Ok(it)
+            },
+            Some(&mut floor),
+        );
         for ((side, net), (id, r)) in self.sides.iter().zip(&masq).zip(&standing) {
             let _ = net.del(side, &side.netns(1), id, Some(r));
         }
@@ -415,10 +596,10 @@ impl<'a> Ctx<'a> {
         let t0 = Instant::now();
         self.ensure_pool(1)?;
         let mut figs = vec![
-            Figure::new("portmap", "portmap ADD (2 mappings, after bridge)", Unit::Ns),
-            Figure::new("portmap", "portmap DEL", Unit::Ns),
-            Figure::new("portmap", "chain ADD bridge+portmap (exec'd by the tool)", Unit::Ns),
-            Figure::new("portmap", "chain DEL bridge+portmap (exec'd by the tool)", Unit::Ns),
+            Figure::new("portmap", "portmap.add", "portmap ADD (2 mappings, after bridge)", Unit::Ns),
+            Figure::new("portmap", "portmap.del", "portmap DEL", Unit::Ns),
+            Figure::new("portmap", "portmap.chain_add", "chain ADD bridge+portmap (exec'd by the tool)", Unit::Ns),
+            Figure::new("portmap", "portmap.chain_del", "chain DEL bridge+portmap (exec'd by the tool)", Unit::Ns),
         ];
         let (iters, w) = self.iters();
         let nets: Vec<Net> = self
@@ -469,8 +650,8 @@ impl<'a> Ctx<'a> {
         let t0 = Instant::now();
         self.ensure_pool(2)?;
         let mut figs = vec![
-            Figure::new("runtime", "runtime add: bridge+portmap conflist", Unit::Ns),
-            Figure::new("runtime", "runtime del: bridge+portmap conflist", Unit::Ns),
+            Figure::new("runtime", "runtime.add", "runtime add: bridge+portmap conflist", Unit::Ns),
+            Figure::new("runtime", "runtime.del", "runtime del: bridge+portmap conflist", Unit::Ns),
         ];
         let mut nets = Vec::new();
         for s in &self.sides {
@@ -558,48 +739,91 @@ impl<'a> Ctx<'a> {
             .iter()
             .map(|s| Net::single(&format!("cnb-par-{}", s.key), "1.0.0", bridge_plugin(s, 6, false)))
             .collect();
+        let bf = BridgeFloor::new("cnbf6", 206, false)?;
         for (k, &p) in sizes.iter().enumerate() {
             let t0 = Instant::now();
             let mut figs = vec![
-                Figure::new("parallel", format!("parallel ADD x{p}: wall"), Unit::Ns),
-                Figure::new("parallel", format!("parallel ADD x{p}: per pod"), Unit::Ns),
-                Figure::new("parallel", format!("parallel DEL x{p}: wall"), Unit::Ns),
+                Figure::new("parallel", format!("parallel.{p}.add_wall"), format!("parallel ADD x{p}: wall"), Unit::Ns),
+                Figure::new(
+                    "parallel",
+                    format!("parallel.{p}.add_pod"),
+                    format!("parallel ADD x{p}: per pod"),
+                    Unit::Ns,
+                ),
+                Figure::new("parallel", format!("parallel.{p}.del_wall"), format!("parallel DEL x{p}: wall"), Unit::Ns),
             ];
             let warm = if k == 0 { 1.min(self.opts.warmup) } else { 0 };
-            self.drive(&mut figs, self.opts.rounds, warm, |cx, s, round| {
-                let side = &cx.sides[s];
-                let net = &nets[s];
-                let ids: Vec<String> = (0..p).map(|j| format!("{}-par{p}-r{round}-{j}", side.key)).collect();
-                let adds = fan_out(p, |j| net.add(side, &side.netns(j), &ids[j]).map(|(t, r)| (t[0], r)));
-                let mut it = It::new(3);
-                let mut results: Vec<Option<Value>> = vec![None; p];
-                for (j, r) in adds.runs.into_iter().enumerate() {
-                    match r {
-                        Ok((t, v)) => {
-                            it.put(1, t);
-                            results[j] = Some(v);
-                        }
-                        Err(e) => it.fail(1, e),
+            // The floor's p pods at once: each an exec of the no-op and the kernel's requests.
+            let mut floor = |cx: &mut Ctx<'a>, round: usize| {
+                let conf = nets[0].conf(0, None);
+                let spec = |cmd: &str, j: usize| {
+                    let noop = cx.noop.as_ref()?;
+                    let mut sp = cx.sides[0].spec("bridge", cmd, &format!("floor-par-{round}-{j}"), "", conf.clone());
+                    sp.set_exe(noop);
+                    Some(sp)
+                };
+                let specs: Vec<_> = (0..p).map(|j| (spec("ADD", j), spec("DEL", j))).collect();
+                let nss: Vec<String> = (0..p).map(|j| cx.floor_netns(j)).collect();
+                let exec = |sp: &Option<spawn::Spec>| -> Result<u64, String> {
+                    match sp {
+                        Some(sp) => spawn::run(sp).map(|o| o.ns),
+                        None => Ok(0),
                     }
+                };
+                let pod = |j: usize| (round * 1000 + j) as u32;
+                let adds = fan_out(p, |j| Ok((exec(&specs[j].0)? + bf.add(&nss[j], pod(j))?, ())));
+                let dels = fan_out(p, |j| Ok((exec(&specs[j].1)? + bf.del(&nss[j], pod(j))?, ())));
+                let mut it = It::new(3);
+                for r in adds.runs.into_iter().flatten() {
+                    it.put(1, r.0);
                 }
-                if adds.failed == 0 {
-                    it.put(0, adds.wall);
-                } else {
-                    it.fail(0, format!("{} of {p} pods failed", adds.failed));
+                if adds.failed + dels.failed > 0 {
+                    return Err(format!("{} of {p} floor pods failed", adds.failed.max(dels.failed)));
                 }
-                let dels =
-                    fan_out(p, |j| net.del(side, &side.netns(j), &ids[j], results[j].as_ref()).map(|t| (t[0], ())));
-                if dels.failed == 0 {
-                    it.put(2, dels.wall);
-                } else {
-                    let first = dels.runs.into_iter().find_map(|r| r.err()).unwrap_or_default();
-                    it.fail(2, format!("{} of {p} pods failed: {first}", dels.failed));
-                }
-                if adds.failed == p {
-                    return Err(it.fails.first().map(|f| f.1.clone()).unwrap_or_default());
-                }
+                it.put(0, adds.wall);
+                it.put(2, dels.wall);
                 Ok(it)
-            })?;
+            };
+            self.drive_with(
+                &mut figs,
+                self.opts.rounds,
+                warm,
+                |cx, s, round| {
+                    let side = &cx.sides[s];
+                    let net = &nets[s];
+                    let ids: Vec<String> = (0..p).map(|j| format!("{}-par{p}-r{round}-{j}", side.key)).collect();
+                    let adds = fan_out(p, |j| net.add(side, &side.netns(j), &ids[j]).map(|(t, r)| (t[0], r)));
+                    let mut it = It::new(3);
+                    let mut results: Vec<Option<Value>> = vec![None; p];
+                    for (j, r) in adds.runs.into_iter().enumerate() {
+                        match r {
+                            Ok((t, v)) => {
+                                it.put(1, t);
+                                results[j] = Some(v);
+                            }
+                            Err(e) => it.fail(1, e),
+                        }
+                    }
+                    if adds.failed == 0 {
+                        it.put(0, adds.wall);
+                    } else {
+                        it.fail(0, format!("{} of {p} pods failed", adds.failed));
+                    }
+                    let dels =
+                        fan_out(p, |j| net.del(side, &side.netns(j), &ids[j], results[j].as_ref()).map(|t| (t[0], ())));
+                    if dels.failed == 0 {
+                        it.put(2, dels.wall);
+                    } else {
+                        let first = dels.runs.into_iter().find_map(|r| r.err()).unwrap_or_default();
+                        it.fail(2, format!("{} of {p} pods failed: {first}", dels.failed));
+                    }
+                    if adds.failed == p {
+                        return Err(it.fails.first().map(|f| f.1.clone()).unwrap_or_default());
+                    }
+                    Ok(it)
+                },
+                Some(&mut floor),
+            )?;
             self.finish(figs, t0);
         }
         Ok(())
@@ -638,8 +862,18 @@ impl<'a> Ctx<'a> {
                 }
             }
             let mut figs = vec![
-                Figure::new("allocs", format!("bridge ADD with {level} allocations"), Unit::Ns),
-                Figure::new("allocs", format!("bridge DEL with {level} allocations"), Unit::Ns),
+                Figure::new(
+                    "allocs",
+                    format!("allocs.{level}.add"),
+                    format!("bridge ADD with {level} allocations"),
+                    Unit::Ns,
+                ),
+                Figure::new(
+                    "allocs",
+                    format!("allocs.{level}.del"),
+                    format!("bridge DEL with {level} allocations"),
+                    Unit::Ns,
+                ),
             ];
             for (s, b) in broken.iter().enumerate() {
                 if let Some(why) = b {
@@ -706,9 +940,9 @@ impl<'a> Ctx<'a> {
         let t0 = Instant::now();
         self.ensure_pool(1)?;
         let mut figs = vec![
-            Figure::new("rss", "peak RSS: bridge+host-local ADD", Unit::Kib),
-            Figure::new("rss", "peak RSS: bridge+host-local DEL", Unit::Kib),
-            Figure::new("rss", "peak RSS: VERSION", Unit::Kib),
+            Figure::new("rss", "rss.add", "peak RSS: bridge+host-local ADD", Unit::Kib),
+            Figure::new("rss", "rss.del", "peak RSS: bridge+host-local DEL", Unit::Kib),
+            Figure::new("rss", "rss.version", "peak RSS: VERSION", Unit::Kib),
         ];
         let nets: Vec<Net> = self
             .sides
@@ -789,8 +1023,8 @@ impl<'a> Ctx<'a> {
         let t0 = Instant::now();
         const K3S: [&str; 7] = ["bandwidth", "bridge", "firewall", "flannel", "host-local", "loopback", "portmap"];
         let mut figs = vec![
-            Figure::new("size", "k3s plugin set: bytes (7 names)", Unit::Bytes),
-            Figure::new("size", "k3s plugin set: allocated on disk", Unit::Bytes),
+            Figure::new("size", "size.k3s_bytes", "k3s plugin set: bytes (7 names)", Unit::Bytes),
+            Figure::new("size", "size.k3s_alloc", "k3s plugin set: allocated on disk", Unit::Bytes),
         ];
         let mut notes = Vec::new();
         for s in &self.sides {
@@ -857,9 +1091,9 @@ impl<'a> Ctx<'a> {
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         let title = format!("{file} ({})", kinds.join("+"));
         let mut figs = vec![
-            Figure::new("custom", format!("{title} ADD"), Unit::Ns),
-            Figure::new("custom", format!("{title} CHECK"), Unit::Ns),
-            Figure::new("custom", format!("{title} DEL"), Unit::Ns),
+            Figure::new("custom", "custom.add", format!("{title} ADD"), Unit::Ns),
+            Figure::new("custom", "custom.check", format!("{title} CHECK"), Unit::Ns),
+            Figure::new("custom", "custom.del", format!("{title} DEL"), Unit::Ns),
         ];
         let (iters, w) = self.iters();
         self.drive(&mut figs, iters, w, |cx, s, i| {

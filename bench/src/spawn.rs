@@ -57,6 +57,11 @@ impl Spec {
         }
     }
 
+    /// Run another executable with the same argv, environment and stdin.
+    pub fn set_exe(&mut self, exe: &Path) {
+        self.exe = cstr(exe.as_os_str().as_bytes());
+    }
+
     pub fn arg(&mut self, a: impl AsRef<OsStr>) -> &mut Self {
         self.argv.push(cstr(a.as_ref().as_bytes()));
         self

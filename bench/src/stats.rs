@@ -122,10 +122,16 @@ fn rank(sorted: &[f64], p: f64) -> f64 {
 
 pub struct Figure {
     pub scenario: &'static str,
+    /// What the report and the targets find it by (`bridge.add`, `parallel.128.add_wall`).
+    pub key: String,
+    /// What a reader sees; free to change.
     pub name: String,
     pub unit: Unit,
     pub a: Series,
     pub b: Series,
+    /// The floor measured in the same iterations (see `floor`): an exec of a
+    /// no-op binary, or the kernel's requests issued in-process.
+    pub floor: Series,
     /// B/A of the samples taken in the same iteration (A and B back to back).
     pub ratios: Vec<f64>,
     pub note: String,
@@ -134,13 +140,15 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(scenario: &'static str, name: impl Into<String>, unit: Unit) -> Figure {
+    pub fn new(scenario: &'static str, key: impl Into<String>, name: impl Into<String>, unit: Unit) -> Figure {
         Figure {
             scenario,
+            key: key.into(),
             name: name.into(),
             unit,
             a: Series::default(),
             b: Series::default(),
+            floor: Series::default(),
             ratios: Vec::new(),
             note: String::new(),
             plot: unit == Unit::Ns,
@@ -163,6 +171,14 @@ impl Figure {
         }
         match (self.a.summary(), self.b.summary()) {
             (Some(a), Some(b)) if a.median > 0.0 => Some(b.median / a.median),
+            _ => None,
+        }
+    }
+
+    /// A's median over the floor's: how far above the floor A is.
+    pub fn x_floor(&self) -> Option<f64> {
+        match (self.a.summary(), self.floor.summary()) {
+            (Some(a), Some(f)) if f.median > 0.0 => Some(a.median / f.median),
             _ => None,
         }
     }
@@ -194,7 +210,7 @@ mod tests {
 
     #[test]
     fn ratio_prefers_pairs() {
-        let mut f = Figure::new("x", "y", Unit::Ns);
+        let mut f = Figure::new("x", "x", "y", Unit::Ns);
         f.a.samples = vec![1, 2, 3];
         f.b.samples = vec![10, 20, 300];
         assert_eq!(f.ratio(), Some(10.0));
