@@ -82,19 +82,19 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
 
     let mut lab = lab::Lab::new()?;
     let mut sides = Vec::new();
-    let mut dirs = vec![(false, &o.plugins, &o.label_a, o.runtime_a.as_ref(), o.fill_a)];
-    if let Some(vs) = &o.vs {
-        dirs.push((true, vs, &o.label_b, o.runtime_b.as_ref(), o.fill_b));
+    let mut dirs = vec![(&o.plugins, o.label_a.clone(), o.runtime_a.as_ref(), o.fill_a)];
+    for (k, vs) in o.vs.iter().enumerate() {
+        dirs.push((vs, o.label_b(k), o.runtime_b.as_ref(), o.fill_b));
     }
-    for (b, dir, label, rt, fill) in dirs {
-        let key = if b { "b" } else { "a" };
+    for (idx, (dir, label, rt, fill)) in dirs.into_iter().enumerate() {
+        let key = cli::SET_KEYS[idx];
         let dir = absolute(dir);
         sides.push(Side {
-            b,
+            idx,
             key,
-            label: label.clone(),
+            label,
             about: invoke::about(&dir),
-            runtime: runtime_for(rt, &dir, b),
+            runtime: runtime_for(rt, &dir, idx > 0),
             dir,
             work: lab.dir(key)?,
             fill,
@@ -105,7 +105,7 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
     for s in &sides {
         eprintln!(
             "cnibox-bench: {} = {} ({})",
-            if s.b { "B" } else { "A" },
+            s.key.to_uppercase(),
             s.dir.display(),
             if s.about.is_empty() { "no plugin answered" } else { &s.about }
         );

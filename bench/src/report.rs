@@ -138,11 +138,12 @@ fn short(s: &str, n: usize) -> String {
     t
 }
 
-fn ratio_cell(f: &Figure) -> String {
-    match f.ratio() {
+/// Set k over A, at the median of the pairs (and at p99).
+fn ratio_cell(f: &Figure, k: usize) -> String {
+    match f.ratio(k) {
         None => "–".into(),
-        Some(r) => match f.ratio_p99() {
-            Some(p) if f.a.samples.len() > 1 && f.unit == Unit::Ns => format!("{r:.1}x (p99 {p:.1}x)"),
+        Some(r) => match f.ratio_p99(k) {
+            Some(p) if f.a().samples.len() > 1 && f.unit == Unit::Ns => format!("{r:.1}x (p99 {p:.1}x)"),
             _ => format!("{r:.1}x"),
         },
     }
@@ -177,7 +178,7 @@ impl Report<'_> {
                 t.push(Target { what, met: None, figure: "scenario not run".into() });
                 return;
             };
-            let (Some(a), Some(fl)) = (med(&f.a), med(&f.floor)) else {
+            let (Some(a), Some(fl)) = (med(f.a()), med(&f.floor)) else {
                 let why =
                     if f.floor.samples.is_empty() { "no floor measured".to_string() } else { why_missing(Some(f)) };
                 t.push(Target { what, met: None, figure: why });
@@ -194,10 +195,10 @@ impl Report<'_> {
                 fig.push_str(&format!(" + exec floor {}", fmt_ms(ex)));
             }
             fig.push_str(&format!(": {:.2}x, limit {}", a / (fl + ex), fmt_ms(bound)));
-            if f.a.failures > 0 {
-                fig.push_str(&format!("; {} failures", f.a.failures));
+            if f.a().failures > 0 {
+                fig.push_str(&format!("; {} failures", f.a().failures));
             }
-            t.push(Target { what, met: Some(a <= bound && f.a.failures == 0), figure: fig });
+            t.push(Target { what, met: Some(a <= bound && f.a().failures == 0), figure: fig });
         };
         against("bridge+host-local ADD within 1.25x its floor (kernel + exec)".into(), "bridge.add", false, 1.25, 0.0);
         against("VERSION within 1.15x the exec floor".into(), "version", false, 1.15, 0.0);
@@ -212,7 +213,7 @@ impl Report<'_> {
         // ipMasq: what it adds to A's ADD (paired twin), against 0.1 ms.
         if let (Some(m), Some(p)) = (self.find("masq_beside.add"), self.find("masq_beside.plain_add")) {
             let what = format!("ipMasq adds at most 0.1 ms to the {a_label} ADD (another pod attached)");
-            match added(&m.a.samples, &p.a.samples) {
+            match added(&m.a().samples, &p.a().samples) {
                 Some(d) => t.push(Target { what, met: Some(d <= 0.1e6), figure: format!("+{}", fmt_ms(d.max(0.0))) }),
                 None => t.push(Target { what, met: None, figure: why_missing(Some(m)) }),
             }
@@ -226,52 +227,38 @@ impl Report<'_> {
         let _ = writeln!(o, "### cnibox-bench, {}\n", self.machine.date);
         let _ = writeln!(o, "Machine: {}.\n", self.machine.describe());
         let _ = writeln!(o, "- A = **{}**: `{}` ({})", a.label, a.dir, if a.about.is_empty() { "?" } else { &a.about });
-        if let Some(b) = self.sets.get(1) {
-            let _ =
-                writeln!(o, "- B = **{}**: `{}` ({})", b.label, b.dir, if b.about.is_empty() { "?" } else { &b.about });
+        for (k, b) in self.sets.iter().enumerate().skip(1) {
+            let about = if b.about.is_empty() { "?" } else { &b.about };
+            let _ = writeln!(o, "- {} = **{}**: `{}` ({about})", SET_NAMES[k], b.label, b.dir);
         }
         let _ = writeln!(
             o,
             "- Times are fork→wait wall clock of real invocations inside a throwaway node namespace; median / p90 / p99 / max in ms; \
-             percentiles by nearest rank (p99 is the max below 100 samples); A and B interleaved after warm-up; \
-             B/A is the median of the per-pair ratios (higher = A faster).{}\n",
+             percentiles by nearest rank (p99 is the max below 100 samples); the sets and the floor interleaved after \
+             warm-up; B/A (C/A, ...) is the median of the per-pair ratios (higher = A faster).{}\n",
             if self.interrupted { " **The run was interrupted: figures are partial.**" } else { "" }
         );
         // The floor: see the note under the table (and bench/src/floor.rs).
-        if self.has_b() {
-            let _ =
-                writeln!(o, "| scenario | figure | n | {} | floor | x floor | {} | B/A |", a.label, self.sets[1].label);
-            let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
-        } else {
-            let _ = writeln!(o, "| scenario | figure | n | {} | floor | x floor |", a.label);
-            let _ = writeln!(o, "|---|---|---|---|---|---|");
+        let mut head = format!("| scenario | figure | n | {} | floor | x floor |", a.label);
+        for (k, set) in self.sets.iter().enumerate().skip(1) {
+            head.push_str(&format!(" {} | {}/A |", set.label, SET_NAMES[k]));
         }
+        let _ = writeln!(o, "{head}");
+        let _ = writeln!(o, "{}|", "|---".repeat(6 + 2 * (self.sets.len() - 1)));
         for f in self.figures {
-            let (na, nb) = (f.a.samples.len(), f.b.samples.len());
-            let n = if !self.has_b() || na == nb || nb == 0 {
-                na.to_string()
-            } else if na == 0 {
-                nb.to_string()
+            let counts: Vec<usize> = (0..self.sets.len()).map(|k| f.set(k).samples.len()).filter(|&n| n > 0).collect();
+            let n = if counts.windows(2).all(|w| w[0] == w[1]) {
+                counts.first().copied().unwrap_or(0).to_string()
             } else {
-                format!("{na}/{nb}")
+                counts.iter().map(|n| n.to_string()).collect::<Vec<_>>().join("/")
             };
             let floor = f.floor.summary().map(|x| fmt_ms(x.median)).unwrap_or_else(|| "–".into());
             let xf = f.x_floor().map(|r| format!("{r:.2}x")).unwrap_or_else(|| "–".into());
-            if self.has_b() {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} | {floor} | {xf} | {} | {} |",
-                    f.scenario,
-                    f.name,
-                    n,
-                    cell(&f.a, f.unit),
-                    cell(&f.b, f.unit),
-                    ratio_cell(f)
-                );
-            } else {
-                let _ =
-                    writeln!(o, "| {} | {} | {} | {} | {floor} | {xf} |", f.scenario, f.name, n, cell(&f.a, f.unit));
+            let mut row = format!("| {} | {} | {n} | {} | {floor} | {xf} |", f.scenario, f.name, cell(f.a(), f.unit));
+            for k in 1..self.sets.len() {
+                row.push_str(&format!(" {} | {} |", cell(f.set(k), f.unit), ratio_cell(f, k)));
             }
+            let _ = writeln!(o, "{row}");
         }
         let _ = writeln!(o, "\n{FLOOR_NOTE}");
         let floor_targets = self.floor_targets();
@@ -302,7 +289,7 @@ impl Report<'_> {
         // One line per (scenario, set, problem), naming the figures it hit.
         let mut problems: Vec<(&str, String, String, Vec<&str>)> = Vec::new();
         for f in self.figures {
-            for (k, s) in [&f.a, &f.b].into_iter().enumerate() {
+            for (k, s) in f.sets.iter().enumerate() {
                 let (Some(p), Some(set)) = (s.problem(), self.sets.get(k)) else { continue };
                 match problems.iter_mut().find(|x| x.0 == f.scenario && x.1 == set.label && x.2 == p) {
                     Some(x) => x.3.push(&f.name),
@@ -337,11 +324,11 @@ impl Report<'_> {
         let b = &self.sets[1].label;
         // Ratios.
         let ratio_target = |what: String, f: Option<&Figure>, min: f64, p99: bool| -> Target {
-            match f.and_then(|f| Some((f, f.ratio()?))) {
+            match f.and_then(|f| Some((f, f.ratio(1)?))) {
                 Some((f, r)) => {
-                    let rp = f.ratio_p99().unwrap_or(0.0);
+                    let rp = f.ratio_p99(1).unwrap_or(0.0);
                     let met = r >= min && (!p99 || rp >= min);
-                    let (sa, sb) = (f.a.summary().unwrap_or_default(), f.b.summary().unwrap_or_default());
+                    let (sa, sb) = (f.a().summary().unwrap_or_default(), f.b().summary().unwrap_or_default());
                     let mut fig = format!("{r:.1}x at the median ({} vs {b} {})", fmt_ms(sa.median), fmt_ms(sb.median));
                     if p99 {
                         fig.push_str(&format!(", {rp:.1}x at p99 ({} vs {})", fmt_ms(sa.p99), fmt_ms(sb.p99)));
@@ -371,16 +358,16 @@ impl Report<'_> {
         let mut pt = ratio_target(format!("{pname}: wall time at least 5x shorter, no failures"), par, 5.0, false);
         if let Some(f) = par {
             let per = par.and_then(|f| find(&f.key.replace(".add_wall", ".add_pod")));
-            let fails = f.a.failures + per.map(|p| p.a.failures).unwrap_or(0);
+            let fails = f.a().failures + per.map(|p| p.a().failures).unwrap_or(0);
             if fails > 0 {
                 pt.met = Some(false);
             }
             pt.figure.push_str(&format!(
                 "; {} failures: {}",
                 self.sets[0].label,
-                per.map(|p| p.a.failures).unwrap_or(0)
+                per.map(|p| p.a().failures).unwrap_or(0)
             ));
-            pt.figure.push_str(&format!(", {b} failures: {}", per.map(|p| p.b.failures).unwrap_or(0)));
+            pt.figure.push_str(&format!(", {b} failures: {}", per.map(|p| p.b().failures).unwrap_or(0)));
         }
         t.push(pt);
         // ADD at the most allocations within 1.3x of ADD at the fewest (A only).
@@ -390,11 +377,11 @@ impl Report<'_> {
             let (lo, hi) = (allocs[0], allocs[allocs.len() - 1]);
             let what =
                 format!("{} ADD at {} within 1.3x of ADD at {}", self.sets[0].label, count(&hi.key), count(&lo.key));
-            match (lo.a.summary(), hi.a.summary()) {
+            match (lo.a().summary(), hi.a().summary()) {
                 (Some(l), Some(h)) if l.median > 0.0 => {
                     let r = h.median / l.median;
                     let mut fig = format!("{r:.2}x ({} vs {})", fmt_ms(h.median), fmt_ms(l.median));
-                    if let (Some(bl), Some(bh)) = (lo.b.summary(), hi.b.summary()) {
+                    if let (Some(bl), Some(bh)) = (lo.b().summary(), hi.b().summary()) {
                         if bl.median > 0.0 {
                             fig.push_str(&format!(
                                 "; {b}: {:.2}x ({} vs {})",
@@ -411,9 +398,9 @@ impl Report<'_> {
         }
         if let Some(f) = find("rss.add") {
             let what = format!("peak RSS of an ADD under 4 MiB ({b}: reported)");
-            match f.a.summary() {
+            match f.a().summary() {
                 Some(s) => {
-                    let bs = f.b.summary().map(|x| Unit::Kib.fmt(x.max)).unwrap_or_else(|| "not measured".into());
+                    let bs = f.b().summary().map(|x| Unit::Kib.fmt(x.max)).unwrap_or_else(|| "not measured".into());
                     t.push(Target {
                         what,
                         met: Some(s.max < 4096.0),
@@ -435,9 +422,9 @@ impl Report<'_> {
             let (Some(m), Some(p)) = (find(&format!("{key}.add")), find(&format!("{key}.plain_add"))) else {
                 continue;
             };
-            match (m.a.summary(), p.a.summary()) {
+            match (m.a().summary(), p.a().summary()) {
                 (Some(ms), Some(ps)) => {
-                    let d = added(&m.a.samples, &p.a.samples).unwrap_or(ms.median - ps.median);
+                    let d = added(&m.a().samples, &p.a().samples).unwrap_or(ms.median - ps.median);
                     let sign = if d < 0.0 { "-" } else { "+" };
                     let fig = format!(
                         "{sign}{} (median of the per-iteration differences; medians {} with, {} without)",
@@ -465,8 +452,12 @@ impl Report<'_> {
                 json!({
                     "scenario": f.scenario, "key": f.key, "figure": f.name, "unit": f.unit.name(),
                     "floor": series(&f.floor, f.unit), "x_floor": f.x_floor(),
-                    "a": series(&f.a, f.unit), "b": if self.has_b() { series(&f.b, f.unit) } else { Value::Null },
-                    "pair_ratios_b_over_a": f.ratios, "ratio_b_over_a": f.ratio(), "ratio_p99_b_over_a": f.ratio_p99(),
+                    "a": series(f.a(), f.unit), "b": if self.has_b() { series(f.b(), f.unit) } else { Value::Null },
+                    "refs": (1..self.sets.len()).map(|k| json!({
+                        "label": self.sets[k].label, "series": series(f.set(k), f.unit),
+                        "pair_ratios_over_a": f.pair_ratios(k), "ratio_over_a": f.ratio(k),
+                    })).collect::<Vec<_>>(),
+                    "pair_ratios_b_over_a": f.pair_ratios(1), "ratio_b_over_a": f.ratio(1), "ratio_p99_b_over_a": f.ratio_p99(1),
                     "note": f.note,
                 })
             })
@@ -497,10 +488,10 @@ impl Report<'_> {
     /// axis, A above B in each row, with median and p99 ticks.
     pub fn svg(&self) -> String {
         let figs: Vec<&Figure> =
-            self.figures.iter().filter(|f| f.plot && (!f.a.samples.is_empty() || !f.b.samples.is_empty())).collect();
+            self.figures.iter().filter(|f| f.plot && f.sets.iter().any(|s| !s.samples.is_empty())).collect();
         let (w, left, right, top, row) = (1100.0, 330.0, 1060.0, 70.0, 34.0);
         let h = top + row * figs.len().max(1) as f64 + 70.0;
-        let all = figs.iter().flat_map(|f| f.a.samples.iter().chain(&f.b.samples).chain(&f.floor.samples)).copied();
+        let all = figs.iter().flat_map(|f| f.sets.iter().chain([&f.floor]).flat_map(|s| s.samples.iter())).copied();
         let (mut lo, mut hi) = (f64::MAX, 0f64);
         for v in all {
             lo = lo.min(v as f64);
@@ -522,9 +513,10 @@ impl Report<'_> {
         let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
         let title = format!("cnibox-bench {}: plugin exec latency, fork to wait (log scale)", self.machine.date);
         let _ = writeln!(s, r#"<text x="{left}" y="22" font-size="15" font-weight="bold">{}</text>"#, esc(&title));
-        let colors = ["#1f6fb4", "#e8710a"];
-        for (k, set) in self.sets.iter().enumerate() {
-            let lx = left + k as f64 * 260.0;
+        let colors = ["#1f6fb4", "#e8710a", "#8e44ad", "#7f6000"];
+        let nsets = self.sets.len().min(colors.len());
+        for (k, set) in self.sets.iter().enumerate().take(nsets) {
+            let lx = left + k as f64 * 200.0;
             let _ = writeln!(
                 s,
                 r#"<circle cx="{}" cy="42" r="5" fill="{}"/><text x="{}" y="46">{} ({})</text>"#,
@@ -532,13 +524,13 @@ impl Report<'_> {
                 colors[k],
                 lx + 15.0,
                 esc(&set.label),
-                if k == 0 { "A, upper dots" } else { "B, lower dots" }
+                SET_NAMES[k]
             );
         }
         let _ = writeln!(
             s,
             r##"<text x="{}" y="46" fill="#555">| median   ¦ p99   <tspan fill="#2a9d3a" font-weight="bold">|</tspan> floor</text>"##,
-            left + 540.0
+            left + 200.0 * nsets as f64
         );
         // Grid: decades labelled, 2 and 5 in between.
         let bottom = top + row * figs.len() as f64;
@@ -581,13 +573,12 @@ impl Report<'_> {
                 y0 + row / 2.0 + 4.0,
                 esc(&short(&f.name, 48))
             );
-            for (k, ser) in [&f.a, &f.b].iter().enumerate() {
-                if k >= self.sets.len() {
-                    continue;
-                }
-                let yc = y0 + if k == 0 { row * 0.3 } else { row * 0.7 };
+            for (k, color) in colors.iter().enumerate().take(nsets) {
+                let ser = f.set(k);
+                // One strip per set, A at the top.
+                let yc = y0 + row * (k as f64 + 0.5) / nsets as f64;
                 let n = ser.samples.len();
-                let _ = write!(s, r#"<g fill="{}" fill-opacity="{}">"#, colors[k], if n > 100 { 0.25 } else { 0.5 });
+                let _ = write!(s, r#"<g fill="{}" fill-opacity="{}">"#, color, if n > 100 { 0.25 } else { 0.5 });
                 for (j, &v) in ser.samples.iter().enumerate() {
                     // Deterministic jitter so dense strips stay readable.
                     let jit = ((j as u64).wrapping_mul(2654435761) % 1000) as f64 / 1000.0 - 0.5;
@@ -614,7 +605,7 @@ impl Report<'_> {
                         r#"<text x="{}" y="{:.1}" fill="{}" font-size="10">not measured / failed</text>"#,
                         left + 4.0,
                         yc + 3.5,
-                        colors[k]
+                        color
                     );
                 }
                 let _ = writeln!(s);
@@ -628,7 +619,7 @@ impl Report<'_> {
                     y0 + row - 2.0
                 );
             }
-            if let Some(r) = f.ratio() {
+            if let Some(r) = f.ratio(1) {
                 let _ = writeln!(
                     s,
                     r##"<text x="{}" y="{}" fill="#333" font-size="11">{r:.1}x</text>"##,
@@ -645,7 +636,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            r##"<text x="20" y="{}" fill="#555" font-size="11">right column: B/A, the median of the per-pair ratios (higher = A faster)</text>"##,
+            r##"<text x="20" y="{}" fill="#555" font-size="11">right column: B/A, the first reference over A, the median of the per-pair ratios (higher = A faster)</text>"##,
             bottom + 52.0
         );
         s.push_str("</svg>\n");
@@ -678,10 +669,10 @@ fn why_missing(f: Option<&Figure>) -> String {
         None => "scenario not run".into(),
         Some(f) => {
             let mut w = Vec::new();
-            if let Some(p) = f.a.problem() {
+            if let Some(p) = f.a().problem() {
                 w.push(format!("A: {}", short(&p, 160)));
             }
-            if let Some(p) = f.b.problem() {
+            if let Some(p) = f.b().problem() {
                 w.push(format!("B: {}", short(&p, 160)));
             }
             if w.is_empty() {
@@ -712,6 +703,9 @@ and parallel, that exec plus the kernel requests cnibox's bridge makes (veth pai
 container, bridge-port hairpin, the sysctls it writes, address, links up, default route; ipMasq: cnibox's own \
 nftables listing and batch), issued in-process by the tool with cnibox's netlink code, no exec and no IPAM. \
 x floor = A's median / the floor's.";
+
+/// The sets as the table names them: A is measured, the others are references.
+const SET_NAMES: [&str; 4] = ["A", "B", "C", "D"];
 
 pub struct Target {
     pub what: String,

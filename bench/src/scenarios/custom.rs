@@ -53,7 +53,7 @@ fn at_least(v: &str, minor: u32) -> bool {
 pub fn custom_net(text: &str, side: &Side) -> Result<Net, String> {
     let datadir = side.work.join("custom-ipam").to_string_lossy().into_owned();
     let t =
-        text.replace("@SET@", side.key).replace("@NET@", if side.b { "2" } else { "1" }).replace("@DATADIR@", &datadir);
+        text.replace("@SET@", side.key).replace("@NET@", &(side.idx + 1).to_string()).replace("@DATADIR@", &datadir);
     let v: Value = serde_json::from_str(&t).map_err(|e| format!("not valid JSON: {e}"))?;
     let name = v.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     if name.is_empty() {

@@ -153,9 +153,8 @@ impl<'a> Ctx<'a> {
             ];
             for (s, b) in broken.iter().enumerate() {
                 if let Some(why) = b {
-                    let bb = self.sides[s].b;
                     for f in figs.iter_mut() {
-                        f.side(bb).skipped = Some(why.clone());
+                        f.side(s).skipped = Some(why.clone());
                     }
                 }
             }

@@ -247,7 +247,7 @@ impl<'a> Ctx<'a> {
             }
             let measured = it >= warmup;
             let order: Vec<usize> = if it % 2 == 0 { (0..nsides).collect() } else { (0..nsides).rev().collect() };
-            let mut one: Vec<[Option<u64>; 2]> = vec![[None, None]; figs.len()];
+            let mut one: Vec<Vec<Option<u64>>> = vec![vec![None; nsides]; figs.len()];
             if it % 2 == 0 {
                 run_floor(self, it, measured, figs);
             }
@@ -255,7 +255,7 @@ impl<'a> Ctx<'a> {
                 if dead[s] {
                     continue;
                 }
-                let b = self.sides[s].b;
+                let b = s;
                 let r = body(self, s, it);
                 if interrupted() {
                     return Err(IFACE_INTERRUPTED.into());
@@ -274,7 +274,7 @@ impl<'a> Ctx<'a> {
                         }
                         for (f, v) in out.samples.into_iter().enumerate() {
                             if v.len() == 1 {
-                                one[f][b as usize] = Some(v[0]);
+                                one[f][b] = Some(v[0]);
                             }
                             if figs[f].side(b).skipped.is_none() {
                                 figs[f].side(b).samples.extend(v);
@@ -307,10 +307,13 @@ impl<'a> Ctx<'a> {
             if it % 2 == 1 {
                 run_floor(self, it, measured, figs);
             }
-            for (f, pair) in one.iter().enumerate() {
-                if let [Some(a), Some(b)] = pair {
-                    if *a > 0 && figs[f].a.skipped.is_none() && figs[f].b.skipped.is_none() {
-                        figs[f].ratios.push(*b as f64 / *a as f64);
+            for (f, row) in one.iter().enumerate() {
+                let Some(&Some(a)) = row.first() else { continue };
+                for (k, v) in row.iter().enumerate().skip(1) {
+                    if let Some(v) = v {
+                        if a > 0 && figs[f].a().skipped.is_none() && figs[f].set(k).skipped.is_none() {
+                            figs[f].push_ratio(k, *v as f64 / a as f64);
+                        }
                     }
                 }
             }

@@ -116,8 +116,8 @@ impl<'a> Ctx<'a> {
             }
             let bytes: u64 = seen.values().map(|v| v.1).sum();
             let alloc: u64 = seen.values().map(|v| v.2).sum();
-            figs[0].side(s.b).samples.push(bytes);
-            figs[1].side(s.b).samples.push(alloc);
+            figs[0].side(s.idx).samples.push(bytes);
+            figs[1].side(s.idx).samples.push(alloc);
             let files: Vec<String> =
                 seen.values().map(|v| v.0.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
             let mut d = format!(

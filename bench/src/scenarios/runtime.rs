@@ -40,13 +40,13 @@ impl<'a> Ctx<'a> {
             let sep = if figs[0].note.is_empty() { "" } else { "; " };
             figs[0].note = format!("{}{sep}runtime for {}: {who}", figs[0].note, s.label);
             if s.runtime.is_none() {
-                let why = if s.b {
+                let why = if s.idx > 0 {
                     "no cnitool-compatible runtime (cnitool not on PATH; pass --cnitool PATH)".to_string()
                 } else {
                     "no runtime (pass --runtime-a PATH)".to_string()
                 };
                 for f in figs.iter_mut() {
-                    f.side(s.b).skipped = Some(why.clone());
+                    f.side(s.idx).skipped = Some(why.clone());
                 }
                 self.notes.push(format!("runtime scenario: {}: {why}.", s.label));
             }
