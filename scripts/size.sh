@@ -37,6 +37,7 @@ breakdown() {
         if (substr(name, 1, 1) == "<") {
             sub(/^<+/, "", name)
             sub(/ as .*/, "", name)
+            sub(/>::/, "::", name)
         }
         sub(/^(&mut |&|\*mut |\*const |dyn |\[)+/, "", name)
         # Generic arguments, innermost first; C++ parameter lists; the hash.
