@@ -13,8 +13,10 @@
 //! eth0, its address, eth0 up, the default route via the gateway.
 //! bridge DEL: open the namespace, a socket in it, look up eth0, delete it
 //! (its peer, address and routes go with it).
-//! ipMasq adds one nftables batch (the masquerade rules of the address) to
-//! ADD and its removal (a listing and one batch) to DEL.
+//! ipMasq adds cnibox's nftables listing and one batch (the masquerade rule
+//! of the address) to ADD and its removal (a listing and one batch) to DEL.
+//! portmap: the rules of two mappings (a listing and one batch) and
+//! route_localnet on the bridge; DEL removes them.
 //! The bridge itself and its gateway address exist before the timed region,
 //! as on any node after its first pod.
 
@@ -26,6 +28,33 @@ use cnibox::sys::netns::Netns;
 use cnibox::sys::sysctl;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
+
+/// The floor's subnets are 10.<FLOOR_OCTET + n>.0.0/16, above the sets' (see invoke::subnet).
+pub const FLOOR_OCTET: u8 = 240;
+
+/// portmap ADD's kernel requests for a container at `ip` behind `dev`: the
+/// nftables rules of two TCP mappings (cnibox's own listing and batch, with
+/// SNAT of hairpin traffic) and route_localnet on `dev`; nanoseconds.
+pub fn portmap_add(id: &str, ip: IpAddr, dev: &str) -> Result<u64, String> {
+    use cnibox::nft::portmap::{setup, Mapping, Spec};
+    let t0 = Instant::now();
+    let tcp = libc::IPPROTO_TCP as u8;
+    let maps = [
+        Mapping { host_port: 58080, container_port: 80, proto: tcp, host_ip: None },
+        Mapping { host_port: 58443, container_port: 443, proto: tcp, host_ip: None },
+    ];
+    let spec = Spec { container_id: id, ips: &[ip], mappings: &maps, snat: true, masq_all: false };
+    setup(&spec).map_err(|e| err("portmap rules", e))?;
+    sysctl::write(&format!("net/ipv4/conf/{dev}/route_localnet"), "1").map_err(|e| err("route_localnet", e))?;
+    Ok(t0.elapsed().as_nanos() as u64)
+}
+
+/// portmap DEL's: the removal of those rules; nanoseconds.
+pub fn portmap_del(id: &str) -> Result<u64, String> {
+    let t0 = Instant::now();
+    cnibox::nft::portmap::teardown(id).map_err(|e| err("portmap rules", e))?;
+    Ok(t0.elapsed().as_nanos() as u64)
+}
 
 /// A bridge for the floor's pods, in the node namespace (where the tool runs).
 pub struct BridgeFloor {
@@ -56,6 +85,10 @@ impl BridgeFloor {
         rt.set_up(br.index, bridge, true).map_err(|e| err("bridge up", e))?;
         let _ = sysctl::write("net/ipv4/ip_forward", "1");
         Ok(BridgeFloor { bridge: bridge.to_string(), index: br.index, octet, masq })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.bridge
     }
 
     fn addr(&self, pod: u32) -> IpNet {

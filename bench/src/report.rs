@@ -701,7 +701,8 @@ loopback, an exec of a static no-op binary of the same target and build profile,
 config on stdin (process creation, exec, a Rust program's start and exit: what any plugin pays); for bridge, ipMasq \
 and parallel, that exec plus the kernel requests cnibox's bridge makes (veth pair created in one request with the peer in the \
 container, bridge-port hairpin, the sysctls it writes, address, links up, default route; ipMasq: cnibox's own \
-nftables listing and batch), issued in-process by the tool with cnibox's netlink code, no exec and no IPAM. \
+nftables listing and batch); for portmap, that exec plus cnibox's nftables rules of the two mappings and \
+route_localnet; all issued in-process by the tool with cnibox's netlink code, no exec and no IPAM. \
 x floor = A's median / the floor's.";
 
 /// The sets as the table names them: A is measured, the others are references.

@@ -2,7 +2,7 @@
 //! with ipMasq; portmap chained after bridge. Against the kernel floor.
 
 use super::{cycle, first, Ctx, It, Pod};
-use crate::floor::BridgeFloor;
+use crate::floor::{self, BridgeFloor, FLOOR_OCTET};
 use crate::invoke::{bridge_plugin, portmap_plugin, Net};
 use crate::stats::{Figure, Unit, PLAIN_TWIN};
 use std::time::Instant;
@@ -28,7 +28,7 @@ impl<'a> Ctx<'a> {
         let (iters, w) = self.iters();
         let nets = self.nets(|s| Net::single(&format!("cnb-{scen}-{}", s.key), "1.0.0", bridge_plugin(s, n, masq)));
         // The floor's pod: the exec of the no-op as A's bridge ADD/DEL, plus the kernel's requests.
-        let bf = BridgeFloor::new(&format!("cnbf{n}"), 200 + n, masq)?;
+        let bf = BridgeFloor::new(&format!("cnbf{n}"), FLOOR_OCTET + n, masq)?;
         let mut floor = |cx: &mut Ctx<'a>, i: usize| {
             let (add, del) = cx.floor_pod(&bf, &nets[0], &cx.floor_netns(0), &format!("floor-{scen}-{i}"), i as u32)?;
             let mut it = It::new(3);
@@ -95,7 +95,13 @@ impl<'a> Ctx<'a> {
             }
         }
         // The floor's pods: with ipMasq (figures 0 and 1) and without (2), exec of the no-op included.
-        let (bf_masq, bf_plain) = (BridgeFloor::new("cnbf2", 202, true)?, BridgeFloor::new("cnbf8", 208, false)?);
+        let (bf_masq, bf_plain) =
+            (BridgeFloor::new("cnbf2", FLOOR_OCTET + 2, true)?, BridgeFloor::new("cnbf8", FLOOR_OCTET + 8, false)?);
+        // The floor has its pod beside too (pod number 9999), or it would pay conntrack's switching on and off.
+        const BESIDE: u32 = 9999;
+        if beside {
+            bf_masq.add(&self.floor_netns(1), BESIDE)?;
+        }
         let mut floor = |cx: &mut Ctx<'a>, i: usize| {
             let ns = cx.floor_netns(0);
             let (add, del) = cx.floor_pod(&bf_masq, &masq[0], &ns, &format!("floor-masq-{i}"), i as u32)?;
@@ -127,6 +133,9 @@ impl<'a> Ctx<'a> {
         for ((side, net), (id, r)) in self.sides.iter().zip(&masq).zip(&standing) {
             let _ = net.del(side, &side.netns(1), id, Some(r));
         }
+        if beside {
+            let _ = bf_masq.del(&self.floor_netns(1), BESIDE);
+        }
         res?;
         self.finish(figs, t0);
         Ok(())
@@ -153,35 +162,54 @@ impl<'a> Ctx<'a> {
                 plugins: vec![bridge_plugin(s, 3, false), portmap_plugin(s, true)],
             })
             .collect();
-        self.drive(&mut figs, iters, w, |cx, s, i| {
-            let side = &cx.sides[s];
-            let net = &nets[s];
-            let id = format!("{}-pm-{i}", side.key);
-            let ns = side.netns(0);
+        // The floor: the no-op exec'd as A's portmap (with a prevResult) plus its kernel requests.
+        let bf = BridgeFloor::new("cnbf3", FLOOR_OCTET + 3, false)?;
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, FLOOR_OCTET + 3, 0, 2));
+        let prev = serde_json::json!({"cniVersion": "1.0.0", "ips": [{"address": format!("{ip}/16")}]});
+        let mut floor = |cx: &mut Ctx<'a>, i: usize| {
+            let (ns, id, conf) = (cx.floor_netns(0), format!("floor-pm-{i}"), nets[0].conf(1, Some(&prev)));
             let mut it = It::new(4);
-            let result = match net.add(side, &ns, &id) {
-                Ok((t, r)) => {
-                    it.put(0, t[1]);
-                    it.put(2, t[0] + t[1]);
-                    r
-                }
-                Err(e) => {
-                    let _ = net.del(side, &ns, &id, None);
-                    return Err(e);
-                }
-            };
-            match net.del(side, &ns, &id, Some(&result)) {
-                Ok(t) => {
-                    it.put(1, t[1]);
-                    it.put(3, t[0] + t[1]);
-                }
-                Err(e) => {
-                    it.fail(1, e.clone());
-                    it.fail(3, e);
-                }
-            }
+            let ex = cx.exec_floor("portmap", "ADD", &id, &ns, conf.clone()).unwrap_or(Ok(0))?;
+            it.put(0, ex + floor::portmap_add(&id, ip, bf.name())?);
+            let ex = cx.exec_floor("portmap", "DEL", &id, &ns, conf).unwrap_or(Ok(0))?;
+            it.put(1, ex + floor::portmap_del(&id)?);
             Ok(it)
-        })?;
+        };
+        self.drive_with(
+            &mut figs,
+            iters,
+            w,
+            |cx, s, i| {
+                let side = &cx.sides[s];
+                let net = &nets[s];
+                let id = format!("{}-pm-{i}", side.key);
+                let ns = side.netns(0);
+                let mut it = It::new(4);
+                let result = match net.add(side, &ns, &id) {
+                    Ok((t, r)) => {
+                        it.put(0, t[1]);
+                        it.put(2, t[0] + t[1]);
+                        r
+                    }
+                    Err(e) => {
+                        let _ = net.del(side, &ns, &id, None);
+                        return Err(e);
+                    }
+                };
+                match net.del(side, &ns, &id, Some(&result)) {
+                    Ok(t) => {
+                        it.put(1, t[1]);
+                        it.put(3, t[0] + t[1]);
+                    }
+                    Err(e) => {
+                        it.fail(1, e.clone());
+                        it.fail(3, e);
+                    }
+                }
+                Ok(it)
+            },
+            Some(&mut floor),
+        )?;
         self.finish(figs, t0);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! already holds many allocations.
 
 use super::{cycle, first, progress, Ctx, It, Pod, IFACE_INTERRUPTED};
-use crate::floor::BridgeFloor;
+use crate::floor::{BridgeFloor, FLOOR_OCTET};
 use crate::invoke::{self, bridge_plugin, Fill, Net, Side};
 use crate::spawn::{self, interrupted};
 use crate::stats::{Figure, Unit};
@@ -19,7 +19,7 @@ impl<'a> Ctx<'a> {
         let max = sizes.iter().copied().max().unwrap_or(1);
         self.ensure_pool(max)?;
         let nets = self.nets(|s| Net::single(&format!("cnb-par-{}", s.key), "1.0.0", bridge_plugin(s, 6, false)));
-        let bf = BridgeFloor::new("cnbf6", 206, false)?;
+        let bf = BridgeFloor::new("cnbf6", FLOOR_OCTET + 6, false)?;
         for (k, &p) in sizes.iter().enumerate() {
             let t0 = Instant::now();
             let mut figs = vec![
