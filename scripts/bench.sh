@@ -41,6 +41,7 @@ TOOL=${CARGO_TARGET_DIR:-target}/release/cnibox-bench
 TARGET=${TARGET:-x86_64-unknown-linux-musl}
 case $BIN in
     */tiny/*)
+        BUILD=tiny
         NOOP_DIR=target/tiny
         # shellcheck disable=SC2086
         RUSTFLAGS="${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no}" \
@@ -48,6 +49,7 @@ case $BIN in
             --target-dir "$NOOP_DIR" -p cnibox-bench --bin cnibox-noop >&2 || NOOP_DIR=
         ;;
     *)
+        BUILD=stable
         NOOP_DIR=${CARGO_TARGET_DIR:-target}
         cargo build --release --locked --target "$TARGET" -p cnibox-bench --bin cnibox-noop >&2 || NOOP_DIR=
         ;;
@@ -138,5 +140,5 @@ if [ -n "$CNITOOL" ]; then
 fi
 # shellcheck disable=SC2086
 set -- --plugins "$PLUGDIR" --label-a cnibox --label-b "$REF_LABEL" --out "$OUT" \
-    --iterations 100 --warmup 3 --rounds 3 $REF_ARGS $NOOP_ARGS "$@" ${BENCH_ARGS:-}
+    --iterations 100 --warmup 3 --rounds 3 --build "$BUILD" $REF_ARGS $NOOP_ARGS "$@" ${BENCH_ARGS:-}
 "$TOOL" "$@"

@@ -37,6 +37,8 @@ pub struct Opts {
     pub out: PathBuf,
     /// The exec floor's no-op binary (same target and build profile as set A).
     pub noop: Option<PathBuf>,
+    /// How set A's binary was built (stable, tiny), for the size targets.
+    pub build: Option<String>,
 }
 
 pub fn help() -> String {
@@ -111,6 +113,8 @@ options:
                          profile as set A (make bench builds it: cnibox-noop); each floor
                          probe execs it exactly as a plugin of A is exec'd. Without it the
                          floor of an ADD is the kernel's requests alone
+  --build stable|tiny    how A's binary was built (make, make tiny): checks its size against
+                         issue 18's target for that build
   --timeout SECS         kill an invocation after this long (default 60)
   --out DIR              bench.json (every sample), bench.svg (plot), bench.md (the table);
                          default ./bench-out
@@ -171,6 +175,7 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
         timeout: Duration::from_secs(60),
         out: PathBuf::from("bench-out"),
         noop: None,
+        build: None,
     };
     let mut vs_given = false;
     let mut i = 0;
@@ -200,6 +205,7 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--timeout",
             "--out",
             "--noop",
+            "--build",
         ];
         let takes_value = VALUED.contains(&flag.as_str());
         if !takes_value && !matches!(flag.as_str(), "-h" | "--help" | "--quick") {
@@ -252,6 +258,10 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--timeout" => o.timeout = Duration::from_secs(num(&val, "--timeout", 1)? as u64),
             "--out" => o.out = PathBuf::from(val),
             "--noop" => o.noop = Some(PathBuf::from(val)),
+            "--build" => match val.as_str() {
+                "stable" | "tiny" => o.build = Some(val),
+                _ => return Err(format!("--build: \"{val}\" is neither stable nor tiny")),
+            },
             _ => return Err(format!("unknown option \"{a}\"")),
         }
         i += 1;

@@ -137,8 +137,11 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
         "iterations": o.iterations, "warmup": o.warmup, "parallel": o.parallel, "rounds": o.rounds,
         "allocations": o.allocations, "scenarios": o.scenarios, "timeout_s": o.timeout.as_secs(),
         "fill_a": format!("{:?}", o.fill_a).to_lowercase(), "fill_b": format!("{:?}", o.fill_b).to_lowercase(),
+        "build": o.build,
     });
-    let rep = report::Report { machine: &machine, sets, figures: &figures, notes: &notes, settings, interrupted };
+    let build = o.build.clone();
+    let rep =
+        report::Report { machine: &machine, sets, figures: &figures, notes: &notes, settings, interrupted, build };
     let md = rep.markdown();
     print!("{md}");
     let write = |name: &str, text: String| -> Result<(), String> {

@@ -100,6 +100,8 @@ pub struct Report<'a> {
     pub notes: &'a [String],
     pub settings: Value,
     pub interrupted: bool,
+    /// How A's binary was built (--build), for the size targets.
+    pub build: Option<String>,
 }
 
 fn cell(s: &Series, unit: Unit) -> String {
@@ -209,6 +211,21 @@ impl Report<'_> {
             let what = format!("{} within 1.3x the parallel floor, no failures", par.name);
             let key = par.key.clone();
             against(what, &key, false, 1.3, 0.0);
+        }
+        // Section 3: the size of A's binary (one file behind every name) against its build's target.
+        if let Some(f) = self.find("size.k3s_bytes") {
+            let limit = match self.build.as_deref() {
+                Some("tiny") => Some(("tiny", 512_000.0)),
+                Some("stable") => Some(("stable", 1_000_000.0)),
+                _ => None,
+            };
+            if let (Some((kind, max)), Some(s)) = (limit, f.a().summary()) {
+                t.push(Target {
+                    what: format!("the {kind} build with every plugin at most {} KB", max / 1000.0),
+                    met: Some(s.median <= max),
+                    figure: format!("{:.0} bytes ({})", s.median, Unit::Bytes.fmt(s.median)),
+                });
+            }
         }
         // ipMasq: what it adds to A's ADD (paired twin), against 0.1 ms.
         if let (Some(m), Some(p)) = (self.find("masq_beside.add"), self.find("masq_beside.plain_add")) {
