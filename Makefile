@@ -46,8 +46,10 @@ tiny:
 	  --target $(TARGET) --target-dir target/tiny --bin cnibox $(FEATURE_FLAGS)
 	@ls -l $(TINY_BIN) | awk '{print "cnibox (tiny): " $$5 " bytes, $(TINY_BIN)"}'
 
+# Where the bytes go, by crate and cnibox module, for both builds (scripts/size.sh).
 size: build tiny
 	@echo "normal: $$(stat -c %s $(BIN)) bytes; tiny: $$(stat -c %s $(TINY_BIN)) bytes"
+	TARGET=$(TARGET) FEATURES="$(strip $(FEATURES))" TINYFLAGS="$(TINYFLAGS)" ./scripts/size.sh both
 
 test-unit:
 	cargo test --locked --lib

@@ -32,9 +32,34 @@ if [ ! -x "$BIN" ]; then
 fi
 BIN=$(readlink -f "$BIN")
 
-# The benchmark tool: its own binary target, so the plugin binary stays small.
-cargo build --release --locked --bin cnibox-bench >&2
+# The benchmark tool: a crate of its own (bench/), so the plugin binary stays small.
+cargo build --release --locked -p cnibox-bench --bin cnibox-bench >&2
 TOOL=${CARGO_TARGET_DIR:-target}/release/cnibox-bench
+
+# The exec floor: a no-op of the same target and build profile as the binary
+# measured (the tiny way when that binary is a tiny build and nightly is here).
+TARGET=${TARGET:-x86_64-unknown-linux-musl}
+case $BIN in
+    */tiny/*)
+        BUILD=tiny
+        NOOP_DIR=target/tiny
+        # shellcheck disable=SC2086
+        RUSTFLAGS="${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no}" \
+            cargo +nightly build --release --locked -Z build-std=std,panic_abort --target "$TARGET" \
+            --target-dir "$NOOP_DIR" -p cnibox-bench --bin cnibox-noop >&2 || NOOP_DIR=
+        ;;
+    *)
+        BUILD=stable
+        NOOP_DIR=${CARGO_TARGET_DIR:-target}
+        cargo build --release --locked --target "$TARGET" -p cnibox-bench --bin cnibox-noop >&2 || NOOP_DIR=
+        ;;
+esac
+NOOP_ARGS=""
+if [ -n "$NOOP_DIR" ] && [ -x "$NOOP_DIR/$TARGET/release/cnibox-noop" ]; then
+    NOOP_ARGS="--noop $(readlink -f "$NOOP_DIR/$TARGET/release/cnibox-noop")"
+else
+    say "could not build the no-op binary: floors without the exec part"
+fi
 
 # The reference plugins, and what their ipMasq/portmap (iptables backend) need.
 apt_install() {
@@ -115,5 +140,5 @@ if [ -n "$CNITOOL" ]; then
 fi
 # shellcheck disable=SC2086
 set -- --plugins "$PLUGDIR" --label-a cnibox --label-b "$REF_LABEL" --out "$OUT" \
-    --iterations 100 --warmup 3 --rounds 3 $REF_ARGS "$@" ${BENCH_ARGS:-}
+    --iterations 100 --warmup 3 --rounds 3 --build "$BUILD" $REF_ARGS $NOOP_ARGS "$@" ${BENCH_ARGS:-}
 "$TOOL" "$@"

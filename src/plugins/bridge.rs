@@ -228,16 +228,11 @@ fn add_steps(
     } else if !c.disable_container_interface {
         ctr.set_up(cveth.index, &cveth.name, true)?;
     }
-    pin_bridge_mac(host, &br)?;
+    // Enslaving can change the bridge's MAC until it is pinned: report the pinned one.
+    // (The host end's own MAC, read after it was created on the bridge, does not change.)
+    result.interfaces[0].mac = pin_bridge_mac(host, &br)?.to_string();
     if !c.disable_container_interface {
         host.wait_oper_up(hveth.index, &hveth.name, 5000)?;
-    }
-    // MACs can change while enslaving and pinning: report what the kernel holds now.
-    if let Some(l) = host.link_by_index(hveth.index)? {
-        result.interfaces[1].mac = l.mac.to_string();
-    }
-    if let Some(l) = host.link_by_index(br.index)? {
-        result.interfaces[0].mac = l.mac.to_string();
     }
     if !c.dns.is_empty() {
         result.dns = c.dns.clone();
@@ -289,12 +284,9 @@ fn create_veth_pair(
     master: IfIndex,
     undo: &mut Undo,
 ) -> Result<(Link, Link)> {
-    if ctr.link_by_name(&req.ifname)?.is_some() {
-        return Err(Error::msg(format!(
-            "container veth name \"{}\" already exists in netns \"{}\"",
-            req.ifname, req.netns
-        )));
-    }
+    // A taken container name fails the request with EEXIST, as a taken host
+    // name does; only then is it worth a lookup to tell the two apart.
+    let taken = |ctr: &mut Rtnl| -> Result<bool> { Ok(ctr.link_by_name(&req.ifname)?.is_some()) };
     let mut last = None;
     for _ in 0..10 {
         let name = iface::random_veth_name();
@@ -310,7 +302,13 @@ fn create_veth_pair(
                 })?;
                 return Ok((h, c));
             }
-            Err(e) if e.is_errno(libc::EEXIST) && ctr.link_by_name(&req.ifname)?.is_none() => last = Some(e),
+            Err(e) if e.is_errno(libc::EEXIST) && taken(ctr)? => {
+                return Err(Error::msg(format!(
+                    "container veth name \"{}\" already exists in netns \"{}\"",
+                    req.ifname, req.netns
+                )));
+            }
+            Err(e) if e.is_errno(libc::EEXIST) => last = Some(e),
             Err(e) => return Err(e),
         }
     }
@@ -326,7 +324,8 @@ fn configure_port(host: &mut Rtnl, n: &Net, h: &Link) -> Result<()> {
         host.set_brport(h.index, &h.name, c.hairpin_mode, c.port_isolation)?;
     }
     set_port_vlans(host, h, c.vlan as u16, &n.trunk, c.preserve_default_vlan)?;
-    let _ = sysctl::ensure(&format!("net/ipv6/conf/{}/accept_ra", h.name), "0");
+    // A new port: accept_ra is at its default (1 on most nodes), so write without reading first.
+    let _ = sysctl::write(&format!("net/ipv6/conf/{}/accept_ra", h.name), "0");
     host.set_up(h.index, &h.name, true)
 }
 
@@ -465,10 +464,11 @@ fn is_link_local(ip: &IpAddr) -> bool {
 /// Fix the bridge's MAC so it stops following its lowest-numbered port (which
 /// changes as pods come and go and disrupts ARP caches); a zero MAC, which the
 /// kernel shows once the last port left, is replaced by a random local one.
-fn pin_bridge_mac(host: &mut Rtnl, br: &Link) -> Result<()> {
+fn pin_bridge_mac(host: &mut Rtnl, br: &Link) -> Result<Mac> {
     let cur = host.link_by_index(br.index)?.map(|l| l.mac).unwrap_or_default();
     let mac = if cur.is_zero() { Mac::random_local() } else { cur };
-    host.set_mac(br.index, &br.name, mac)
+    host.set_mac(br.index, &br.name, mac)?;
+    Ok(mac)
 }
 
 fn rollback(req: &Request, n: &Net, host: &mut Rtnl, undo: Undo) -> Rollback {

@@ -1,6 +1,7 @@
 //! Thin wrappers over the system calls cnibox needs: namespaces, sysctls,
 //! file locking and durable file replacement. No policy lives here.
 
+pub mod child;
 pub mod file;
 pub mod mount;
 pub mod netlink;

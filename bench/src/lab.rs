@@ -5,6 +5,7 @@
 //! for configs and IPAM state. Dropping the Lab removes all of it; leftovers
 //! of a run that was killed outright are removed by the next run.
 
+use cnibox::sys::netns::{Netns, NetnsGuard};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,8 +15,8 @@ pub const PREFIX: &str = "cnbench-";
 pub struct Lab {
     pub tmp: PathBuf,
     pub node: String,
-    host_ns: libc::c_int,
-    entered: bool,
+    /// In the node namespace while this is held; dropping it returns to the machine's.
+    entered: Option<NetnsGuard>,
     /// Every namespace name this run created (node excluded), for the cleanup.
     created: BTreeSet<String>,
 }
@@ -67,26 +68,11 @@ impl Lab {
         let pid = std::process::id();
         let tmp = std::env::temp_dir().join(format!("cnibox-bench-{pid}"));
         std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-        let host_ns = unsafe { libc::open(c"/proc/self/ns/net".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        if host_ns < 0 {
-            return Err(format!("cannot open /proc/self/ns/net: {}", std::io::Error::last_os_error()));
-        }
-        let mut lab =
-            Lab { tmp, node: format!("{PREFIX}{pid}-node"), host_ns, entered: false, created: BTreeSet::new() };
+        let mut lab = Lab { tmp, node: format!("{PREFIX}{pid}-node"), entered: None, created: BTreeSet::new() };
         ip(&["netns", "add", &lab.node])?;
         ip(&["-n", &lab.node, "link", "set", "lo", "up"])?;
-        let path = format!("/run/netns/{}\0", lab.node);
-        let fd = unsafe { libc::open(path.as_ptr() as *const libc::c_char, libc::O_RDONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(format!("cannot open /run/netns/{}: {}", lab.node, std::io::Error::last_os_error()));
-        }
-        let r = unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-        let err = std::io::Error::last_os_error();
-        unsafe { libc::close(fd) };
-        if r != 0 {
-            return Err(format!("cannot enter the node namespace: {err}"));
-        }
-        lab.entered = true;
+        let ns = Netns::open(&Lab::netns_path(&lab.node)).map_err(|e| e.to_string())?;
+        lab.entered = Some(ns.enter().map_err(|e| format!("cannot enter the node namespace: {e}"))?);
         Ok(lab)
     }
 
@@ -115,10 +101,7 @@ impl Lab {
     }
 
     fn cleanup(&mut self) {
-        if self.entered {
-            unsafe { libc::setns(self.host_ns, libc::CLONE_NEWNET) };
-            self.entered = false;
-        }
+        self.entered = None;
         let mut lines: Vec<String> = self.created.iter().map(|n| format!("netns del {n}")).collect();
         lines.push(format!("netns del {}", self.node));
         if ip_batch(&lines, true).is_err() {
@@ -128,16 +111,12 @@ impl Lab {
         }
         self.created.clear();
         let _ = std::fs::remove_dir_all(&self.tmp);
-        unsafe { libc::close(self.host_ns) };
-        self.host_ns = -1;
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if self.host_ns >= 0 {
-            self.cleanup();
-        }
+        self.cleanup();
     }
 }
 

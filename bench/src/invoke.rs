@@ -18,8 +18,9 @@ pub enum Fill {
 }
 
 pub struct Side {
-    /// false: set A, true: set B.
-    pub b: bool,
+    /// 0: set A (the one measured), 1..: the references (--vs), in order.
+    pub idx: usize,
+    /// "a", "b", "c", ...: in names of networks, bridges, containers.
     pub key: &'static str,
     pub label: String,
     pub dir: PathBuf,
@@ -240,17 +241,18 @@ pub fn bridge_plugin(side: &Side, n: u8, masq: bool) -> Value {
     })
 }
 
-/// 10.<100+n>.0.0/16 for A, 10.<150+n>.0.0/16 for B (inside the node namespace only).
+/// 10.<100+35*set+n>.0.0/16 (inside the node namespace only).
 pub fn subnet(side: &Side, n: u8) -> String {
     format!("10.{}.0.0/16", subnet_octet(side, n))
 }
 
 pub fn subnet_octet(side: &Side, n: u8) -> u8 {
-    (if side.b { 150 } else { 100 }) + n
+    // A: 10.100-108, B: 10.135-143, C: 10.170-178, D: 10.205-213; floors 10.240-248.
+    100 + 35 * side.idx as u8 + n
 }
 
 pub fn port_mappings(side: &Side) -> Value {
-    let base = if side.b { 28000 } else { 18000 };
+    let base = 18000 + 10000 * side.idx as u16;
     json!([
         {"hostPort": base + 80, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": base + 443, "containerPort": 443, "protocol": "tcp"}

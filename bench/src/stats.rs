@@ -122,53 +122,96 @@ fn rank(sorted: &[f64], p: f64) -> f64 {
 
 pub struct Figure {
     pub scenario: &'static str,
+    /// What the report and the targets find it by (`bridge.add`, `parallel.128.add_wall`).
+    pub key: String,
+    /// What a reader sees; free to change.
     pub name: String,
     pub unit: Unit,
-    pub a: Series,
-    pub b: Series,
-    /// B/A of the samples taken in the same iteration (A and B back to back).
-    pub ratios: Vec<f64>,
+    /// One series per plugin set: A first, then each --vs in order.
+    pub sets: Vec<Series>,
+    /// The floor measured in the same iterations (see `floor`): an exec of a
+    /// no-op binary, or the kernel's requests issued in-process.
+    pub floor: Series,
+    /// Per set k: set k / A of the samples taken in the same iteration (back
+    /// to back); index 0 stays empty.
+    pub ratios: Vec<Vec<f64>>,
     pub note: String,
     /// Shown in the latency plot.
     pub plot: bool,
 }
 
+/// A set that was not part of the run.
+static NONE: Series = Series { samples: Vec::new(), failures: 0, error: None, skipped: None };
+
 impl Figure {
-    pub fn new(scenario: &'static str, name: impl Into<String>, unit: Unit) -> Figure {
+    pub fn new(scenario: &'static str, key: impl Into<String>, name: impl Into<String>, unit: Unit) -> Figure {
         Figure {
             scenario,
+            key: key.into(),
             name: name.into(),
             unit,
-            a: Series::default(),
-            b: Series::default(),
+            sets: Vec::new(),
+            floor: Series::default(),
             ratios: Vec::new(),
             note: String::new(),
             plot: unit == Unit::Ns,
         }
     }
 
-    pub fn side(&mut self, b: bool) -> &mut Series {
-        if b {
-            &mut self.b
-        } else {
-            &mut self.a
+    /// Set `k`'s series, made on first use.
+    pub fn side(&mut self, k: usize) -> &mut Series {
+        if self.sets.len() <= k {
+            self.sets.resize_with(k + 1, Series::default);
         }
+        &mut self.sets[k]
     }
 
-    /// Median of the paired ratios; without pairs (different counts, one
-    /// sample each side), the ratio of the medians.
-    pub fn ratio(&self) -> Option<f64> {
-        if let Some(s) = summarize(&self.ratios) {
+    pub fn set(&self, k: usize) -> &Series {
+        self.sets.get(k).unwrap_or(&NONE)
+    }
+
+    pub fn a(&self) -> &Series {
+        self.set(0)
+    }
+
+    /// The first reference (the first --vs).
+    pub fn b(&self) -> &Series {
+        self.set(1)
+    }
+
+    pub fn push_ratio(&mut self, k: usize, r: f64) {
+        if self.ratios.len() <= k {
+            self.ratios.resize_with(k + 1, Vec::new);
+        }
+        self.ratios[k].push(r);
+    }
+
+    pub fn pair_ratios(&self, k: usize) -> &[f64] {
+        self.ratios.get(k).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Set k over A: the median of the paired ratios; without pairs
+    /// (different counts, one sample each side), the ratio of the medians.
+    pub fn ratio(&self, k: usize) -> Option<f64> {
+        if let Some(s) = summarize(self.pair_ratios(k)) {
             return Some(s.median);
         }
-        match (self.a.summary(), self.b.summary()) {
+        match (self.a().summary(), self.set(k).summary()) {
             (Some(a), Some(b)) if a.median > 0.0 => Some(b.median / a.median),
             _ => None,
         }
     }
 
-    pub fn ratio_p99(&self) -> Option<f64> {
-        match (self.a.summary(), self.b.summary()) {
+    /// A's median over the floor's: how far above the floor A is.
+    pub fn x_floor(&self) -> Option<f64> {
+        match (self.a().summary(), self.floor.summary()) {
+            (Some(a), Some(f)) if f.median > 0.0 => Some(a.median / f.median),
+            _ => None,
+        }
+    }
+
+    pub fn ratio_p99(&self, k: usize) -> Option<f64> {
+        match (self.a().summary(), self.set(k).summary()) {
             (Some(a), Some(b)) if a.p99 > 0.0 => Some(b.p99 / a.p99),
             _ => None,
         }
@@ -194,11 +237,14 @@ mod tests {
 
     #[test]
     fn ratio_prefers_pairs() {
-        let mut f = Figure::new("x", "y", Unit::Ns);
-        f.a.samples = vec![1, 2, 3];
-        f.b.samples = vec![10, 20, 300];
-        assert_eq!(f.ratio(), Some(10.0));
-        f.ratios = vec![4.0, 5.0, 6.0];
-        assert_eq!(f.ratio(), Some(5.0));
+        let mut f = Figure::new("x", "x", "y", Unit::Ns);
+        f.side(0).samples = vec![1, 2, 3];
+        f.side(1).samples = vec![10, 20, 300];
+        assert_eq!(f.ratio(1), Some(10.0));
+        for r in [4.0, 5.0, 6.0] {
+            f.push_ratio(1, r);
+        }
+        assert_eq!(f.ratio(1), Some(5.0));
+        assert_eq!(f.ratio(2), None);
     }
 }

@@ -3,7 +3,10 @@
 //! the config written to its stdin, stdout and stderr read to the end, then
 //! wait4. The clock runs from just before the spawn to just after wait4.
 
+use cnibox::sys::child::{self, Status};
 use std::ffi::{CString, OsStr};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,17 +24,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// Catch the signals that end a run so the namespaces can be removed first.
-/// No SA_RESTART: a blocked poll returns EINTR and sees the flag.
 pub fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            sa.sa_flags = 0;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+    child::on_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP], on_signal);
 }
 
 /// One invocation: what to run, as whom (argv), with what environment and stdin.
@@ -61,6 +55,11 @@ impl Spec {
             fd3: false,
             timeout: Duration::from_secs(60),
         }
+    }
+
+    /// Run another executable with the same argv, environment and stdin.
+    pub fn set_exe(&mut self, exe: &Path) {
+        self.exe = cstr(exe.as_os_str().as_bytes());
     }
 
     pub fn arg(&mut self, a: impl AsRef<OsStr>) -> &mut Self {
@@ -162,103 +161,53 @@ fn first_lines(s: &str) -> String {
     j
 }
 
-struct Fd(libc::c_int);
-
-impl Drop for Fd {
-    fn drop(&mut self) {
-        if self.0 >= 0 {
-            unsafe { libc::close(self.0) };
-        }
-    }
-}
-
-impl Fd {
-    fn take(&mut self) -> libc::c_int {
-        std::mem::replace(&mut self.0, -1)
-    }
-}
-
-fn pipe() -> Result<(Fd, Fd), String> {
-    let mut p = [0; 2];
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    Ok((Fd(p[0]), Fd(p[1])))
-}
-
 /// Run `spec` to completion. Err only when it could not be started at all
 /// (or the run was interrupted); a plugin that fails is an Ok with its status.
 pub fn run(spec: &Spec) -> Result<Outcome, String> {
-    let mut argv: Vec<*mut libc::c_char> = spec.argv.iter().map(|a| a.as_ptr() as *mut _).collect();
-    argv.push(std::ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = spec.env.iter().map(|a| a.as_ptr() as *mut _).collect();
-    envp.push(std::ptr::null_mut());
-
-    let (mut in_r, mut in_w) = pipe()?;
-    let (mut out_r, mut out_w) = pipe()?;
-    let (mut err_r, mut err_w) = pipe()?;
-    let (mut x_r, mut x_w) = if spec.fd3 { pipe()? } else { (Fd(-1), Fd(-1)) };
-
-    let mut pid: libc::pid_t = 0;
-    let t0;
-    let rc;
-    unsafe {
-        let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut at: libc::posix_spawnattr_t = std::mem::zeroed();
-        libc::posix_spawn_file_actions_init(&mut fa);
-        libc::posix_spawn_file_actions_adddup2(&mut fa, in_r.0, 0);
-        libc::posix_spawn_file_actions_adddup2(&mut fa, out_w.0, 1);
-        libc::posix_spawn_file_actions_adddup2(&mut fa, err_w.0, 2);
-        if spec.fd3 {
-            libc::posix_spawn_file_actions_adddup2(&mut fa, x_w.0, 3);
-        }
-        libc::posix_spawnattr_init(&mut at);
-        // Rust ignores SIGPIPE and ignored signals survive exec: give the plugin the defaults.
-        let mut def: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut def);
-        libc::sigaddset(&mut def, libc::SIGPIPE);
-        let mut mask: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut mask);
-        libc::posix_spawnattr_setsigdefault(&mut at, &def);
-        libc::posix_spawnattr_setsigmask(&mut at, &mask);
-        libc::posix_spawnattr_setflags(
-            &mut at,
-            (libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK) as libc::c_short,
-        );
-        t0 = Instant::now();
-        rc = libc::posix_spawn(&mut pid, spec.exe.as_ptr(), &fa, &at, argv.as_ptr(), envp.as_ptr());
-        libc::posix_spawn_file_actions_destroy(&mut fa);
-        libc::posix_spawnattr_destroy(&mut at);
+    let pipe = |what: &str| child::pipe().map_err(|e| format!("pipe for {what}: {e}"));
+    let (in_r, in_w) = pipe("stdin")?;
+    let (out_r, out_w) = pipe("stdout")?;
+    let (err_r, err_w) = pipe("stderr")?;
+    let extra = if spec.fd3 { Some(pipe("fd 3")?) } else { None };
+    let mut fds = vec![(in_r.as_fd(), 0), (out_w.as_fd(), 1), (err_w.as_fd(), 2)];
+    if let Some((_, w)) = &extra {
+        fds.push((w.as_fd(), 3));
     }
-    if rc != 0 {
-        return Err(format!("cannot run {}: {}", spec.exe_display(), std::io::Error::from_raw_os_error(rc)));
+    let t0 = Instant::now();
+    let mut plugin = child::spawn(&spec.exe, &spec.argv, &spec.env, &fds)
+        .map_err(|e| format!("cannot run {}: {e}", spec.exe_display()))?;
+    drop(fds);
+    drop((in_r, out_w, err_w));
+    let mut readers: [Option<OwnedFd>; 3] = [
+        Some(out_r),
+        Some(err_r),
+        extra.map(|(r, w)| {
+            drop(w);
+            r
+        }),
+    ];
+    let mut input = Some(in_w);
+    if let Some(i) = &input {
+        let _ = child::set_nonblocking(i.as_fd());
     }
-    drop(in_r.take_fd());
-    drop(out_w.take_fd());
-    drop(err_w.take_fd());
-    drop(x_w.take_fd());
-
-    let mut input = Fd(in_w.take());
-    unsafe { libc::fcntl(input.0, libc::F_SETFL, libc::O_NONBLOCK) };
     let mut written = 0usize;
     if spec.stdin.is_empty() {
-        drop(Fd(input.take()));
+        input = None;
     }
     let mut bufs: [Vec<u8>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let mut readers = [Fd(out_r.take()), Fd(err_r.take()), Fd(x_r.take())];
     let deadline = t0 + spec.timeout;
     let mut timed_out = false;
     let mut killed = false;
     loop {
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4);
         let mut who: Vec<usize> = Vec::with_capacity(4);
-        if input.0 >= 0 {
-            fds.push(libc::pollfd { fd: input.0, events: libc::POLLOUT, revents: 0 });
+        if let Some(i) = &input {
+            fds.push(child::poll_fd(i.as_fd(), libc::POLLOUT));
             who.push(9);
         }
         for (i, r) in readers.iter().enumerate() {
-            if r.0 >= 0 {
-                fds.push(libc::pollfd { fd: r.0, events: libc::POLLIN, revents: 0 });
+            if let Some(r) = r {
+                fds.push(child::poll_fd(r.as_fd(), libc::POLLIN));
                 who.push(i);
             }
         }
@@ -267,15 +216,14 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         }
         let now = Instant::now();
         if !killed && (now >= deadline || interrupted()) {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            plugin.kill();
             killed = true;
             timed_out = now >= deadline;
             // Whatever the plugin started may still hold the pipes: stop reading.
             break;
         }
-        let wait_ms = deadline.saturating_duration_since(now).as_millis().min(200) as libc::c_int;
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms.max(1)) };
-        if n < 0 {
+        let wait_ms = deadline.saturating_duration_since(now).as_millis().clamp(1, 200) as i32;
+        if child::poll(&mut fds, wait_ms).is_err() {
             continue; // EINTR: the loop head checks the flag
         }
         for (k, p) in fds.iter().enumerate() {
@@ -283,74 +231,55 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
                 continue;
             }
             if who[k] == 9 {
-                let rest = &spec.stdin[written..];
-                let w = unsafe { libc::write(input.0, rest.as_ptr() as *const libc::c_void, rest.len()) };
-                if w > 0 {
-                    written += w as usize;
+                let Some(i) = &input else { continue };
+                let w = child::write(i.as_fd(), &spec.stdin[written..]);
+                if let Ok(n) = w {
+                    written += n;
                 }
                 // EPIPE (plugin never read stdin, as VERSION may not) or done: stop writing.
-                if (w < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
-                    || written >= spec.stdin.len()
-                {
-                    drop(Fd(input.take()));
+                if matches!(&w, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock) || written >= spec.stdin.len() {
+                    input = None;
                 }
             } else {
                 let i = who[k];
+                let Some(r) = &readers[i] else { continue };
                 let mut chunk = [0u8; 16384];
-                let r = unsafe { libc::read(readers[i].0, chunk.as_mut_ptr() as *mut libc::c_void, chunk.len()) };
-                if r > 0 {
-                    bufs[i].extend_from_slice(&chunk[..r as usize]);
-                } else if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                    drop(Fd(readers[i].take()));
+                match child::read(r.as_fd(), &mut chunk) {
+                    Ok(n) if n > 0 => bufs[i].extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    _ => readers[i] = None,
                 }
             }
         }
     }
     drop(input);
     drop(readers);
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-        if r == pid {
-            break;
-        }
-        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            if !killed && interrupted() {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                killed = true;
+    let reaped = loop {
+        match plugin.wait() {
+            Ok(r) => break r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                if !killed && interrupted() {
+                    plugin.kill();
+                    killed = true;
+                }
             }
-            continue;
+            Err(e) => return Err(format!("wait4: {e}")),
         }
-        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
-    }
+    };
     let ns = t0.elapsed().as_nanos() as u64;
     if killed && !timed_out {
         return Err("interrupted".into());
     }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        -1
-    };
     let [o, e, x] = bufs;
     Ok(Outcome {
-        code,
+        code: reaped.status.code(),
         ns,
         stdout: String::from_utf8_lossy(&o).into_owned(),
         stderr: String::from_utf8_lossy(&e).into_owned(),
         fd3: String::from_utf8_lossy(&x).into_owned(),
-        maxrss_kib: ru.ru_maxrss.max(0) as u64,
+        maxrss_kib: reaped.maxrss_kib,
         timed_out,
     })
-}
-
-impl Fd {
-    fn take_fd(&mut self) -> Fd {
-        Fd(self.take())
-    }
 }
 
 /// The hidden `--rss-probe EXE ARGV0 [ARGS...]` mode: a small process that
@@ -366,69 +295,49 @@ pub fn rss_probe(args: &[String]) -> i32 {
         eprintln!("cnibox-bench: --rss-probe needs EXE ARGV0 [ARGS...]");
         return 2;
     }
-    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let exe = cstr(args[0].as_bytes());
-    let cargs: Vec<CString> = args[1..].iter().map(|a| cstr(a.as_bytes())).collect();
-    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let report = |msg: String| unsafe {
-        libc::write(3, msg.as_ptr() as *const libc::c_void, msg.len());
-    };
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        eprintln!("cnibox-bench: fork: {}", std::io::Error::last_os_error());
-        return 2;
-    }
-    if pid == 0 {
-        // This process is single-threaded, so reading a file here is safe.
-        report(format!("floor={} ", vm_kib("VmRSS:", "self").unwrap_or(0)));
-        unsafe {
-            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0 {
-                libc::raise(libc::SIGSTOP);
-            }
-            libc::execv(exe.as_ptr(), argv.as_ptr());
-            libc::_exit(127);
+    // fd 3 is the report pipe the parent gave this probe (Spec::fd3); the plugin must not inherit it.
+    let mut fd3 = child::take_inherited(3).map(std::fs::File::from).ok();
+    let mut report = |msg: String| {
+        if let Some(f) = fd3.as_mut() {
+            let _ = f.write_all(msg.as_bytes());
         }
-    }
-    let opts = libc::PTRACE_O_TRACEEXIT
-        | libc::PTRACE_O_TRACEFORK
-        | libc::PTRACE_O_TRACEVFORK
-        | libc::PTRACE_O_TRACECLONE
-        | libc::PTRACE_O_TRACEEXEC;
+    };
+    let exe = cstr(args[0].as_bytes());
+    let argv: Vec<CString> = args[1..].iter().map(|a| cstr(a.as_bytes())).collect();
+    // What the plugin's ru_maxrss cannot go below: the pre-exec copy of this probe.
+    let floor = vm_kib("VmRSS:", "self").unwrap_or(0);
+    let pid = match child::spawn_traced(&exe, &argv) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cnibox-bench: fork: {e}");
+            return 2;
+        }
+    };
     let mut traced = false;
     let mut seen: std::collections::HashSet<libc::pid_t> = std::collections::HashSet::new();
     let (mut hwm, mut own, mut procs) = (0u64, 0u64, 0usize);
     let mut code = None;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        let mut st = 0;
-        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-        let w = unsafe { libc::wait4(-1, &mut st, libc::__WALL, &mut r) };
-        if w < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+    let mut maxrss = 0;
+    // Until everything has exited.
+    while let Ok(Some(r)) = child::wait_any() {
+        let w = r.pid;
+        let (sig, event) = match r.status {
+            Status::Exited(_) | Status::Signaled(_) => {
+                if w == pid {
+                    maxrss = r.maxrss_kib;
+                    code = Some(r.status.code());
+                }
                 continue;
             }
-            break; // ECHILD: everything has exited
-        }
-        if libc::WIFEXITED(st) || libc::WIFSIGNALED(st) {
-            if w == pid {
-                ru = r;
-                code = Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });
-            }
-            continue;
-        }
-        if !libc::WIFSTOPPED(st) {
-            continue;
-        }
-        let sig = libc::WSTOPSIG(st);
-        let event = st >> 16;
+            Status::Stopped { sig, event } => (sig, event),
+            Status::Other => continue,
+        };
         let mut inject = 0;
         if w == pid && !traced {
             // The child's own SIGSTOP after PTRACE_TRACEME: follow it from here.
-            unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts as libc::c_long) };
-            traced = true;
+            traced = child::trace_follow(pid).is_ok();
             seen.insert(pid);
-        } else if event == libc::PTRACE_EVENT_EXIT {
+        } else if event == child::EVENT_EXIT {
             if let Some(k) = vm_kib("VmHWM:", &w.to_string()) {
                 hwm = hwm.max(k);
                 // Threads stop here too; count each process once, by its leader.
@@ -446,12 +355,12 @@ pub fn rss_probe(args: &[String]) -> i32 {
         } else if sig != libc::SIGTRAP {
             inject = sig; // a real signal: deliver it
         }
-        unsafe { libc::ptrace(libc::PTRACE_CONT, w, 0, inject as libc::c_long) };
+        child::trace_cont(w, inject);
     }
     if traced && hwm > 0 {
-        report(format!("hwm={hwm} self={own} procs={procs} maxrss={}\n", ru.ru_maxrss));
+        report(format!("floor={floor} hwm={hwm} self={own} procs={procs} maxrss={maxrss}\n"));
     } else {
-        report(format!("maxrss={}\n", ru.ru_maxrss));
+        report(format!("floor={floor} maxrss={maxrss}\n"));
     }
     code.unwrap_or(2)
 }

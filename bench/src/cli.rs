@@ -11,11 +11,17 @@ pub const SCENARIOS: &[&str] = &[
 
 pub const DEFAULT_VS: &str = "/usr/lib/cni";
 
+/// Set A and at most three references: their keys in names (bridges,
+/// networks, namespaces) and in the subnets they use (see invoke::subnet).
+pub const SET_KEYS: [&str; 4] = ["a", "b", "c", "d"];
+
 pub struct Opts {
     pub plugins: PathBuf,
-    pub vs: Option<PathBuf>,
+    /// The reference sets, in order (--vs, repeatable).
+    pub vs: Vec<PathBuf>,
     pub label_a: String,
-    pub label_b: String,
+    /// Their names (--label-b, repeatable: the Nth names the Nth --vs).
+    pub label_b: Vec<String>,
     pub config: Option<PathBuf>,
     pub iterations: usize,
     pub warmup: usize,
@@ -29,14 +35,18 @@ pub struct Opts {
     pub fill_b: Fill,
     pub timeout: Duration,
     pub out: PathBuf,
+    /// The exec floor's no-op binary (same target and build profile as set A).
+    pub noop: Option<PathBuf>,
+    /// How set A's binary was built (stable, tiny), for the size targets.
+    pub build: Option<String>,
 }
 
 pub fn help() -> String {
     format!(
-        "cnibox-bench: exec latency of CNI plugins, two plugin sets side by side
+        "cnibox-bench: exec latency of CNI plugins against the floor, and other plugin sets side by side
 
-usage: cnibox-bench --plugins DIR [--vs DIR2|none] [--config FILE] [--iterations N]
-                    [--parallel 1,8,32,128] [--out DIR] [options]
+usage: cnibox-bench --plugins DIR [--vs DIR2 [--vs DIR3 ...]|none] [--noop FILE] [--config FILE]
+                    [--iterations N] [--parallel 1,8,32,128] [--out DIR] [options]
 
 Times real plugin invocations the way a container runtime makes them: the plugin
 is spawned (fork+exec) with the CNI_* variables in its environment and the network
@@ -50,10 +60,16 @@ DIR and DIR2 are any directories of CNI plugins, that is of executables named
 bridge, host-local, loopback, portmap, ...: a cnibox plugin directory (symlinks to
 the cnibox binary), the reference plugins (Debian's containernetworking-plugins in
 {DEFAULT_VS}, the default for --vs), an unpacked upstream release, another build.
-Runs are interleaved (A B A B ..., the order flipping every iteration) after a
-warm-up, so that drift on a busy machine hits both sets alike. Each figure is
-reported as median, p90, p99 and max, with the B/A ratio of the pairs taken back
-to back. A plugin that fails is reported with its error; the run goes on.
+Runs are interleaved (A B C A ..., the order flipping every iteration) after a
+warm-up, so that drift on a busy machine hits every set alike. Each figure is
+reported as median, p90, p99 and max, with each reference's ratio to A of the
+pairs taken back to back. A plugin that fails is reported with its error; the
+run goes on.
+
+The floor runs in the same loop: an exec of a no-op binary (--noop) exactly as
+a plugin of A, and for bridge, ipMasq and parallel the kernel requests cnibox's
+bridge makes, issued by the tool itself with cnibox's netlink code (no exec, no
+IPAM). Every figure shows the floor and A's distance to it (x floor).
 
 scenarios (--scenarios, default all):
   version    VERSION of bridge: a cold exec
@@ -73,9 +89,11 @@ scenarios (--scenarios, default all):
 
 options:
   --plugins DIR          plugin set A (required)
-  --vs DIR|none          plugin set B (default {DEFAULT_VS} when it holds bridge)
+  --vs DIR|none          a reference plugin set; repeat for several (at most 3), each
+                         with its own columns (default {DEFAULT_VS} when it holds bridge)
   --label-a NAME         A's name in the output (default cnibox)
-  --label-b NAME         B's name in the output (default reference)
+  --label-b NAME         a reference's name in the output, in the order of --vs
+                         (repeatable; default reference, reference 2, ...)
   --config FILE          a network config (one plugin config, or a conflist) for the custom
                          scenario; in it @SET@ becomes a or b, @NET@ 1 or 2 and @DATADIR@ a
                          per-set directory, and a host-local ipam without dataDir gets one
@@ -86,11 +104,17 @@ options:
   --allocations LIST     allocation counts for the allocs scenario (default 10,1000,10000)
   --scenarios LIST       run only these (comma-separated names from the list above)
   --runtime-a PATH       cnitool-compatible runtime for A (default: the cnibox binary behind DIR)
-  --runtime-b PATH       the same for B (default: cnitool on PATH); also --cnitool PATH
+  --runtime-b PATH       the same for the references (default: cnitool on PATH); also --cnitool PATH
   --fill-a exec|files    how to pre-fill allocations for A: run host-local ADD once per
                          allocation (exec, works with any implementation) or write the
                          reference's per-IP files (files); default exec
-  --fill-b exec|files    the same for B; default files
+  --fill-b exec|files    the same for the references; default files
+  --noop FILE            the exec floor: a static no-op binary of the same target and build
+                         profile as set A (make bench builds it: cnibox-noop); each floor
+                         probe execs it exactly as a plugin of A is exec'd. Without it the
+                         floor of an ADD is the kernel's requests alone
+  --build stable|tiny    how A's binary was built (make, make tiny): checks its size against
+                         issue 18's target for that build
   --timeout SECS         kill an invocation after this long (default 60)
   --out DIR              bench.json (every sample), bench.svg (plot), bench.md (the table);
                          default ./bench-out
@@ -134,9 +158,9 @@ fn fill(v: &str, what: &str) -> Result<Fill, String> {
 pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
     let mut o = Opts {
         plugins: PathBuf::new(),
-        vs: None,
+        vs: Vec::new(),
         label_a: "cnibox".into(),
-        label_b: "reference".into(),
+        label_b: Vec::new(),
         config: None,
         iterations: 100,
         warmup: 3,
@@ -150,6 +174,8 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
         fill_b: Fill::Files,
         timeout: Duration::from_secs(60),
         out: PathBuf::from("bench-out"),
+        noop: None,
+        build: None,
     };
     let mut vs_given = false;
     let mut i = 0;
@@ -178,6 +204,8 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--fill-b",
             "--timeout",
             "--out",
+            "--noop",
+            "--build",
         ];
         let takes_value = VALUED.contains(&flag.as_str());
         if !takes_value && !matches!(flag.as_str(), "-h" | "--help" | "--quick") {
@@ -202,11 +230,15 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             }
             "--plugins" => o.plugins = PathBuf::from(val),
             "--vs" => {
+                if val == "none" || val.is_empty() {
+                    o.vs.clear();
+                } else {
+                    o.vs.push(PathBuf::from(val));
+                }
                 vs_given = true;
-                o.vs = if val == "none" || val.is_empty() { None } else { Some(PathBuf::from(val)) };
             }
             "--label-a" => o.label_a = val,
-            "--label-b" => o.label_b = val,
+            "--label-b" => o.label_b.push(val),
             "--config" => o.config = Some(PathBuf::from(val)),
             "--iterations" => o.iterations = num(&val, "--iterations", 1)?,
             "--warmup" => o.warmup = num(&val, "--warmup", 0)?,
@@ -225,6 +257,11 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
             "--fill-b" => o.fill_b = fill(&val, "--fill-b")?,
             "--timeout" => o.timeout = Duration::from_secs(num(&val, "--timeout", 1)? as u64),
             "--out" => o.out = PathBuf::from(val),
+            "--noop" => o.noop = Some(PathBuf::from(val)),
+            "--build" => match val.as_str() {
+                "stable" | "tiny" => o.build = Some(val),
+                _ => return Err(format!("--build: \"{val}\" is neither stable nor tiny")),
+            },
             _ => return Err(format!("unknown option \"{a}\"")),
         }
         i += 1;
@@ -236,11 +273,19 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
         return Err(format!("--plugins {}: not a directory", o.plugins.display()));
     }
     if !vs_given && std::path::Path::new(DEFAULT_VS).join("bridge").exists() {
-        o.vs = Some(PathBuf::from(DEFAULT_VS));
+        o.vs.push(PathBuf::from(DEFAULT_VS));
     }
-    if let Some(vs) = &o.vs {
+    if o.vs.len() >= SET_KEYS.len() {
+        return Err(format!("--vs: at most {} reference sets", SET_KEYS.len() - 1));
+    }
+    for vs in &o.vs {
         if !vs.is_dir() {
             return Err(format!("--vs {}: not a directory", vs.display()));
+        }
+    }
+    if let Some(n) = &o.noop {
+        if !n.is_file() {
+            return Err(format!("--noop {}: no such file", n.display()));
         }
     }
     if let Some(c) = &o.config {
@@ -254,6 +299,15 @@ pub fn parse(args: &[String]) -> Result<Option<Opts>, String> {
 }
 
 impl Opts {
+    /// The name of reference set k (0: the first --vs).
+    pub fn label_b(&self, k: usize) -> String {
+        match self.label_b.get(k) {
+            Some(l) => l.clone(),
+            None if k == 0 => "reference".into(),
+            None => format!("reference {}", k + 1),
+        }
+    }
+
     pub fn wants(&self, scenario: &str) -> bool {
         if self.scenarios.is_empty() {
             scenario != "custom" || self.config.is_some()
@@ -286,7 +340,11 @@ mod tests {
         assert_eq!(o.parallel, vec![1, 8]);
         assert_eq!(o.iterations, 5);
         assert_eq!(o.rounds, 2);
-        assert!(o.vs.is_none());
+        assert!(o.vs.is_empty());
+        let o = p(&["--plugins", "/", "--vs", "/", "--vs", "/tmp", "--label-b", "x"]).unwrap().unwrap();
+        assert_eq!(o.vs.len(), 2);
+        assert_eq!((o.label_b(0), o.label_b(1)), ("x".to_string(), "reference 2".to_string()));
+        assert!(e(&["--plugins", "/", "--vs", "/", "--vs", "/", "--vs", "/", "--vs", "/"]).contains("at most 3"));
         assert!(p(&["--help"]).unwrap().is_none());
         assert!(e(&[]).contains("--plugins"));
         assert!(e(&["--plugins", "/", "--parallel", "1,x"]).contains("not a positive number"));

@@ -1,7 +1,11 @@
 //! cnibox-bench: plugin exec latency, two CNI plugin sets side by side.
 //! See `cnibox-bench --help`; `make bench` runs it through scripts/bench.sh.
 
+// System calls go through the cnibox library's sys module, never here.
+#![deny(unsafe_code)]
+
 mod cli;
+mod floor;
 mod invoke;
 mod lab;
 mod report;
@@ -68,7 +72,7 @@ fn runtime_for(given: Option<&PathBuf>, dir: &Path, b: bool) -> Option<(PathBuf,
 }
 
 fn run(o: &cli::Opts) -> Result<i32, String> {
-    if unsafe { libc::geteuid() } != 0 {
+    if cnibox::sys::process::euid() != 0 {
         return Err("needs root: it creates network namespaces (run it as root or with sudo)".into());
     }
     spawn::install_signal_handlers();
@@ -78,19 +82,19 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
 
     let mut lab = lab::Lab::new()?;
     let mut sides = Vec::new();
-    let mut dirs = vec![(false, &o.plugins, &o.label_a, o.runtime_a.as_ref(), o.fill_a)];
-    if let Some(vs) = &o.vs {
-        dirs.push((true, vs, &o.label_b, o.runtime_b.as_ref(), o.fill_b));
+    let mut dirs = vec![(&o.plugins, o.label_a.clone(), o.runtime_a.as_ref(), o.fill_a)];
+    for (k, vs) in o.vs.iter().enumerate() {
+        dirs.push((vs, o.label_b(k), o.runtime_b.as_ref(), o.fill_b));
     }
-    for (b, dir, label, rt, fill) in dirs {
-        let key = if b { "b" } else { "a" };
+    for (idx, (dir, label, rt, fill)) in dirs.into_iter().enumerate() {
+        let key = cli::SET_KEYS[idx];
         let dir = absolute(dir);
         sides.push(Side {
-            b,
+            idx,
             key,
-            label: label.clone(),
+            label,
             about: invoke::about(&dir),
-            runtime: runtime_for(rt, &dir, b),
+            runtime: runtime_for(rt, &dir, idx > 0),
             dir,
             work: lab.dir(key)?,
             fill,
@@ -101,7 +105,7 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
     for s in &sides {
         eprintln!(
             "cnibox-bench: {} = {} ({})",
-            if s.b { "B" } else { "A" },
+            s.key.to_uppercase(),
             s.dir.display(),
             if s.about.is_empty() { "no plugin answered" } else { &s.about }
         );
@@ -111,7 +115,16 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
         .map(|s| report::SetInfo { label: s.label.clone(), dir: s.dir.display().to_string(), about: s.about.clone() })
         .collect();
 
-    let mut cx = scenarios::Ctx { lab: &mut lab, opts: o, sides, figures: Vec::new(), notes: Vec::new() };
+    let noop = o.noop.as_ref().map(|p| absolute(p));
+    let mut cx = scenarios::Ctx {
+        lab: &mut lab,
+        opts: o,
+        sides,
+        figures: Vec::new(),
+        notes: Vec::new(),
+        noop,
+        floor_pool: Vec::new(),
+    };
     let res = cx.run_all();
     let (figures, notes) = (std::mem::take(&mut cx.figures), std::mem::take(&mut cx.notes));
     drop(cx);
@@ -124,8 +137,11 @@ fn run(o: &cli::Opts) -> Result<i32, String> {
         "iterations": o.iterations, "warmup": o.warmup, "parallel": o.parallel, "rounds": o.rounds,
         "allocations": o.allocations, "scenarios": o.scenarios, "timeout_s": o.timeout.as_secs(),
         "fill_a": format!("{:?}", o.fill_a).to_lowercase(), "fill_b": format!("{:?}", o.fill_b).to_lowercase(),
+        "build": o.build,
     });
-    let rep = report::Report { machine: &machine, sets, figures: &figures, notes: &notes, settings, interrupted };
+    let build = o.build.clone();
+    let rep =
+        report::Report { machine: &machine, sets, figures: &figures, notes: &notes, settings, interrupted, build };
     let md = rep.markdown();
     print!("{md}");
     let write = |name: &str, text: String| -> Result<(), String> {
