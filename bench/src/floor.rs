@@ -36,14 +36,16 @@ pub const FLOOR_OCTET: u8 = 240;
 /// nftables rules of two TCP mappings (cnibox's own listing and batch, with
 /// SNAT of hairpin traffic) and route_localnet on `dev`; nanoseconds.
 pub fn portmap_add(id: &str, ip: IpAddr, dev: &str) -> Result<u64, String> {
-    use cnibox::nft::portmap::{setup, Mapping, Spec};
+    use cnibox::nft::portmap::{owner_key, setup, Mapping, Spec};
     let t0 = Instant::now();
     let tcp = libc::IPPROTO_TCP as u8;
     let maps = [
         Mapping { host_port: 58080, container_port: 80, proto: tcp, host_ip: None },
         Mapping { host_port: 58443, container_port: 443, proto: tcp, host_ip: None },
     ];
-    let spec = Spec { container_id: id, ips: &[ip], mappings: &maps, snat: true, masq_all: false };
+    let owner = owner_key("cnibox-floor", "eth0", id);
+    let spec =
+        Spec { container_id: id, ips: &[ip], mappings: &maps, snat: true, masq_all: false, owner: owner.as_bytes() };
     setup(&spec).map_err(|e| err("portmap rules", e))?;
     sysctl::write(&format!("net/ipv4/conf/{dev}/route_localnet"), "1").map_err(|e| err("route_localnet", e))?;
     Ok(t0.elapsed().as_nanos() as u64)
