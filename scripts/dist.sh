@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# make dist: the release artifacts, one static cnibox per Linux target.
+#
+#   ./scripts/dist.sh                 every target (scripts/cross.sh ALL_TARGETS)
+#   DIST_TARGETS="aarch64-unknown-linux-musl" ./scripts/dist.sh
+#   ./scripts/dist.sh --check TRIPLE  rebuild TRIPLE from a fresh clone of HEAD
+#                                     in another directory and compare its
+#                                     tarball byte for byte with dist/'s
+#
+# Each dist/cnibox-VERSION-linux-ARCH.tar.gz holds cnibox-VERSION-linux-ARCH/
+# with the binary, one symlink per plugin (as `cnibox --help` lists them),
+# LICENSE, README (install on k3s, k0s or /opt/cni/bin) and systemd/ (the
+# DHCP daemon's units from contrib/systemd/); dist/SHA256SUMS covers them.
+#
+# The binaries are the tiny build (nightly build-std, Makefile TINYFLAGS):
+# DIST_KIND=stable gives the stable toolchain's instead. Statically linked
+# everywhere; static-pie on x86_64 only, where Rust's musl target has it
+# (the other musl targets link a plain static executable).
+#
+# Reproducible: the same commit gives the same bytes, wherever the tree is
+# checked out: paths in the binary are remapped (scripts/cross.sh), the
+# tarball is sorted, owned by 0:0, every mtime is the commit's time
+# (SOURCE_DATE_EPOCH), gzip stores no name or time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+. scripts/cross.sh
+TINYFLAGS=${TINYFLAGS:-$(sed -n 's/^TINYFLAGS *:= *//p' Makefile)}
+KIND=${DIST_KIND:-tiny}
+OUT=${DIST_DIR:-$ROOT/dist}
+TARGETS=${DIST_TARGETS:-$ALL_TARGETS}
+
+say() { echo "dist: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+if [ "${1:-}" = --check ]; then
+  t=${2:?--check needs a target triple}
+  arch=$(arch_of "$t")
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+  tgz=cnibox-$version-linux-$arch.tar.gz
+  [ -f "$OUT/$tgz" ] || die "no $OUT/$tgz to compare with (run make dist first)"
+  # A clean clone of the same commit, in another directory, with its own
+  # target dir but the same cross sysroot.
+  other=$ROOT/target/repro/src
+  rm -rf "$ROOT/target/repro" && mkdir -p "$ROOT/target/repro"
+  git clone -q --no-local "$ROOT" "$other"
+  git -C "$other" checkout -q "$(git rev-parse HEAD)"
+  [ -z "$(git status --porcelain --untracked-files=no)" ] ||
+    say "note: this tree has uncommitted changes; the clone has only HEAD, so they may differ"
+  mkdir -p "$other/contrib"
+  [ -d contrib/systemd ] && ! [ -d "$other/contrib/systemd" ] && cp -r contrib/systemd "$other/contrib/"
+  [ -f LICENSE ] && ! [ -f "$other/LICENSE" ] && cp LICENSE "$other/"
+  CROSS_ROOT=$ROOT/target/cross DIST_DIR=$ROOT/target/repro/dist DIST_TARGETS=$t DIST_KIND=$KIND "$other/scripts/dist.sh"
+  if cmp "$OUT/$tgz" "$ROOT/target/repro/dist/$tgz"; then
+    say "reproducible: $tgz is byte for byte the same from $other ($(sha256sum < "$OUT/$tgz" | cut -c1-16))"
+    rm -rf "$ROOT/target/repro"
+    exit 0
+  fi
+  die "NOT reproducible: $OUT/$tgz differs from target/repro/dist/$tgz"
+fi
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+[ -f LICENSE ] || die "no LICENSE in the tree"
+units=$(ls contrib/systemd/* 2>/dev/null || true)
+[ -n "$units" ] || die "contrib/systemd/ holds no systemd units for the DHCP daemon: nothing to ship"
+
+mkdir -p "$OUT"
+rm -f "$OUT"/cnibox-*.tar.gz "$OUT/SHA256SUMS"
+for t in $TARGETS; do
+  arch=$(arch_of "$t")
+  t0=$(date +%s)
+  cross_env "$t" "$KIND"
+  say "$t ($KIND): $CARGO build"
+  # shellcheck disable=SC2086
+  nice $CARGO build --release --locked --target "$t" --target-dir "$ROOT/target/dist/$KIND" --bin cnibox >&2
+  bin=$ROOT/target/dist/$KIND/$t/release/cnibox
+  # static: no program interpreter; static-pie shows as a DYN executable without one
+  ! readelf -lW "$bin" | grep -q 'Requesting program interpreter' || die "$bin is dynamically linked"
+  link=static
+  readelf -hW "$bin" | grep -q 'Type: *DYN' && link=static-pie
+  plugins=$(${QEMU:+$QEMU} "$bin" --help | sed -n 's/^plugins: //p')
+  [ -n "$plugins" ] || die "$bin --help lists no plugins"
+  ver=$(${QEMU:+$QEMU} "$bin" --version)
+  case $ver in *"$t"*) ;; *) die "$bin --version does not name $t: $ver" ;; esac
+  name=cnibox-$version-linux-$arch
+  stage=$ROOT/target/dist/stage/$name
+  rm -rf "$stage" && mkdir -p "$stage/systemd"
+  install -m 0755 "$bin" "$stage/cnibox"
+  for p in $plugins; do ln -s cnibox "$stage/$p"; done
+  install -m 0644 LICENSE "$stage/LICENSE"
+  for u in $units; do install -m 0644 "$u" "$stage/systemd/"; done
+  cat > "$stage/README" <<EOF
+cnibox $version for Linux $arch ($t): CNI plugins in one static binary.
+$ver
+
+cnibox answers as the plugin its name says; the links in this directory
+(one per plugin: $plugins)
+make it a drop-in for the reference plugins. Copy the binary and the links
+together:
+
+  plain CNI (containerd, CRI-O, Podman):
+    install -d /opt/cni/bin && cp -a cnibox $plugins /opt/cni/bin/
+  k3s (plugins are looked up in k3s' data dir; --flannel-backend=none
+  with your own conflist under /var/lib/rancher/k3s/agent/etc/cni/net.d,
+  or keep flannel and let these replace the bundled ones):
+    install -d /opt/cni/bin && cp -a cnibox $plugins /opt/cni/bin/
+    k3s agent ... --kubelet-arg=cni-bin-dir=/opt/cni/bin  (or the server)
+  k0s (kube-router/calico use /opt/cni/bin):
+    install -d /opt/cni/bin && cp -a cnibox $plugins /opt/cni/bin/
+
+The DHCP IPAM plugin needs its daemon: systemd/ has the units
+  cp systemd/* /etc/systemd/system/ && systemctl daemon-reload
+  systemctl enable --now cnibox-dhcp.socket
+
+License: Apache-2.0 (LICENSE). Checksums: SHA256SUMS next to the tarball.
+EOF
+  chmod 0644 "$stage/README"
+  # every file and link dated at the commit
+  find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  (cd "$ROOT/target/dist/stage" &&
+    tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
+      --format=gnu -cf - "$name" | gzip -9 -n > "$OUT/$name.tar.gz")
+  say "$name.tar.gz: cnibox $(stat -c %s "$bin") bytes, $link, $(($(date +%s) - t0)) s"
+done
+(cd "$OUT" && sha256sum cnibox-*.tar.gz | LC_ALL=C sort -k2 > SHA256SUMS)
+say "$OUT/SHA256SUMS:"
+cat "$OUT/SHA256SUMS"
