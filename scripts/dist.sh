@@ -66,16 +66,37 @@ export SOURCE_DATE_EPOCH
 units=$(ls contrib/systemd/* 2>/dev/null || true)
 [ -n "$units" ] || die "contrib/systemd/ holds no systemd units for the DHCP daemon: nothing to ship"
 
-mkdir -p "$OUT"
-rm -f "$OUT"/cnibox-*.tar.gz "$OUT/SHA256SUMS"
-for t in $TARGETS; do
-  arch=$(arch_of "$t")
-  t0=$(date +%s)
-  cross_env "$t" "$KIND"
+mkdir -p "$OUT" "$ROOT/target/dist/log"
+# Builds run DIST_JOBS (2) at a time, each in its own target dir: the long
+# tail of each (fat LTO into one codegen unit) runs on one core.
+build() {
+  local t=$1 t0=$SECONDS
+  rm -f "$ROOT/target/dist/log/$t.ok"
+  cross_env "$t" "$KIND" || return 1
   say "$t ($KIND): $CARGO build"
   # shellcheck disable=SC2086
-  nice $CARGO build --release --locked --target "$t" --target-dir "$ROOT/target/dist/$KIND" --bin cnibox >&2
-  bin=$ROOT/target/dist/$KIND/$t/release/cnibox
+  if nice $CARGO build --release --locked --target "$t" --target-dir "$ROOT/target/dist/$KIND/$t" --bin cnibox \
+    >"$ROOT/target/dist/log/$t.log" 2>&1; then
+    say "$t built in $((SECONDS - t0)) s"
+    touch "$ROOT/target/dist/log/$t.ok"
+  else
+    tail -30 "$ROOT/target/dist/log/$t.log" >&2
+    say "$t: build failed (log: target/dist/log/$t.log)"
+    return 1
+  fi
+}
+for t in $TARGETS; do
+  while [ "$(jobs -rp | wc -l)" -ge "${DIST_JOBS:-2}" ]; do wait -n || true; done
+  build "$t" &
+done
+wait
+for t in $TARGETS; do [ -f "$ROOT/target/dist/log/$t.ok" ] || die "$t did not build"; done
+
+for t in $TARGETS; do
+  arch=$(arch_of "$t")
+  rm -f "$OUT/cnibox-$version-linux-$arch.tar.gz"
+  cross_env "$t" "$KIND"
+  bin=$ROOT/target/dist/$KIND/$t/$t/release/cnibox
   # static: no program interpreter; static-pie shows as a DYN executable without one
   ! readelf -lW "$bin" | grep -q 'Requesting program interpreter' || die "$bin is dynamically linked"
   link=static
@@ -95,20 +116,23 @@ for t in $TARGETS; do
 cnibox $version for Linux $arch ($t): CNI plugins in one static binary.
 $ver
 
-cnibox answers as the plugin its name says; the links in this directory
-(one per plugin: $plugins)
-make it a drop-in for the reference plugins. Copy the binary and the links
-together:
+cnibox answers as the plugin its name says: the links here, one per plugin,
+make it a drop-in for the reference plugins:
+  $plugins
 
-  plain CNI (containerd, CRI-O, Podman):
-    install -d /opt/cni/bin && cp -a cnibox $plugins /opt/cni/bin/
-  k3s (plugins are looked up in k3s' data dir; --flannel-backend=none
-  with your own conflist under /var/lib/rancher/k3s/agent/etc/cni/net.d,
-  or keep flannel and let these replace the bundled ones):
-    install -d /opt/cni/bin && cp -a cnibox $plugins /opt/cni/bin/
-    k3s agent ... --kubelet-arg=cni-bin-dir=/opt/cni/bin  (or the server)
-  k0s (kube-router/calico use /opt/cni/bin):
-    install -d /opt/cni/bin && cp -a cnibox $plugins /opt/cni/bin/
+/opt/cni/bin (containerd, CRI-O, Podman, k0s):
+  sudo install -d /opt/cni/bin && sudo cp -a cnibox $plugins /opt/cni/bin/
+
+k3s looks for its plugins in its data dir, where each name is a link to its
+bundled cni binary; point those names at cnibox (again after a k3s upgrade):
+  sudo install -m 0755 cnibox /usr/local/lib/cnibox
+  for d in /var/lib/rancher/k3s/data/cni /var/lib/rancher/k3s/data/current/bin; do
+    [ -d "\$d" ] || continue
+    for p in bandwidth bridge firewall flannel host-local loopback portmap; do
+      sudo ln -sf /usr/local/lib/cnibox "\$d/\$p"
+    done
+  done
+k3s's own conflist, host-local's data and flannel's files stay as they are.
 
 The DHCP IPAM plugin needs its daemon: systemd/ has the units
   cp systemd/* /etc/systemd/system/ && systemctl daemon-reload
@@ -122,7 +146,7 @@ EOF
   (cd "$ROOT/target/dist/stage" &&
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
       --format=gnu -cf - "$name" | gzip -9 -n > "$OUT/$name.tar.gz")
-  say "$name.tar.gz: cnibox $(stat -c %s "$bin") bytes, $link, $(($(date +%s) - t0)) s"
+  say "$name.tar.gz: cnibox $(stat -c %s "$bin") bytes, $link"
 done
 (cd "$OUT" && sha256sum cnibox-*.tar.gz | LC_ALL=C sort -k2 > SHA256SUMS)
 say "$OUT/SHA256SUMS:"

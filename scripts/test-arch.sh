@@ -35,7 +35,7 @@ result() { # NAME RC SECONDS
 
 # make dist's binary for TRIPLE, built (with its tarball) if missing.
 dist_bin() {
-  local b=$ROOT/target/dist/$KIND/$1/release/cnibox
+  local b=$ROOT/target/dist/$KIND/$1/$1/release/cnibox
   [ -x "$b" ] || DIST_TARGETS=$1 ./scripts/dist.sh >&2 || return 1
   echo "$b"
 }

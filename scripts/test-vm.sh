@@ -50,7 +50,8 @@ MEM=${VM_MEM:-512}
 # "depends=" (the package ships no modules.dep: depmod runs at install time).
 MODULES="veth macvlan ipvlan 8021q dummy vrf bridge tun"
 # the nftables, tc and conntrack pieces of ipMasq, portmap, firewall, bandwidth
-MODULES="$MODULES nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_ipv4 nft_fib_ipv6 nft_fib_inet nf_conntrack_netlink crc32c_generic sch_tbf sch_ingress cls_u32 act_mirred ifb"
+# (crc32c_generic first: libcrc32c, which nf_tables needs, asks the crypto API for it at load)
+MODULES="crc32c_generic $MODULES nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_ipv4 nft_fib_ipv6 nft_fib_inet nf_conntrack_netlink sch_tbf sch_ingress cls_u32 act_mirred ifb"
 export DEBIAN_FRONTEND=noninteractive
 
 say() { echo "test-vm: $*" >&2; }
@@ -184,10 +185,20 @@ fi
 # The guest's iproute2 and nftables with every library they load, from the
 # architecture's own packages (the names are bookworm's; a missing library
 # is found below by its soname and stops the run).
-USERLAND="iproute2 nftables libnftables1 libbpf1 libelf1 libmnl0 libbsd0 libcap2 libc6 zlib1g libzstd1 libmd0 libxtables12 libedit2 libnftnl11 libjansson4 libgmp10 libtinfo6"
+USERLAND="iproute2 nftables libnftables1 libbpf1 libelf1 libmnl0 libbsd0 libcap2 libc6 zlib1g libzstd1 libmd0 libdb5.3 libxtables12 libedit2 libnftnl11 libjansson4 libgmp10 libtinfo6"
 UL=$WORK/userland
 if [ "$ARCH" != amd64 ] && [ ! -f "$UL/stamp" ]; then
   rm -rf "$UL" && mkdir -p "$UL"
+  # one apt-get for all that is not cached yet
+  want=()
+  for p in $USERLAND; do
+    compgen -G "$DEBS/${p}_*_$ARCH.deb" >/dev/null || compgen -G "$DEBS/${p}_*_all.deb" >/dev/null || want+=("$p:$ARCH")
+  done
+  if [ ${#want[@]} -gt 0 ]; then
+    say "apt-get download ${want[*]}"
+    (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}" >/dev/null) ||
+      { apt_update; (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}" >/dev/null); }
+  fi
   for p in $USERLAND; do dpkg-deb -x "$(fetch_deb "$p:$ARCH")" "$UL"; done
   rm -rf "$UL/usr/share/doc" "$UL/usr/share/man" "$UL/usr/share/locale" "$UL/usr/share/lintian"
   # every NEEDED library of the tools must be there

@@ -436,7 +436,7 @@ edge() {
     nsx cl $IP addr add 192.168.77.2/24 dev up0p && nsx cl $IP link set up0p up && nsx cl $IP link set lo up; } 2>&1) ||
     fail "wire node-cl: $_o" || return 1
   net=edge
-  bconf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"bridge\",\"bridge\":\"cbr1\",\"isGateway\":true,\"ipMasq\":true,$(ipam 10.80.0.0/24)}"
+  bconf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"bridge\",\"bridge\":\"cbr1\",\"isGateway\":true,\"ipMasq\":true,\"ipam\":{\"type\":\"host-local\",\"dataDir\":\"$DATA\",\"ranges\":[[{\"subnet\":\"10.80.0.0/24\"}]],\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}}"
   fconf='{"cniVersion":"1.0.0","name":"edge","type":"firewall"}'
   pconf='{"cniVersion":"1.0.0","name":"edge","type":"portmap","capabilities":{"portMappings":true},"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}'
   wconf='{"cniVersion":"1.0.0","name":"edge","type":"bandwidth","runtimeConfig":{"bandwidth":{"ingressRate":8000000,"ingressBurst":1000000,"egressRate":8000000,"egressBurst":1000000}}}'
@@ -487,7 +487,7 @@ edge() {
   note "nothing left: no link, rule or reservation for ctr1"
 }
 
-# tuning chained on bridge: MTU and a sysctl in the container, restored on DEL.
+# tuning chained on bridge: MTU and a sysctl in the container; DEL restores the MTU.
 tuning() {
   new_ns node c1 || return 1
   net=tun
@@ -503,10 +503,9 @@ tuning() {
   note "c1 eth0 arp_filter 1 (was $_before)"
   cni_ok tuning CHECK ctr1 c1 "$(with_prev "$tconf" "$r1")" || return 1
   cni_ok tuning DEL ctr1 c1 "$(with_prev "$tconf" "$r1")" || return 1
+  # link settings come back; sysctls stay, as the reference leaves them (they go with the namespace)
   link_has c1 eth0 " mtu 1500 " || return 1
-  _v=$(nsx c1 cat /proc/sys/net/ipv4/conf/eth0/arp_filter)
-  [ "$_v" = "$_before" ] || fail "arp_filter in c1 is $_v after DEL, was $_before" || return 1
-  note "DEL restored mtu 1500 and arp_filter $_before"
+  note "DEL restored mtu 1500"
   cni_ok bridge DEL ctr1 c1 "$bconf" || return 1
   only_links c1 lo || return 1
   released "$net" ctr1
