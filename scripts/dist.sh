@@ -44,7 +44,8 @@ if [ "${1:-}" = --check ]; then
   other=$ROOT/target/repro/src
   rm -rf "$ROOT/target/repro" && mkdir -p "$ROOT/target/repro"
   git clone -q --no-local "$ROOT" "$other"
-  git -C "$other" checkout -q "$(git rev-parse HEAD)"
+  # DIST_CHECK_COMMIT: the commit dist/ was built from, when HEAD has moved on since
+  git -C "$other" checkout -q "${DIST_CHECK_COMMIT:-$(git rev-parse HEAD)}"
   [ -z "$(git status --porcelain --untracked-files=no)" ] ||
     say "note: this tree has uncommitted changes; the clone has only HEAD, so they may differ"
   mkdir -p "$other/contrib"
