@@ -8,6 +8,10 @@
 #   make demo         the README's demo: two containers on a bridge, in throwaway namespaces
 #   make bench        exec latency side by side with the reference Go plugins
 #   make install DESTDIR=... PREFIX=/opt/cni/bin
+#   make dist         release tarballs for x86_64 arm64 armhf riscv64 i686 s390x in dist/ (tiny builds)
+#   make dist-check   one of them rebuilt from a fresh clone elsewhere: the same bytes?
+#   make test-arch    unit tests of every target (qemu-user), i686 integration suite, VM suite
+#                     under the arm64, armhf and s390x Debian kernels (qemu-system)
 
 TARGET   ?= x86_64-unknown-linux-musl
 PREFIX   ?= /opt/cni/bin
@@ -102,3 +106,15 @@ install: build
 
 clean:
 	cargo clean
+
+# Other architectures: scripts/cross.sh says how each is built.
+.PHONY: dist dist-check test-arch
+dist:
+	TINYFLAGS="$(TINYFLAGS)" ./scripts/dist.sh
+
+DIST_CHECK_TARGET ?= aarch64-unknown-linux-musl
+dist-check:
+	TINYFLAGS="$(TINYFLAGS)" ./scripts/dist.sh --check $(DIST_CHECK_TARGET)
+
+test-arch:
+	TINYFLAGS="$(TINYFLAGS)" ./scripts/test-arch.sh

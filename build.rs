@@ -20,6 +20,14 @@ fn main() {
         .unwrap_or(false);
     let stamp = if dirty && commit != "unknown" { format!("{commit}-dirty") } else { commit };
     println!("cargo:rustc-env=CNIBOX_COMMIT={stamp}");
+    // Target and build kind for `cnibox --version`: "tiny" is the nightly
+    // build-std build with immediate-abort panics (make tiny, make dist).
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".into());
+    let profile = std::env::var("PROFILE").unwrap_or_else(|_| "unknown".into());
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let kind = if flags.contains("panic=immediate-abort") { format!("{profile} tiny") } else { profile };
+    println!("cargo:rustc-env=CNIBOX_BUILD={target}, {kind}");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
 }

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # make test-vm: run the interface kinds this machine's kernel lacks (ipvlan,
 # 802.1Q vlan, dummy, VRF, bridge VLAN filtering) for real, under Debian's own
-# kernel in qemu with software emulation (TCG).
+# kernel in qemu with software emulation (TCG); and (make test-arch) the same
+# plus bridge ipMasq, portmap, bandwidth, firewall and tuning under another
+# architecture's Debian kernel.
 #
-#   ./scripts/test-vm.sh [path/to/static/cnibox]
+#   [VM_ARCH=amd64|arm64|armhf|s390x] ./scripts/test-vm.sh [path/to/static/cnibox]
+#
+# For amd64 the oracles (iproute2's ip, bridge, tc; nft) are this machine's;
+# for another architecture they are that architecture's Debian packages with
+# their libraries and loader, unpacked into the initramfs, as is its
+# busybox-static.
 #
 # Everything comes from Debian's registry: qemu-system-x86 is installed with
 # apt-get; the kernel package (the one linux-image-amd64 depends on) and
@@ -24,12 +31,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN=${1:-target/x86_64-unknown-linux-musl/release/cnibox}
+ARCH=${VM_ARCH:-amd64}
 WORK=$ROOT/target/vm
+[ "$ARCH" = amd64 ] || WORK=$ROOT/target/vm-$ARCH
+DEBS=$ROOT/target/vm/debs
+# per architecture: kernel metapackage, qemu, machine options, console, multiarch triplet
+case $ARCH in
+  amd64) KMETA=linux-image-amd64 QEMU=qemu-system-x86_64 QPKG=qemu-system-x86 MACH="-accel tcg" CONSOLE=ttyS0 TRIPLET=x86_64-linux-gnu ;;
+  arm64) KMETA=linux-image-arm64 QEMU=qemu-system-aarch64 QPKG=qemu-system-arm MACH="-M virt -cpu max,pauth-impdef=on" CONSOLE=ttyAMA0 TRIPLET=aarch64-linux-gnu ;;
+  armhf) KMETA=linux-image-armmp-lpae QEMU=qemu-system-arm QPKG=qemu-system-arm MACH="-M virt -cpu cortex-a15" CONSOLE=ttyAMA0 TRIPLET=arm-linux-gnueabihf ;;
+  s390x) KMETA=linux-image-s390x QEMU=qemu-system-s390x QPKG=qemu-system-misc MACH="-M s390-ccw-virtio" CONSOLE=ttysclp0 TRIPLET=s390x-linux-gnu ;;
+  *) echo "test-vm: VM_ARCH=$ARCH: not one of amd64 arm64 armhf s390x" >&2; exit 2 ;;
+esac
+[ "$ARCH" = amd64 ] || KMETA=$KMETA:$ARCH
 TIMEOUT=${VM_TIMEOUT:-300}
 MEM=${VM_MEM:-512}
 # Modules loaded in the guest, dependencies added from each module's own
 # "depends=" (the package ships no modules.dep: depmod runs at install time).
 MODULES="veth macvlan ipvlan 8021q dummy vrf bridge tun"
+# the nftables, tc and conntrack pieces of ipMasq, portmap, firewall, bandwidth
+# (crc32c_generic first: libcrc32c, which nf_tables needs, asks the crypto API for it at load)
+MODULES="crc32c_generic $MODULES nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib_ipv4 nft_fib_ipv6 nft_fib_inet nf_conntrack_netlink sch_tbf sch_ingress cls_u32 act_mirred ifb"
 export DEBIAN_FRONTEND=noninteractive
 
 say() { echo "test-vm: $*" >&2; }
@@ -40,7 +62,7 @@ t0=$(date +%s)
 if ldd "$BIN" 2>/dev/null | grep -q '=>'; then
   die "$BIN is dynamically linked; the guest has no libc for it (build the musl target)"
 fi
-mkdir -p "$WORK/debs"
+mkdir -p "$WORK" "$DEBS"
 
 apt_updated=
 apt_update() {
@@ -51,11 +73,11 @@ apt_update() {
 }
 
 # --- qemu: installed from Debian's registry ---------------------------------
-if ! command -v qemu-system-x86_64 >/dev/null; then
-  [ "$(id -u)" = 0 ] || die "qemu-system-x86_64 missing and not root to install qemu-system-x86"
-  apt-cache show qemu-system-x86 >/dev/null 2>&1 || apt_update
-  say "apt-get install qemu-system-x86"
-  apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null || { apt_update; apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null; }
+if ! command -v $QEMU >/dev/null; then
+  [ "$(id -u)" = 0 ] || die "$QEMU missing and not root to install $QPKG"
+  apt-cache show $QPKG >/dev/null 2>&1 || apt_update
+  say "apt-get install $QPKG"
+  apt-get install -y -qq --no-install-recommends $QPKG >/dev/null || { apt_update; apt-get install -y -qq --no-install-recommends $QPKG >/dev/null; }
 fi
 # The oracle in the guest: iproute2's ip -d and bridge vlan (busybox ip shows no link kind).
 if ! command -v bridge >/dev/null || ! command -v ip >/dev/null; then
@@ -65,36 +87,39 @@ if ! command -v bridge >/dev/null || ! command -v ip >/dev/null; then
 fi
 
 # --- packages downloaded (not installed) into target/vm/debs ----------------
-# fetch_deb PACKAGE: path of PACKAGE_*.deb in the cache, downloading it once.
+# fetch_deb PACKAGE[:ARCH]: path of its .deb in the cache, downloading it once.
 fetch_deb() {
-  local pkg=$1 f
-  f=$(ls "$WORK/debs/${pkg}"_*.deb 2>/dev/null | sort -V | tail -1 || true)
+  local pkg=$1 name=${1%%:*} a f
+  a=${1#*:}; [ "$a" = "$1" ] && a=amd64
+  f=$(ls "$DEBS/${name}"_*_"$a".deb "$DEBS/${name}"_*_all.deb 2>/dev/null | sort -V | tail -1 || true)
   if [ -z "$f" ]; then
     apt-cache show "$pkg" >/dev/null 2>&1 || apt_update
     say "apt-get download $pkg"
-    (cd "$WORK/debs" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null) ||
-      { apt_update; (cd "$WORK/debs" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null); }
-    f=$(ls "$WORK/debs/${pkg}"_*.deb | sort -V | tail -1)
+    (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null) ||
+      { apt_update; (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >/dev/null); }
+    f=$(ls "$DEBS/${name}"_*_"$a".deb "$DEBS/${name}"_*_all.deb 2>/dev/null | sort -V | tail -1)
   fi
   echo "$f"
 }
 
-# The versioned kernel package behind linux-image-amd64.
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' || true)
+# The versioned kernel package behind the metapackage.
+kflavour=${KMETA%%:*}; kflavour=${kflavour#linux-image-}
+kpkg=$(apt-cache depends "$KMETA" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}' || true)
 if [ -z "$kpkg" ]; then
   # No package lists: use a cached kernel if there is one, else update and ask again.
-  kpkg=$(ls "$WORK/debs" 2>/dev/null | sed -n 's/^\(linux-image-[0-9][^_]*\)_.*\.deb$/\1/p' | sort -V | tail -1 || true)
+  kpkg=$(ls "$DEBS" 2>/dev/null | sed -n "s/^\(linux-image-[0-9][^_]*-$kflavour\)_.*_${ARCH}\.deb\$/\1/p" | sort -V | tail -1 || true)
   if [ -z "$kpkg" ]; then
     apt_update
-    kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    kpkg=$(apt-cache depends "$KMETA" | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
   fi
 fi
-[ -n "$kpkg" ] || die "cannot tell which package linux-image-amd64 depends on"
+[ -n "$kpkg" ] || die "cannot tell which package $KMETA depends on"
+kpkg=${kpkg%%:*}
 kver=${kpkg#linux-image-}
 KDIR=$WORK/kernel-$kver
 
 if [ ! -f "$KDIR/stamp" ] || [ "$(cat "$KDIR/stamp")" != "$MODULES" ]; then
-  deb=$(fetch_deb "$kpkg")
+  deb=$(fetch_deb "$kpkg:$ARCH")
   say "unpacking $(basename "$deb")"
   rm -rf "$KDIR" "$WORK/unpack"
   mkdir -p "$WORK/unpack" "$KDIR/modules"
@@ -137,12 +162,57 @@ if [ ! -f "$KDIR/stamp" ] || [ "$(cat "$KDIR/stamp")" != "$MODULES" ]; then
   echo "$MODULES" > "$KDIR/stamp"
 fi
 
-bbdeb=$(fetch_deb busybox-static)
-BB=$WORK/busybox-static/bin/busybox
-if [ ! -x "$BB" ] || [ "$bbdeb" -nt "$BB" ]; then
-  rm -rf "$WORK/busybox-static"
-  dpkg-deb -x "$bbdeb" "$WORK/busybox-static"
-  touch "$BB"
+# busybox-static: this machine's (for cpio) and the guest's
+unpack_busybox() {
+  local deb dir=$2
+  deb=$(fetch_deb "$1")
+  if [ ! -x "$dir/bin/busybox" ] || [ "$deb" -nt "$dir/bin/busybox" ]; then
+    rm -rf "$dir"
+    dpkg-deb -x "$deb" "$dir"
+    touch "$dir/bin/busybox"
+  fi
+}
+unpack_busybox busybox-static "$ROOT/target/vm/busybox-static"
+HBB=$ROOT/target/vm/busybox-static/bin/busybox
+BB=$HBB
+QUSER=
+if [ "$ARCH" != amd64 ]; then
+  unpack_busybox "busybox-static:$ARCH" "$WORK/busybox-static"
+  BB=$WORK/busybox-static/bin/busybox
+  case $ARCH in arm64) QUSER=qemu-aarch64-static ;; armhf) QUSER=qemu-arm-static ;; *) QUSER=qemu-$ARCH-static ;; esac
+  command -v $QUSER >/dev/null || die "$QUSER missing (scripts/setup.sh installs qemu-user-static)"
+fi
+# The guest's iproute2 and nftables with every library they load, from the
+# architecture's own packages (the names are bookworm's; a missing library
+# is found below by its soname and stops the run).
+USERLAND="iproute2 nftables libnftables1 libbpf1 libelf1 libmnl0 libbsd0 libcap2 libc6 zlib1g libzstd1 libmd0 libdb5.3 libxtables12 libedit2 libnftnl11 libjansson4 libgmp10 libtinfo6"
+UL=$WORK/userland
+if [ "$ARCH" != amd64 ] && [ ! -f "$UL/stamp" ]; then
+  rm -rf "$UL" && mkdir -p "$UL"
+  # one apt-get for all that is not cached yet
+  want=()
+  for p in $USERLAND; do
+    compgen -G "$DEBS/${p}_*_$ARCH.deb" >/dev/null || compgen -G "$DEBS/${p}_*_all.deb" >/dev/null || want+=("$p:$ARCH")
+  done
+  if [ ${#want[@]} -gt 0 ]; then
+    say "apt-get download ${want[*]}"
+    (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}" >/dev/null) ||
+      { apt_update; (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "${want[@]}" >/dev/null); }
+  fi
+  for p in $USERLAND; do dpkg-deb -x "$(fetch_deb "$p:$ARCH")" "$UL"; done
+  rm -rf "$UL/usr/share/doc" "$UL/usr/share/man" "$UL/usr/share/locale" "$UL/usr/share/lintian"
+  # every NEEDED library of the tools must be there
+  for t in ip bridge tc nft; do
+    f=$UL/sbin/$t; [ -e "$f" ] || f=$UL/usr/sbin/$t
+    [ -e "$f" ] || die "$t not in $ARCH's packages"
+  done
+  missing=$(for f in "$UL"/sbin/* "$UL"/usr/sbin/* "$UL"/lib/$TRIPLET/*.so* "$UL"/usr/lib/$TRIPLET/*.so*; do
+    [ -f "$f" ] && readelf -d "$f" 2>/dev/null | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'
+  done | sort -u | while read -r so; do
+    [ -e "$UL/lib/$TRIPLET/$so" ] || [ -e "$UL/usr/lib/$TRIPLET/$so" ] || echo "$so"
+  done)
+  [ -z "$missing" ] || die "$ARCH userland lacks: $missing (add its package to USERLAND)"
+  echo ok > "$UL/stamp"
 fi
 
 # --- the initramfs -------------------------------------------------------------
@@ -150,21 +220,29 @@ IR=$WORK/initramfs
 rm -rf "$IR"
 mkdir -p "$IR"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,lib/modules,opt/cni/bin,tests}
 cp "$BB" "$IR/bin/busybox"
-for a in $("$BB" --list); do
-  case $a in busybox | ip) continue ;; esac   # iproute2's ip stands in for busybox's
+for a in $($QUSER "$BB" --list); do
+  case $a in busybox | ip | tc) continue ;; esac   # iproute2's ip and tc stand in for busybox's
   ln -s busybox "$IR/bin/$a"
 done
-# iproute2 from this machine, with the shared libraries it links.
-for t in ip bridge; do
-  p=$(command -v $t); p=$(readlink -f "$p")
-  cp "$p" "$IR/usr/sbin/$t"
-  for lib in $(ldd "$p" | awk '/=> \// {print $3} /^\t\/.*ld-linux/ {print $1}'); do
-    mkdir -p "$IR$(dirname "$lib")"
-    [ -e "$IR$lib" ] || cp -L "$lib" "$IR$lib"
+if [ "$ARCH" = amd64 ]; then
+  # iproute2 and nft from this machine, with the shared libraries they link.
+  for t in ip bridge tc nft; do
+    p=$(command -v $t) || die "$t missing on this machine"
+    p=$(readlink -f "$p")
+    cp "$p" "$IR/usr/sbin/$t"
+    for lib in $(ldd "$p" | awk '/=> \// {print $3} /^\t\/.*ld-linux/ {print $1}'); do
+      mkdir -p "$IR$(dirname "$lib")"
+      [ -e "$IR$lib" ] || cp -L "$lib" "$IR$lib"
+    done
   done
-done
+else
+  cp -a "$UL"/. "$IR"/
+  rm -f "$IR/stamp"
+  for t in ip bridge tc nft; do [ -e "$IR/usr/sbin/$t" ] || ln -s "/sbin/$t" "$IR/usr/sbin/$t"; done
+fi
+echo "export LD_LIBRARY_PATH=/lib/$TRIPLET:/usr/lib/$TRIPLET" > "$IR/etc/profile.arch"
 cp "$BIN" "$IR/opt/cni/bin/cnibox"
-for p in $("$BIN" --help | sed -n 's/^plugins: //p'); do ln -s cnibox "$IR/opt/cni/bin/$p"; done
+for p in $($QUSER "$BIN" --help | sed -n 's/^plugins: //p'); do ln -s cnibox "$IR/opt/cni/bin/$p"; done
 ln -s /opt/cni/bin/cnibox "$IR/bin/cnibox"
 cp "$KDIR"/modules/*.ko "$IR/lib/modules/"
 cp "$KDIR/modules.list" "$IR/etc/modules.list"
@@ -172,17 +250,18 @@ cp tests/vm/init "$IR/init"
 cp tests/vm/run.sh "$IR/tests/run.sh"
 chmod 755 "$IR/init" "$IR/tests/run.sh"
 echo "root:x:0:0:root:/root:/bin/sh" > "$IR/etc/passwd"
-(cd "$IR" && find . | "$BB" cpio -o -H newc -R 0:0 2>/dev/null | gzip -1 > "$WORK/initramfs.cpio.gz")
-say "kernel $kver, initramfs $(stat -c %s "$WORK/initramfs.cpio.gz") bytes, prepared in $(($(date +%s) - t0)) s"
+(cd "$IR" && find . | "$HBB" cpio -o -H newc -R 0:0 2>/dev/null | gzip -1 > "$WORK/initramfs.cpio.gz")
+say "$ARCH: kernel $kver, initramfs $(stat -c %s "$WORK/initramfs.cpio.gz") bytes, prepared in $(($(date +%s) - t0)) s"
 
 # --- boot ---------------------------------------------------------------------------
 LOG=$WORK/console.log
 t1=$(date +%s)
 set +e
 # TCG, not KVM: a KVM guest hangs on this machine. No network card.
-timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -m "$MEM" -smp 1 -nographic -no-reboot -nic none \
+# shellcheck disable=SC2086
+timeout -k 10 "$TIMEOUT" $QEMU $MACH -m "$MEM" -smp 1 -nographic -no-reboot -nic none \
   -kernel "$KDIR/vmlinuz" -initrd "$WORK/initramfs.cpio.gz" \
-  -append "console=ttyS0 quiet panic=-1 mitigations=off" </dev/null 2>&1 | sed -u 's/\r//g; s/\x1bc//g; s/\x1b\[[0-9;?]*[A-Za-z]//g' | tee "$LOG" |
+  -append "console=$CONSOLE quiet panic=-1 mitigations=off" </dev/null 2>&1 | sed -u 's/\r//g; s/\x1bc//g; s/\x1b\[[0-9;?]*[A-Za-z]//g' | tee "$LOG" |
   if [ "${VM_QUIET:-}" = 1 ]; then cat >/dev/null; else cat; fi
 rc=${PIPESTATUS[0]}
 set -e

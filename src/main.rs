@@ -54,7 +54,7 @@ fn main() {
             0
         }
         "--version" | "-V" | "version" => {
-            println!("cnibox {} ({})", env!("CARGO_PKG_VERSION"), env!("CNIBOX_COMMIT"));
+            println!("cnibox {} ({}, {})", env!("CARGO_PKG_VERSION"), env!("CNIBOX_COMMIT"), env!("CNIBOX_BUILD"));
             0
         }
         #[cfg(feature = "runtime")]

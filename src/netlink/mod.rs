@@ -279,8 +279,22 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// An attribute header as this machine writes it (host byte order), for
+    /// golden bytes that hold on either byte order.
+    pub(crate) fn nla(len: u16, ty: u16) -> [u8; 4] {
+        let mut h = [0; 4];
+        h[..2].copy_from_slice(&len.to_ne_bytes());
+        h[2..].copy_from_slice(&ty.to_ne_bytes());
+        h
+    }
+
+    /// Golden bytes put together from their parts.
+    pub(crate) fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
 
     #[test]
     fn builder_pads_and_backpatches() {
@@ -295,16 +309,16 @@ mod tests {
         assert_eq!(&b[0..4], &(b.len() as u32).to_ne_bytes());
         assert_eq!(&b[8..12], &7u32.to_ne_bytes());
         // IFLA_IFNAME "eth0\0": len 9, padded to 12
-        assert_eq!(&b[32..44], &[9, 0, 3, 0, b'e', b't', b'h', b'0', 0, 0, 0, 0]);
+        assert_eq!(&b[32..44], cat(&[&nla(9, 3), b"eth0\0\0\0\0"]));
         // nest length covers its child including padding
-        assert_eq!(&b[44..48], &[16, 0, 18, 0]);
-        assert_eq!(&b[48..60], &[9, 0, 1, 0, b'v', b'e', b't', b'h', 0, 0, 0, 0]);
+        assert_eq!(&b[44..48], &nla(16, 18));
+        assert_eq!(&b[48..60], cat(&[&nla(9, 1), b"veth\0\0\0\0"]));
     }
 
     #[test]
     fn attr_iterator_bounds_and_flags() {
         // nested flag masked, unknown type skipped, truncated tail ignored
-        let data = [8, 0, 0x01, 0x80, 1, 2, 3, 4, 5, 0, 9, 0, 7, 0, 0, 0, 0xff, 0, 1, 0];
+        let data = cat(&[&nla(8, 0x8001), &[1, 2, 3, 4], &nla(5, 9), &[7, 0, 0, 0], &nla(0xff, 1)]);
         let v: Vec<_> = Attrs::new(&data).collect();
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].ty, 1);
@@ -312,9 +326,9 @@ mod tests {
         assert_eq!(v[1].ty, 9);
         assert_eq!(v[1].data, &[7]);
         // nla_len < 4 stops iteration
-        assert_eq!(Attrs::new(&[2, 0, 1, 0]).count(), 0);
+        assert_eq!(Attrs::new(&nla(2, 1)).count(), 0);
         // nla_len beyond buffer stops iteration
-        assert_eq!(Attrs::new(&[40, 0, 1, 0, 0, 0]).count(), 0);
+        assert_eq!(Attrs::new(&cat(&[&nla(40, 1), &[0, 0]])).count(), 0);
     }
 
     #[test]

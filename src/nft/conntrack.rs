@@ -93,33 +93,47 @@ pub fn delete_by_dport(family: u8, proto: u8, ports: &[u16]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::tests::{cat, nla};
 
     #[test]
     fn dump_request_filters_by_protocol() {
         let b = dump_msg(2, 17).finish(1);
-        assert_eq!(&b[4..8], &[0x01, 0x01, 0x01, 0x03]); // CT_GET, REQUEST|DUMP
-        assert_eq!(
-            &b[16..],
-            &[
-                2, 0, 0, 0, 16, 0, 1, 0x80, 12, 0, 2, 0x80, 5, 0, 1, 0, 17, 0, 0, 0, 12, 0, 25, 0x80, 8, 0, 1, 0, 8, 0,
-                0, 0
-            ]
-        );
+        assert_eq!(&b[4..8], cat(&[&0x0101u16.to_ne_bytes(), &0x0301u16.to_ne_bytes()])); // CT_GET, REQUEST|DUMP
+        let want = cat(&[
+            &[2, 0, 0, 0],
+            &nla(16, 0x8001),
+            &nla(12, 0x8002),
+            &nla(5, 1),
+            &[17, 0, 0, 0],
+            &nla(12, 0x8019),
+            &nla(8, 1),
+            &8u32.to_ne_bytes(),
+        ]);
+        assert_eq!(&b[16..], want);
     }
 
     #[test]
     fn delete_copies_tuple_zone_and_id_only() {
         // nfgenmsg, then ORIG { PROTO { NUM=17, DPORT=53 } }, STATUS (skipped), ID
-        let entry = [
-            2, 0, 0, 0, 24, 0, 1, 0x80, 20, 0, 2, 0x80, 5, 0, 1, 0, 17, 0, 0, 0, 6, 0, 3, 0, 0, 53, 0, 0, 8, 0, 3, 0,
-            0, 0, 0, 8, 8, 0, 12, 0, 0, 0, 0, 7,
-        ];
+        let entry = cat(&[
+            &[2, 0, 0, 0],
+            &nla(24, 0x8001),
+            &nla(20, 0x8002),
+            &nla(5, 1),
+            &[17, 0, 0, 0],
+            &nla(6, 3),
+            &[0, 53, 0, 0],
+            &nla(8, 3),
+            &[0, 0, 0, 8],
+            &nla(8, 12),
+            &[0, 0, 0, 7],
+        ]);
         assert_eq!(orig_proto_dport(&entry), Some((17, 53)));
         let b = delete_msg(2, &entry).finish(9);
-        assert_eq!(&b[4..8], &[0x02, 0x01, 0x05, 0x00]);
+        assert_eq!(&b[4..8], cat(&[&0x0102u16.to_ne_bytes(), &0x0005u16.to_ne_bytes()]));
         assert_eq!(&b[16..20], &[2, 0, 0, 0]);
         assert_eq!(&b[20..44], &entry[4..28]);
-        assert_eq!(&b[44..52], &[8, 0, 12, 0, 0, 0, 0, 7]);
+        assert_eq!(&b[44..52], cat(&[&nla(8, 12), &[0, 0, 0, 7]]));
         assert_eq!(b.len(), 52);
     }
 }

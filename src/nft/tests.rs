@@ -70,6 +70,44 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A payload captured on a little-endian machine (the vectors above), as this
+/// machine's `nft` would send it: netlink attribute headers are in host byte
+/// order, attribute values of nf_tables in network order (or strings), so
+/// only the headers change, walking into nested attributes.
+fn ne(captured: &str) -> String {
+    fn walk(b: &mut [u8]) {
+        let mut at = 0;
+        while at + 4 <= b.len() {
+            let len = u16::from_le_bytes([b[at], b[at + 1]]);
+            let ty = u16::from_le_bytes([b[at + 2], b[at + 3]]);
+            b[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+            b[at + 2..at + 4].copy_from_slice(&ty.to_ne_bytes());
+            let end = (at + usize::from(len)).min(b.len());
+            if ty & 0x8000 != 0 {
+                walk(&mut b[at + 4..end]);
+            }
+            at += (usize::from(len) + 3) & !3;
+            if len < 4 {
+                break;
+            }
+        }
+    }
+    let mut b: Vec<u8> =
+        (0..captured.len() / 2).map(|i| u8::from_str_radix(&captured[2 * i..2 * i + 2], 16).unwrap()).collect();
+    // nfgenmsg: family, version, res_id (network order)
+    walk(&mut b[4..]);
+    hex(&b)
+}
+
+/// `captured` with the host-order u32 `v` that follows the attribute bytes
+/// `attr` (a register value nft writes in host order: `ct state`, `fib ...
+/// type`) in this machine's order.
+fn host_u32(captured: &str, attr: &str, v: u32) -> String {
+    let le = format!("{attr}{}", hex(&v.to_le_bytes()));
+    assert!(captured.contains(&le), "{le} not in the vector");
+    captured.replace(&le, &format!("{attr}{}", hex(&v.to_ne_bytes())))
+}
+
 /// The payloads after the netlink header of every message between BEGIN and END.
 fn payloads(b: &Batch) -> Vec<String> {
     let bytes = b.encode(100, 0);
@@ -100,16 +138,16 @@ fn net(s: &str) -> IpNet {
 #[test]
 fn masquerade_rules_match_nft() {
     // add rule inet cni_plugins_masquerade masq_checks ip saddr 10.88.0.5 ip daddr != 10.88.0.0/16 masquerade comment "ctr-abc123"
-    assert_eq!(rule(&MT, "masq_checks", &masq::masq_rule(&net("10.88.0.5/16")), "ctr-abc123"), MASQ_V4);
+    assert_eq!(rule(&MT, "masq_checks", &masq::masq_rule(&net("10.88.0.5/16")), "ctr-abc123"), ne(MASQ_V4));
     // ... ip daddr != 10.80.0.0/12 (not on a byte boundary: full load and bitwise)
-    assert_eq!(rule(&MT, "masq_checks", &masq::masq_rule(&net("10.88.0.5/12")), "ctr-abc123"), MASQ_V4_12);
+    assert_eq!(rule(&MT, "masq_checks", &masq::masq_rule(&net("10.88.0.5/12")), "ctr-abc123"), ne(MASQ_V4_12));
     // ... ip6 saddr fd00::5 ip6 daddr != fd00::/64
-    assert_eq!(rule(&MT, "masq_checks", &masq::masq_rule(&net("fd00::5/64")), "ctr-abc123"), MASQ_V6);
+    assert_eq!(rule(&MT, "masq_checks", &masq::masq_rule(&net("fd00::5/64")), "ctr-abc123"), ne(MASQ_V6));
     // ip daddr 224.0.0.0/4 return; ip6 daddr ff00::/8 return; goto masq_checks
     let [a, b, c] = masq::postrouting_rules();
-    assert_eq!(rule(&MT, "postrouting", &a, ""), MCAST_V4);
-    assert_eq!(rule(&MT, "postrouting", &b, ""), MCAST_V6);
-    assert_eq!(rule(&MT, "postrouting", &c, ""), GOTO);
+    assert_eq!(rule(&MT, "postrouting", &a, ""), ne(MCAST_V4));
+    assert_eq!(rule(&MT, "postrouting", &b, ""), ne(MCAST_V6));
+    assert_eq!(rule(&MT, "postrouting", &c, ""), ne(GOTO));
 }
 
 #[test]
@@ -154,7 +192,8 @@ fn chains_and_tables_match_nft() {
         FLUSH,
         DELRULE,
         DELCHAIN,
-    ];
+    ]
+    .map(ne);
     assert_eq!(p, want);
 }
 
@@ -170,39 +209,42 @@ fn portmap_rules_match_nft() {
         host_ip: host.map(|h| h.parse().unwrap()),
     };
     // tcp dport 8080 dnat to 10.88.0.5:80
-    assert_eq!(rule(&P4, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, None), &c4), "ctr1"), DNAT_TCP);
+    assert_eq!(rule(&P4, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, None), &c4), "ctr1"), ne(DNAT_TCP));
     // an unspecified host IP is no match at all
-    assert_eq!(rule(&P4, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, Some("0.0.0.0")), &c4), "ctr1"), DNAT_TCP);
+    assert_eq!(
+        rule(&P4, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, Some("0.0.0.0")), &c4), "ctr1"),
+        ne(DNAT_TCP)
+    );
     // ip daddr 192.168.1.1 udp dport 53 dnat to 10.88.0.5:5353
     assert_eq!(
         rule(&P4, "hostports", &dnat_rule(&m(53, 5353, IPPROTO_UDP, Some("192.168.1.1")), &c4), "ctr1"),
-        DNAT_HOSTIP_UDP
+        ne(DNAT_HOSTIP_UDP)
     );
     // sctp dport 9000 dnat to [fd00::5]:90
-    assert_eq!(rule(&P6, "hostports", &dnat_rule(&m(9000, 90, IPPROTO_SCTP, None), &c6), "ctr1"), DNAT_V6_SCTP);
+    assert_eq!(rule(&P6, "hostports", &dnat_rule(&m(9000, 90, IPPROTO_SCTP, None), &c6), "ctr1"), ne(DNAT_V6_SCTP));
     // ip6 daddr fd00::1 tcp dport 8080 dnat to [fd00::5]:80
     assert_eq!(
         rule(&P6, "hostports", &dnat_rule(&m(8080, 80, IPPROTO_TCP, Some("fd00::1")), &c6), "ctr1"),
-        DNAT_V6_HOSTIP
+        ne(DNAT_V6_HOSTIP)
     );
     // ip saddr 10.88.0.5 ip daddr 10.88.0.5 masquerade; ip saddr 127.0.0.1 ip daddr 10.88.0.5 masquerade
     let r = masq_rules(&c4, false);
     assert_eq!(r.len(), 2);
-    assert_eq!(rule(&P4, "masquerading", &r[0], "ctr1"), HAIRPIN);
-    assert_eq!(rule(&P4, "masquerading", &r[1], "ctr1"), LOCALHOST);
+    assert_eq!(rule(&P4, "masquerading", &r[0], "ctr1"), ne(HAIRPIN));
+    assert_eq!(rule(&P4, "masquerading", &r[1], "ctr1"), ne(LOCALHOST));
     // masqAll: ip saddr 0.0.0.0/0 ip daddr 10.88.0.5 masquerade (and no localhost rule)
     let r = masq_rules(&c4, true);
     assert_eq!(r.len(), 1);
-    assert_eq!(rule(&P4, "masquerading", &r[0], "ctr1"), MASQALL_V4);
+    assert_eq!(rule(&P4, "masquerading", &r[0], "ctr1"), ne(MASQALL_V4));
     let r = masq_rules(&c6, true);
-    assert_eq!(rule(&P6, "masquerading", &r[0], "ctr1"), MASQALL_V6);
+    assert_eq!(rule(&P6, "masquerading", &r[0], "ctr1"), ne(MASQALL_V6));
     assert_eq!(masq_rules(&c6, false).len(), 1);
     // fib daddr type local jump hostports_all; jump hostip_hostports
     let mut e = Vec::new();
     fib_daddr_local(&mut e);
     e.push(Expr::Verdict(NFT_JUMP, "hostports_all"));
-    assert_eq!(rule(&P4, "prerouting", &e, ""), FIB_JUMP);
-    assert_eq!(rule(&P4, "hostports_all", &[Expr::Verdict(NFT_JUMP, "hostip_hostports")], ""), JUMP_HOSTIP);
+    assert_eq!(rule(&P4, "prerouting", &e, ""), ne(&host_u32(FIB_JUMP, "0c00038008000100", 2)));
+    assert_eq!(rule(&P4, "hostports_all", &[Expr::Verdict(NFT_JUMP, "hostip_hostports")], ""), ne(JUMP_HOSTIP));
     // add rule ip t c iifname != "lo" ip daddr 127.0.0.0/8 ct state & (established | related) == 0
     //     ct status & dnat == 0 drop comment "block incoming localnet connections"
     // nft 1.0.6 gives these two bitwise expressions an NFTA_BITWISE_OP of 0 (boolean, the
@@ -210,8 +252,10 @@ fn portmap_rules_match_nft() {
     let with_op = "4c0001800c00010062697477697365003c000280080001000000000108000200000000010800060000000000";
     let without = "440001800c00010062697477697365003400028008000100000000010800020000000001";
     let want = LOCALNET_GUARD.replace(with_op, without).replace("20020480", "10020480");
+    // the ct state and status masks are host-order u32s
+    let want = host_u32(&host_u32(&want, "0c00048008000100", 6), "0c00048008000100", 0x20);
     let t = Table { family: NFPROTO_IPV4, name: "t" };
-    assert_eq!(rule(&t, "c", &portmap::localnet_guard_rule(), "block incoming localnet connections"), want);
+    assert_eq!(rule(&t, "c", &portmap::localnet_guard_rule(), "block incoming localnet connections"), ne(&want));
 }
 
 #[test]
@@ -222,17 +266,17 @@ fn spoofcheck_rules_match_nft() {
     iifname(&mut e, NFT_CMP_EQ, "veth1234");
     e.push(Expr::Verdict(NFT_JUMP, "cni-br-iface-abc-eth0"));
     let c = "macspoofchk-abc-eth0";
-    assert_eq!(rule(&BR, "PREROUTING", &e, c), SPOOF_JUMP);
+    assert_eq!(rule(&BR, "PREROUTING", &e, c), ne(SPOOF_JUMP));
     assert_eq!(
         rule(&BR, "cni-br-iface-abc-eth0", &[Expr::Verdict(NFT_JUMP, "cni-br-iface-abc-eth0-mac")], c),
-        SPOOF_JUMP_MAC
+        ne(SPOOF_JUMP_MAC)
     );
     // ether saddr 0a:58:0a:01:00:05 return; drop
     let mut e = Vec::new();
     ether_saddr(&mut e, &mac.0);
     e.push(Expr::Verdict(NFT_RETURN, ""));
-    assert_eq!(rule(&BR, "cni-br-iface-abc-eth0-mac", &e, c), SPOOF_RETURN);
-    assert_eq!(rule(&BR, "cni-br-iface-abc-eth0-mac", &[Expr::Verdict(NF_DROP, "")], c), SPOOF_DROP);
+    assert_eq!(rule(&BR, "cni-br-iface-abc-eth0-mac", &e, c), ne(SPOOF_RETURN));
+    assert_eq!(rule(&BR, "cni-br-iface-abc-eth0-mac", &[Expr::Verdict(NF_DROP, "")], c), ne(SPOOF_DROP));
 }
 
 #[test]
@@ -260,7 +304,7 @@ fn batch_framing() {
     assert_eq!(msgs.len(), 4);
     // BEGIN: type 0x10, REQUEST only, nfgenmsg res_id = htons(10), then the generation
     assert_eq!((msgs[0].ty, msgs[0].flags, msgs[0].seq), (0x10, 1, 7));
-    assert_eq!(msgs[0].payload, &[0, 0, 0, 10, 8, 0, 1, 0, 1, 2, 3, 4]);
+    assert_eq!(hex(msgs[0].payload), ne("0000000a0800010001020304"));
     // messages are numbered after BEGIN and ask for no ACK (errors come anyway)
     assert_eq!((msgs[1].ty, msgs[1].flags, msgs[1].seq), (0x0a00, 0x401, 8));
     assert_eq!((msgs[2].ty, msgs[2].flags, msgs[2].seq), (0x0a05, 0x001, 9));
@@ -288,7 +332,7 @@ fn keeper_table_delete() {
     let m = crate::netlink::Msgs::new(&bytes).nth(1).unwrap();
     // DELTABLE, REQUEST only; inet, name "cnibox_keeper"
     assert_eq!((m.ty, m.flags), (0x0a02, 0x001));
-    assert_eq!(hex(m.payload), "0100000012000100636e69626f785f6b6565706572000000");
+    assert_eq!(hex(m.payload), ne("0100000012000100636e69626f785f6b6565706572000000"));
 }
 
 #[test]
@@ -377,13 +421,13 @@ fn masquerade_add_replaces_only_its_own_rules() {
     let body = &MASQ_V4[..MASQ_V4.len() - 40]; // minus the 20-byte user data of "ctr-abc123"
     assert_eq!(
         p[8],
-        format!(
+        ne(&format!(
             "{body}{:02x}00070000{:02x}{}00{}",
             mine.len() + 7,
             mine.len() + 1,
             hex(&mine),
             "00".repeat(3 - (mine.len() + 6) % 4)
-        )
+        ))
     );
 }
 

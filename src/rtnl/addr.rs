@@ -102,15 +102,16 @@ impl Rtnl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::tests::{cat, nla};
 
     #[test]
     fn v4_address_has_local_address_and_broadcast() {
         let b = add_msg(IfIndex(3), &"10.1.0.5/16".parse().unwrap(), false).finish(1);
-        assert_eq!(&b[4..8], &[20, 0, 0x05, 0x06]);
-        assert_eq!(&b[16..24], &[2, 16, 0, 0, 3, 0, 0, 0]);
-        assert_eq!(&b[24..32], &[8, 0, 2, 0, 10, 1, 0, 5]);
-        assert_eq!(&b[32..40], &[8, 0, 1, 0, 10, 1, 0, 5]);
-        assert_eq!(&b[40..48], &[8, 0, 4, 0, 10, 1, 255, 255]);
+        assert_eq!(&b[4..8], cat(&[&20u16.to_ne_bytes(), &0x0605u16.to_ne_bytes()]));
+        assert_eq!(&b[16..24], cat(&[&[2, 16, 0, 0], &3u32.to_ne_bytes()]));
+        assert_eq!(&b[24..32], cat(&[&nla(8, 2), &[10, 1, 0, 5]]));
+        assert_eq!(&b[32..40], cat(&[&nla(8, 1), &[10, 1, 0, 5]]));
+        assert_eq!(&b[40..48], cat(&[&nla(8, 4), &[10, 1, 255, 255]]));
         assert_eq!(b.len(), 48);
     }
 
@@ -118,8 +119,8 @@ mod tests {
     fn v6_address_with_nodad() {
         let b = add_msg(IfIndex(3), &"fd00::5/64".parse().unwrap(), true).finish(1);
         assert_eq!(b[16], libc::AF_INET6 as u8);
-        assert_eq!(&b[24..28], &[20, 0, 2, 0]);
-        assert_eq!(&b[64..72], &[8, 0, 8, 0, 2, 0, 0, 0]);
+        assert_eq!(&b[24..28], &nla(20, 2));
+        assert_eq!(&b[64..72], cat(&[&nla(8, 8), &2u32.to_ne_bytes()]));
         assert_eq!(b.len(), 72);
     }
 

@@ -492,16 +492,17 @@ pub fn operstate_name(s: u8) -> &'static str {
         .unwrap_or("unknown")
 }
 
+// Monotonic milliseconds since the first call: no time_t width (32 bits on
+// armv7 and i686) or overflow to care about.
 fn now_ms() -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-parameter.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    i64::try_from(START.get_or_init(std::time::Instant::now).elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::tests::{cat, nla};
 
     fn body(m: MsgBuf) -> Vec<u8> {
         m.finish(1)[16..].to_vec()
@@ -513,17 +514,34 @@ mod tests {
         // test_crate_veth layout, verified against kernel 6.18).
         let v = VethSpec { host: "vethab12", master: IfIndex(5), mtu: 1500, peer: "eth0", peer_ns: 7, peer_mac: None };
         let b = new_veth_msg(&v).finish(1);
-        let want: [u8; 132] = [
-            0x84, 0, 0, 0, 0x10, 0, 0x05, 0x06, 1, 0, 0, 0, 0, 0, 0, 0, //
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
-            0x0d, 0, 3, 0, b'v', b'e', b't', b'h', b'a', b'b', b'1', b'2', 0, 0, 0, 0, //
-            8, 0, 4, 0, 0xdc, 5, 0, 0, 8, 0, 0x0a, 0, 5, 0, 0, 0, //
-            0x44, 0, 0x12, 0, 9, 0, 1, 0, b'v', b'e', b't', b'h', 0, 0, 0, 0, //
-            0x34, 0, 2, 0, 0x30, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
-            0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3, 0, b'e', b't', b'h', b'0', //
-            0, 0, 0, 0, 8, 0, 4, 0, 0xdc, 5, 0, 0, 8, 0, 0x1c, 0, //
-            7, 0, 0, 0,
-        ];
+        // (the reference's bytes are little-endian; header fields and u32
+        // values here are in this machine's order, as the kernel reads them)
+        let want = cat(&[
+            &132u32.to_ne_bytes(),
+            &0x10u16.to_ne_bytes(),
+            &0x0605u16.to_ne_bytes(),
+            &1u32.to_ne_bytes(),
+            &[0; 4],
+            &[0; 16], // ifinfomsg
+            &nla(0x0d, 3),
+            b"vethab12\0\0\0\0",
+            &nla(8, 4),
+            &1500u32.to_ne_bytes(),
+            &nla(8, 0x0a),
+            &5u32.to_ne_bytes(),
+            &nla(0x44, 0x12), // LINKINFO
+            &nla(9, 1),
+            b"veth\0\0\0\0",
+            &nla(0x34, 2), // INFO_DATA
+            &nla(0x30, 1), // VETH_INFO_PEER
+            &[0; 16],
+            &nla(9, 3),
+            b"eth0\0\0\0\0",
+            &nla(8, 4),
+            &1500u32.to_ne_bytes(),
+            &nla(8, 0x1c),
+            &7u32.to_ne_bytes(),
+        ]);
         assert_eq!(b, want);
     }
 
@@ -531,9 +549,9 @@ mod tests {
     fn bridge_with_vlan_filtering() {
         let b = body(new_bridge_msg("cni0", 0, true));
         let mut want = vec![0u8; 16];
-        want.extend_from_slice(&[9, 0, 3, 0, b'c', b'n', b'i', b'0', 0, 0, 0, 0]);
-        want.extend_from_slice(&[28, 0, 18, 0, 11, 0, 1, 0, b'b', b'r', b'i', b'd', b'g', b'e', 0, 0]);
-        want.extend_from_slice(&[12, 0, 2, 0, 5, 0, 7, 0, 1, 0, 0, 0]);
+        want.extend_from_slice(&cat(&[&nla(9, 3), b"cni0\0\0\0\0"]));
+        want.extend_from_slice(&cat(&[&nla(28, 18), &nla(11, 1), b"bridge\0\0"]));
+        want.extend_from_slice(&cat(&[&nla(12, 2), &nla(5, 7), &[1, 0, 0, 0]]));
         assert_eq!(b, want);
     }
 
@@ -542,22 +560,23 @@ mod tests {
         let b = body(set_brport_msg(IfIndex(9), true, true));
         assert_eq!(b[0], libc::AF_BRIDGE as u8);
         assert_eq!(&b[4..8], &9i32.to_ne_bytes());
-        assert_eq!(&b[16..20], &[20, 0, 12, 0x80]);
-        assert_eq!(&b[20..28], &[5, 0, 4, 0, 1, 0, 0, 0]);
-        assert_eq!(&b[28..36], &[5, 0, 33, 0, 1, 0, 0, 0]);
+        assert_eq!(&b[16..20], &nla(20, 0x800c));
+        assert_eq!(&b[20..28], cat(&[&nla(5, 4), &[1, 0, 0, 0]]));
+        assert_eq!(&b[28..36], cat(&[&nla(5, 33), &[1, 0, 0, 0]]));
     }
 
     #[test]
     fn vlan_range_uses_begin_end_pair() {
         let b = body(bridge_vlan_msg(true, IfIndex(3), 100, 200, false, false));
         // AF_SPEC { FLAGS master, INFO {begin,100}, INFO {end,200} }
-        assert_eq!(&b[16..20], &[28, 0, 26, 0]);
-        assert_eq!(&b[20..28], &[6, 0, 0, 0, 1, 0, 0, 0]);
-        assert_eq!(&b[28..36], &[8, 0, 2, 0, 8, 0, 100, 0]);
-        assert_eq!(&b[36..40], &[8, 0, 2, 0]);
-        assert_eq!(&b[40..44], &[16, 0, 200, 0]);
+        // bridge_vlan_info: flags and vid, u16 each
+        assert_eq!(&b[16..20], &nla(28, 26));
+        assert_eq!(&b[20..28], cat(&[&nla(6, 0), &1u16.to_ne_bytes(), &[0, 0]]));
+        assert_eq!(&b[28..36], cat(&[&nla(8, 2), &8u16.to_ne_bytes(), &100u16.to_ne_bytes()]));
+        assert_eq!(&b[36..40], &nla(8, 2));
+        assert_eq!(&b[40..44], cat(&[&16u16.to_ne_bytes(), &200u16.to_ne_bytes()]));
         let single = body(bridge_vlan_msg(false, IfIndex(3), 7, 7, true, true));
-        assert_eq!(&single[28..36], &[8, 0, 2, 0, 6, 0, 7, 0]);
+        assert_eq!(&single[28..36], cat(&[&nla(8, 2), &6u16.to_ne_bytes(), &7u16.to_ne_bytes()]));
     }
 
     #[test]
@@ -568,8 +587,8 @@ mod tests {
             new_link_msg(&NewLink { name: "vrf0", kind: "vrf", up: true, data: &data, ..Default::default() }).finish(1);
         assert_eq!(&b[16..32], &ifinfomsg(0, IfIndex::NONE, IFF_UP, IFF_UP));
         // LINKINFO { KIND "vrf", DATA { VRF_TABLE 10 } }
-        assert_eq!(&b[44..64], &[24, 0, 18, 0, 8, 0, 1, 0, b'v', b'r', b'f', 0, 12, 0, 2, 0, 8, 0, 1, 0]);
-        assert_eq!(&b[64..68], &[10, 0, 0, 0]);
+        assert_eq!(&b[44..64], cat(&[&nla(24, 18), &nla(8, 1), b"vrf\0", &nla(12, 2), &nla(8, 1)]));
+        assert_eq!(&b[64..68], &10u32.to_ne_bytes());
         b[4..6].copy_from_slice(&RTM_NEWLINK.to_ne_bytes());
         let l = Link::parse(&b[16..]).unwrap();
         assert_eq!((l.name.as_str(), l.kind.as_str(), l.vrf_table), ("vrf0", "vrf", 10));

@@ -176,15 +176,16 @@ impl Rtnl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::tests::{cat, nla};
 
     #[test]
     fn default_route_via_gateway() {
         let r = Route { gw: Some("10.1.0.1".parse().unwrap()), oif: IfIndex(2), ..Default::default() };
         let b = add_msg(&r, &"0.0.0.0/0".parse().unwrap()).finish(1);
-        assert_eq!(&b[4..8], &[24, 0, 0x05, 0x04]);
+        assert_eq!(&b[4..8], cat(&[&24u16.to_ne_bytes(), &0x0405u16.to_ne_bytes()]));
         assert_eq!(&b[16..28], &[2, 0, 0, 0, 254, 3, 0, 1, 0, 0, 0, 0]);
-        assert_eq!(&b[28..36], &[8, 0, 5, 0, 10, 1, 0, 1]);
-        assert_eq!(&b[36..44], &[8, 0, 4, 0, 2, 0, 0, 0]);
+        assert_eq!(&b[28..36], cat(&[&nla(8, 5), &[10, 1, 0, 1]]));
+        assert_eq!(&b[36..44], cat(&[&nla(8, 4), &2u32.to_ne_bytes()]));
         assert_eq!(b.len(), 44);
     }
 
@@ -216,7 +217,7 @@ mod tests {
         let b = add_msg(&r, &"10.9.8.7/24".parse().unwrap()).finish(1);
         assert_eq!(b[16 + 1], 24);
         assert_eq!(b[16 + 6], RT_SCOPE_LINK);
-        assert_eq!(&b[28..36], &[8, 0, 1, 0, 10, 9, 8, 0]);
-        assert_eq!(&b[44..52], &[8, 0, 6, 0, 100, 0, 0, 0]);
+        assert_eq!(&b[28..36], cat(&[&nla(8, 1), &[10, 9, 8, 0]]));
+        assert_eq!(&b[44..52], cat(&[&nla(8, 6), &100u32.to_ne_bytes()]));
     }
 }

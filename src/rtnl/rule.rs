@@ -90,14 +90,15 @@ impl Rtnl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::tests::{cat, nla};
 
     #[test]
     fn rule_bytes_and_round_trip() {
         let b = add_msg(&"10.1.2.3/32".parse().unwrap(), 100).finish(1);
-        assert_eq!(&b[4..8], &[32, 0, 0x05, 0x06]);
+        assert_eq!(&b[4..8], cat(&[&32u16.to_ne_bytes(), &0x0605u16.to_ne_bytes()]));
         assert_eq!(&b[16..28], &[2, 0, 32, 0, 100, 0, 0, 1, 0, 0, 0, 0]);
-        assert_eq!(&b[28..36], &[8, 0, 2, 0, 10, 1, 2, 3]);
-        assert_eq!(&b[36..44], &[8, 0, 15, 0, 100, 0, 0, 0]);
+        assert_eq!(&b[28..36], cat(&[&nla(8, 2), &[10, 1, 2, 3]]));
+        assert_eq!(&b[36..44], cat(&[&nla(8, 15), &100u32.to_ne_bytes()]));
         let r = Rule::parse(&b[16..]).unwrap();
         assert_eq!((r.src.unwrap().to_string(), r.table), ("10.1.2.3/32".to_string(), 100));
         let big = add_msg(&"fd00::1/128".parse().unwrap(), 1000).finish(1);

@@ -204,23 +204,24 @@ impl Rtnl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::tests::{cat, nla};
 
     #[test]
     fn tbf_bytes() {
         let t = Tbf { rate: 125_000, buffer: 1_250_000, limit: 4_375, burst: 1_250 };
         let b = tbf_msg(IfIndex(7), &t).finish(1);
-        assert_eq!(&b[4..8], &[36, 0, 0x05, 0x06]);
+        assert_eq!(&b[4..8], cat(&[&36u16.to_ne_bytes(), &0x0605u16.to_ne_bytes()]));
         assert_eq!(&b[16..36], &tcmsg(IfIndex(7), 0x10000, TC_H_ROOT, 0));
-        assert_eq!(&b[36..44], &[8, 0, 1, 0, b't', b'b', b'f', 0]);
+        assert_eq!(&b[36..44], cat(&[&nla(8, 1), b"tbf\0"]));
         // OPTIONS { PARMS(36), BURST }
-        assert_eq!(&b[44..48], &[4 + 40 + 8, 0, 2, 0]);
-        assert_eq!(&b[48..52], &[40, 0, 1, 0]);
+        assert_eq!(&b[44..48], &nla(4 + 40 + 8, 2));
+        assert_eq!(&b[48..52], &nla(40, 1));
         let q = &b[52..88];
         assert_eq!(q[1], 1, "link layer ethernet");
         assert_eq!(&q[8..12], &125_000u32.to_ne_bytes());
         assert_eq!(&q[24..28], &4_375u32.to_ne_bytes());
         assert_eq!(&q[28..32], &1_250_000u32.to_ne_bytes());
-        assert_eq!(&b[88..96], &[8, 0, 6, 0, 0xe2, 0x04, 0, 0]);
+        assert_eq!(&b[88..96], cat(&[&nla(8, 6), &1_250u32.to_ne_bytes()]));
         assert_eq!(b.len(), 96);
         // parse what we send back (a dump carries the same attributes)
         let parsed = Qdisc::parse(&b[16..]).unwrap();
@@ -234,7 +235,7 @@ mod tests {
         let t = Tbf { rate: 10_000_000_000, buffer: 1, limit: 1, burst: 1 };
         let b = tbf_msg(IfIndex(1), &t).finish(1);
         assert_eq!(&b[52 + 8..52 + 12], &u32::MAX.to_ne_bytes());
-        assert_eq!(&b[88..92], &[12, 0, 4, 0]);
+        assert_eq!(&b[88..92], &nla(12, 4));
         assert_eq!(Qdisc::parse(&b[16..]).unwrap().tbf.unwrap().rate, 10_000_000_000);
     }
 
@@ -243,8 +244,9 @@ mod tests {
         let b = redirect_filter_msg(IfIndex(3), IfIndex(9)).finish(1);
         let hdr = &b[16..36];
         assert_eq!(&hdr[12..16], &INGRESS_HANDLE.to_ne_bytes());
-        assert_eq!(&hdr[16..20], &((1u32 << 16) | 0x0300).to_ne_bytes());
-        assert_eq!(&b[36..44], &[8, 0, 1, 0, b'u', b'3', b'2', 0]);
+        // priority 1, protocol htons(ETH_P_ALL)
+        assert_eq!(&hdr[16..20], &((1u32 << 16) | u32::from(3u16.to_be())).to_ne_bytes());
+        assert_eq!(&b[36..44], cat(&[&nla(8, 1), b"u32\0"]));
         let opts = Attrs::new(&b[44..]).get(TCA_OPTIONS).unwrap();
         assert_eq!(opts.attrs().get(TCA_U32_CLASSID).unwrap().u32(), 0x10001);
         let sel = opts.attrs().get(TCA_U32_SEL).unwrap();

@@ -15,6 +15,8 @@
 CNI=/opt/cni/bin
 IP=/usr/sbin/ip          # iproute2: busybox's ip shows no link kind
 BRIDGE=/usr/sbin/bridge
+TC=/usr/sbin/tc
+NFT=/usr/sbin/nft
 DATA=/tmp/ipam
 PASSED=0
 FAILED=0
@@ -421,12 +423,100 @@ vrf() {
   only_links node lo nic0 nic0p
 }
 
+# bridge with ipMasq, then firewall, portmap and bandwidth chained on it, as a
+# node runs them; a client namespace "cl" on a wire to the node (192.168.77.0/24)
+# has no route to the pod network, so c1 reaches it only masqueraded, and cl
+# reaches c1's port 80 only through the node's 8080. The oracles: nft's and
+# tc's view of the kernel, and the packets. DEL in reverse order leaves no
+# link, rule, qdisc or reservation.
+edge() {
+  new_ns node c1 cl || return 1
+  _o=$( { nsx node $IP link add up0 type veth peer name up0p && nsx node $IP link set up0p netns cl &&
+    nsx node $IP addr add 192.168.77.1/24 dev up0 && nsx node $IP link set up0 up &&
+    nsx cl $IP addr add 192.168.77.2/24 dev up0p && nsx cl $IP link set up0p up && nsx cl $IP link set lo up; } 2>&1) ||
+    fail "wire node-cl: $_o" || return 1
+  net=edge
+  bconf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"bridge\",\"bridge\":\"cbr1\",\"isGateway\":true,\"ipMasq\":true,\"ipam\":{\"type\":\"host-local\",\"dataDir\":\"$DATA\",\"ranges\":[[{\"subnet\":\"10.80.0.0/24\"}]],\"routes\":[{\"dst\":\"0.0.0.0/0\"}]}}"
+  fconf='{"cniVersion":"1.0.0","name":"edge","type":"firewall"}'
+  pconf='{"cniVersion":"1.0.0","name":"edge","type":"portmap","capabilities":{"portMappings":true},"runtimeConfig":{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}}'
+  wconf='{"cniVersion":"1.0.0","name":"edge","type":"bandwidth","runtimeConfig":{"bandwidth":{"ingressRate":8000000,"ingressBurst":1000000,"egressRate":8000000,"egressBurst":1000000}}}'
+  cni_ok bridge ADD ctr1 c1 "$bconf" || return 1
+  r1=$OUT
+  a1=$(addr_of "$r1") host=$(name_of "$r1" 2)
+  [ -n "$a1" ] && [ -n "$host" ] || fail "bridge result lacks address or host port: $r1" || return 1
+  _r=$(nsx node $NFT list ruleset 2>&1)
+  echo "$_r" | grep -q "ip saddr $a1 .*jump\|ip saddr $a1 " || fail "no masquerade rule for $a1: $_r" || return 1
+  note "nft: masquerade rule for $a1"
+  reach c1 192.168.77.2 || return 1
+  cni_ok firewall ADD ctr1 c1 "$(with_prev "$fconf" "$r1")" || return 1
+  _r=$(nsx node $NFT list table inet cni_firewall 2>&1)
+  echo "$_r" | grep -q "$a1" || fail "firewall: $a1 not in table inet cni_firewall: $_r" || return 1
+  note "nft: inet cni_firewall accepts $a1"
+  cni_ok portmap ADD ctr1 c1 "$(with_prev "$pconf" "$r1")" || return 1
+  _r=$(nsx node $NFT list table ip cni_hostport 2>&1)
+  echo "$_r" | grep -q "dport 8080 .*dnat to $a1:80" || fail "portmap: no DNAT 8080 -> $a1:80: $_r" || return 1
+  note "nft: tcp dport 8080 dnat to $a1:80"
+  nsx c1 nc -l -p 80 -e /bin/echo hello-from-c1 >/dev/null 2>&1 &
+  _srv=$!
+  sleep 1
+  _got=$(nsx cl nc -w 5 192.168.77.1 8080 </dev/null 2>&1)
+  kill $_srv 2>/dev/null
+  [ "$_got" = hello-from-c1 ] || fail "cl -> 192.168.77.1:8080 answered [$_got], not c1's server" || return 1
+  note "cl reaches c1:80 through the node's 8080"
+  cni_ok bandwidth ADD ctr1 c1 "$(with_prev "$wconf" "$r1")" || return 1
+  _q=$(nsx node $TC qdisc show dev "$host" 2>&1)
+  echo "$_q" | grep -q "qdisc tbf " && echo "$_q" | grep -q "qdisc ingress " || fail "bandwidth: $host qdiscs: $_q" || return 1
+  _ifb=$(nsx node $IP -o link show type ifb | sed 's/^[0-9]*: \([^:@]*\).*/\1/' | head -1)
+  [ -n "$_ifb" ] && nsx node $TC qdisc show dev "$_ifb" | grep -q "qdisc tbf " || fail "bandwidth: no ifb with tbf: $(nsx node $IP -o link show)" || return 1
+  reach c1 192.168.77.2 || return 1
+  _sent=$(nsx node $TC -s qdisc show dev "$host" | sed -n 's/^ *Sent \([0-9]*\) bytes.*/\1/p' | head -1)
+  [ "${_sent:-0}" -gt 0 ] || fail "bandwidth: nothing sent through $host's tbf" || return 1
+  note "tc: tbf on $host ($_sent bytes sent through it) and on $_ifb, ingress redirect"
+  cni_ok bandwidth CHECK ctr1 c1 "$(with_prev "$wconf" "$r1")" || return 1
+  cni_ok bandwidth DEL ctr1 c1 "$(with_prev "$wconf" "$r1")" || return 1
+  cni_ok portmap DEL ctr1 c1 "$(with_prev "$pconf" "$r1")" || return 1
+  cni_ok firewall DEL ctr1 c1 "$(with_prev "$fconf" "$r1")" || return 1
+  cni_ok bridge DEL ctr1 c1 "$bconf" || return 1
+  cni_ok bridge DEL ctr1 c1 "$bconf" || return 1
+  only_links c1 lo || return 1
+  released "$net" ctr1 || return 1
+  _r=$(nsx node $NFT list ruleset 2>&1)
+  ! echo "$_r" | grep -q "$a1\|ctr1" || fail "rules left for $a1/ctr1: $_r" || return 1
+  _left=$(links node | grep -E "^($host|$_ifb)\$" | tr '\n' ' ')
+  [ -z "$_left" ] || fail "links left in the node: $_left" || return 1
+  note "nothing left: no link, rule or reservation for ctr1"
+}
+
+# tuning chained on bridge: MTU and a sysctl in the container; DEL restores the MTU.
+tuning() {
+  new_ns node c1 || return 1
+  net=tun
+  bconf="{\"cniVersion\":\"1.0.0\",\"name\":\"$net\",\"type\":\"bridge\",\"bridge\":\"cbr2\",$(ipam 10.81.0.0/24)}"
+  tconf='{"cniVersion":"1.0.0","name":"tun","type":"tuning","mtu":1280,"sysctl":{"net.ipv4.conf.eth0.arp_filter":"1"}}'
+  cni_ok bridge ADD ctr1 c1 "$bconf" || return 1
+  r1=$OUT
+  _before=$(nsx c1 cat /proc/sys/net/ipv4/conf/eth0/arp_filter)
+  cni_ok tuning ADD ctr1 c1 "$(with_prev "$tconf" "$r1")" || return 1
+  link_has c1 eth0 " mtu 1280 " || return 1
+  _v=$(nsx c1 cat /proc/sys/net/ipv4/conf/eth0/arp_filter)
+  [ "$_v" = 1 ] || fail "arp_filter in c1 is $_v after tuning ADD" || return 1
+  note "c1 eth0 arp_filter 1 (was $_before)"
+  cni_ok tuning CHECK ctr1 c1 "$(with_prev "$tconf" "$r1")" || return 1
+  cni_ok tuning DEL ctr1 c1 "$(with_prev "$tconf" "$r1")" || return 1
+  # link settings come back; sysctls stay, as the reference leaves them (they go with the namespace)
+  link_has c1 eth0 " mtu 1500 " || return 1
+  note "DEL restored mtu 1500"
+  cni_ok bridge DEL ctr1 c1 "$bconf" || return 1
+  only_links c1 lo || return 1
+  released "$net" ctr1
+}
+
 # vrf: only when the binary has a vrf plugin.
 has_vrf() { cnibox --help | grep -q '^plugins:.* vrf\( \|$\)'; }
 
 echo "cnibox test-vm: $(cnibox --version), kernel $(uname -r)"
 cleanup
-for t in netns ipvlan_l2 ipvlan_l3 vlan dummy bridge_vlan; do run $t; done
+for t in netns ipvlan_l2 ipvlan_l3 vlan dummy bridge_vlan edge tuning; do run $t; done
 if has_vrf; then
   run vrf
 else
