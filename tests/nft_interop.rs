@@ -224,7 +224,12 @@ fn reference_dir() -> String {
     std::env::var("CNIBOX_REFERENCE_DIR").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| "/usr/lib/cni".into())
 }
 
+/// Needs reference plugins of v1.6.0 or later, which no registry this project
+/// installs from carries (Debian ships 1.1.1): ignored, so that it is listed as
+/// not run rather than counted as passed. Run it with a hand-built release:
+/// `CNIBOX_REFERENCE_DIR=/path/to/bin cargo test --test nft_interop -- --ignored`.
 #[test]
+#[ignore = "needs reference plugins >= v1.6.0 in CNIBOX_REFERENCE_DIR"]
 fn with_the_installed_reference_plugins() {
     need_root!();
     let dir = reference_dir();
@@ -235,18 +240,11 @@ fn with_the_installed_reference_plugins() {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     match contains(&format!("{dir}/bridge"), b"cni_plugins_masquerade") {
-        None => {
-            eprintln!("skipped: no reference plugins at {dir}");
-            return;
-        }
-        Some(false) => {
-            eprintln!(
-                "skipped: the reference plugins at {dir} (package version {pkg:?}) predate their nftables backend \
-                 (v1.6.0; their bridge has no cni_plugins_masquerade table); the replayed transactions of the other \
-                 tests stand in for them (set CNIBOX_REFERENCE_DIR to a v1.6.0+ build to run this one)"
-            );
-            return;
-        }
+        None => panic!("no reference plugins at {dir}"),
+        Some(false) => panic!(
+            "the reference plugins at {dir} (package version {pkg:?}) predate their nftables backend (v1.6.0; their \
+             bridge has no cni_plugins_masquerade table): set CNIBOX_REFERENCE_DIR to a v1.6.0+ build"
+        ),
         Some(true) => {}
     }
     let e = Env::new();
