@@ -108,7 +108,11 @@ impl Valid<'_> {
 
 /// GC: every state line and reference file whose attachment is not valid.
 pub fn collect(state: &State, files: Vec<LegacyFile>, valid: &Valid) -> (Edit, Vec<LegacyFile>) {
-    let remove = state.entries().filter(|e| !valid.keeps(e.id, e.ifname)).map(|e| e.span).collect();
+    let remove = state
+        .entries()
+        .filter(|e| !valid.0.iter().any(|(i, n)| e.is_of(i, e.ifname.map(|_| n.as_str()))))
+        .map(|e| e.span)
+        .collect();
     let files = files.into_iter().filter(|f| !valid.keeps(&f.id, f.ifname.as_deref())).collect();
     (Edit { remove, ..Edit::default() }, files)
 }
@@ -173,7 +177,7 @@ mod tests {
             out
         }
         fn held(&self) -> Vec<String> {
-            State::parse(&self.data).entries().map(|e| format!("{} {}", e.ip, e.id)).collect()
+            State::parse(&self.data).entries().map(|e| format!("{} {}", e.ip, String::from_utf8_lossy(e.id))).collect()
         }
     }
 

@@ -3,40 +3,47 @@
 //! ```text
 //! lock                  flock target, the same file the reference plugin locks
 //! cnibox.state          the reservations (see state.rs)
-//! .cnibox.state.spare   the previous generation, rewritten into the next one
 //! 10.22.0.7             the reference's per-address files: "<id>\r\n<ifname>" (or "<id>")
 //! last_reserved_ip.0    the reference's round-robin position per range set
 //! ```
 //!
-//! Every access goes through a descriptor of the directory opened without
-//! following a symlink, so nothing a path component is swapped to is ever written.
+//! Nothing here may be changed by anyone but root: the data directory must
+//! be owned by root and writable by no one else (the sticky bit aside, which
+//! keeps others from replacing what they do not own), and the network's
+//! directory must be owned by root and writable by no one else at all, so
+//! another user cannot pre-create it and then delete or forge the state.
+//! Every access goes through a descriptor of that directory, one name at a
+//! time, without following a symbolic link and without blocking on a FIFO;
+//! the lock and the state must be regular files owned by root.
 //!
-//! Durability policy. The state is replaced atomically by writing the spare
-//! file and exchanging it with the current one (`renameat2(RENAME_EXCHANGE)`),
-//! so a process killed at any instant leaves either the old or the new file:
-//! the page cache is shared and the exchange is a single directory operation.
+//! Durability policy. The new state is written into a nameless file
+//! (`O_TMPFILE`), which is named `.cnibox.state.new` only once it is whole and
+//! at once renamed over `cnibox.state`. So a process killed at any instant
+//! leaves either the old or the new file, and no file ever holds a
+//! reservation that was released: the old file's inode goes with the rename.
+//! (A kill between naming and renaming, two system calls, leaves the new
+//! state under the scratch name; the next call removes it before reading.)
 //! Nothing is fsync'd. Reservations describe network namespaces, and no
 //! namespace outlives the kernel that held it: after a power loss or kernel
 //! crash every reservation is stale anyway (what the reference leaks on
 //! reboot, plugins#252), so paying a journal commit per ADD buys nothing. What
-//! such a crash can leave (an older file, an empty or zero-filled one, a mix
-//! of two generations) is still read safely, because the header's size check
-//! sends any such file through the tolerant line parser. Overwriting the spare
-//! in place instead of creating a new file keeps a write at 10,000
-//! reservations near a memcpy: no block allocation, and no forced writeback,
-//! which ext4 starts when a new file is renamed over an old one.
+//! such a crash can leave (an older file, an empty or zero-filled one) is
+//! still read safely, because the header's size check sends any such file
+//! through the tolerant line parser.
 
 use super::state::FILE;
-use crate::error::{Error, Result};
-use std::ffi::CString;
+use crate::error::{code, Error, Result};
+use crate::sys::dir::{stat_file, Dir};
+use crate::sys::file::{FileLock, Mapping};
 use std::fs::File;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-const SPARE: &str = ".cnibox.state.spare";
+/// Where a new state lies between being whole and being renamed into place.
+const NEW: &str = ".cnibox.state.new";
+/// The previous generation, which earlier versions kept (removed on sight).
+const OLD_SPARE: &str = ".cnibox.state.spare";
 const LOCK: &str = "lock";
 const LEGACY_LAST: &str = "last_reserved_ip.";
 
@@ -44,9 +51,9 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/networks";
 
 /// One network's directory, locked for as long as this lives.
 pub struct Store {
-    dir: File,
+    dir: Dir,
     pub path: PathBuf,
-    _lock: File,
+    lock: FileLock,
 }
 
 /// A reservation file of the reference plugin.
@@ -57,48 +64,14 @@ pub struct Legacy {
     pub ifname: Option<String>,
 }
 
-fn cstr(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::msg(format!("invalid file name \"{}\"", s.escape_default())))
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn lstat(path: &Path) -> Option<std::fs::Metadata> {
-    std::fs::symlink_metadata(path).ok()
-}
-
-fn refuse_symlink(path: &Path) -> Error {
-    Error::msg(format!("host-local: refusing data directory {}: it is a symbolic link", path.display()))
-}
-
 /// A state file larger than this cannot be ours: a /16 of 64-byte ids is 6 MiB.
 const MAX_STATE: u64 = 64 << 20;
 
-/// The network's directory: `data_dir` must be absolute, not a symbolic link
-/// and not writable by others (a sticky directory such as /tmp aside), and
-/// `name` one path component.
+/// The network's directory: `data_dir` must be absolute and `name` one path
+/// component. (Whether the directories may be trusted is checked on open.)
 pub fn network_dir(data_dir: &Path, name: &str) -> Result<PathBuf> {
     if !data_dir.is_absolute() {
         return Err(Error::config(format!("host-local: dataDir \"{}\" must be an absolute path", data_dir.display())));
-    }
-    if let Some(m) = lstat(data_dir) {
-        use std::os::unix::fs::PermissionsExt;
-        if m.file_type().is_symlink() {
-            return Err(Error::config(format!(
-                "host-local: refusing dataDir {}: it is a symbolic link",
-                data_dir.display()
-            )));
-        }
-        let mode = m.permissions().mode();
-        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-            return Err(Error::config(format!(
-                "host-local: refusing dataDir {}: anyone may write to it (mode {:o}); reservations must not be forgeable",
-                data_dir.display(),
-                mode & 0o7777
-            )));
-        }
     }
     if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         return Err(Error::config(format!("host-local: network name \"{name}\" cannot name a directory")));
@@ -106,132 +79,126 @@ pub fn network_dir(data_dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(data_dir.join(name))
 }
 
+/// A file of ours must be a regular file owned by root: anything else (a
+/// FIFO that would stall a read, a file another user could rewrite) is refused.
+fn check_own_file(f: &File, shown: impl std::fmt::Display) -> Result<crate::sys::dir::Stat> {
+    let st = stat_file(f).map_err(|e| e.context(&shown))?;
+    if !st.is_file() {
+        return Err(Error::msg(format!("host-local: refusing {shown}: it is {}; remove it", st.kind())));
+    }
+    if !st.owned_by_us() {
+        return Err(Error::msg(format!("host-local: refusing {shown}: it is owned by uid {}, not by root", st.uid)));
+    }
+    Ok(st)
+}
+
 impl Store {
-    /// Open and lock the network's directory, creating it when `create`;
-    /// None when it does not exist and `create` is false.
-    pub fn open(path: PathBuf, create: bool) -> Result<Option<Store>> {
-        match lstat(&path) {
-            Some(m) if m.file_type().is_symlink() => return Err(refuse_symlink(&path)),
-            Some(_) => {}
-            None if !create => return Ok(None),
-            None => crate::sys::file::create_dir_all(&path, 0o755)?,
+    /// Open and lock the network's directory `<data_dir>/<name>`, creating it
+    /// when `create`; None when it does not exist and `create` is false.
+    pub fn open(data_dir: &Path, name: &str, create: bool) -> Result<Option<Store>> {
+        let path = network_dir(data_dir, name)?;
+        let mode = create.then_some(0o755);
+        // The data directory is named by the config: refusing it is a config error.
+        let data = match Dir::open_trusted(data_dir, mode, true) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(None),
+            Err(e) if e.errno == 0 => return Err(e.with_code(code::INVALID_CONFIG).context("host-local: dataDir")),
+            Err(e) => return Err(e),
+        };
+        let Some(dir) = data.open_trusted_at(name, mode, path.display()).map_err(|e| e.context("host-local"))? else {
+            return Ok(None);
+        };
+        let shown = format_args!("{}/{LOCK}", path.display());
+        let lock = dir.open_file(LOCK, libc::O_RDONLY | libc::O_CREAT, 0o600).map_err(|e| e.context(path.display()))?;
+        let st = check_own_file(&lock, shown)?;
+        // Anyone who can open the lock file can hold the lock: only root may.
+        if st.mode & 0o077 != 0 {
+            lock.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::from(e).context(format_args!("chmod {}/{LOCK}", path.display())))?;
         }
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::config("host-local: dataDir contains a NUL byte"))?;
-        // SAFETY: a NUL-terminated path; the descriptor is owned by the File below.
-        let fd =
-            unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-        if fd < 0 {
-            let e = errno();
-            return Err(if e == libc::ELOOP {
-                refuse_symlink(&path)
-            } else {
-                Error::os(format_args!("open {}", path.display()), e)
-            });
+        let lock = FileLock::take(lock, format_args!("{}/{LOCK}", path.display()), 0)?;
+        let store = Store { dir, path, lock };
+        // Before anything is read: what a killed writer left under the
+        // scratch name, and the previous generation older versions kept. Both
+        // may hold reservations that are not (or no longer) held.
+        for scratch in [NEW, OLD_SPARE] {
+            store.remove(scratch)?;
         }
-        // SAFETY: fd is a fresh descriptor nobody else owns.
-        let dir = unsafe { File::from_raw_fd(fd) };
-        let lock = openat(&dir, LOCK, libc::O_RDONLY | libc::O_CREAT, 0o600).map_err(|e| e.context(path.display()))?;
-        loop {
-            // SAFETY: flock on a valid, owned descriptor.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                break;
-            }
-            let e = errno();
-            if e != libc::EINTR {
-                return Err(Error::os(format_args!("lock {}/{LOCK}", path.display()), e));
-            }
-        }
-        Ok(Some(Store { dir, path, _lock: lock }))
+        Ok(Some(store))
     }
 
-    /// The current state file's bytes, mapped (empty when there is none yet).
-    pub fn read(&self) -> Result<Snapshot> {
-        let f = match openat(&self.dir, FILE, libc::O_RDONLY, 0) {
+    fn remove(&self, name: &str) -> Result<()> {
+        match self.dir.unlink(name) {
+            Err(e) if !e.is_not_found() => Err(e.context(self.path.display())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The current state file's bytes, mapped (empty when there is none
+    /// yet), for as long as the store is locked. With `strict` (ADD, CHECK), a
+    /// file too large to be ours is refused; DEL and GC read it whatever its
+    /// size, so that releasing never gets stuck.
+    pub fn read(&self, strict: bool) -> Result<Mapping<'_>> {
+        let f = match self.dir.open_file(FILE, libc::O_RDONLY, 0) {
             Ok(f) => f,
-            Err(e) if e.errno == libc::ENOENT => return Ok(Snapshot { ptr: std::ptr::null_mut(), len: 0 }),
+            Err(e) if e.errno == libc::ENOENT => return Ok(Mapping::empty()),
             Err(e) => return Err(e.context(self.path.display())),
         };
-        let m =
-            f.metadata().map_err(|e| Error::from(e).context(format_args!("stat {}/{FILE}", self.path.display())))?;
-        if !m.is_file() {
-            return Err(Error::msg(format!("{}/{FILE} is not a regular file", self.path.display())));
-        }
-        if m.len() > MAX_STATE {
+        let st = check_own_file(&f, format_args!("{}/{FILE}", self.path.display()))?;
+        if strict && st.size > MAX_STATE {
             return Err(Error::msg(format!(
                 "host-local: state file {}/{FILE} is {} bytes, more than a network can need ({MAX_STATE}); repair or remove it",
                 self.path.display(),
-                m.len()
+                st.size
             )));
         }
-        let len = m.len() as usize;
-        if len == 0 {
-            return Ok(Snapshot { ptr: std::ptr::null_mut(), len: 0 });
-        }
+        let len = usize::try_from(st.size)
+            .map_err(|_| Error::msg(format!("host-local: state file {}/{FILE} is too large", self.path.display())))?;
         // A mapping reads only the pages a lookup touches, straight from the
-        // page cache; writers never truncate the current file (they write the
-        // spare and exchange), so the mapping stays whole while we hold the lock.
-        // SAFETY: mapping a regular file read-only and private; unmapped in Drop.
-        let ptr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::os(format_args!("map {}/{FILE}", self.path.display()), errno()));
-        }
-        Ok(Snapshot { ptr, len })
+        // page cache; writers never change the current file (they rename a
+        // new one over it), so the mapping stays whole.
+        self.lock.map(&f, len).map_err(|e| e.context(format_args!("{}/{FILE}", self.path.display())))
     }
 
     /// Replace the state file with the concatenation of `pieces`.
     pub fn commit(&self, pieces: &[&[u8]]) -> Result<()> {
         let ctx = |e: Error| e.context(format_args!("write state in {}", self.path.display()));
-        let mut spare = openat(&self.dir, SPARE, libc::O_WRONLY | libc::O_CREAT, 0o600).map_err(ctx)?;
-        let m = spare.metadata().map_err(|e| ctx(e.into()))?;
-        if !m.is_file() || std::os::unix::fs::MetadataExt::nlink(&m) != 1 {
-            // Someone linked a file of theirs here: never write through it.
-            unlinkat(&self.dir, SPARE).map_err(ctx)?;
-            spare = openat(&self.dir, SPARE, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(ctx)?;
+        // A nameless file where the file system has them; else the scratch
+        // name from the start (removed when open).
+        let (f, named) = match self.dir.tmpfile(0o600) {
+            Ok(f) => (f, false),
+            Err(e) if matches!(e.errno, libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL) => {
+                (self.dir.open_file(NEW, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(ctx)?, true)
+            }
+            Err(e) => return Err(ctx(e)),
+        };
+        let r = self.write_new(&f, named, pieces).and_then(|()| {
+            crate::failpoint::hit("replace state file")?;
+            self.dir.rename(NEW, FILE)
+        });
+        if r.is_err() {
+            // The new state must not stay behind: it may hold an address this call did not get.
+            let _ = self.dir.unlink(NEW);
         }
+        r.map_err(ctx)
+    }
+
+    fn write_new(&self, f: &File, named: bool, pieces: &[&[u8]]) -> Result<()> {
         let mut off = 0u64;
         for p in pieces {
-            spare.write_all_at(p, off).map_err(|e| ctx(e.into()))?;
+            f.write_all_at(p, off)?;
             off += p.len() as u64;
         }
-        spare.set_len(off).map_err(|e| ctx(e.into()))?;
-        drop(spare);
-        crate::failpoint::hit("replace state file")?;
-        let (s, f) = (cstr(SPARE)?, cstr(FILE)?);
-        let d = self.dir.as_raw_fd();
-        // SAFETY: both names are NUL-terminated and relative to our directory descriptor.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                d as libc::c_long,
-                s.as_ptr(),
-                d as libc::c_long,
-                f.as_ptr(),
-                libc::RENAME_EXCHANGE as libc::c_long,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        // No state file yet, or a file system without exchange: a plain rename is just as atomic.
-        match errno() {
-            libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EPERM => {}
-            e => return Err(ctx(Error::os("exchange state file", e))),
-        }
-        // SAFETY: as above.
-        if unsafe { libc::renameat(d, s.as_ptr(), d, f.as_ptr()) } != 0 {
-            return Err(ctx(Error::os("rename state file", errno())));
+        crate::failpoint::hit("name new state file")?;
+        if !named {
+            self.dir.link(f, NEW)?;
         }
         Ok(())
     }
 
     /// Whether the reference plugin holds `ip` (a per-address file exists).
     pub fn legacy_held(&self, ip: &IpAddr) -> bool {
-        let Ok(name) = cstr(&ip.to_string()) else { return false };
-        // SAFETY: a zeroed stat buffer filled by the kernel; name is NUL-terminated.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        unsafe { libc::fstatat(self.dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) == 0 }
+        self.dir.stat_at(&ip.to_string()).is_ok()
     }
 
     /// The reference's round-robin position for range set `idx`, to continue from after an upgrade.
@@ -252,7 +219,8 @@ impl Store {
         // Overwrite and cut to length rather than O_TRUNC: on ext4 a file
         // truncated to zero is flushed to disk when closed (auto_da_alloc),
         // which cost one ADD in ten a stall of tens of milliseconds.
-        let f = openat(&self.dir, &name, libc::O_WRONLY | libc::O_CREAT, 0o600)?;
+        let f = self.dir.open_file(&name, libc::O_WRONLY | libc::O_CREAT, 0o600)?;
+        check_own_file(&f, &name)?;
         let text = ip.to_string();
         f.write_all_at(text.as_bytes(), 0)
             .and_then(|_| f.set_len(text.len() as u64))
@@ -262,11 +230,10 @@ impl Store {
     /// Every reservation file of the reference plugin. Reads the directory,
     /// so it is only used when the state file does not already answer.
     pub fn legacy_scan(&self) -> Result<Vec<Legacy>> {
-        let rd = std::fs::read_dir(&self.path)
-            .map_err(|e| Error::from(e).context(format_args!("read {}", self.path.display())))?;
+        let names = self.dir.names().map_err(|e| e.context(self.path.display()))?;
         let mut out = Vec::new();
-        for ent in rd.flatten() {
-            let Some(name) = ent.file_name().to_str().map(str::to_string) else { continue };
+        for name in names {
+            let Ok(name) = String::from_utf8(name) else { continue };
             let Ok(ip) = name.parse::<IpAddr>() else { continue };
             let Some(text) = read_small(&self.dir, &name) else { continue };
             let Ok(text) = std::str::from_utf8(&text) else { continue };
@@ -283,84 +250,33 @@ impl Store {
     /// Release a reference reservation by removing its file.
     pub fn legacy_release(&self, l: &Legacy) -> Result<()> {
         crate::failpoint::hit("remove legacy reservation file")?;
-        match unlinkat(&self.dir, &l.name) {
-            Err(e) if !e.is_not_found() => Err(e.context(self.path.display())),
-            _ => Ok(()),
-        }
+        self.remove(&l.name)
     }
 }
 
 /// STATUS: whether ADD could write the network's state. Touches nothing.
-pub fn check_writable(path: &Path) -> Result<()> {
-    if lstat(path).is_some_and(|m| m.file_type().is_symlink()) {
-        return Err(refuse_symlink(path));
-    }
-    // The directory, or the nearest ancestor ADD would create it under.
-    let mut at = path;
-    while lstat(at).is_none() {
-        at = at.parent().unwrap_or(Path::new("/"));
-    }
-    let c = CString::new(at.as_os_str().as_bytes())
-        .map_err(|_| Error::config("host-local: dataDir contains a NUL byte"))?;
-    // SAFETY: a NUL-terminated path.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        return Err(Error::os(format_args!("host-local: data directory {} is not writable", at.display()), errno()));
-    }
-    Ok(())
-}
-
-/// A read-only mapping of the state file.
-pub struct Snapshot {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl std::ops::Deref for Snapshot {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        if self.len == 0 {
-            return &[];
+pub fn check_writable(data_dir: &Path, name: &str) -> Result<()> {
+    let path = network_dir(data_dir, name)?;
+    let Some(data) = Dir::open_trusted(data_dir, None, true)? else {
+        // ADD would create it under the nearest ancestor that exists.
+        let mut at = data_dir;
+        while std::fs::symlink_metadata(at).is_err() {
+            at = at.parent().unwrap_or(Path::new("/"));
         }
-        // SAFETY: ptr maps len readable bytes until Drop.
-        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-}
-
-impl Drop for Snapshot {
-    fn drop(&mut self) {
-        if self.len > 0 {
-            // SAFETY: unmapping exactly what mmap returned.
-            unsafe { libc::munmap(self.ptr, self.len) };
-        }
-    }
-}
-
-fn openat(dir: &File, name: &str, flags: i32, mode: libc::mode_t) -> Result<File> {
-    let c = cstr(name)?;
-    // SAFETY: a NUL-terminated name relative to a directory descriptor we own.
-    let fd = unsafe {
-        libc::openat(dir.as_raw_fd(), c.as_ptr(), flags | libc::O_NOFOLLOW | libc::O_CLOEXEC, mode as libc::c_uint)
+        return crate::sys::dir::writable_path(at)
+            .map_err(|e| e.context(format_args!("host-local: data directory {}", at.display())));
     };
-    if fd < 0 {
-        return Err(Error::os(format_args!("open {name}"), errno()));
+    let ctx = |e: Error| e.context(format_args!("host-local: data directory {}", path.display()));
+    match data.open_trusted_at(name, None, path.display()).map_err(|e| e.context("host-local"))? {
+        Some(net) => net.writable().map_err(ctx),
+        None => data.writable().map_err(ctx),
     }
-    // SAFETY: fd is fresh and owned by the File.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-fn unlinkat(dir: &File, name: &str) -> Result<()> {
-    let c = cstr(name)?;
-    // SAFETY: as in openat.
-    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-        return Err(Error::os(format_args!("remove {name}"), errno()));
-    }
-    Ok(())
 }
 
 /// A small regular file's content (a reference reservation or position), or None.
-fn read_small(dir: &File, name: &str) -> Option<Vec<u8>> {
-    let f = openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0).ok()?;
-    if !f.metadata().ok()?.is_file() {
+fn read_small(dir: &Dir, name: &str) -> Option<Vec<u8>> {
+    let f = dir.open_file(name, libc::O_RDONLY, 0).ok()?;
+    if !stat_file(&f).ok()?.is_file() {
         return None;
     }
     let mut buf = vec![0u8; 512];
@@ -386,18 +302,24 @@ mod tests {
     use crate::ipam::state::{Edit, State};
     use std::time::Duration;
 
-    /// This thread's CPU time: on a shared machine, wall time measures the neighbours.
+    /// Wall time since the test began (run it on a quiet machine).
     fn cpu() -> Duration {
-        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: a valid timespec to fill.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        static T0: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        T0.get_or_init(std::time::Instant::now).elapsed()
     }
 
     fn tmp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("cnibox-store-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// `<tmp>/cnibox-store-<tag>-<pid>`, as (data directory, network name).
+    fn net(tag: &str) -> (PathBuf, &'static str, PathBuf) {
+        let base = tmp(tag);
+        let dir = base.join("net");
+        crate::sys::file::create_dir_all(&dir, 0o755).unwrap();
+        (base, "net", dir)
     }
 
     #[test]
@@ -415,8 +337,7 @@ mod tests {
 
     #[test]
     fn reference_files_are_read_as_the_reference_writes_them() {
-        let dir = tmp("legacy");
-        crate::sys::file::create_dir_all(&dir, 0o755).unwrap();
+        let (base, name, dir) = net("legacy");
         std::fs::write(dir.join("10.1.0.2"), "ctr1\r\neth0").unwrap();
         std::fs::write(dir.join("10.1.0.3"), "ctr2\n").unwrap(); // the oldest format: the id alone
         std::fs::write(dir.join("fd00::3"), " ctr3\r\nnet1 \n").unwrap();
@@ -424,7 +345,7 @@ mod tests {
         std::fs::write(dir.join("notes"), "ctr9\r\neth0").unwrap();
         std::fs::create_dir(dir.join("10.1.0.9")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", dir.join("10.1.0.8")).unwrap();
-        let s = Store::open(dir.clone(), false).unwrap().unwrap();
+        let s = Store::open(&base, name, false).unwrap().unwrap();
         let mut got: Vec<String> = s
             .legacy_scan()
             .unwrap()
@@ -443,30 +364,43 @@ mod tests {
         assert!(!dir.join("10.1.0.2").exists());
         assert!(dir.join("lock").exists(), "the reference's lock file is the one locked");
         drop(s);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
-    fn symlinked_network_dir_and_linked_spare_are_refused() {
+    fn symlinked_network_dir_and_leftovers_are_refused_or_removed() {
         let base = tmp("links");
         let real = base.join("real");
         crate::sys::file::create_dir_all(&real, 0o755).unwrap();
         std::os::unix::fs::symlink(&real, base.join("net")).unwrap();
-        let e = Store::open(base.join("net"), true).err().unwrap();
+        let e = Store::open(&base, "net", true).err().unwrap();
         assert!(e.msg.contains("symbolic link"), "{}", e.msg);
-        assert!(check_writable(&base.join("net")).is_err());
-        assert!(Store::open(base.join("absent"), false).unwrap().is_none());
+        assert!(check_writable(&base, "net").is_err());
+        assert!(Store::open(&base, "absent", false).unwrap().is_none());
         assert!(!base.join("absent").exists());
-        check_writable(&base.join("absent")).unwrap();
-        // a spare hard-linked to a file elsewhere is replaced, never written through
-        let s = Store::open(real.clone(), true).unwrap().unwrap();
+        check_writable(&base, "absent").unwrap();
+        // what a killed writer or an older version left is removed, never written through
         std::fs::write(base.join("victim"), "keep").unwrap();
-        std::fs::hard_link(base.join("victim"), real.join(SPARE)).unwrap();
+        std::fs::hard_link(base.join("victim"), real.join(NEW)).unwrap();
+        std::fs::write(real.join(OLD_SPARE), "10.1.0.9 gone eth0\n").unwrap();
+        let s = Store::open(&base, "real", true).unwrap().unwrap();
+        assert!(!real.join(NEW).exists() && !real.join(OLD_SPARE).exists());
         s.commit(&[b"x\n"]).unwrap();
         assert_eq!(std::fs::read_to_string(base.join("victim")).unwrap(), "keep");
         assert_eq!(std::fs::read(real.join(FILE)).unwrap(), b"x\n");
         s.commit(&[b"y\n"]).unwrap();
-        assert_eq!(&*s.read().unwrap(), b"y\n");
+        assert_eq!(&*s.read(true).unwrap(), b"y\n");
+        let mut names: Vec<String> =
+            std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, [FILE, LOCK], "no other generation is kept");
+        drop(s);
+        // a FIFO where the state is: refused at once, not waited on
+        std::fs::remove_file(real.join(FILE)).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(real.join(FILE)).status().unwrap().success());
+        let s = Store::open(&base, "real", false).unwrap().unwrap();
+        let e = s.read(false).err().unwrap();
+        assert!(e.msg.contains("a FIFO"), "{}", e.msg);
         drop(s);
         let _ = std::fs::remove_dir_all(&base);
     }
@@ -500,8 +434,9 @@ mod tests {
         }])
         .unwrap()];
         for held in [10usize, 10_000] {
-            let dir = std::env::temp_dir().join(format!("cnibox-bench-{}-{held}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let base = std::env::temp_dir().join(format!("cnibox-bench-{}-{held}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            let dir = base.join("net");
             let mut text = String::new();
             for i in 0..held {
                 text.push_str(&format!("10.42.{}.{} {} eth0\n", (i + 2) >> 8, (i + 2) & 255, fake_id(i as u64)));
@@ -513,8 +448,8 @@ mod tests {
             for i in 0..rounds + 1 {
                 let id = fake_id(0xbe4c_0000 + i as u64);
                 let t0 = cpu();
-                let store = Store::open(dir.clone(), true).unwrap().unwrap();
-                let snap = store.read().unwrap();
+                let store = Store::open(&base, "net", true).unwrap().unwrap();
+                let snap = store.read(true).unwrap();
                 let t1 = cpu();
                 let state = State::parse(&snap);
                 let t2 = cpu();
@@ -528,8 +463,8 @@ mod tests {
                 drop(snap);
                 drop(store);
                 // release again so that every round sees the same size
-                let store = Store::open(dir.clone(), true).unwrap().unwrap();
-                let snap = store.read().unwrap();
+                let store = Store::open(&base, "net", true).unwrap().unwrap();
+                let snap = store.read(true).unwrap();
                 let state = State::parse(&snap);
                 let lines = state.lines_of(&id, Some("eth0"));
                 let edit = Edit { remove: lines.iter().map(|l| l.span.clone()).collect(), ..Edit::default() };
@@ -544,7 +479,7 @@ mod tests {
             }
             let [open, parse, alloc, write, del] = t.map(|d| d / rounds);
             eprintln!("{held:>5} held: open+lock+map {open:?}, parse {parse:?}, allocate {alloc:?}, render+commit {write:?}; DEL {del:?}");
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_dir_all(&base);
         }
     }
 }

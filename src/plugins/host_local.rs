@@ -98,7 +98,8 @@ impl FromJson for Attachment {
 struct Config {
     sets: Vec<RangeSet>,
     routes: Vec<Route>,
-    dir: PathBuf,
+    data_dir: PathBuf,
+    name: String,
     resolv_conf: String,
     requested: Vec<IpAddr>,
     /// GC's valid attachments; None when the runtime sent neither key.
@@ -149,7 +150,8 @@ fn load(req: &Request) -> Result<Config> {
             return Err(Error::config(format!("range set {i} overlaps with {}", i + 1 + j)));
         }
     }
-    let data_dir = if ipam.data_dir.is_empty() { store::DEFAULT_DATA_DIR } else { &ipam.data_dir };
+    let data_dir = Path::new(if ipam.data_dir.is_empty() { store::DEFAULT_DATA_DIR } else { &ipam.data_dir });
+    store::network_dir(data_dir, &req.name)?;
     let valid = match (n.valid, n.attachments) {
         (None, None) => None,
         (a, b) => Some(a.into_iter().chain(b).flatten().map(|x| (x.id, x.ifname)).collect()),
@@ -157,7 +159,8 @@ fn load(req: &Request) -> Result<Config> {
     Ok(Config {
         sets,
         routes: ipam.routes,
-        dir: store::network_dir(Path::new(data_dir), &req.name)?,
+        data_dir: data_dir.to_path_buf(),
+        name: req.name.clone(),
         resolv_conf: ipam.resolv_conf,
         requested,
         valid,
@@ -179,8 +182,9 @@ fn write(store: &Store, state: &State, edit: &Edit) -> Result<()> {
 fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
     let dns = if c.resolv_conf.is_empty() { Dns::default() } else { resolv_conf(&c.resolv_conf)? };
-    let store = Store::open(c.dir, true)?.ok_or_else(|| Error::msg("host-local: data directory vanished"))?;
-    let snap = store.read()?;
+    let store =
+        Store::open(&c.data_dir, &c.name, true)?.ok_or_else(|| Error::msg("host-local: data directory vanished"))?;
+    let snap = store.read(true)?;
     let state = load_state(&store, &snap)?;
     let (leases, edit) = alloc::allocate(&state, &c.sets, &c.requested, &req.container_id, &req.ifname, &store)?;
     write(&store, &state, &edit)?;
@@ -197,8 +201,8 @@ fn add(req: &Request) -> Result<CniResult> {
 /// Releases every reservation of (container id, ifname); nothing held is success.
 fn del(req: &Request) -> Result<()> {
     let c = load(req)?;
-    let Some(store) = Store::open(c.dir, false)? else { return Ok(()) };
-    let snap = store.read()?;
+    let Some(store) = Store::open(&c.data_dir, &c.name, false)? else { return Ok(()) };
+    let snap = store.read(false)?;
     let state = State::parse(&snap);
     let (lines, files) = alloc::attachment(&state, &req.container_id, &req.ifname, || store.legacy_scan())?;
     let edit = Edit { remove: lines.iter().map(|e| e.span.clone()).collect(), ..Edit::default() };
@@ -228,8 +232,8 @@ fn finish(store: &Store, state: &State, edit: &Edit, files: &[store::Legacy]) ->
 fn check(req: &Request) -> Result<()> {
     let c = load(req)?;
     let missing = || Error::msg(format!("host-local: Failed to find address added by container {}", req.container_id));
-    let store = Store::open(c.dir, false)?.ok_or_else(missing)?;
-    let snap = store.read()?;
+    let store = Store::open(&c.data_dir, &c.name, false)?.ok_or_else(missing)?;
+    let snap = store.read(true)?;
     let state = load_state(&store, &snap)?;
     let (lines, files) = alloc::attachment(&state, &req.container_id, &req.ifname, || store.legacy_scan())?;
     if lines.is_empty() && files.is_empty() {
@@ -242,8 +246,8 @@ fn check(req: &Request) -> Result<()> {
 fn gc(req: &Request) -> Result<()> {
     let c = load(req)?;
     let Some(valid) = c.valid else { return Ok(()) };
-    let Some(store) = Store::open(c.dir, false)? else { return Ok(()) };
-    let snap = store.read()?;
+    let Some(store) = Store::open(&c.data_dir, &c.name, false)? else { return Ok(()) };
+    let snap = store.read(false)?;
     let state = State::parse(&snap);
     let (edit, files) = alloc::collect(&state, store.legacy_scan()?, &Valid(&valid));
     finish(&store, &state, &edit, &files)
@@ -252,7 +256,7 @@ fn gc(req: &Request) -> Result<()> {
 /// Ready when ADD could write the network's state; cheap, as runtimes poll it.
 fn status(req: &Request) -> Result<()> {
     let c = load(req)?;
-    store::check_writable(&c.dir).map_err(|e| e.with_code(code::PLUGIN_NOT_AVAILABLE))
+    store::check_writable(&c.data_dir, &c.name).map_err(|e| e.with_code(code::PLUGIN_NOT_AVAILABLE))
 }
 
 /// `nameserver`, `domain`, `search` and `options` from a resolv.conf.
@@ -331,7 +335,7 @@ mod tests {
         assert_eq!(sets, ["10.1.0.1-10.1.0.254", "10.2.0.1-10.2.0.254", "10.3.0.1-10.3.0.254"]);
         let wanted: Vec<String> = c.requested.iter().map(|i| i.to_string()).collect();
         assert_eq!(wanted, ["10.1.0.9", "10.2.0.9", "10.3.0.9"]);
-        assert_eq!(c.dir, PathBuf::from("/var/lib/cni/networks/net1"));
+        assert_eq!((c.data_dir, c.name.as_str()), (PathBuf::from("/var/lib/cni/networks"), "net1"));
         assert_eq!(c.valid.unwrap(), [("a".to_string(), "eth0".to_string()), ("b".to_string(), "eth1".to_string())]);
         let e =
             load(&req(r#"{"ipam": {"subnet": "10.2.0.0/24"}, "runtimeConfig": {"ips": ["x"]}}"#, "")).err().unwrap();

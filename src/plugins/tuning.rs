@@ -12,8 +12,9 @@ use crate::net::Mac;
 use crate::regex::Regex;
 use crate::rtnl::link::{IFF_PROMISC, IFLA_TXQLEN};
 use crate::rtnl::Rtnl;
+use crate::sys::dir::{stat_file, Dir};
 use crate::sys::netns::Netns;
-use crate::sys::{file, sysctl};
+use crate::sys::sysctl;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -201,8 +202,34 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
     Ok(out)
 }
 
-fn backup_path(dir: &Path, req: &Request) -> PathBuf {
-    dir.join(format!("{}_{}.json", req.container_id, req.ifname))
+fn backup_name(req: &Request) -> String {
+    format!("{}_{}.json", req.container_id, req.ifname)
+}
+
+/// The data directory, which root alone may change: DEL applies what it
+/// finds there to a link (with host-device, a host NIC), so a backup planted
+/// by anyone else must never be read. None when it does not exist.
+fn data_dir(t: &Tuning, create: bool) -> Result<Option<Dir>> {
+    Dir::open_trusted(&t.data_dir, create.then_some(0o700), false).map_err(|e| e.context("tuning: dataDir"))
+}
+
+/// The saved settings, if there are any: a regular file owned by root, or an error.
+fn read_backup(dir: &Dir, path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let f = match dir.open_file(name, libc::O_RDONLY, 0) {
+        Ok(f) => f,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.context(path.display())),
+    };
+    let st = stat_file(&f).map_err(|e| e.context(path.display()))?;
+    if !st.is_file() || !st.owned_by_us() {
+        let why = if st.is_file() { format!("it is owned by uid {}", st.uid) } else { format!("it is {}", st.kind()) };
+        return Err(Error::msg(format!("tuning: refusing saved settings {}: {why}", path.join(name).display())));
+    }
+    let mut bytes = Vec::new();
+    // A backup is a hundred bytes; more is not one of ours.
+    f.take(64 << 10).read_to_end(&mut bytes).map_err(|e| Error::from(e).context(path.join(name).display()))?;
+    Ok(Some(bytes))
 }
 
 fn changes_link(t: &Tuning) -> bool {
@@ -227,8 +254,10 @@ fn add(req: &Request) -> Result<CniResult> {
     let l = rt
         .link_by_name(ifn)?
         .ok_or_else(|| Error::msg(format!("failed to find interface {ifn} in netns \"{}\"", req.netns)))?;
-    let path = backup_path(&t.data_dir, req);
-    if !path.exists() {
+    let dir = data_dir(&t, true)?.ok_or_else(|| Error::msg("tuning: dataDir vanished"))?;
+    let name = backup_name(req);
+    // Settings saved by an earlier ADD are the original ones: keep them.
+    if read_backup(&dir, &t.data_dir, &name)?.is_none() {
         let b = Backup {
             mac: l.mac,
             mtu: l.mtu,
@@ -236,8 +265,7 @@ fn add(req: &Request) -> Result<CniResult> {
             allmulti: l.flags & IFF_ALLMULTI != 0,
             tx_qlen: l.txqlen,
         };
-        file::create_dir_all(&t.data_dir, 0o700)?;
-        file::write_atomic(&path, b.to_json().as_bytes(), 0o600)?;
+        dir.replace(&name, b.to_json().as_bytes(), 0o600).map_err(|e| e.context(t.data_dir.display()))?;
     }
     apply(&mut rt, l.index, ifn, t.mac, t.mtu, t.promisc, t.allmulti, t.tx_qlen)?;
     if let Some(m) = t.mac {
@@ -280,8 +308,9 @@ fn apply(
 /// DEL puts the saved link settings back; everything it meets missing is fine.
 fn del(req: &Request) -> Result<()> {
     let t = load(req)?;
-    let path = backup_path(&t.data_dir, req);
-    let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
+    let Some(dir) = data_dir(&t, false)? else { return Ok(()) };
+    let name = backup_name(req);
+    let Some(bytes) = read_backup(&dir, &t.data_dir, &name)? else { return Ok(()) };
     if let (Ok(b), Ok(ns)) = (crate::cni::config::parse::<Backup>(&bytes, "tuning backup"), Netns::open(&req.netns)) {
         if let Ok(mut rt) = Rtnl::in_netns(&ns) {
             if let Ok(Some(l)) = rt.link_by_name(&req.ifname) {
@@ -298,7 +327,7 @@ fn del(req: &Request) -> Result<()> {
             }
         }
     }
-    let _ = std::fs::remove_file(&path);
+    let _ = dir.unlink(&name);
     Ok(())
 }
 

@@ -1,9 +1,11 @@
 //! File locking and crash-safe replacement, for state that must survive a
 //! plugin killed at any instant.
 
+use super::cvt::retry;
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::marker::PhantomData;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -47,15 +49,69 @@ impl FileLock {
     }
 
     fn lock(file: File, path: &Path, flags: i32) -> Result<FileLock> {
-        loop {
-            // SAFETY: flock on a valid, owned descriptor.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | flags) } == 0 {
-                return Ok(FileLock { _file: file });
-            }
-            let err = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            if err != libc::EINTR {
-                return Err(Error::os(format_args!("lock {}", path.display()), err));
-            }
+        Self::take(file, path.display(), flags)
+    }
+
+    /// Lock a file the caller opened (and checked); `what` names it in errors.
+    /// `flags` is 0 to wait for the lock, or `LOCK_NB` to fail at once.
+    pub fn take(file: File, what: impl std::fmt::Display, flags: i32) -> Result<FileLock> {
+        // SAFETY: flock on a valid, owned descriptor.
+        retry(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | flags) })
+            .map_err(|e| Error::os(format_args!("lock {what}"), e))?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// Map the first `len` bytes of `file` read-only, for as long as this
+    /// lock is held. The bytes must not change while they are mapped, so
+    /// `file` must be one that no holder of this lock writes in place: cnibox
+    /// replaces such files whole (a new inode renamed over the old one), and
+    /// the mapping keeps the inode it was made from.
+    pub fn map<'l>(&'l self, file: &File, len: usize) -> Result<Mapping<'l>> {
+        if len == 0 {
+            return Ok(Mapping::empty());
+        }
+        // SAFETY: a private read-only mapping of a descriptor the caller
+        // owns; the kernel picks the address; unmapped in Drop.
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, file.as_raw_fd(), 0) };
+        if ptr == libc::MAP_FAILED {
+            return Err(Error::last_os("map"));
+        }
+        Ok(Mapping { ptr, len, _held: PhantomData })
+    }
+}
+
+/// Bytes of a file mapped read-only, valid while the lock they came with is held.
+pub struct Mapping<'l> {
+    ptr: *mut libc::c_void,
+    len: usize,
+    _held: PhantomData<&'l FileLock>,
+}
+
+impl Mapping<'static> {
+    /// No bytes (a file that does not exist yet).
+    pub fn empty() -> Mapping<'static> {
+        Mapping { ptr: std::ptr::null_mut(), len: 0, _held: PhantomData }
+    }
+}
+
+impl std::ops::Deref for Mapping<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: ptr maps len readable bytes until Drop, and (FileLock::map)
+        // nobody holding the lock changes them meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping<'_> {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            // SAFETY: unmapping exactly what mmap returned, once.
+            unsafe { libc::munmap(self.ptr, self.len) };
         }
     }
 }
