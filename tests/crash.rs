@@ -117,6 +117,8 @@ impl Walk {
         }
         let leaks = self.c.leaks(&[&self.ctr, &self.other]);
         assert!(leaks.is_empty(), "{what}: left behind after DEL: {leaks:#?}");
+        let named = naming(&self.c.data_dir().join(NET), id);
+        assert!(named.is_empty(), "{what}: files still name the released pod: {named:#?}");
         // Another pod on the same network: the state and the rules still work.
         let other = format!("{id}-other");
         let res = self
@@ -135,6 +137,22 @@ impl Walk {
         let leaks = self.c.leaks(&[&self.ctr, &self.other]);
         assert!(leaks.is_empty(), "{what}: the next pod left: {leaks:#?}");
     }
+}
+
+/// Every "file: line" under `dir` in which `word` is a whole word (what
+/// `grep -rw` would show an operator looking for a pod).
+fn naming(dir: &Path, word: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !f.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(f.path()).unwrap_or_default()).into_owned();
+        for l in text.lines().filter(|l| l.split_whitespace().any(|w| w == word)) {
+            out.push(format!("{}: {l}", f.file_name().to_string_lossy()));
+        }
+    }
+    out
 }
 
 #[test]

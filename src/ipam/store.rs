@@ -16,20 +16,27 @@
 //! time, without following a symbolic link and without blocking on a FIFO;
 //! the lock and the state must be regular files owned by root.
 //!
-//! Durability policy. The new state is written into a nameless file
-//! (`O_TMPFILE`), which is named `.cnibox.state.new` only once it is whole and
-//! at once renamed over `cnibox.state`. So a process killed at any instant
-//! leaves either the old or the new file, and no file ever holds a
-//! reservation that was released: the old file's inode goes with the rename.
-//! (A kill between naming and renaming, two system calls, leaves the new
-//! state under the scratch name; the next call removes it before reading.)
+//! Durability policy. The state is replaced atomically by writing the spare
+//! file `.cnibox.state.spare` and exchanging it with the current one
+//! (`renameat2(RENAME_EXCHANGE)`), so a process killed at any instant leaves
+//! either the old or the new file: the page cache is shared and the exchange
+//! is a single directory operation. The spare then holds the previous state,
+//! so it is wiped (cut to a one-line comment) as soon as the state read from
+//! it is no longer mapped, still under the lock: no file keeps a reservation
+//! that was released. (A kill in the few system calls between the exchange
+//! and the wipe, or between writing the spare and the exchange, leaves the
+//! other generation in the spare; the next call wipes it before reading.)
 //! Nothing is fsync'd. Reservations describe network namespaces, and no
 //! namespace outlives the kernel that held it: after a power loss or kernel
 //! crash every reservation is stale anyway (what the reference leaks on
 //! reboot, plugins#252), so paying a journal commit per ADD buys nothing. What
-//! such a crash can leave (an older file, an empty or zero-filled one) is
-//! still read safely, because the header's size check sends any such file
-//! through the tolerant line parser.
+//! such a crash can leave (an older file, an empty or zero-filled one, a mix
+//! of two generations) is still read safely, because the header's size check
+//! sends any such file through the tolerant line parser. Overwriting the spare
+//! in place instead of creating a new file keeps a write near a memcpy (18 us
+//! here against 170 us for a new inode per write): no block or inode
+//! allocation, and no forced writeback, which ext4 starts when a new file is
+//! renamed over an old one (p90 3 ms here).
 
 use super::state::FILE;
 use crate::error::{code, Error, Result};
@@ -40,10 +47,9 @@ use std::net::IpAddr;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Where a new state lies between being whole and being renamed into place.
-const NEW: &str = ".cnibox.state.new";
-/// The previous generation, which earlier versions kept (removed on sight).
-const OLD_SPARE: &str = ".cnibox.state.spare";
+/// Where the next state is written; between writes, only `WIPED`.
+const SPARE: &str = ".cnibox.state.spare";
+const WIPED: &[u8] = b"# cnibox host-local: where the next state is written\n";
 const LOCK: &str = "lock";
 const LEGACY_LAST: &str = "last_reserved_ip.";
 
@@ -54,6 +60,8 @@ pub struct Store {
     dir: Dir,
     pub path: PathBuf,
     lock: FileLock,
+    /// The spare holds the previous state since the last commit.
+    spare_used: std::cell::Cell<bool>,
 }
 
 /// A reservation file of the reference plugin.
@@ -117,12 +125,13 @@ impl Store {
                 .map_err(|e| Error::from(e).context(format_args!("chmod {}/{LOCK}", path.display())))?;
         }
         let lock = FileLock::take(lock, format_args!("{}/{LOCK}", path.display()), 0)?;
-        let store = Store { dir, path, lock };
-        // Before anything is read: what a killed writer left under the
-        // scratch name, and the previous generation older versions kept. Both
-        // may hold reservations that are not (or no longer) held.
-        for scratch in [NEW, OLD_SPARE] {
-            store.remove(scratch)?;
+        let store = Store { dir, path, lock, spare_used: std::cell::Cell::new(false) };
+        // A writer killed between its exchange and its wipe left an old
+        // generation in the spare: wipe it before anyone reads the directory.
+        match store.dir.stat_at(SPARE) {
+            Ok(st) if st.is_file() && st.size == WIPED.len() as u64 => {}
+            Ok(_) => store.wipe_spare()?,
+            Err(_) => {}
         }
         Ok(Some(store))
     }
@@ -132,6 +141,17 @@ impl Store {
             Err(e) if !e.is_not_found() => Err(e.context(self.path.display())),
             _ => Ok(()),
         }
+    }
+
+    /// Cut the spare to the `WIPED` line (or remove it, if it is not a regular file of ours).
+    fn wipe_spare(&self) -> Result<()> {
+        let ctx = |e: Error| e.context(format_args!("wipe {}/{SPARE}", self.path.display()));
+        let f = match self.dir.open_file(SPARE, libc::O_WRONLY, 0) {
+            Ok(f) if stat_file(&f).is_ok_and(|st| st.is_file() && st.owned_by_us() && st.nlink == 1) => f,
+            Ok(_) | Err(_) => return self.remove(SPARE).map_err(ctx),
+        };
+        // Shrinking, never to zero: ext4 flushes a file truncated to zero when it is closed.
+        f.write_all_at(WIPED, 0).and_then(|()| f.set_len(WIPED.len() as u64)).map_err(|e| ctx(e.into()))
     }
 
     /// The current state file's bytes, mapped (empty when there is none
@@ -163,37 +183,39 @@ impl Store {
     /// Replace the state file with the concatenation of `pieces`.
     pub fn commit(&self, pieces: &[&[u8]]) -> Result<()> {
         let ctx = |e: Error| e.context(format_args!("write state in {}", self.path.display()));
-        // A nameless file where the file system has them; else the scratch
-        // name from the start (removed when open).
-        let (f, named) = match self.dir.tmpfile(0o600) {
-            Ok(f) => (f, false),
-            Err(e) if matches!(e.errno, libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL) => {
-                (self.dir.open_file(NEW, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600).map_err(ctx)?, true)
+        let create = |flags: i32| self.dir.open_file(SPARE, libc::O_WRONLY | libc::O_CREAT | flags, 0o600);
+        let spare = match create(0) {
+            Ok(f) if stat_file(&f).is_ok_and(|st| st.is_file() && st.owned_by_us() && st.nlink == 1) => f,
+            // Not a file of ours alone (linked elsewhere, a FIFO, another
+            // owner's): never write through it, make a new one.
+            Ok(_) | Err(Error { errno: libc::ENXIO, .. }) => {
+                self.remove(SPARE).map_err(ctx)?;
+                create(libc::O_EXCL).map_err(ctx)?
             }
             Err(e) => return Err(ctx(e)),
         };
-        let r = self.write_new(&f, named, pieces).and_then(|()| {
-            crate::failpoint::hit("replace state file")?;
-            self.dir.rename(NEW, FILE)
-        });
-        if r.is_err() {
-            // The new state must not stay behind: it may hold an address this call did not get.
-            let _ = self.dir.unlink(NEW);
-        }
-        r.map_err(ctx)
-    }
-
-    fn write_new(&self, f: &File, named: bool, pieces: &[&[u8]]) -> Result<()> {
         let mut off = 0u64;
         for p in pieces {
-            f.write_all_at(p, off)?;
+            spare.write_all_at(p, off).map_err(|e| ctx(e.into()))?;
             off += p.len() as u64;
         }
-        crate::failpoint::hit("name new state file")?;
-        if !named {
-            self.dir.link(f, NEW)?;
+        spare.set_len(off).map_err(|e| ctx(e.into()))?;
+        drop(spare);
+        if let Err(e) = crate::failpoint::hit("replace state file") {
+            // Left as it is, the spare would name an address this call did not get.
+            let _ = self.wipe_spare();
+            return Err(e);
         }
-        Ok(())
+        match self.dir.exchange(SPARE, FILE) {
+            Ok(()) => {
+                self.spare_used.set(true);
+                return Ok(());
+            }
+            // No state file yet, or a file system without exchange: a plain rename is just as atomic.
+            Err(e) if matches!(e.errno, libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EPERM) => {}
+            Err(e) => return Err(ctx(e)),
+        }
+        self.dir.rename(SPARE, FILE).map_err(ctx)
     }
 
     /// Whether the reference plugin holds `ip` (a per-address file exists).
@@ -257,19 +279,19 @@ impl Store {
 /// STATUS: whether ADD could write the network's state. Touches nothing.
 pub fn check_writable(data_dir: &Path, name: &str) -> Result<()> {
     let path = network_dir(data_dir, name)?;
-    let Some(data) = Dir::open_trusted(data_dir, None, true)? else {
+    let not =
+        |at: &Path, e: Error| e.context(format_args!("host-local: data directory {} is not writable", at.display()));
+    let Some(data) = Dir::open_trusted(data_dir, None, true).map_err(|e| not(data_dir, e))? else {
         // ADD would create it under the nearest ancestor that exists.
         let mut at = data_dir;
         while std::fs::symlink_metadata(at).is_err() {
             at = at.parent().unwrap_or(Path::new("/"));
         }
-        return crate::sys::dir::writable_path(at)
-            .map_err(|e| e.context(format_args!("host-local: data directory {}", at.display())));
+        return crate::sys::dir::writable_path(at).map_err(|e| not(at, e));
     };
-    let ctx = |e: Error| e.context(format_args!("host-local: data directory {}", path.display()));
-    match data.open_trusted_at(name, None, path.display()).map_err(|e| e.context("host-local"))? {
-        Some(net) => net.writable().map_err(ctx),
-        None => data.writable().map_err(ctx),
+    match data.open_trusted_at(name, None, path.display()).map_err(|e| not(&path, e))? {
+        Some(net) => net.writable().map_err(|e| not(&path, e)),
+        None => data.writable().map_err(|e| not(data_dir, e)),
     }
 }
 
@@ -283,6 +305,18 @@ fn read_small(dir: &Dir, name: &str) -> Option<Vec<u8>> {
     let n = f.read_at(&mut buf, 0).ok()?;
     buf.truncate(n);
     Some(buf)
+}
+
+impl Drop for Store {
+    /// Still under the lock, and after every mapping of the previous state is
+    /// gone (they borrow the store): the spare that holds it is wiped.
+    fn drop(&mut self) {
+        if self.spare_used.get() {
+            if let Err(e) = self.wipe_spare() {
+                eprintln!("host-local: {e}");
+            }
+        }
+    }
 }
 
 impl super::alloc::Legacy for Store {
@@ -379,22 +413,22 @@ mod tests {
         assert!(Store::open(&base, "absent", false).unwrap().is_none());
         assert!(!base.join("absent").exists());
         check_writable(&base, "absent").unwrap();
-        // what a killed writer or an older version left is removed, never written through
+        // a spare linked to a file elsewhere is replaced, never written through
         std::fs::write(base.join("victim"), "keep").unwrap();
-        std::fs::hard_link(base.join("victim"), real.join(NEW)).unwrap();
-        std::fs::write(real.join(OLD_SPARE), "10.1.0.9 gone eth0\n").unwrap();
+        std::fs::hard_link(base.join("victim"), real.join(SPARE)).unwrap();
         let s = Store::open(&base, "real", true).unwrap().unwrap();
-        assert!(!real.join(NEW).exists() && !real.join(OLD_SPARE).exists());
         s.commit(&[b"x\n"]).unwrap();
         assert_eq!(std::fs::read_to_string(base.join("victim")).unwrap(), "keep");
         assert_eq!(std::fs::read(real.join(FILE)).unwrap(), b"x\n");
         s.commit(&[b"y\n"]).unwrap();
         assert_eq!(&*s.read(true).unwrap(), b"y\n");
-        let mut names: Vec<String> =
-            std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-        names.sort();
-        assert_eq!(names, [FILE, LOCK], "no other generation is kept");
         drop(s);
+        // the previous generation does not stay in the spare
+        assert_eq!(std::fs::read(real.join(SPARE)).unwrap(), WIPED);
+        // nor does one that a killed writer left there
+        std::fs::write(real.join(SPARE), "10.1.0.9 gone eth0\n").unwrap();
+        drop(Store::open(&base, "real", false).unwrap().unwrap());
+        assert_eq!(std::fs::read(real.join(SPARE)).unwrap(), WIPED);
         // a FIFO where the state is: refused at once, not waited on
         std::fs::remove_file(real.join(FILE)).unwrap();
         assert!(std::process::Command::new("mkfifo").arg(real.join(FILE)).status().unwrap().success());

@@ -24,6 +24,7 @@ pub struct Stat {
     pub mode: u32,
     pub uid: u32,
     pub size: u64,
+    pub nlink: u64,
 }
 
 impl Stat {
@@ -33,6 +34,9 @@ impl Stat {
             uid: st.st_uid,
             // off_t is 64 bits on every target musl supports, and never negative for a file.
             size: u64::try_from(st.st_size).unwrap_or(0),
+            // nlink_t is 32 bits on some targets, 64 on others.
+            #[allow(clippy::useless_conversion)]
+            nlink: u64::from(st.st_nlink),
         }
     }
 
@@ -144,39 +148,6 @@ impl Dir {
         Ok(File::from(own(fd)))
     }
 
-    /// A new, nameless file in this directory's file system, open for
-    /// writing; it vanishes when closed unless `link` gives it a name. Fails
-    /// with EOPNOTSUPP (or EISDIR, on kernels before 3.11) where the file
-    /// system cannot make one.
-    pub fn tmpfile(&self, mode: u32) -> Result<File> {
-        let flags = libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC;
-        // SAFETY: a static NUL-terminated name relative to a descriptor we own; the result is owned at once.
-        let fd = retry(|| unsafe { libc::openat(self.fd.as_raw_fd(), c".".as_ptr(), flags, mode) })
-            .map_err(|e| Error::os("create an unnamed file", e))?;
-        Ok(File::from(own(fd)))
-    }
-
-    /// Give the nameless file `f` (from `tmpfile`) the name `name` here.
-    pub fn link(&self, f: &File, name: &str) -> Result<()> {
-        let c = c_name(name)?;
-        let d = self.fd.as_raw_fd();
-        // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH names the
-        // open file itself; both descriptors are ours.
-        let r = cvt(unsafe { libc::linkat(f.as_raw_fd(), c"".as_ptr(), d, c.as_ptr(), libc::AT_EMPTY_PATH) });
-        // Without CAP_DAC_READ_SEARCH (before Linux 6.10) the kernel refuses
-        // AT_EMPTY_PATH with ENOENT; the /proc link to the descriptor works there.
-        let r = match r {
-            Err(libc::ENOENT) => {
-                let proc = c_path(Path::new(&format!("/proc/self/fd/{}", f.as_raw_fd())))?;
-                // SAFETY: NUL-terminated paths; AT_SYMLINK_FOLLOW resolves the
-                // magic link to the open file, which is what gets linked.
-                cvt(unsafe { libc::linkat(libc::AT_FDCWD, proc.as_ptr(), d, c.as_ptr(), libc::AT_SYMLINK_FOLLOW) })
-            }
-            r => r,
-        };
-        r.map(drop).map_err(|e| Error::os(format_args!("name file {name}"), e))
-    }
-
     /// Replace the file `name` here with `data` (mode `mode`), so that a kill
     /// at any instant leaves the old or the new content: write `.<name>.new`,
     /// flush it, rename it over.
@@ -198,6 +169,27 @@ impl Dir {
             let _ = self.unlink(&scratch);
         }
         r
+    }
+
+    /// Swap the names `a` and `b` inside this directory atomically
+    /// (`renameat2(RENAME_EXCHANGE)`); both must exist.
+    pub fn exchange(&self, a: &str, b: &str) -> Result<()> {
+        let (ca, cb) = (c_name(a)?, c_name(b)?);
+        let d = self.fd.as_raw_fd();
+        // SAFETY: NUL-terminated names relative to a descriptor we own; the
+        // syscall number comes from libc for this target.
+        cvt(unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::c_long::from(d),
+                ca.as_ptr(),
+                libc::c_long::from(d),
+                cb.as_ptr(),
+                libc::c_long::from(libc::RENAME_EXCHANGE),
+            )
+        })
+        .map_err(|e| Error::os(format_args!("exchange {a} and {b}"), e))?;
+        Ok(())
     }
 
     /// Rename `from` to `to` inside this directory, replacing `to` atomically.
