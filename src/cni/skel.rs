@@ -342,6 +342,10 @@ pub fn validate_container_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The reference's ValidateInterfaceName, which follows the kernel's
+/// dev_valid_name: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or Unicode
+/// whitespace. Other UTF-8 and control bytes pass (the kernel takes them);
+/// whatever stores a name must be able to hold them.
 pub fn validate_ifname(name: &str) -> Result<()> {
     let e = |m: &str| Error::new(code::INVALID_ENV, m.to_string());
     if name.is_empty() {
@@ -520,6 +524,24 @@ mod tests {
         assert!(out.contains("whitespace"), "{out}");
         let (_, out) = run_std("ADD", &[("CNI_IFNAME", "..")], r#"{"cniVersion":"1.0.0","name":"n"}"#);
         assert!(out.contains(r#""code":4"#), "{out}");
+    }
+
+    /// The reference's ValidateInterfaceName: length in bytes, and any rune
+    /// that unicode.IsSpace calls space (Rust's White_Space is the same set).
+    #[test]
+    fn interface_names_as_the_reference_validates_them() {
+        for ok in ["\u{e9}0", "a\x01", "\u{7f}", "\u{2603}\u{2603}\u{2603}\u{2603}\u{2603}", "eth0.100", "-"] {
+            assert!(validate_ifname(ok).is_ok(), "{ok:?}");
+        }
+        for space in ["a\u{b}", "a\u{c}", "a\r", "a\u{85}", "a\u{a0}", "a\u{1680}", "a\u{2009}", "a\u{3000}"] {
+            let e = validate_ifname(space).err().unwrap();
+            assert_eq!((e.code, e.msg.as_str()), (4, "interface name contains / or : or whitespace characters"));
+        }
+        // 16 bytes in 6 characters is too long: the limit is bytes
+        let e = validate_ifname("\u{2603}\u{2603}\u{2603}\u{2603}\u{2603}x").err().unwrap();
+        assert_eq!(e.msg, "interface name is too long");
+        assert_eq!(validate_ifname("").err().unwrap().msg, "interface name is empty");
+        assert_eq!(validate_ifname(".").err().unwrap().msg, "interface name is . or ..");
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl<'a> State<'a> {
         // A name that needs escaping may also lie raw in a file from before escaping.
         if escape(id.as_bytes()) != id || escaped.as_deref() != ifname {
             out.extend(self.find_lines(&needle(id, ifname)));
-            out.sort_by_key(|e| e.span.start);
+            out.sort_unstable_by_key(|e| e.span.start);
             out.dedup_by_key(|e| e.span.start);
         }
         out

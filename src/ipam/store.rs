@@ -113,7 +113,7 @@ impl Store {
             Err(e) if e.errno == 0 => return Err(e.with_code(code::INVALID_CONFIG).context("host-local: dataDir")),
             Err(e) => return Err(e),
         };
-        let Some(dir) = data.open_trusted_at(name, mode, path.display()).map_err(|e| e.context("host-local"))? else {
+        let Some(dir) = data.open_trusted_at(name, mode, &path).map_err(|e| e.context("host-local"))? else {
             return Ok(None);
         };
         let shown = format_args!("{}/{LOCK}", path.display());
@@ -175,8 +175,9 @@ impl Store {
         let len = usize::try_from(st.size)
             .map_err(|_| Error::msg(format!("host-local: state file {}/{FILE} is too large", self.path.display())))?;
         // A mapping reads only the pages a lookup touches, straight from the
-        // page cache; writers never change the current file (they rename a
-        // new one over it), so the mapping stays whole.
+        // page cache. Writers never change the current file (they write the
+        // spare and exchange the two), and the spare this file becomes is
+        // wiped only once the store is dropped, after every mapping of it.
         self.lock.map(&f, len).map_err(|e| e.context(format_args!("{}/{FILE}", self.path.display())))
     }
 
@@ -289,7 +290,7 @@ pub fn check_writable(data_dir: &Path, name: &str) -> Result<()> {
         }
         return crate::sys::dir::writable_path(at).map_err(|e| not(at, e));
     };
-    match data.open_trusted_at(name, None, path.display()).map_err(|e| not(&path, e))? {
+    match data.open_trusted_at(name, None, &path).map_err(|e| not(&path, e))? {
         Some(net) => net.writable().map_err(|e| not(&path, e)),
         None => data.writable().map_err(|e| not(data_dir, e)),
     }

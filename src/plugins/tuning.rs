@@ -215,21 +215,23 @@ fn data_dir(t: &Tuning, create: bool) -> Result<Option<Dir>> {
 
 /// The saved settings, if there are any: a regular file owned by root, or an error.
 fn read_backup(dir: &Dir, path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    let shown = || path.join(name).display().to_string();
     let f = match dir.open_file(name, libc::O_RDONLY, 0) {
         Ok(f) => f,
         Err(e) if e.is_not_found() => return Ok(None),
         Err(e) => return Err(e.context(path.display())),
     };
-    let st = stat_file(&f).map_err(|e| e.context(path.display()))?;
+    let st = stat_file(&f).map_err(|e| e.context(shown()))?;
     if !st.is_file() || !st.owned_by_us() {
         let why = if st.is_file() { format!("it is owned by uid {}", st.uid) } else { format!("it is {}", st.kind()) };
-        return Err(Error::msg(format!("tuning: refusing saved settings {}: {why}", path.join(name).display())));
+        return Err(Error::msg(format!("tuning: refusing saved settings {}: {why}", shown())));
     }
-    let mut bytes = Vec::new();
-    // A backup is a hundred bytes; more is not one of ours.
-    f.take(64 << 10).read_to_end(&mut bytes).map_err(|e| Error::from(e).context(path.join(name).display()))?;
-    Ok(Some(bytes))
+    // A backup is about a hundred bytes; what does not fit is not one of ours.
+    let mut buf = vec![0u8; 4096];
+    let n = f.read_at(&mut buf, 0).map_err(|e| Error::from(e).context(shown()))?;
+    buf.truncate(n);
+    Ok(Some(buf))
 }
 
 fn changes_link(t: &Tuning) -> bool {

@@ -7,7 +7,6 @@
 use super::cvt::{cvt, retry};
 use crate::error::{Error, Result};
 use std::ffi::CString;
-use std::fmt::Display;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -230,8 +229,11 @@ impl Dir {
     /// Whether this process may create and remove entries here (a read-only
     /// mount, or no permission, say no), as `access(2)` judges.
     pub fn writable(&self) -> Result<()> {
+        // The system call itself (the C library's wrapper adds code for flags
+        // we do not pass); integers widened, as syscall(2) reads longs.
+        let (fd, mode) = (libc::c_long::from(self.fd.as_raw_fd()), libc::c_long::from(libc::W_OK | libc::X_OK));
         // SAFETY: a static NUL-terminated name relative to a descriptor we own.
-        cvt(unsafe { libc::faccessat(self.fd.as_raw_fd(), c".".as_ptr(), libc::W_OK | libc::X_OK, 0) })
+        cvt(unsafe { libc::syscall(libc::SYS_faccessat, fd, c".".as_ptr(), mode) })
             .map(drop)
             .map_err(|e| Error::os("write", e))
     }
@@ -295,41 +297,43 @@ impl Dir {
             }
             Err(e) => return Err(e),
         };
-        d.check_trusted(path.display(), sticky_ok)?;
+        d.check_trusted(path, sticky_ok)?;
         Ok(Some(d))
     }
 
-    /// The directory `name` inside this one, held to the same rules as
-    /// `open_trusted` (without the sticky exemption), created with `create`.
-    pub fn open_trusted_at(&self, name: &str, create: Option<u32>, shown: impl Display) -> Result<Option<Dir>> {
-        let d = match self.open_dir(name) {
-            Ok(d) => d,
-            Err(e) if e.is_errno(libc::ENOENT) => match create {
-                None => return Ok(None),
-                Some(mode) => {
-                    match self.mkdir(name, mode) {
-                        Err(e) if !e.is_errno(libc::EEXIST) => return Err(e.context(&shown)),
-                        _ => {}
-                    }
-                    self.open_dir(name).map_err(|e| e.context(&shown))?
+    /// The directory `name` inside this one (`shown` names it in errors),
+    /// held to the same rules as `open_trusted` without the sticky
+    /// exemption, created with mode `create` when absent.
+    pub fn open_trusted_at(&self, name: &str, create: Option<u32>, shown: &Path) -> Result<Option<Dir>> {
+        let mut r = self.open_dir(name);
+        if let (Err(e), Some(mode)) = (&r, create) {
+            if e.is_errno(libc::ENOENT) {
+                match self.mkdir(name, mode) {
+                    Err(e) if !e.is_errno(libc::EEXIST) => return Err(e.context(shown.display())),
+                    _ => r = self.open_dir(name),
                 }
-            },
-            Err(e) if e.is_errno(libc::ELOOP) || self.stat_at(name).is_ok_and(|s| !s.is_dir()) => {
-                let kind = self.stat_at(name).map_or("a symbolic link", |s| s.kind());
-                return Err(Error::msg(format!("refusing {shown}: it is {kind}, not a directory")));
             }
-            Err(e) => return Err(e.context(&shown)),
+        }
+        let d = match r {
+            Ok(d) => d,
+            Err(e) if e.is_errno(libc::ENOENT) => return Ok(None),
+            Err(e) if e.is_errno(libc::ELOOP) || e.is_errno(libc::ENOTDIR) => {
+                let kind = self.stat_at(name).map_or("not a directory", |s| s.kind());
+                return Err(Error::msg(format!("refusing {}: it is {kind}, not a directory", shown.display())));
+            }
+            Err(e) => return Err(e.context(shown.display())),
         };
-        d.check_trusted(&shown, false)?;
+        d.check_trusted(shown, false)?;
         Ok(Some(d))
     }
 
-    fn check_trusted(&self, shown: impl Display, sticky_ok: bool) -> Result<()> {
-        let st = self.stat().map_err(|e| e.context(&shown))?;
+    fn check_trusted(&self, shown: &Path, sticky_ok: bool) -> Result<()> {
+        let st = self.stat().map_err(|e| e.context(shown.display()))?;
         match st.untrusted_reason(sticky_ok) {
             None => Ok(()),
             Some(why) => Err(Error::msg(format!(
-                "refusing {shown}: {why}; what cnibox keeps there must be changeable by root alone"
+                "refusing {}: {why}; what cnibox keeps there must be changeable by root alone",
+                shown.display()
             ))),
         }
     }
