@@ -242,21 +242,23 @@ fn add(req: &Request) -> Result<CniResult> {
     let t = load(req)?;
     let mut result = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
     let ns = Netns::open(&req.netns)?;
+    // Where the original link settings go, refused before anything changes.
+    let dir = match changes_link(&t) {
+        true => Some(data_dir(&t, true)?.ok_or_else(|| Error::msg("tuning: dataDir vanished"))?),
+        false => None,
+    };
     ns.run(|| {
         for (k, v) in &t.sysctls {
             sysctl::write(k, v)?;
         }
         Ok(())
     })?;
-    if !changes_link(&t) {
-        return Ok(result);
-    }
+    let Some(dir) = dir else { return Ok(result) };
     let mut rt = Rtnl::in_netns(&ns)?;
     let ifn = &req.ifname;
     let l = rt
         .link_by_name(ifn)?
         .ok_or_else(|| Error::msg(format!("failed to find interface {ifn} in netns \"{}\"", req.netns)))?;
-    let dir = data_dir(&t, true)?.ok_or_else(|| Error::msg("tuning: dataDir vanished"))?;
     let name = backup_name(req);
     // Settings saved by an earlier ADD are the original ones: keep them.
     if read_backup(&dir, &t.data_dir, &name)?.is_none() {
