@@ -23,7 +23,6 @@ pub struct Stat {
     pub mode: u32,
     pub uid: u32,
     pub size: u64,
-    pub nlink: u64,
 }
 
 impl Stat {
@@ -33,9 +32,6 @@ impl Stat {
             uid: st.st_uid,
             // off_t is 64 bits on every target musl supports, and never negative for a file.
             size: u64::try_from(st.st_size).unwrap_or(0),
-            // nlink_t is 32 bits on some targets, 64 on others.
-            #[allow(clippy::useless_conversion)]
-            nlink: u64::from(st.st_nlink),
         }
     }
 
