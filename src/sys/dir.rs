@@ -4,7 +4,7 @@
 //! or written. Files are opened non-blocking, so a FIFO planted under a name
 //! cannot make an open wait for a writer or a reader.
 
-use super::cvt::{cvt, retry};
+use super::MinusOne;
 use crate::error::{Error, Result};
 use std::ffi::CString;
 use std::fs::File;
@@ -79,6 +79,16 @@ impl Stat {
         }
         None
     }
+}
+
+/// `sys::cvt` with the errno alone, which `Error::os` names.
+fn cvt<T: MinusOne>(r: T) -> std::result::Result<T, i32> {
+    super::cvt(r).map_err(|e| e.raw_os_error().unwrap_or(0))
+}
+
+/// `sys::cvt_r` (EINTR retried) with the errno alone.
+fn retry<T: MinusOne>(f: impl FnMut() -> T) -> std::result::Result<T, i32> {
+    super::cvt_r(f).map_err(|e| e.raw_os_error().unwrap_or(0))
 }
 
 /// This process's effective user id.

@@ -1,7 +1,6 @@
 //! File locking and crash-safe replacement, for state that must survive a
 //! plugin killed at any instant.
 
-use super::cvt::retry;
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -56,8 +55,8 @@ impl FileLock {
     /// `flags` is 0 to wait for the lock, or `LOCK_NB` to fail at once.
     pub fn take(file: File, what: impl std::fmt::Display, flags: i32) -> Result<FileLock> {
         // SAFETY: flock on a valid, owned descriptor.
-        retry(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | flags) })
-            .map_err(|e| Error::os(format_args!("lock {what}"), e))?;
+        super::cvt_r(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | flags) })
+            .map_err(|e| Error::os(format_args!("lock {what}"), e.raw_os_error().unwrap_or(0)))?;
         Ok(FileLock { _file: file })
     }
 

@@ -2,7 +2,6 @@
 //! file locking and durable file replacement. No policy lives here.
 
 pub mod child;
-pub mod cvt;
 pub mod dir;
 pub mod file;
 pub mod memmem;
