@@ -63,7 +63,7 @@ impl Stat {
 
     /// Owned by root or by this process's effective user.
     pub fn owned_by_us(&self) -> bool {
-        self.uid == 0 || self.uid == euid()
+        self.uid == 0 || self.uid == super::process::euid()
     }
 
     /// Why no one but its owner could have changed a directory's entries:
@@ -89,12 +89,6 @@ fn cvt<T: MinusOne>(r: T) -> std::result::Result<T, i32> {
 /// `sys::cvt_r` (EINTR retried) with the errno alone.
 fn retry<T: MinusOne>(f: impl FnMut() -> T) -> std::result::Result<T, i32> {
     super::cvt_r(f).map_err(|e| e.raw_os_error().unwrap_or(0))
-}
-
-/// This process's effective user id.
-pub fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 fn c_name(name: &str) -> Result<CString> {
