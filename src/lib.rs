@@ -10,6 +10,8 @@
 
 // A build with only some plugins (cargo features) leaves shared code unused.
 #![cfg_attr(not(feature = "all"), allow(dead_code, unused_imports))]
+// `sys` is the one module allowed to say `unsafe`; the compiler holds the rest to it.
+#![deny(unsafe_code)]
 
 pub mod cni;
 pub mod dhcp;
@@ -24,4 +26,5 @@ pub mod regex;
 pub mod rtnl;
 pub mod runtime;
 pub mod sha512;
+#[allow(unsafe_code)]
 pub mod sys;

@@ -6,6 +6,7 @@
 
 // Without the runtime and dhcp features, the arguments after a plugin name go unused.
 #![cfg_attr(not(feature = "all"), allow(unused_variables))]
+#![deny(unsafe_code)]
 
 #[cfg(feature = "runtime")]
 use cnibox::runtime;

@@ -1,31 +1,19 @@
 //! Address ranges and range sets as host-local reads them: validation with
 //! the reference's messages, membership, and the round-robin walk.
 
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::net::{from_u128, to_u128, IpNet};
-use serde_json::Value;
 use std::fmt;
 use std::net::IpAddr;
 
-/// A range as written in the config (`ranges[i][j]`, `ipRanges`, or the legacy top level).
-#[derive(Clone)]
-pub struct RangeConf {
-    pub subnet: IpNet,
-    pub range_start: Option<IpAddr>,
-    pub range_end: Option<IpAddr>,
-    pub gateway: Option<IpAddr>,
-}
-
-impl FromJson for RangeConf {
-    fn from_json(v: &Value) -> JResult<RangeConf> {
-        object(v, |o| {
-            Ok(RangeConf {
-                subnet: o.req("subnet")?,
-                range_start: o.opt("rangeStart")?,
-                range_end: o.opt("rangeEnd")?,
-                gateway: o.opt("gateway")?,
-            })
-        })
+json_struct! {
+    /// A range as written in the config (`ranges[i][j]`, `ipRanges`, or the legacy top level).
+    #[derive(Clone)]
+    pub struct RangeConf {
+        pub subnet: IpNet = req("subnet"),
+        pub range_start: Option<IpAddr> = opt("rangeStart"),
+        pub range_end: Option<IpAddr> = opt("rangeEnd"),
+        pub gateway: Option<IpAddr> = opt("gateway"),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::cni::args::{go_quote, CniArgs};
 use crate::cni::config::{parse_ip_maybe_cidr, Args, Dns};
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::result::{IpConfig, Route};
 use crate::cni::{version, CniResult, Plugin, Request};
 use crate::error::{code, Error, Result};
@@ -14,84 +14,48 @@ use crate::ipam::range::{RangeConf, RangeSet};
 use crate::ipam::state::{Edit, State};
 use crate::ipam::store::{self, Store};
 use crate::net::IpNet;
-use serde_json::Value;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub static PLUGIN: Plugin = Plugin { name: "host-local", min_version: "0.1.0", add, del, check, gc, status };
 
-struct NetConf {
-    ipam: Option<IpamConf>,
-    runtime: RuntimeConf,
-    args: Option<Args>,
-    valid: Option<Vec<Attachment>>,
-    attachments: Option<Vec<Attachment>>,
-}
-
-impl FromJson for NetConf {
-    fn from_json(v: &Value) -> JResult<NetConf> {
-        object(v, |o| {
-            Ok(NetConf {
-                ipam: o.opt("ipam")?,
-                runtime: o.get("runtimeConfig")?,
-                args: o.opt("args")?,
-                valid: o.opt("cni.dev/valid-attachments")?,
-                attachments: o.opt("cni.dev/attachments")?,
-            })
-        })
+json_struct! {
+    struct NetConf {
+        ipam: Option<IpamConf> = opt("ipam"),
+        runtime: RuntimeConf = get("runtimeConfig"),
+        args: Option<Args> = opt("args"),
+        valid: Option<Vec<Attachment>> = opt("cni.dev/valid-attachments"),
+        attachments: Option<Vec<Attachment>> = opt("cni.dev/attachments"),
     }
 }
 
-struct IpamConf {
-    // The legacy single range at the top level.
-    subnet: Option<IpNet>,
-    range_start: Option<IpAddr>,
-    range_end: Option<IpAddr>,
-    gateway: Option<IpAddr>,
-    ranges: Vec<Vec<RangeConf>>,
-    routes: Vec<Route>,
-    data_dir: String,
-    resolv_conf: String,
-}
-
-impl FromJson for IpamConf {
-    fn from_json(v: &Value) -> JResult<IpamConf> {
-        object(v, |o| {
-            Ok(IpamConf {
-                subnet: o.opt("subnet")?,
-                range_start: o.opt("rangeStart")?,
-                range_end: o.opt("rangeEnd")?,
-                gateway: o.opt("gateway")?,
-                ranges: o.get("ranges")?,
-                routes: o.get("routes")?,
-                data_dir: o.get("dataDir")?,
-                resolv_conf: o.get("resolvConf")?,
-            })
-        })
+json_struct! {
+    struct IpamConf {
+        // The legacy single range at the top level.
+        subnet: Option<IpNet> = opt("subnet"),
+        range_start: Option<IpAddr> = opt("rangeStart"),
+        range_end: Option<IpAddr> = opt("rangeEnd"),
+        gateway: Option<IpAddr> = opt("gateway"),
+        ranges: Vec<Vec<RangeConf>> = get("ranges"),
+        routes: Vec<Route> = get("routes"),
+        data_dir: String = get("dataDir"),
+        resolv_conf: String = get("resolvConf"),
     }
 }
 
-/// `runtimeConfig`: the `ips` and `ipRanges` capabilities.
-#[derive(Default)]
-struct RuntimeConf {
-    ips: Vec<String>,
-    ip_ranges: Vec<Vec<RangeConf>>,
-}
-
-impl FromJson for RuntimeConf {
-    fn from_json(v: &Value) -> JResult<RuntimeConf> {
-        object(v, |o| Ok(RuntimeConf { ips: o.get("ips")?, ip_ranges: o.get("ipRanges")? }))
+json_struct! {
+    /// `runtimeConfig`: the `ips` and `ipRanges` capabilities.
+    #[derive(Default)]
+    struct RuntimeConf {
+        ips: Vec<String> = get("ips"),
+        ip_ranges: Vec<Vec<RangeConf>> = get("ipRanges"),
     }
 }
 
-struct Attachment {
-    id: String,
-    ifname: String,
-}
-
-impl FromJson for Attachment {
-    fn from_json(v: &Value) -> JResult<Attachment> {
-        object(v, |o| Ok(Attachment { id: o.req("containerID")?, ifname: o.req("ifname")? }))
+json_struct! {
+    struct Attachment {
+        id: String = req("containerID"),
+        ifname: String = req("ifname"),
     }
 }
 

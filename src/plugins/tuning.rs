@@ -4,7 +4,7 @@
 
 use super::iface::RuntimeMac;
 use crate::cni::args::CniArgs;
-use crate::cni::json::{object, FromJson, JResult};
+use crate::cni::json::json_struct;
 use crate::cni::json_writer::JsonWriter;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
@@ -15,7 +15,6 @@ use crate::rtnl::Rtnl;
 use crate::sys::dir::{stat_file, Dir};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -33,71 +32,45 @@ const DEFAULT_DATA_DIR: &str = "/run/cni/tuning";
 const ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
 const IFF_ALLMULTI: u32 = libc::IFF_ALLMULTI as u32;
 
-/// What can be set, from the config or from `args.cni` (which wins).
-#[derive(Default, Clone)]
-struct Settings {
-    sysctl: Option<BTreeMap<String, String>>,
-    mac: Option<String>,
-    promisc: Option<bool>,
-    mtu: Option<u32>,
-    allmulti: Option<bool>,
-    tx_qlen: Option<u32>,
-}
-
-impl FromJson for Settings {
-    fn from_json(v: &Value) -> JResult<Settings> {
-        object(v, |o| {
-            Ok(Settings {
-                sysctl: o.opt("sysctl")?,
-                mac: o.opt("mac")?,
-                promisc: o.opt("promisc")?,
-                mtu: o.opt("mtu")?,
-                allmulti: o.opt("allmulti")?,
-                tx_qlen: o.opt("txQLen")?,
-            })
-        })
+json_struct! {
+    /// What can be set, from the config or from `args.cni` (which wins).
+    #[derive(Default, Clone)]
+    struct Settings {
+        sysctl: Option<BTreeMap<String, String>> = opt("sysctl"),
+        mac: Option<String> = opt("mac"),
+        promisc: Option<bool> = opt("promisc"),
+        mtu: Option<u32> = opt("mtu"),
+        allmulti: Option<bool> = opt("allmulti"),
+        tx_qlen: Option<u32> = opt("txQLen"),
     }
 }
 
-struct Conf {
-    /// The settings at the top level of the config.
-    own: Settings,
-    data_dir: Option<String>,
-    args: Option<ArgsCni>,
-    runtime_config: RuntimeMac,
-}
-
-impl FromJson for Conf {
-    fn from_json(v: &Value) -> JResult<Conf> {
-        object(v, |o| {
-            Ok(Conf {
-                own: Settings::from_json(v)?,
-                data_dir: o.opt("dataDir")?,
-                args: o.opt("args")?,
-                runtime_config: o.get("runtimeConfig")?,
-            })
-        })
+json_struct! {
+    struct Conf {
+        /// The settings at the top level of the config.
+        own: Settings = flatten(),
+        data_dir: Option<String> = opt("dataDir"),
+        args: Option<ArgsCni> = opt("args"),
+        runtime_config: RuntimeMac = get("runtimeConfig"),
     }
 }
 
-struct ArgsCni {
-    cni: Option<Settings>,
-}
-
-impl FromJson for ArgsCni {
-    fn from_json(v: &Value) -> JResult<ArgsCni> {
-        object(v, |o| Ok(ArgsCni { cni: o.opt("cni")? }))
+json_struct! {
+    struct ArgsCni {
+        cni: Option<Settings> = opt("cni"),
     }
 }
 
-/// The link's settings before tuning, kept for DEL.
-#[derive(PartialEq)]
-struct Backup {
-    mac: Mac,
-    mtu: u32,
-    promisc: bool,
-    allmulti: bool,
-    tx_qlen: u32,
+json_struct! {
+    /// The link's settings before tuning, kept for DEL.
+    #[derive(PartialEq)]
+    struct Backup {
+        mac: Mac = req("mac"),
+        mtu: u32 = req("mtu"),
+        promisc: bool = req("promisc"),
+        allmulti: bool = req("allmulti"),
+        tx_qlen: u32 = req("txQlen"),
+    }
 }
 
 impl Backup {
@@ -107,20 +80,6 @@ impl Backup {
         w.key("promisc").boolean(self.promisc).key("allmulti").boolean(self.allmulti);
         w.key("txQlen").number(self.tx_qlen.into()).end_object();
         w.finish()
-    }
-}
-
-impl FromJson for Backup {
-    fn from_json(v: &Value) -> JResult<Backup> {
-        object(v, |o| {
-            Ok(Backup {
-                mac: o.req("mac")?,
-                mtu: o.req("mtu")?,
-                promisc: o.req("promisc")?,
-                allmulti: o.req("allmulti")?,
-                tx_qlen: o.req("txQlen")?,
-            })
-        })
     }
 }
 
