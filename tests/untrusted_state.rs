@@ -75,6 +75,11 @@ impl Net {
 
 /// Run the plugin `argv0` with `env` and `stdin`, killing it after 5 s.
 fn run_bounded(argv0: &str, env: &[(String, String)], stdin: &str) -> Run {
+    run_within(argv0, env, stdin, Duration::from_secs(5))
+}
+
+/// The same, killing it after `limit`.
+fn run_within(argv0: &str, env: &[(String, String)], stdin: &str, limit: Duration) -> Run {
     use std::io::{Read, Write};
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin());
@@ -90,10 +95,10 @@ fn run_bounded(argv0: &str, env: &[(String, String)], stdin: &str) -> Run {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        if t0.elapsed() > Duration::from_secs(5) {
+        if t0.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{argv0} {env:?} did not answer within 5 s");
+            panic!("{argv0} {env:?} did not answer within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -361,4 +366,37 @@ fn a_tuning_backup_planted_by_another_user_is_not_applied() {
     call("DEL").ok();
     assert_eq!(mtu(), before);
     assert!(!planted.exists());
+}
+
+#[test]
+fn a_lock_held_by_root_without_capabilities_ends_in_try_again_later() {
+    need_root!();
+    // uid 0 without capabilities owns root's files as far as the permission
+    // bits go, so it can open the 0600 lock file and hold the lock for ever.
+    let n = Net::new("held");
+    let a = n.add("ctr-a", "eth0");
+    let lock = n.dir().join("lock");
+    let mut holder = Command::new("setpriv")
+        .args(["--inh-caps=-all", "--bounding-set=-all", "--", "flock", "--no-fork"])
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let held = || !Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().unwrap().success();
+    let t0 = Instant::now();
+    while !held() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "the capless holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t0 = Instant::now();
+    let r = run_within("host-local", &n.env("ADD", "ctr-b", "eth0"), &n.conf(json!({})), Duration::from_secs(30));
+    let waited = t0.elapsed();
+    let e = r.err(11);
+    assert!(e["msg"].as_str().unwrap().contains("held it for more than"), "{e}");
+    assert!(waited < Duration::from_secs(25), "the wait has a deadline: {waited:?}");
+    assert_eq!(n.held().len(), 1, "nothing reserved while the lock was held: {:?}", n.held());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let b = n.add("ctr-b", "eth0");
+    assert_ne!(a, b);
 }

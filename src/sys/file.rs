@@ -8,6 +8,35 @@ use std::marker::PhantomData;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long a call waits for a file lock. A holder that is another cnibox call
+/// keeps it for milliseconds; anyone who can open the file can hold it for
+/// ever (uid 0 without capabilities can open root's 0600 files, and nothing
+/// in the permission bits keeps it out), so the wait ends in a "try again
+/// later" error (code 11) instead of a call that never returns.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Wait for an exclusive flock on `fd` for at most `wait`: a blocking flock
+/// that a SIGALRM every TICK interrupts, so the deadline is checked while
+/// the kernel still queues us as a waiter. Fails with ETIMEDOUT.
+fn flock_within(fd: std::os::fd::RawFd, wait: Duration) -> std::io::Result<()> {
+    const TICK: Duration = Duration::from_millis(100);
+    let end = Instant::now() + wait;
+    let _ticks = super::alarm::Ticks::start(TICK)?;
+    loop {
+        // SAFETY: flock on a descriptor the caller owns.
+        match super::cvt(unsafe { libc::flock(fd, libc::LOCK_EX) }) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                if Instant::now() >= end {
+                    return Err(std::io::Error::from_raw_os_error(libc::ETIMEDOUT));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// An exclusive `flock` held until drop (the kernel also drops it if we die).
 pub struct FileLock {
@@ -52,11 +81,24 @@ impl FileLock {
     }
 
     /// Lock a file the caller opened (and checked); `what` names it in errors.
-    /// `flags` is 0 to wait for the lock, or `LOCK_NB` to fail at once.
+    /// `flags` is 0 to wait for the lock, at most [`LOCK_WAIT`], or `LOCK_NB`
+    /// to fail at once.
     pub fn take(file: File, what: impl std::fmt::Display, flags: i32) -> Result<FileLock> {
+        let fd = file.as_raw_fd();
         // SAFETY: flock on a valid, owned descriptor.
-        super::cvt_r(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | flags) })
-            .map_err(|e| Error::os(format_args!("lock {what}"), e.raw_os_error().unwrap_or(0)))?;
+        let r = match super::cvt_r(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
+            Err(e) if flags & libc::LOCK_NB == 0 && e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                flock_within(fd, LOCK_WAIT)
+            }
+            r => r.map(drop),
+        };
+        r.map_err(|e| match e.raw_os_error() {
+            Some(libc::ETIMEDOUT) => Error::os(
+                format_args!("lock {what}: another process has held it for more than {} s", LOCK_WAIT.as_secs()),
+                libc::EAGAIN,
+            ),
+            errno => Error::os(format_args!("lock {what}"), errno.unwrap_or(0)),
+        })?;
         Ok(FileLock { _file: file })
     }
 

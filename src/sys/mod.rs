@@ -1,6 +1,7 @@
 //! Thin wrappers over the system calls cnibox needs: namespaces, sysctls,
 //! file locking and durable file replacement. No policy lives here.
 
+pub mod alarm;
 pub mod child;
 pub mod dir;
 pub mod file;
