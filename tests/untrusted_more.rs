@@ -148,3 +148,56 @@ fn a_process_in_the_pod_holding_its_netns_lock_does_not_stall_sbr() {
     rd.ok();
     assert!(!after.as_array().unwrap().iter().any(|r| r["src"] == "10.75.0.2"), "{after}");
 }
+
+/// flannel replays the saved per-container config as root on DEL: a
+/// `dataDir` another user owns (pre-created in a sticky /tmp, say) would let
+/// that user write the config DEL runs. Refused on ADD, DEL and CHECK, with
+/// nothing created; a root-owned one below the sticky /tmp still works.
+#[test]
+fn flannel_refuses_a_data_dir_another_user_owns() {
+    need_root!();
+    let tmp = TempDir::new("fldir");
+    let path = plugin_dir(&tmp);
+    let node = Netns::new("node");
+    let ctr = Netns::new("ctr");
+    let subnet = tmp.join("subnet.env");
+    std::fs::write(
+        &subnet,
+        "FLANNEL_NETWORK=10.67.0.0/16\nFLANNEL_SUBNET=10.67.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+    )
+    .unwrap();
+    let theirs = tmp.join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let conf = |data: &std::path::Path| {
+        json!({"cniVersion":"1.0.0","name":"fl","type":"flannel","subnetFile":subnet.to_str().unwrap(),
+               "dataDir":data.to_str().unwrap(),"delegate":{"bridge":"cbrfl9"},
+               "ipam":{"dataDir":tmp.join("ipam").to_str().unwrap()}})
+        .to_string()
+    };
+    let ctr_path = ctr.path();
+    let env = |cmd: &'static str| -> [(&str, &str); 4] {
+        [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "ctr1"), ("CNI_NETNS", ""), ("CNI_IFNAME", "eth0")]
+    };
+    for cmd in ["ADD", "DEL"] {
+        let mut e = env(cmd);
+        e[2].1 = &ctr_path;
+        let (r, d) = bounded(&node, &path, "flannel", &e, &conf(&theirs.join("fl")));
+        quick(cmd, d, &r);
+        let v = r.err(7);
+        assert!(v["msg"].as_str().unwrap().contains("not owned by root"), "{cmd}: {v}");
+    }
+    assert!(!theirs.join("fl").join("ctr1").exists());
+    assert!(node.link("cbrfl9").is_none(), "ADD went ahead");
+    // The same below a directory root owns.
+    let ours = tmp.join("ours");
+    let mut add = env("ADD");
+    add[2].1 = &ctr_path;
+    let (r, _) = bounded(&node, &path, "flannel", &add, &conf(&ours));
+    r.ok();
+    assert!(ours.join("ctr1").exists());
+    let mut del = env("DEL");
+    del[2].1 = &ctr_path;
+    bounded(&node, &path, "flannel", &del, &conf(&ours)).0.ok();
+    assert!(!ours.join("ctr1").exists());
+}

@@ -178,6 +178,7 @@ fn add(req: &Request) -> Result<CniResult> {
         serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
     let ty = delegate_type(&bytes)?;
     file::create_dir_all(&dir, 0o700)?;
+    crate::sys::guarded::check_private_dir(&dir)?;
     // Saved before delegating (and kept if the delegate fails), so that the
     // runtime's DEL can always undo whatever the delegate did.
     file::write_atomic(&scratch(&dir, &req.container_id), &bytes, 0o600)?;
@@ -188,7 +189,12 @@ fn add(req: &Request) -> Result<CniResult> {
 
 fn del(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
-    let p = scratch(&c.data_dir()?, &req.container_id);
+    let dir = c.data_dir()?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    crate::sys::guarded::check_private_dir(&dir)?;
+    let p = scratch(&dir, &req.container_id);
     let Some(bytes) = read_small(&p, false)? else { return Ok(()) };
     let Ok(ty) = delegate_type(&bytes) else {
         // Unreadable scratch file: nothing can be replayed; the reference gives up the same way.
@@ -207,7 +213,12 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
     let Some(prev) = req.conf_with(|o| Ok(o.raw("prevResult").cloned()))? else { return Ok(()) };
-    let Some(bytes) = read_small(&scratch(&c.data_dir()?, &req.container_id), false)? else { return Ok(()) };
+    let dir = c.data_dir()?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    crate::sys::guarded::check_private_dir(&dir)?;
+    let Some(bytes) = read_small(&scratch(&dir, &req.container_id), false)? else { return Ok(()) };
     let mut d: Map<String, Value> = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
     d.insert("prevResult".into(), prev);
     let ty = d.get("type").and_then(Value::as_str).unwrap_or("bridge").to_string();

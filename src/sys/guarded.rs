@@ -100,3 +100,40 @@ impl PrivateLock {
         }
     }
 }
+
+/// A directory only root can change: itself and every directory above it
+/// owned by root (symbolic links on the way too), the directory writable by
+/// no one else, each one above writable by others only when sticky (so no
+/// other user can rename or replace what root made there). A config names
+/// the directory; refusing an untrusted one keeps another user from planting
+/// or swapping the files cnibox reads back as root.
+pub fn check_private_dir(dir: &Path) -> Result<()> {
+    let bad = |p: &Path, why: &str| {
+        Err(Error::config(format!(
+            "{}: {why}; cnibox keeps state only where no user but root can change it",
+            p.display()
+        )))
+    };
+    let mut prefix = std::path::PathBuf::new();
+    let comps: Vec<_> = dir.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        prefix.push(c);
+        let l = std::fs::symlink_metadata(&prefix)
+            .map_err(|e| super::os_err(format_args!("stat {}", prefix.display()), e))?;
+        if l.file_type().is_symlink() && l.uid() != 0 {
+            return bad(&prefix, "a symbolic link not owned by root");
+        }
+        let m = std::fs::metadata(&prefix).map_err(|e| super::os_err(format_args!("stat {}", prefix.display()), e))?;
+        if !m.is_dir() {
+            return bad(&prefix, "not a directory");
+        }
+        if m.uid() != 0 {
+            return bad(&prefix, "not owned by root");
+        }
+        let last = i + 1 == comps.len();
+        if m.mode() & 0o022 != 0 && (last || m.mode() & 0o1000 == 0) {
+            return bad(&prefix, "others may write to it");
+        }
+    }
+    Ok(())
+}
