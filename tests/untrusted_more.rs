@@ -201,3 +201,27 @@ fn flannel_refuses_a_data_dir_another_user_owns() {
     bounded(&node, &path, "flannel", &del, &conf(&ours)).0.ok();
     assert!(!ours.join("ctr1").exists());
 }
+
+/// host-device's `kernelpath` must lie under /sys/devices: with `..` it led
+/// anywhere, and the plugin moved into the pod whatever link a directory
+/// there named (a directory any user can make in /tmp).
+#[test]
+fn host_device_kernelpath_stays_in_sys() {
+    need_root!();
+    let tmp = TempDir::new("hdpath");
+    let path = plugin_dir(&tmp);
+    let node = Netns::new("node");
+    let ctr = Netns::new("ctr");
+    node.sh(&["link", "add", "hd0", "type", "veth", "peer", "name", "hd0p"]);
+    std::fs::create_dir_all(tmp.join("fake/net/hd0")).unwrap();
+    let kp = format!("/sys/devices/../..{}", tmp.join("fake").display());
+    let conf = json!({"cniVersion":"1.0.0","name":"hd","type":"host-device","kernelpath":kp}).to_string();
+    let ctr_path = ctr.path();
+    let env = [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "ctr1"), ("CNI_NETNS", &ctr_path), ("CNI_IFNAME", "eth0")];
+    let (r, d) = bounded(&node, &path, "host-device", &env, &conf);
+    quick("host-device ADD", d, &r);
+    assert!(node.link("hd0").is_some(), "hd0 left the node");
+    assert!(ctr.link("eth0").is_none());
+    let v = r.err(7);
+    assert!(v["msg"].as_str().unwrap().contains("kernelpath"), "{v}");
+}
