@@ -147,6 +147,14 @@ fn scratch(dir: &Path, container_id: &str) -> PathBuf {
     dir.join(container_id)
 }
 
+/// subnet.env and the saved configs are a few hundred bytes. The config names
+/// both paths: a FIFO, `/dev/zero` or a huge file there is refused at once
+/// instead of hanging the call or filling its memory; a saved config is never
+/// read through a symbolic link.
+fn read_small(p: &Path, follow: bool) -> Result<Option<Vec<u8>>> {
+    crate::sys::guarded::read_regular(p, 1 << 20, follow)
+}
+
 /// The same request, carrying another config (the delegate's).
 fn with_config(req: &Request, config: Vec<u8>) -> Request {
     Request { config: config.into(), ..req.clone() }
@@ -160,14 +168,17 @@ fn add(req: &Request) -> Result<CniResult> {
     let c: Conf = req.conf()?;
     let dir = c.data_dir()?;
     let path = c.subnet_file.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_SUBNET_FILE.into());
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::os(format_args!("read flannel subnet file {path}"), e.raw_os_error().unwrap_or(0)))?;
+    let text = read_small(Path::new(&path), true)
+        .and_then(|b| b.ok_or_else(|| Error::os(format_args!("open {path}"), libc::ENOENT)))
+        .and_then(|b| String::from_utf8(b).map_err(|_| Error::msg(format!("{path} is not UTF-8 text"))))
+        .map_err(|e| e.context("read flannel subnet file"))?;
     let env = parse_subnet_env(&path, &text)?;
     let d = delegate_conf(&req.name, &c, &env)?;
     let bytes =
         serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
     let ty = delegate_type(&bytes)?;
     file::create_dir_all(&dir, 0o700)?;
+    crate::sys::guarded::check_private_dir(&dir)?;
     // Saved before delegating (and kept if the delegate fails), so that the
     // runtime's DEL can always undo whatever the delegate did.
     file::write_atomic(&scratch(&dir, &req.container_id), &bytes, 0o600)?;
@@ -178,12 +189,13 @@ fn add(req: &Request) -> Result<CniResult> {
 
 fn del(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
-    let p = scratch(&c.data_dir()?, &req.container_id);
-    let bytes = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::os(format_args!("read {}", p.display()), e.raw_os_error().unwrap_or(0))),
-    };
+    let dir = c.data_dir()?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    crate::sys::guarded::check_private_dir(&dir)?;
+    let p = scratch(&dir, &req.container_id);
+    let Some(bytes) = read_small(&p, false)? else { return Ok(()) };
     let Ok(ty) = delegate_type(&bytes) else {
         // Unreadable scratch file: nothing can be replayed; the reference gives up the same way.
         eprintln!("flannel: {} is not a valid delegate config; removing it", p.display());
@@ -201,7 +213,12 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
     let Some(prev) = req.conf_with(|o| Ok(o.raw("prevResult").cloned()))? else { return Ok(()) };
-    let Ok(bytes) = std::fs::read(scratch(&c.data_dir()?, &req.container_id)) else { return Ok(()) };
+    let dir = c.data_dir()?;
+    if !dir.exists() {
+        return Ok(());
+    }
+    crate::sys::guarded::check_private_dir(&dir)?;
+    let Some(bytes) = read_small(&scratch(&dir, &req.container_id), false)? else { return Ok(()) };
     let mut d: Map<String, Value> = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
     d.insert("prevResult".into(), prev);
     let ty = d.get("type").and_then(Value::as_str).unwrap_or("bridge").to_string();

@@ -57,7 +57,8 @@ enum Find {
 
 fn load(req: &Request) -> Result<Conf> {
     let c: Conf = req.conf()?;
-    if !c.kernel_path.is_empty() && !c.kernel_path.starts_with("/sys/devices/") {
+    // ".." would lead out of /sys into a directory anyone may fill with the name of the link to take.
+    if !c.kernel_path.is_empty() && (!c.kernel_path.starts_with("/sys/devices/") || c.kernel_path.contains("/..")) {
         return Err(Error::config(format!("kernelpath \"{}\" must start with /sys/devices/", c.kernel_path)));
     }
     for (what, v) in [("pciBusID", &c.pci_bus_id), ("deviceID", &c.runtime_config.device_id)] {

@@ -11,7 +11,7 @@ use crate::net::IpNet;
 use crate::rtnl::route::{Route, RT_SCOPE_LINK, RT_TABLE_MAIN};
 use crate::rtnl::rule::Rule;
 use crate::rtnl::Rtnl;
-use crate::sys::file::FileLock;
+use crate::sys::guarded::PrivateLock;
 use crate::sys::netns::Netns;
 use std::net::IpAddr;
 
@@ -52,9 +52,12 @@ fn host(ip: &IpAddr) -> IpNet {
     IpNet { addr: *ip, prefix: crate::net::max_prefix(ip) }
 }
 
-/// Serialize sbr calls on one namespace: table numbers are picked by looking.
-fn lock_netns(path: &str) -> Result<FileLock> {
-    FileLock::existing(std::path::Path::new(path))
+/// Serialize sbr calls: table numbers are picked by looking. Not a lock on
+/// the namespace's nsfs inode: every process in the namespace can open
+/// `/proc/self/ns/net` and hold that one forever. Node-wide (calls take
+/// milliseconds), so no lock file is left behind per namespace.
+fn lock_sbr() -> Result<PrivateLock> {
+    PrivateLock::acquire("sbr", "sbr", std::time::Duration::from_secs(5))
 }
 
 fn add(req: &Request) -> Result<CniResult> {
@@ -69,7 +72,7 @@ fn add(req: &Request) -> Result<CniResult> {
         return Err(Error::config("gateways: at most one IPv4 and one IPv6 gateway"));
     }
     let ns = Netns::open(&req.netns)?;
-    let _lock = lock_netns(&req.netns)?;
+    let _lock = lock_sbr()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let link = rt.link_by_name(&req.ifname)?.ok_or_else(|| {
         Error::msg(format!("Cannot find network interface {} in netns \"{}\"", req.ifname, req.netns))
@@ -129,7 +132,7 @@ fn del(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
     // A namespace that is gone took its rules with it.
     let Some(ns) = iface::netns_for_del(&req.netns)? else { return Ok(()) };
-    let _lock = lock_netns(&req.netns)?;
+    let _lock = lock_sbr()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let mut srcs: Vec<IpAddr> = Vec::new();
     if let Some(l) = rt.link_by_name(&req.ifname)? {

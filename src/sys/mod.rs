@@ -5,6 +5,7 @@ pub mod alarm;
 pub mod child;
 pub mod dir;
 pub mod file;
+pub mod guarded;
 pub mod memmem;
 pub mod mount;
 pub mod netlink;
