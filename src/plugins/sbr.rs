@@ -57,7 +57,7 @@ fn host(ip: &IpAddr) -> IpNet {
 /// `/proc/self/ns/net` and hold that one forever. Node-wide (calls take
 /// milliseconds), so no lock file is left behind per namespace.
 fn lock_sbr() -> Result<PrivateLock> {
-    PrivateLock::acquire("sbr", "sbr", std::time::Duration::from_secs(5))
+    PrivateLock::acquire("sbr", "sbr")
 }
 
 fn add(req: &Request) -> Result<CniResult> {

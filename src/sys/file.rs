@@ -57,25 +57,6 @@ impl FileLock {
         Self::lock(file, path, 0)
     }
 
-    /// Lock a file that must already exist and may not be writable (a
-    /// namespace's bind mount, to serialize plugins working inside it).
-    pub fn existing(path: &Path) -> Result<FileLock> {
-        Self::lock(Self::open_existing(path)?, path, 0)
-    }
-
-    /// The same, unless someone else holds the lock: then EWOULDBLOCK at once.
-    pub fn try_existing(path: &Path) -> Result<FileLock> {
-        Self::lock(Self::open_existing(path)?, path, libc::LOCK_NB)
-    }
-
-    fn open_existing(path: &Path) -> Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::os(format_args!("open {} to lock it", path.display()), e.raw_os_error().unwrap_or(0)))
-    }
-
     fn lock(file: File, path: &Path, flags: i32) -> Result<FileLock> {
         Self::take(file, path.display(), flags)
     }

@@ -2,12 +2,10 @@
 //! FIFO, a device or a huge file, or may hold a lock forever.
 
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// The whole of a regular file of at most `max` bytes; None when it does not
 /// exist. O_NONBLOCK: opening a FIFO must not wait for a writer; anything but
@@ -49,12 +47,12 @@ const LOCK_DIR: &str = "/run/cnibox";
 
 /// An exclusive `flock` on `/run/cnibox/<name>.lock`, held until drop.
 pub struct PrivateLock {
-    _file: File,
+    _lock: super::file::FileLock,
 }
 
 impl PrivateLock {
-    /// Waits at most `wait`: then a "try again later" error naming `what`.
-    pub fn acquire(name: &str, what: &str, wait: Duration) -> Result<PrivateLock> {
+    /// Waits at most `file::LOCK_WAIT`: then a "try again later" error naming `what`.
+    pub fn acquire(name: &str, what: &str) -> Result<PrivateLock> {
         let dir = Path::new(LOCK_DIR);
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
@@ -81,23 +79,8 @@ impl PrivateLock {
         if !m.is_file() || m.uid() != 0 {
             return Err(Error::msg(format!("{} must be a regular file owned by root", path.display())));
         }
-        let end = Instant::now() + wait;
-        loop {
-            // SAFETY: flock on a valid descriptor this function owns.
-            match super::cvt_r(|| unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
-                Ok(_) => return Ok(PrivateLock { _file: file }),
-                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) && Instant::now() < end => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
-                    return Err(Error::os(
-                        format_args!("{what}: another call held {} for over {} s", path.display(), wait.as_secs()),
-                        libc::EAGAIN,
-                    ))
-                }
-                Err(e) => return Err(super::os_err(format_args!("lock {}", path.display()), e)),
-            }
-        }
+        let lock = super::file::FileLock::take(file, format_args!("{what}: {}", path.display()), 0)?;
+        Ok(PrivateLock { _lock: lock })
     }
 }
 
