@@ -133,6 +133,8 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
         Err(_) => None,
     };
     let mut out: Vec<(String, String)> = Vec::new();
+    // Keys a pod author writes, up to the config's 1 MiB: duplicates found in a set, not by scanning `out`.
+    let mut seen = std::collections::BTreeSet::new();
     for (key, value) in raw {
         // Split first, substitute after: interface names may contain dots.
         let parts: Vec<&str> = if key.contains('/') { key.split('/').collect() } else { key.split('.').collect() };
@@ -153,7 +155,7 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
             }
         }
         let path = parts.join("/");
-        if out.iter().any(|(p, _)| *p == path) {
+        if !seen.insert(path.clone()) {
             return Err(Error::config(format!("duplicate sysctl key: {dotted}")));
         }
         out.push((path, value.clone()));
