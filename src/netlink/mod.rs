@@ -44,6 +44,9 @@ pub fn align4(n: usize) -> usize {
 #[derive(Clone)]
 pub struct MsgBuf {
     buf: Vec<u8>,
+    /// An attribute longer than its 16-bit length field can say was added:
+    /// the message is refused before it is sent (`check`), never wrapped.
+    oversize: bool,
 }
 
 /// An open nested attribute; `MsgBuf::end` writes its length.
@@ -57,7 +60,7 @@ impl MsgBuf {
         buf.extend_from_slice(&ty.to_ne_bytes());
         buf.extend_from_slice(&flags.to_ne_bytes());
         buf.extend_from_slice(&[0; 8]);
-        MsgBuf { buf }
+        MsgBuf { buf, oversize: false }
     }
 
     /// A fixed-size family header (ifinfomsg, rtmsg, nfgenmsg...), padded to 4.
@@ -72,8 +75,25 @@ impl MsgBuf {
         self.buf.resize(n, 0);
     }
 
+    /// An attribute length for the 16-bit field, or 0 with the message marked oversize.
+    fn attr_len(&mut self, len: usize) -> u16 {
+        u16::try_from(len).unwrap_or_else(|_| {
+            self.oversize = true;
+            0
+        })
+    }
+
+    /// Refuse a message holding an attribute too long for netlink (64 KiB),
+    /// naming what it was for.
+    pub fn check(&self, what: impl std::fmt::Display) -> crate::error::Result<()> {
+        if self.oversize {
+            return Err(crate::error::Error::msg(format!("{what}: a netlink attribute would exceed 65535 bytes")));
+        }
+        Ok(())
+    }
+
     pub fn put(&mut self, ty: u16, data: &[u8]) -> &mut Self {
-        let len = (NLA_HDRLEN + data.len()) as u16;
+        let len = self.attr_len(NLA_HDRLEN + data.len());
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(data);
@@ -101,7 +121,7 @@ impl MsgBuf {
     }
     /// A NUL-terminated string, as the kernel's NLA_NUL_STRING/NLA_STRING expect.
     pub fn put_str(&mut self, ty: u16, s: &str) -> &mut Self {
-        let len = (NLA_HDRLEN + s.len() + 1) as u16;
+        let len = self.attr_len(NLA_HDRLEN + s.len() + 1);
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.buf.extend_from_slice(s.as_bytes());
@@ -118,7 +138,7 @@ impl MsgBuf {
     }
 
     pub fn end(&mut self, n: Nest) -> &mut Self {
-        let len = (self.buf.len() - n.0) as u16;
+        let len = self.attr_len(self.buf.len() - n.0);
         self.buf[n.0..n.0 + 2].copy_from_slice(&len.to_ne_bytes());
         self
     }
@@ -361,5 +381,22 @@ pub(crate) mod tests {
         assert_eq!(msg.error_code(), -22);
         assert_eq!(msg.error_seq(), Some(3));
         assert_eq!(msg.ext_ack(), Some("bad thing"));
+    }
+
+    #[test]
+    fn attributes_too_long_for_their_length_field_are_refused_not_wrapped() {
+        let mut m = MsgBuf::new(16, NLM_F_REQUEST);
+        m.put(1, &[0; 100]);
+        assert!(m.check("small").is_ok());
+        m.put(2, &vec![0; 65_532]);
+        let e = m.check("link add").unwrap_err().to_string();
+        assert!(e.contains("link add") && e.contains("65535"), "{e}");
+        let mut n = MsgBuf::new(16, NLM_F_REQUEST);
+        let nest = n.nest(3);
+        for _ in 0..3 {
+            n.put(1, &vec![0; 30_000]);
+        }
+        n.end(nest);
+        assert!(n.check("nested").is_err(), "a nest over 64 KiB");
     }
 }

@@ -160,6 +160,7 @@ impl Socket {
         what: impl Display,
         mut on_reply: impl FnMut(&Msg) -> Result<()>,
     ) -> Result<()> {
+        msg.check(&what)?;
         let seq = self.next_seq();
         let flags = msg.flags();
         self.send(&msg.finish(seq))?;
@@ -188,6 +189,7 @@ impl Socket {
     /// Run a dump and return each reply message's payload. A dump the kernel
     /// marks as interrupted (the table changed under it) is repeated.
     pub fn dump(&mut self, msg: MsgBuf, what: impl Display) -> Result<Vec<Vec<u8>>> {
+        msg.check(&what)?;
         for _ in 0..DUMP_RETRIES {
             let seq = self.next_seq();
             self.send(&msg.clone().finish(seq))?;

@@ -435,6 +435,9 @@ impl Nft {
 impl Batch {
     /// Send the batch on `sock` and collect the kernel's errors (see `Nft::commit`).
     pub(crate) fn send_on(&self, sock: &mut Socket, genid: u32) -> Result<()> {
+        for (m, what) in &self.msgs {
+            m.check(what)?;
+        }
         let seq = sock.next_seq();
         for _ in 0..=self.msgs.len() {
             sock.next_seq();
