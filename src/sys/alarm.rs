@@ -12,9 +12,13 @@ pub struct Ticks {
 
 extern "C" fn tick(_: libc::c_int) {}
 
+// suseconds_t is i64 on some targets (where u32 converts without fail) and
+// i32 on others: the fallible conversion is the one that builds everywhere.
+#[allow(clippy::unnecessary_fallible_conversions)]
 fn timeval(d: Duration) -> libc::timeval {
-    // Periods are short (milliseconds): both parts fit every time_t and suseconds_t.
-    libc::timeval { tv_sec: d.as_secs() as libc::time_t, tv_usec: d.subsec_micros() as libc::suseconds_t }
+    // Periods are short (milliseconds): both parts fit whatever width the
+    // target's time_t and suseconds_t have (the field types, not named here).
+    libc::timeval { tv_sec: d.as_secs().try_into().unwrap_or(1), tv_usec: d.subsec_micros().try_into().unwrap_or(0) }
 }
 
 fn set_timer(period: Duration) -> std::io::Result<()> {

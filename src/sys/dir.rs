@@ -173,6 +173,8 @@ impl Dir {
     /// Swap the names `a` and `b` inside this directory atomically
     /// (`renameat2(RENAME_EXCHANGE)`); both must exist.
     pub fn exchange(&self, a: &str, b: &str) -> Result<()> {
+        // syscall(2) reads every argument as a long; the flag (2) fits any width of it.
+        const RENAME_EXCHANGE: libc::c_long = libc::RENAME_EXCHANGE as libc::c_long;
         let (ca, cb) = (c_name(a)?, c_name(b)?);
         let d = self.fd.as_raw_fd();
         // SAFETY: NUL-terminated names relative to a descriptor we own; the
@@ -184,7 +186,7 @@ impl Dir {
                 ca.as_ptr(),
                 libc::c_long::from(d),
                 cb.as_ptr(),
-                libc::c_long::from(libc::RENAME_EXCHANGE),
+                RENAME_EXCHANGE,
             )
         })
         .map_err(|e| Error::os(format_args!("exchange {a} and {b}"), e))?;
