@@ -218,23 +218,5 @@ pub fn random_bytes(buf: &mut [u8]) {
 /// Whether this process holds CAP_NET_ADMIN in its effective set (in its own
 /// user namespace: a rootless runtime's plugins have it there).
 pub fn has_cap_net_admin() -> bool {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    const CAP_NET_ADMIN: u32 = 12;
-    let mut h = Header { version: VERSION_3, pid: 0 };
-    let mut d = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
-    // SAFETY: capget with a version-3 header and room for its two data words.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) };
-    r == 0 && d[0].effective & (1 << CAP_NET_ADMIN) != 0
+    libc::pid_t::try_from(std::process::id()).is_ok_and(|me| trust::has_cap(me, trust::CAP_NET_ADMIN).unwrap_or(false))
 }
