@@ -255,14 +255,19 @@ pub fn on_signals(signals: &[libc::c_int], handler: extern "C" fn(libc::c_int)) 
     }
 }
 
-/// Take ownership of descriptor `fd` that this process inherited from its
-/// parent (a report pipe), making it close-on-exec. Call it once per
-/// descriptor, before anything else in the process could have opened or
-/// claimed that number.
+/// A descriptor of our own on what inherited descriptor `fd` is open to (a
+/// report pipe from the parent), opened anew through `/proc/self/fd` with the
+/// same access mode; `fd` itself is made close-on-exec so that no child
+/// inherits it, and is otherwise left alone: it is not claimed, so whatever
+/// else in this process might own that number keeps it.
 pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: fcntl only inspects the descriptor table; EBADF if not open.
+    // SAFETY: F_GETFL and F_SETFD only read and set descriptor flags; EBADF if not open.
+    let mode = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })? & libc::O_ACCMODE;
+    // SAFETY: as above.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
-    // SAFETY: the descriptor is open (just checked) and, by this function's
-    // contract, owned by nothing else in this process.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let file = std::fs::OpenOptions::new()
+        .read(mode != libc::O_WRONLY)
+        .write(mode != libc::O_RDONLY)
+        .open(format!("/proc/self/fd/{fd}"))?;
+    Ok(file.into())
 }
