@@ -19,6 +19,10 @@ pub const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NFTA_VERDICT_CHAIN: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_SET_ID: u16 = 4;
 
 pub const NFT_CMP_EQ: u32 = 0;
 pub const NFT_CMP_NEQ: u32 = 1;
@@ -96,6 +100,10 @@ pub enum Expr<'a> {
     Masq,
     /// `nat dnat ip|ip6 addr_min reg 1 proto_min reg 2`; true for IPv6.
     Dnat(bool),
+    /// `lookup reg 1 set <name>`, with the set's batch id (`Batch::add_set`;
+    /// 0 sends none): the kernel finds the set by name, or by the id while
+    /// the set is still being created in the same batch.
+    Lookup(&'a str, u32),
 }
 
 impl Expr<'_> {
@@ -110,6 +118,7 @@ impl Expr<'_> {
             Expr::Imm(..) | Expr::Verdict(..) => "immediate",
             Expr::Masq => "masq",
             Expr::Dnat(_) => "nat",
+            Expr::Lookup(..) => "lookup",
         }
     }
 }
@@ -170,6 +179,12 @@ pub fn put(m: &mut MsgBuf, e: &Expr) {
             // TYPE=dnat FAMILY ADDR_MIN=reg1 PROTO_MIN=reg2 FLAGS=PROTO_SPECIFIED
             m.put_be32(1, 1).put_be32(2, fam as u32).put_be32(3, 1).put_be32(5, 2).put_be32(7, 2);
         }
+        Expr::Lookup(set, id) => {
+            m.put_be32(NFTA_LOOKUP_SREG, 1).put_str(NFTA_LOOKUP_SET, set);
+            if id != 0 {
+                m.put_be32(NFTA_LOOKUP_SET_ID, id);
+            }
+        }
     }
     m.end(data);
     m.end(elem);
@@ -194,6 +209,25 @@ pub fn cmp_values(exprs: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// Each set an encoded expression list (a rule read back) looks up, with
+/// the offset of the payload load before it: `(16, "s")` is `ip daddr @s`
+/// (`(24, "s")` its IPv6 form), `(12, "s")` is `ip saddr @s`.
+pub fn lookups(exprs: &[u8]) -> Vec<(u32, &str)> {
+    use crate::netlink::Attrs;
+    let mut out = Vec::new();
+    let mut off = None;
+    for elem in Attrs::new(exprs) {
+        let a = elem.attrs();
+        let data = a.get(NFTA_EXPR_DATA).map(|d| d.attrs());
+        match (a.get(NFTA_EXPR_NAME).map(|n| n.str()), data) {
+            (Some("payload"), Some(d)) => off = d.get(NFTA_PAYLOAD_OFFSET).map(|o| o.be32()),
+            (Some("lookup"), Some(d)) => out.extend(off.zip(d.get(NFTA_LOOKUP_SET).map(|s| s.str()))),
+            _ => {}
+        }
+    }
+    out
+}
+
 // ---- matches, each appending the expressions `nft` would generate ----
 
 /// `ip|ip6 saddr|daddr ==|!= <net>`. In an inet table nft first matches the
@@ -203,12 +237,8 @@ pub fn addr(v: &mut Vec<Expr>, inet: bool, src: bool, net: &IpNet, op: u32) {
     if inet {
         nfproto(v, v4);
     }
-    let (off, len) = match (v4, src) {
-        (true, true) => (12, 4),
-        (true, false) => (16, 4),
-        (false, true) => (8, 16),
-        (false, false) => (24, 16),
-    };
+    let (off, len) = addr_field(v4, src);
+    let len = len as usize;
     let bytes = ip_octets(&net.network().addr);
     let p = net.prefix as usize;
     if p == len * 8 {
@@ -223,6 +253,27 @@ pub fn addr(v: &mut Vec<Expr>, inet: bool, src: bool, net: &IpNet, op: u32) {
         v.push(Expr::Bitwise(Data::new(&mask[..len])));
         v.push(Expr::Cmp(op, Data::new(&bytes)));
     }
+}
+
+/// Offset and length of the IPv4 or IPv6 source or destination address in its header.
+pub fn addr_field(v4: bool, src: bool) -> (u32, u32) {
+    match (v4, src) {
+        (true, true) => (12, 4),
+        (true, false) => (16, 4),
+        (false, true) => (8, 16),
+        (false, false) => (24, 16),
+    }
+}
+
+/// `ip|ip6 saddr|daddr @<set>` (`id` as in `Expr::Lookup`), after `meta
+/// nfproto` in an inet table.
+pub fn addr_in_set<'a>(v: &mut Vec<Expr<'a>>, inet: bool, v4: bool, src: bool, set: &'a str, id: u32) {
+    if inet {
+        nfproto(v, v4);
+    }
+    let (off, len) = addr_field(v4, src);
+    v.push(Expr::Payload(NFT_PAYLOAD_NETWORK_HEADER, off, len));
+    v.push(Expr::Lookup(set, id));
 }
 
 pub fn nfproto(v: &mut Vec<Expr>, v4: bool) {

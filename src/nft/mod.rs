@@ -36,6 +36,12 @@ const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWSET: u16 = 9;
+const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_DELSET: u16 = 11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFT_MSG_DELSETELEM: u16 = 14;
 const NFT_MSG_GETGEN: u16 = 16;
 
 const NFTA_TABLE_NAME: u16 = 1;
@@ -54,6 +60,18 @@ const NFTA_RULE_HANDLE: u16 = 3;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_RULE_USERDATA: u16 = 7;
 const NFTA_GEN_ID: u16 = 1;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_ID: u16 = 10;
+const NFTA_SET_USERDATA: u16 = 13;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
+const NFTA_SET_ELEM_KEY: u16 = 1;
 
 pub const NFPROTO_INET: u8 = 1;
 pub const NFPROTO_IPV4: u8 = 2;
@@ -146,10 +164,33 @@ fn parse_udata(mut u: &[u8], want: u8) -> Vec<u8> {
     Vec::new()
 }
 
+/// The key of a set: `nft`'s data type number and the key's length in bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SetKey {
+    pub ty: u32,
+    pub len: u32,
+}
+
+pub const IPV4_ADDR: SetKey = SetKey { ty: 7, len: 4 };
+pub const IPV6_ADDR: SetKey = SetKey { ty: 8, len: 16 };
+
+/// libnftnl's set user data: the key's byte order (type 0, a host-order u32;
+/// 2 is big endian), which `nft` writes for every set it creates.
+fn udata_key_byteorder() -> [u8; 6] {
+    let v = 2u32.to_ne_bytes();
+    [0, 4, v[0], v[1], v[2], v[3]]
+}
+
+/// The most an `NFTA_SET_ELEM_LIST_ELEMENTS` nest of one message may hold:
+/// netlink attribute lengths are 16-bit, so larger lists go in several messages.
+const ELEMENTS_MAX: usize = u16::MAX as usize;
+
 /// One atomic change: messages in order, each with a description for errors.
 #[derive(Default)]
 pub struct Batch {
     msgs: Vec<(MsgBuf, String)>,
+    /// The last set id handed out in this batch (`add_set`).
+    set_id: u32,
 }
 
 impl Batch {
@@ -235,6 +276,66 @@ impl Batch {
         self.flush_chain(t, chain);
         for r in rules {
             self.add_rule(t, chain, r, b"");
+        }
+    }
+
+    /// Create the set unless it exists (an existing one keeps its elements)
+    /// and return its id in this batch, for `Expr::Lookup` and
+    /// `add_elements` (the kernel needs one for every new set).
+    pub fn add_set(&mut self, t: &Table, name: &str, key: SetKey) -> u32 {
+        self.set_id += 1;
+        let id = self.set_id;
+        let m = self.msg(NFT_MSG_NEWSET, NLM_F_CREATE, t, format!("add set {t} {name}"));
+        m.put_str(NFTA_SET_TABLE, t.name).put_str(NFTA_SET_NAME, name).put_be32(NFTA_SET_FLAGS, 0);
+        m.put_be32(NFTA_SET_KEY_TYPE, key.ty).put_be32(NFTA_SET_KEY_LEN, key.len).put_be32(NFTA_SET_ID, id);
+        m.put(NFTA_SET_USERDATA, &udata_key_byteorder());
+        id
+    }
+
+    /// Delete the set (no rule may still refer to it once the batch is applied).
+    pub fn del_set(&mut self, t: &Table, name: &str) {
+        let m = self.msg(NFT_MSG_DELSET, 0, t, format!("delete set {t} {name}"));
+        m.put_str(NFTA_SET_TABLE, t.name).put_str(NFTA_SET_NAME, name);
+    }
+
+    /// Delete every element of the set: a DELSETELEM that names none.
+    pub fn flush_set(&mut self, t: &Table, name: &str) {
+        let m = self.msg(NFT_MSG_DELSETELEM, 0, t, format!("flush set {t} {name}"));
+        m.put_str(NFTA_SET_ELEM_LIST_SET, name).put_str(NFTA_SET_ELEM_LIST_TABLE, t.name);
+    }
+
+    /// Add the keys to the set (`id` as returned by `add_set`, or 0), in as
+    /// many messages as the 16-bit attribute lengths require.
+    pub fn add_elements(&mut self, t: &Table, name: &str, id: u32, keys: &[&[u8]]) {
+        // Each element: LIST_ELEM { KEY { DATA_VALUE <key> } }; a key is at
+        // least a byte, so a message holds at most 4095.
+        let size = |k: &[u8]| 12 + crate::netlink::align4(k.len());
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let (mut n, mut len) = (0, 4);
+            while n < rest.len() && (n == 0 || len + size(rest[n]) <= ELEMENTS_MAX) {
+                len += size(rest[n]);
+                n += 1;
+            }
+            let (now, later) = rest.split_at(n);
+            rest = later;
+            let what = format!("add {} elements to set {t} {name}", now.len());
+            let m = self.msg(NFT_MSG_NEWSETELEM, NLM_F_CREATE, t, what);
+            m.put_str(NFTA_SET_ELEM_LIST_TABLE, t.name).put_str(NFTA_SET_ELEM_LIST_SET, name);
+            if id != 0 {
+                m.put_be32(NFTA_SET_ELEM_LIST_SET_ID, id);
+            }
+            let list = m.nest(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED);
+            // `nft` numbers the elements of a list from 1 where the kernel
+            // ignores the type: at most 4095 here, clear of the flag bits.
+            for (i, k) in (1u16..).zip(now) {
+                let e = m.nest(i | NLA_F_NESTED);
+                let key = m.nest(NFTA_SET_ELEM_KEY | NLA_F_NESTED);
+                m.put(expr::NFTA_DATA_VALUE, k);
+                m.end(key);
+                m.end(e);
+            }
+            m.end(list);
         }
     }
 
@@ -343,6 +444,16 @@ impl Rule {
     }
 }
 
+/// The element keys of a GETSETELEM dump message's payload.
+fn parse_elements(p: &[u8]) -> Vec<Vec<u8>> {
+    let list = Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_SET_ELEM_LIST_ELEMENTS);
+    let key = |e: crate::netlink::Attr| {
+        let k = e.attrs().get(NFTA_SET_ELEM_KEY)?;
+        Some(k.attrs().get(expr::NFTA_DATA_VALUE)?.data.to_vec())
+    };
+    list.map(|l| l.attrs().filter_map(key).collect()).unwrap_or_default()
+}
+
 /// A NETLINK_NETFILTER socket of this call's own, in the current namespace,
 /// with the namespace's turn at nftables while a trusted keeper gives one;
 /// the socket is handed to the keeper when dropped (see `keeper`).
@@ -415,6 +526,36 @@ impl Nft {
             }
         }
         Ok(out)
+    }
+
+    /// The names of the sets of `table` (family `family`).
+    pub fn sets(&mut self, family: u8, table: &str) -> Result<Vec<String>> {
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSET, NLM_F_REQUEST | NLM_F_DUMP);
+        m.push(&[family, 0, 0, 0]);
+        m.put_str(NFTA_SET_TABLE, table);
+        let v = match self.dump(m, format_args!("nftables: list sets of table {table}")) {
+            Ok(v) => v,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for p in &v {
+            let a = Attrs::new(p.get(4..).unwrap_or(&[]));
+            if a.get(NFTA_SET_TABLE).map(|t| t.str()) == Some(table) {
+                out.extend(a.get(NFTA_SET_NAME).map(|n| n.str().to_string()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The keys of the elements of set `set` of `t`. A set that does not
+    /// exist is an error that `is_not_found`.
+    pub fn set_elements(&mut self, t: &Table, set: &str) -> Result<Vec<Vec<u8>>> {
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP);
+        m.push(&[t.family, 0, 0, 0]);
+        m.put_str(NFTA_SET_ELEM_LIST_SET, set).put_str(NFTA_SET_ELEM_LIST_TABLE, t.name);
+        let v = self.dump(m, format_args!("nftables: list elements of set {t} {set}"))?;
+        Ok(v.iter().flat_map(|p| parse_elements(p)).collect())
     }
 
     /// Send the batch and collect the kernel's errors. The messages ask for

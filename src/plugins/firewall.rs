@@ -9,8 +9,11 @@
 //!                     jump isolation_stage_1; jump cni_forward }
 //!     chain cni_forward { jump cni_admin
 //!                         jump cni-fw-<H(key)> comment "<key>"            (one per attachment) }
-//!     chain cni-fw-<H(key)> { ip daddr <ip> ct state established,related accept comment "<key>"
-//!                             ip saddr <ip> accept comment "<key>" }      (per address)
+//!     set cni-fw-<H(key)>-4 { type ipv4_addr; elements = { <the attachment's IPv4 addresses> } }
+//!     set cni-fw-<H(key)>-6 { type ipv6_addr; elements = { <its IPv6 addresses> } }   (per family in use)
+//!     chain cni-fw-<H(key)> { ip daddr @cni-fw-<H(key)>-4 ct state established,related accept comment "<key>"
+//!                             ip saddr @cni-fw-<H(key)>-4 accept comment "<key>"
+//!                             ip6 daddr @cni-fw-<H(key)>-6 ... and ip6 saddr ... (the same for IPv6) }
 //!     chain cni_admin { }                      (the operator's; cnibox never touches its rules)
 //!     chain isolation_stage_1 { iifname <br> oifname != <br> jump isolation_stage_2 comment "isolation <br>"
 //!                               [iifname <br> oifname <br> drop]              (ingressPolicy isolated) }
@@ -18,23 +21,31 @@
 //! }
 //! ```
 //!
-//! Each attachment's rules are a chain of their own: the kernel finds a rule
-//! to delete by walking its chain, so deleting thousands of rules one by one
-//! from a shared chain was quadratic (20,000 addresses: a minute of kernel
-//! time), where deleting a chain with its rules is linear. DEL removes the
-//! jump and the chain (and rules an older cnibox put straight into
-//! `cni_forward`, found by key); isolation rules stay, as in the
-//! reference. GC removes the rules of this network's attachments that are not
-//! among the valid ones (the key begins with the network's hash), and no others.
+//! Each attachment's rules are a chain of their own, and its addresses are in
+//! sets of its own, however many there are: a packet costs one hash lookup per
+//! family instead of a walk over two rules per address; the kernel walks a
+//! chain from its start again for each part of a dump, and a part holds about a
+//! hundred rules but over a thousand elements, so listing thousands of rules
+//! was quadratic where listing as many elements takes milliseconds; and a chain
+//! goes with its rules in one step, where deleting rules one by one from a
+//! shared chain was quadratic too. ADD creates or keeps the sets and refills
+//! them and the chain; DEL removes the jump, the chain (with its rules) and
+//! then the sets, and rules an older cnibox put straight into `cni_forward`,
+//! found by key; isolation rules stay, as in the reference. CHECK looks each
+//! prevResult address up in the set's elements; chains an older cnibox filled
+//! with a rule per address are still checked and deleted (nodes upgrade with
+//! live pods). GC removes the attachments of this network that are not among
+//! the valid ones (the key begins with the network's hash), and no others.
 
 use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{code, Context, Error, Result};
-use crate::net::{ip_octets, max_prefix, IpNet};
+use crate::net::ip_octets;
 use crate::nft::expr::{
     self, Data, Expr, CT_ESTABLISHED_RELATED, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_CT_STATE, NFT_JUMP, NF_ACCEPT, NF_DROP,
 };
-use crate::nft::{transact, Base, Batch, Nft, Rule, Table, NFPROTO_INET};
+use crate::nft::{transact, Base, Batch, Nft, Rule, Table, IPV4_ADDR, IPV6_ADDR, NFPROTO_INET};
+use std::net::IpAddr;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "firewall", min_version: "0.4.0", add, del, check, gc, status: crate::cni::skel::noop };
@@ -123,19 +134,39 @@ fn ifname_cmp(v: &mut Vec<Expr>, key: u32, op: u32, name: &str) {
     v.push(Expr::Cmp(op, Data::new(&expr::ifname_bytes(name))));
 }
 
-/// `ip daddr <ip> ct state established,related accept` and `ip saddr <ip> accept`.
-fn container_rules(ip: &IpNet) -> [Vec<Expr<'static>>; 2] {
-    let host = IpNet { addr: ip.addr, prefix: max_prefix(&ip.addr) };
+/// The set of one family's addresses of the attachment whose chain is
+/// `chain` (25 bytes: within the 31 that old kernels allow).
+fn set_of(chain: &str, v4: bool) -> String {
+    format!("{chain}-{}", if v4 { 4 } else { 6 })
+}
+
+/// `ip daddr @<set> ct state established,related accept` and `ip saddr @<set> accept`
+/// (`ip6` for IPv6).
+pub(crate) fn container_rules(v4: bool, set: &str, id: u32) -> [Vec<Expr<'_>>; 2] {
     let mut to = Vec::new();
-    expr::addr(&mut to, true, false, &host, NFT_CMP_EQ);
+    expr::addr_in_set(&mut to, true, v4, false, set, id);
     to.push(Expr::Ct(NFT_CT_STATE));
     to.push(Expr::Bitwise(Data::new(&CT_ESTABLISHED_RELATED.to_ne_bytes())));
     to.push(Expr::Cmp(NFT_CMP_NEQ, Data::new(&[0; 4])));
     to.push(Expr::Verdict(NF_ACCEPT, ""));
     let mut from = Vec::new();
-    expr::addr(&mut from, true, true, &host, NFT_CMP_EQ);
+    expr::addr_in_set(&mut from, true, v4, true, set, id);
     from.push(Expr::Verdict(NF_ACCEPT, ""));
     [to, from]
+}
+
+/// The attachment's addresses of one family, sorted and without repeats.
+fn addresses(prev: &CniResult, v4: bool) -> Vec<IpAddr> {
+    let mut a: Vec<IpAddr> = prev.ips.iter().map(|ip| ip.address.addr).filter(|a| a.is_ipv4() == v4).collect();
+    a.sort_unstable();
+    a.dedup();
+    a
+}
+
+fn sorted_sets(nft: &mut Nft) -> Result<Vec<String>> {
+    let mut s = nft.sets(TABLE.family, TABLE.name)?;
+    s.sort_unstable();
+    Ok(s)
 }
 
 fn rules_of(nft: &mut Nft, chain: &str) -> Result<Vec<Rule>> {
@@ -153,6 +184,7 @@ fn add(req: &Request) -> Result<CniResult> {
     }
     let iso = format!("isolation {bridge}").into_bytes();
     let chain = chain_of(&k);
+    let (v4, v6) = (addresses(&prev, true), addresses(&prev, false));
     transact(|nft| {
         let mut b = Batch::new();
         b.add_table(&TABLE, "CNI firewall plugin rules (cnibox)");
@@ -175,8 +207,26 @@ fn add(req: &Request) -> Result<CniResult> {
         b.add_chain(&TABLE, &chain, None, "");
         b.flush_chain(&TABLE, &chain);
         b.add_rule(&TABLE, CNI_FORWARD, &[Expr::Verdict(NFT_JUMP, &chain)], &k);
-        for ip in &prev.ips {
-            for r in container_rules(&ip.address) {
+        // Each family's addresses in a set of the attachment's own, filled
+        // afresh. A family without addresses loses its set of an earlier
+        // ADD, which the flush above has left unreferenced.
+        let sets = sorted_sets(nft)?;
+        for (v4, addrs) in [(true, &v4), (false, &v6)] {
+            let set = set_of(&chain, v4);
+            let exists = sets.binary_search(&set).is_ok();
+            if addrs.is_empty() {
+                if exists {
+                    b.del_set(&TABLE, &set);
+                }
+                continue;
+            }
+            let id = b.add_set(&TABLE, &set, if v4 { IPV4_ADDR } else { IPV6_ADDR });
+            if exists {
+                b.flush_set(&TABLE, &set);
+            }
+            let keys: Vec<Vec<u8>> = addrs.iter().map(ip_octets).collect();
+            b.add_elements(&TABLE, &set, id, &keys.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            for r in container_rules(v4, &set, id) {
                 b.add_rule(&TABLE, &chain, &r, &k);
             }
         }
@@ -216,22 +266,32 @@ fn del(req: &Request) -> Result<()> {
 }
 
 /// Add to `b` the removal of every attachment whose key `pick` chooses:
-/// its jump and its chain (the kernel deletes the chain's rules with it),
-/// and rules under its key left in cni_forward by an older cnibox.
+/// its jump, its chain (the kernel deletes the chain's rules with it) and
+/// then its sets, and rules under its key left in cni_forward by an older
+/// cnibox. Only objects that exist are named: one missing object would fail
+/// the whole batch.
 fn remove(nft: &mut Nft, b: &mut Batch, pick: impl Fn(&[u8]) -> bool) -> Result<()> {
-    // Sorted byte strings, as everywhere here: lookups stay logarithmic
-    // however many attachments GC removes.
-    let mut chains: Vec<Vec<u8>> = nft.chains(TABLE.family, TABLE.name)?.into_iter().map(String::into_bytes).collect();
+    // Sorted, as everywhere here: lookups stay logarithmic however many
+    // attachments GC removes.
+    let mut chains = nft.chains(TABLE.family, TABLE.name)?;
     chains.sort_unstable();
-    let mut gone: Vec<Vec<u8>> = Vec::new();
+    let sets = sorted_sets(nft)?;
+    let mut gone = Vec::new();
     for r in rules_of(nft, CNI_FORWARD)?.iter().filter(|r| r.comment.starts_with(b"cni-fw ") && pick(&r.comment)) {
         b.del_rule(r);
-        gone.push(chain_of(&r.comment).into_bytes());
+        gone.push(chain_of(&r.comment));
     }
     gone.sort_unstable();
     gone.dedup();
-    for c in gone.iter().filter(|c| chains.binary_search(c).is_ok()) {
-        b.del_chain(&TABLE, &String::from_utf8_lossy(c));
+    for c in &gone {
+        if chains.binary_search(c).is_ok() {
+            b.del_chain(&TABLE, c);
+        }
+        for set in [set_of(c, true), set_of(c, false)] {
+            if sets.binary_search(&set).is_ok() {
+                b.del_set(&TABLE, &set);
+            }
+        }
     }
     Ok(())
 }
@@ -266,30 +326,61 @@ fn check(req: &Request) -> Result<()> {
     let chain = chain_of(&k);
     let mine: Vec<Rule> = forward.into_iter().filter(|r| r.comment == k).collect();
     let jumps = mine.iter().any(|r| r.exprs.windows(chain.len()).any(|w| w == chain.as_bytes()));
-    let rules = if jumps { rules_of(&mut nft, &chain)? } else { mine };
+    let (rules, place) = if jumps { (rules_of(&mut nft, &chain)?, chain.as_str()) } else { (mine, CNI_FORWARD) };
+    let rules: Vec<&Rule> = rules.iter().filter(|r| r.comment == k).collect();
+    let lookups: Vec<(u32, &str)> = rules.iter().flat_map(|r| expr::lookups(&r.exprs)).collect();
+    let mut old = Vec::new();
+    for v4 in [true, false] {
+        let addrs = addresses(&prev, v4);
+        if addrs.is_empty() {
+            continue;
+        }
+        let set = set_of(&chain, v4);
+        let [to, from] = [false, true].map(|src| lookups.contains(&(expr::addr_field(v4, src).0, set.as_str())));
+        if !to && !from {
+            // No set: the rule per address an older cnibox wrote.
+            old.extend(addrs);
+            continue;
+        }
+        let ip = if v4 { "ip" } else { "ip6" };
+        if !to || !from {
+            let (dir, what) = if to { ("saddr", "accept") } else { ("daddr", "ct state established,related accept") };
+            return Err(Error::msg(format!("firewall: no rule \"{ip} {dir} @{set} {what}\" in {TABLE} {place}")));
+        }
+        let mut elems = nft.set_elements(&TABLE, &set).map_err(|e| {
+            if e.is_not_found() {
+                Error::msg(format!("firewall: set {set} is missing from {TABLE}"))
+            } else {
+                e
+            }
+        })?;
+        elems.sort_unstable();
+        if let Some(a) = addrs.iter().find(|a| elems.binary_search(&ip_octets(a)).is_err()) {
+            return Err(Error::msg(format!("firewall: {a} missing from set {set} in {TABLE}")));
+        }
+    }
+    if old.is_empty() {
+        return Ok(());
+    }
     // Every address needs both of its rules. Each rule of the attachment is
     // indexed once by the values it compares against (sorted, so that a
     // lookup is a binary search): linear in rules and addresses together,
     // where matching every address against every rule was quadratic.
-    let mut seen: Vec<Vec<u8>> = Vec::new();
-    for r in rules.iter().filter(|r| r.comment == k) {
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for r in &rules {
         let vals = expr::cmp_values(&r.exprs);
         for (i, v) in vals.iter().enumerate() {
             if !vals[..i].contains(v) {
-                seen.push(v.to_vec());
+                seen.push(v);
             }
         }
     }
     seen.sort_unstable();
-    for ip in &prev.ips {
-        let a = ip_octets(&ip.address.addr);
-        let n = seen.partition_point(|v| *v < a);
-        let found = seen[n..].iter().take_while(|v| **v == a).count();
-        if found < 2 {
-            return Err(Error::msg(format!(
-                "firewall: missing accept rules for {} in {TABLE} {chain}",
-                ip.address.addr
-            )));
+    for a in &old {
+        let o = ip_octets(a);
+        let n = seen.partition_point(|v| *v < o.as_slice());
+        if seen[n..].iter().take_while(|v| **v == o.as_slice()).count() < 2 {
+            return Err(Error::msg(format!("firewall: missing accept rules for {a} in {TABLE} {place}")));
         }
     }
     Ok(())
