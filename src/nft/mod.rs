@@ -444,14 +444,14 @@ impl Rule {
     }
 }
 
-/// The element keys of a GETSETELEM dump message's payload.
-fn parse_elements(p: &[u8]) -> Vec<Vec<u8>> {
-    let list = Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_SET_ELEM_LIST_ELEMENTS);
-    let key = |e: crate::netlink::Attr| {
-        let k = e.attrs().get(NFTA_SET_ELEM_KEY)?;
-        Some(k.attrs().get(expr::NFTA_DATA_VALUE)?.data.to_vec())
-    };
-    list.map(|l| l.attrs().filter_map(key).collect()).unwrap_or_default()
+/// Append the element keys of a GETSETELEM dump message's payload to `keys`.
+fn parse_elements(p: &[u8], keys: &mut Vec<Vec<u8>>) {
+    let Some(list) = Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_SET_ELEM_LIST_ELEMENTS) else { return };
+    for e in list.attrs() {
+        if let Some(k) = e.attrs().get(NFTA_SET_ELEM_KEY).and_then(|k| k.attrs().get(expr::NFTA_DATA_VALUE)) {
+            keys.push(k.data.to_vec());
+        }
+    }
 }
 
 /// A NETLINK_NETFILTER socket of this call's own, in the current namespace,
@@ -511,29 +511,24 @@ impl Nft {
 
     /// The names of the chains of `table` (family `family`).
     pub fn chains(&mut self, family: u8, table: &str) -> Result<Vec<String>> {
-        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_REQUEST | NLM_F_DUMP);
-        m.push(&[family, 0, 0, 0]);
-        let v = match self.dump(m, format_args!("nftables: list chains of table {table}")) {
-            Ok(v) => v,
-            Err(e) if e.is_not_found() => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for p in &v {
-            let a = Attrs::new(p.get(4..).unwrap_or(&[]));
-            if a.get(NFTA_CHAIN_TABLE).map(|t| t.str()) == Some(table) {
-                out.extend(a.get(NFTA_CHAIN_NAME).map(|n| n.str().to_string()));
-            }
-        }
-        Ok(out)
+        self.names(NFT_MSG_GETCHAIN, NFTA_CHAIN_NAME, family, table)
     }
 
     /// The names of the sets of `table` (family `family`).
     pub fn sets(&mut self, family: u8, table: &str) -> Result<Vec<String>> {
-        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSET, NLM_F_REQUEST | NLM_F_DUMP);
+        self.names(NFT_MSG_GETSET, NFTA_SET_NAME, family, table)
+    }
+
+    /// The names (attribute `name`) of the chains or sets (`get`) of `table`.
+    /// Both name their table in attribute 1, sent as a filter for the
+    /// kernels that take one (sets) and checked here for the others.
+    fn names(&mut self, get: u16, name: u16, family: u8, table: &str) -> Result<Vec<String>> {
+        const TABLE: u16 = NFTA_CHAIN_TABLE;
+        let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | get, NLM_F_REQUEST | NLM_F_DUMP);
         m.push(&[family, 0, 0, 0]);
-        m.put_str(NFTA_SET_TABLE, table);
-        let v = match self.dump(m, format_args!("nftables: list sets of table {table}")) {
+        m.put_str(TABLE, table);
+        let what = if get == NFT_MSG_GETSET { "sets" } else { "chains" };
+        let v = match self.dump(m, format_args!("nftables: list {what} of table {table}")) {
             Ok(v) => v,
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -541,8 +536,8 @@ impl Nft {
         let mut out = Vec::new();
         for p in &v {
             let a = Attrs::new(p.get(4..).unwrap_or(&[]));
-            if a.get(NFTA_SET_TABLE).map(|t| t.str()) == Some(table) {
-                out.extend(a.get(NFTA_SET_NAME).map(|n| n.str().to_string()));
+            if a.get(TABLE).map(|t| t.str()) == Some(table) {
+                out.extend(a.get(name).map(|n| n.str().to_string()));
             }
         }
         Ok(out)
@@ -555,7 +550,11 @@ impl Nft {
         m.push(&[t.family, 0, 0, 0]);
         m.put_str(NFTA_SET_ELEM_LIST_SET, set).put_str(NFTA_SET_ELEM_LIST_TABLE, t.name);
         let v = self.dump(m, format_args!("nftables: list elements of set {t} {set}"))?;
-        Ok(v.iter().flat_map(|p| parse_elements(p)).collect())
+        let mut keys = Vec::new();
+        for p in &v {
+            parse_elements(p, &mut keys);
+        }
+        Ok(keys)
     }
 
     /// Send the batch and collect the kernel's errors. The messages ask for

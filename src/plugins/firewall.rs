@@ -155,18 +155,34 @@ pub(crate) fn container_rules(v4: bool, set: &str, id: u32) -> [Vec<Expr<'_>>; 2
     [to, from]
 }
 
-/// The attachment's addresses of one family, sorted and without repeats.
-fn addresses(prev: &CniResult, v4: bool) -> Vec<IpAddr> {
-    let mut a: Vec<IpAddr> = prev.ips.iter().map(|ip| ip.address.addr).filter(|a| a.is_ipv4() == v4).collect();
-    a.sort_unstable();
-    a.dedup();
-    a
+/// Byte strings sorted and without repeats, as everywhere here: lookups
+/// stay logarithmic however many addresses or attachments there are (and
+/// one element type keeps one copy of the sort in the binary).
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
-fn sorted_sets(nft: &mut Nft) -> Result<Vec<String>> {
-    let mut s = nft.sets(TABLE.family, TABLE.name)?;
-    s.sort_unstable();
-    Ok(s)
+fn has(sorted: &[Vec<u8>], name: &str) -> bool {
+    sorted.binary_search_by(|x| x.as_slice().cmp(name.as_bytes())).is_ok()
+}
+
+/// The attachment's addresses of one family (network-order bytes).
+fn addresses(prev: &CniResult, v4: bool) -> Vec<Vec<u8>> {
+    sorted(prev.ips.iter().filter(|ip| ip.address.addr.is_ipv4() == v4).map(|ip| ip_octets(&ip.address.addr)).collect())
+}
+
+/// An address from its network-order bytes.
+fn show(a: &[u8]) -> IpAddr {
+    match <[u8; 4]>::try_from(a) {
+        Ok(b) => b.into(),
+        Err(_) => <[u8; 16]>::try_from(a).unwrap_or([0; 16]).into(),
+    }
+}
+
+fn names(v: Vec<String>) -> Vec<Vec<u8>> {
+    sorted(v.into_iter().map(String::into_bytes).collect())
 }
 
 fn rules_of(nft: &mut Nft, chain: &str) -> Result<Vec<Rule>> {
@@ -210,10 +226,10 @@ fn add(req: &Request) -> Result<CniResult> {
         // Each family's addresses in a set of the attachment's own, filled
         // afresh. A family without addresses loses its set of an earlier
         // ADD, which the flush above has left unreferenced.
-        let sets = sorted_sets(nft)?;
+        let sets = names(nft.sets(TABLE.family, TABLE.name)?);
         for (v4, addrs) in [(true, &v4), (false, &v6)] {
             let set = set_of(&chain, v4);
-            let exists = sets.binary_search(&set).is_ok();
+            let exists = has(&sets, &set);
             if addrs.is_empty() {
                 if exists {
                     b.del_set(&TABLE, &set);
@@ -224,8 +240,8 @@ fn add(req: &Request) -> Result<CniResult> {
             if exists {
                 b.flush_set(&TABLE, &set);
             }
-            let keys: Vec<Vec<u8>> = addrs.iter().map(ip_octets).collect();
-            b.add_elements(&TABLE, &set, id, &keys.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let keys: Vec<&[u8]> = addrs.iter().map(Vec::as_slice).collect();
+            b.add_elements(&TABLE, &set, id, &keys);
             for r in container_rules(v4, &set, id) {
                 b.add_rule(&TABLE, &chain, &r, &k);
             }
@@ -271,24 +287,20 @@ fn del(req: &Request) -> Result<()> {
 /// cnibox. Only objects that exist are named: one missing object would fail
 /// the whole batch.
 fn remove(nft: &mut Nft, b: &mut Batch, pick: impl Fn(&[u8]) -> bool) -> Result<()> {
-    // Sorted, as everywhere here: lookups stay logarithmic however many
-    // attachments GC removes.
-    let mut chains = nft.chains(TABLE.family, TABLE.name)?;
-    chains.sort_unstable();
-    let sets = sorted_sets(nft)?;
+    let chains = names(nft.chains(TABLE.family, TABLE.name)?);
+    let sets = names(nft.sets(TABLE.family, TABLE.name)?);
     let mut gone = Vec::new();
     for r in rules_of(nft, CNI_FORWARD)?.iter().filter(|r| r.comment.starts_with(b"cni-fw ") && pick(&r.comment)) {
         b.del_rule(r);
-        gone.push(chain_of(&r.comment));
+        gone.push(chain_of(&r.comment).into_bytes());
     }
-    gone.sort_unstable();
-    gone.dedup();
-    for c in &gone {
-        if chains.binary_search(c).is_ok() {
-            b.del_chain(&TABLE, c);
+    for c in sorted(gone) {
+        let c = String::from_utf8_lossy(&c);
+        if has(&chains, &c) {
+            b.del_chain(&TABLE, &c);
         }
-        for set in [set_of(c, true), set_of(c, false)] {
-            if sets.binary_search(&set).is_ok() {
+        for set in [set_of(&c, true), set_of(&c, false)] {
+            if has(&sets, &set) {
                 b.del_set(&TABLE, &set);
             }
         }
@@ -328,7 +340,10 @@ fn check(req: &Request) -> Result<()> {
     let jumps = mine.iter().any(|r| r.exprs.windows(chain.len()).any(|w| w == chain.as_bytes()));
     let (rules, place) = if jumps { (rules_of(&mut nft, &chain)?, chain.as_str()) } else { (mine, CNI_FORWARD) };
     let rules: Vec<&Rule> = rules.iter().filter(|r| r.comment == k).collect();
-    let lookups: Vec<(u32, &str)> = rules.iter().flat_map(|r| expr::lookups(&r.exprs)).collect();
+    let mut lookups: Vec<(u32, &str)> = Vec::new();
+    for r in &rules {
+        lookups.extend(expr::lookups(&r.exprs));
+    }
     let mut old = Vec::new();
     for v4 in [true, false] {
         let addrs = addresses(&prev, v4);
@@ -347,16 +362,16 @@ fn check(req: &Request) -> Result<()> {
             let (dir, what) = if to { ("saddr", "accept") } else { ("daddr", "ct state established,related accept") };
             return Err(Error::msg(format!("firewall: no rule \"{ip} {dir} @{set} {what}\" in {TABLE} {place}")));
         }
-        let mut elems = nft.set_elements(&TABLE, &set).map_err(|e| {
+        let elems = nft.set_elements(&TABLE, &set).map_err(|e| {
             if e.is_not_found() {
                 Error::msg(format!("firewall: set {set} is missing from {TABLE}"))
             } else {
                 e
             }
         })?;
-        elems.sort_unstable();
-        if let Some(a) = addrs.iter().find(|a| elems.binary_search(&ip_octets(a)).is_err()) {
-            return Err(Error::msg(format!("firewall: {a} missing from set {set} in {TABLE}")));
+        let elems = sorted(elems);
+        if let Some(a) = addrs.iter().find(|a| elems.binary_search(a).is_err()) {
+            return Err(Error::msg(format!("firewall: {} missing from set {set} in {TABLE}", show(a))));
         }
     }
     if old.is_empty() {
@@ -366,21 +381,20 @@ fn check(req: &Request) -> Result<()> {
     // indexed once by the values it compares against (sorted, so that a
     // lookup is a binary search): linear in rules and addresses together,
     // where matching every address against every rule was quadratic.
-    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut seen: Vec<Vec<u8>> = Vec::new();
     for r in &rules {
         let vals = expr::cmp_values(&r.exprs);
         for (i, v) in vals.iter().enumerate() {
             if !vals[..i].contains(v) {
-                seen.push(v);
+                seen.push(v.to_vec());
             }
         }
     }
     seen.sort_unstable();
     for a in &old {
-        let o = ip_octets(a);
-        let n = seen.partition_point(|v| *v < o.as_slice());
-        if seen[n..].iter().take_while(|v| **v == o.as_slice()).count() < 2 {
-            return Err(Error::msg(format!("firewall: missing accept rules for {a} in {TABLE} {place}")));
+        let n = seen.partition_point(|v| v < a);
+        if seen[n..].iter().take_while(|v| *v == a).count() < 2 {
+            return Err(Error::msg(format!("firewall: missing accept rules for {} in {TABLE} {place}", show(a))));
         }
     }
     Ok(())
