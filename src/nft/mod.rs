@@ -165,7 +165,7 @@ fn parse_udata(mut u: &[u8], want: u8) -> Vec<u8> {
 }
 
 /// The key of a set: `nft`'s data type number and the key's length in bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct SetKey {
     pub ty: u32,
     pub len: u32,
@@ -520,8 +520,8 @@ impl Nft {
     }
 
     /// The names (attribute `name`) of the chains or sets (`get`) of `table`.
-    /// Both name their table in attribute 1, sent as a filter for the
-    /// kernels that take one (sets) and checked here for the others.
+    /// Both name their table in attribute 1: sent as a filter (which the
+    /// kernel applies to sets only) and checked on each reply.
     fn names(&mut self, get: u16, name: u16, family: u8, table: &str) -> Result<Vec<String>> {
         const TABLE: u16 = NFTA_CHAIN_TABLE;
         let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | get, NLM_F_REQUEST | NLM_F_DUMP);

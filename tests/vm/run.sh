@@ -452,6 +452,14 @@ edge() {
   _r=$(nsx node $NFT list table inet cni_firewall 2>&1)
   echo "$_r" | grep -q "$a1" || fail "firewall: $a1 not in table inet cni_firewall: $_r" || return 1
   note "nft: inet cni_firewall accepts $a1"
+  cni_ok firewall CHECK ctr1 c1 "$(with_prev "$fconf" "$r1")" || return 1
+  # the same attachment with only an IPv6 address, then back: its IPv4 set goes and comes back
+  _v6='{"cniVersion":"1.0.0","interfaces":[{"name":"x"}],"ips":[{"address":"fd00::5/64"}]}'
+  cni_ok firewall ADD ctr1 c1 "$(with_prev "$fconf" "$_v6")" || return 1
+  cni_ok firewall CHECK ctr1 c1 "$(with_prev "$fconf" "$_v6")" || return 1
+  cni_ok firewall ADD ctr1 c1 "$(with_prev "$fconf" "$r1")" || return 1
+  cni_ok firewall CHECK ctr1 c1 "$(with_prev "$fconf" "$r1")" || return 1
+  note "firewall: CHECK, and ADD again with other families (sets replaced)"
   cni_ok portmap ADD ctr1 c1 "$(with_prev "$pconf" "$r1")" || return 1
   _r=$(nsx node $NFT list table ip cni_hostport 2>&1)
   echo "$_r" | grep -q "dport 8080 .*dnat to $a1:80" || fail "portmap: no DNAT 8080 -> $a1:80: $_r" || return 1
