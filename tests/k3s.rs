@@ -15,29 +15,32 @@ const K3S_CONFLIST: &str = r#"{"name":"cbr0","cniVersion":"1.0.0","plugins":[{"t
 const K0S_CONFLIST: &str = r#"{"cniVersion":"0.3.0","name":"mynet","plugins":[{"name":"kubernetes","type":"bridge","bridge":"kube-bridge","isDefaultGateway":true,"hairpinMode":true,"ipMasq":true,"mtu":1450,"ipam":{"type":"host-local","subnet":"10.244.1.0/24"}},{"type":"portmap","capabilities":{"snat":true,"portMappings":true}}]}"#;
 
 /// A process holding a private mount namespace in which /run/flannel and
-/// /var/lib/cni are the test's own directories.
+/// /var/lib/cni are the test's own directories. Neither path is made on the
+/// machine: a tmpfs covers /var/lib and /run in that namespace alone (with
+/// /run/netns, the pods' namespaces, carried over). Making them on the machine
+/// and removing them afterwards let the k0s test, finishing first, take them
+/// away from the k3s test running beside it: removing a directory detaches
+/// what other mount namespaces have mounted on it, so its DEL then found no
+/// cache and no flannel state, had nothing to undo, and left both veths.
 struct Mounts {
     holder: Child,
-    created: Vec<&'static str>,
 }
 
 impl Mounts {
     fn new(tmp: &TempDir) -> Mounts {
-        let mut created = Vec::new();
-        for d in ["/run/flannel", "/var/lib/cni"] {
-            if !std::path::Path::new(d).exists() {
-                std::fs::create_dir_all(d).unwrap();
-                created.push(d);
-            }
+        let [flannel, cni, netns] = ["run-flannel", "var-lib-cni", "run-netns"].map(|d| tmp.join(d));
+        for d in [&flannel, &cni, &netns] {
+            std::fs::create_dir_all(d).unwrap();
         }
-        let flannel = tmp.join("run-flannel");
-        let cni = tmp.join("var-lib-cni");
-        std::fs::create_dir_all(&flannel).unwrap();
-        std::fs::create_dir_all(&cni).unwrap();
         let script = format!(
-            "mount --make-rprivate / && mount --bind {} /run/flannel && mount --bind {} /var/lib/cni && echo ready && exec sleep 600",
-            flannel.display(),
-            cni.display()
+            "set -e; mount --make-rprivate /\n\
+             mount -t tmpfs -o mode=0755 cnibox-test /var/lib; mkdir /var/lib/cni; mount --bind {cni} /var/lib/cni\n\
+             mount --rbind /run/netns {netns}; mount -t tmpfs -o mode=0755 cnibox-test /run\n\
+             mkdir /run/netns /run/flannel; mount --move {netns} /run/netns; mount --bind {flannel} /run/flannel\n\
+             echo ready; exec sleep 600",
+            cni = cni.display(),
+            netns = netns.display(),
+            flannel = flannel.display(),
         );
         let mut holder =
             Command::new("unshare").args(["--mount", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().unwrap();
@@ -45,15 +48,22 @@ impl Mounts {
         use std::io::BufRead;
         std::io::BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "private mount namespace");
-        Mounts { holder, created }
+        Mounts { holder }
+    }
+
+    /// `program` run inside the node namespace and the private mounts.
+    fn command(&self, node: &Netns, program: &std::path::Path) -> Command {
+        let mnt = format!("--mount=/proc/{}/ns/mnt", self.holder.id());
+        let net = format!("--net={}", node.path());
+        let mut cmd = Command::new("nsenter");
+        cmd.args([mnt.as_str(), net.as_str(), "--"]).arg(program);
+        cmd
     }
 
     /// `cnibox <args>` inside the node namespace and the private mounts.
     fn cnibox(&self, node: &Netns, env: &[(&str, &str)], args: &[&str]) -> Run {
-        let mnt = format!("--mount=/proc/{}/ns/mnt", self.holder.id());
-        let net = format!("--net={}", node.path());
-        let mut cmd = Command::new("nsenter");
-        cmd.args([mnt.as_str(), net.as_str(), "--"]).arg(bin()).args(args);
+        let mut cmd = self.command(node, &bin());
+        cmd.args(args);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("CNI_") || k == "NETCONFPATH" || k == "CAP_ARGS") {
             cmd.env_remove(k);
         }
@@ -73,9 +83,6 @@ impl Drop for Mounts {
     fn drop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
-        for d in &self.created {
-            let _ = std::fs::remove_dir(d);
-        }
     }
 }
 
@@ -257,4 +264,27 @@ fn k0s_kube_router_conflist_at_0_3_0() {
     let links: Vec<String> = node.links().iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect();
     assert!(!links.iter().any(|n| n.starts_with("veth")), "{links:?}");
     assert!(!node.nft_json().to_string().contains(&ip1));
+}
+
+/// Two tests' private mounts at once, as k3s's and k0s's run: one ending
+/// leaves the other's /run/flannel and /var/lib/cni in place. (Where either
+/// path was missing on the machine, the first to start used to make it and
+/// remove it on ending, taking it from the other.)
+#[test]
+fn private_mounts_are_independent() {
+    need_root!();
+    let node = Netns::new("node");
+    let (ta, tb) = (TempDir::new("mnt-a"), TempDir::new("mnt-b"));
+    let a = Mounts::new(&ta);
+    let b = Mounts::new(&tb);
+    drop(a);
+    for (dir, own) in ["/run/flannel", "/var/lib/cni"].into_iter().zip(["run-flannel", "var-lib-cni"]) {
+        std::fs::write(tb.join(own).join("probe"), dir).unwrap();
+        let out = b.command(&node, std::path::Path::new("cat")).arg(format!("{dir}/probe")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), dir, "{dir} after the other mounts ended: {err}");
+    }
+    // The pods' namespaces are reachable by their usual paths.
+    let seen = b.command(&node, std::path::Path::new("test")).args(["-e", &node.path()]).status().unwrap();
+    assert!(seen.success(), "{} inside the private mounts", node.path());
 }
