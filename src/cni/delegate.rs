@@ -94,6 +94,11 @@ pub fn set_builtins(f: fn(&str) -> Option<&'static Plugin>) {
 
 /// Find `name` in the colon-separated `path` list.
 pub fn find_in_path(name: &str, path: &str) -> Result<PathBuf> {
+    find(name, path).map(|(p, _)| p)
+}
+
+/// [`find_in_path`], with what `stat` said about the file found.
+fn find(name: &str, path: &str) -> Result<(PathBuf, std::fs::Metadata)> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(Error::config(format!("invalid plugin name \"{name}\"")));
     }
@@ -102,26 +107,24 @@ pub fn find_in_path(name: &str, path: &str) -> Result<PathBuf> {
         let p = PathBuf::from(d).join(name);
         if let Ok(m) = std::fs::metadata(&p) {
             if m.is_file() && m.mode() & 0o111 != 0 {
-                return Ok(p);
+                return Ok((p, m));
             }
         }
     }
     Err(Error::msg(format!("failed to find plugin \"{name}\" in path [{}]", dirs.join(" "))))
 }
 
-fn is_self(p: &std::path::Path) -> bool {
-    match (std::fs::metadata(p), std::fs::metadata("/proc/self/exe")) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
+/// Whether the file `stat` described as `m` is this very binary.
+fn is_self(m: &std::fs::Metadata) -> bool {
+    std::fs::metadata("/proc/self/exe").is_ok_and(|b| m.dev() == b.dev() && m.ino() == b.ino())
 }
 
 /// Run plugin `name` for `req` with `command`; ADD returns the delegate's result.
 pub fn delegate(name: &str, command: Command, req: &Request) -> Result<Option<CniResult>> {
     check_chain(name)?;
-    let path = find_in_path(name, &req.path)?;
+    let (path, meta) = find(name, &req.path)?;
     let req = req.with_command(command);
-    if is_self(&path) {
+    if is_self(&meta) {
         if let Some(p) = BUILTINS.get().and_then(|f| f(name)) {
             let _in = InChain::enter(name);
             return run_builtin(p, req);

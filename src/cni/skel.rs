@@ -10,6 +10,7 @@ use super::CniResult;
 use crate::error::{code, Error, Result};
 use crate::sys::netns::Netns;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 /// Largest network configuration accepted on stdin.
 pub const MAX_CONFIG: usize = 1 << 20;
@@ -72,6 +73,10 @@ pub struct Request {
     /// The config's cniVersion ("0.1.0" when absent, as the reference decodes it).
     pub cni_version: String,
     pub name: String,
+    /// CNI_NETNS as `dispatch` opened and checked it (ADD and CHECK; DEL
+    /// when it still exists): the plugin and its in-process delegates use
+    /// this handle instead of opening and checking the path again.
+    pub ns: Option<Arc<Netns>>,
 }
 
 pub type Verb<T> = fn(&Request) -> Result<T>;
@@ -188,6 +193,7 @@ fn run(plugin: &Plugin, env: &dyn Env, stdin: &mut impl Read) -> Result<Option<S
         config: config.into(),
         cni_version: String::new(),
         name: String::new(),
+        ns: None,
     };
     let (req, result) = dispatch(plugin, req)?;
     match result {
@@ -247,7 +253,7 @@ pub fn dispatch(plugin: &Plugin, mut req: Request) -> Result<(Request, Option<Cn
         need_net_admin()?;
     }
     if matches!(req.command, Command::Add | Command::Del | Command::Check) {
-        check_netns(&req)?;
+        check_netns(&mut req)?;
     }
     let result = match req.command {
         Command::Add => Some((plugin.add)(&req)?),
@@ -277,9 +283,11 @@ pub fn dispatch(plugin: &Plugin, mut req: Request) -> Result<(Request, Option<Cn
 /// refused for ADD and CHECK; DEL takes it for a namespace that is gone.
 /// A stale `/proc/<pid>/ns/net` can point at the node's own namespace;
 /// acting on it would reconfigure the node (plugins#714), so that is refused
-/// too, unless CNI_NETNS_OVERRIDE says the caller means it.
-fn check_netns(req: &Request) -> Result<()> {
-    if req.netns.is_empty() {
+/// too, unless CNI_NETNS_OVERRIDE says the caller means it. The handle
+/// checked is kept in the request; an in-process delegate's request comes
+/// with it (same path, same process, same namespace) and is not checked again.
+fn check_netns(req: &mut Request) -> Result<()> {
+    if req.netns.is_empty() || req.ns.as_ref().is_some_and(|ns| ns.path == req.netns) {
         return Ok(());
     }
     let target = match Netns::open(&req.netns) {
@@ -287,9 +295,10 @@ fn check_netns(req: &Request) -> Result<()> {
         Err(e) if e.code == code::INVALID_NETNS && req.command != Command::Del => return Err(e),
         Err(_) => return Ok(()), // the verb reports (ADD) or tolerates (DEL) a missing namespace
     };
-    if !req.netns_override && target.same_as(&Netns::current()?)? {
+    if !req.netns_override && target.is_current()? {
         return Err(Error::new(code::INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"));
     }
+    req.ns = Some(Arc::new(target));
     Ok(())
 }
 
@@ -369,6 +378,28 @@ impl Request {
         Request { command, ..self.clone() }
     }
 
+    /// The container's namespace: the handle `dispatch` checked, or CNI_NETNS opened now.
+    pub fn open_netns(&self) -> Result<Arc<Netns>> {
+        match &self.ns {
+            Some(ns) if ns.path == self.netns => Ok(Arc::clone(ns)),
+            _ => Netns::open(&self.netns).map(Arc::new),
+        }
+    }
+
+    /// The container's namespace for a DEL, or None when there is nothing
+    /// left to undo inside it: CNI_NETNS is empty, or the namespace is gone
+    /// and took its interfaces, routes and rules with it.
+    pub fn netns_for_del(&self) -> Result<Option<Arc<Netns>>> {
+        if self.netns.is_empty() {
+            return Ok(None);
+        }
+        match self.open_netns() {
+            Ok(ns) => Ok(Some(ns)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The `prevResult` of a chained call, in whichever version it came.
     pub fn prev_result(&self) -> Result<Option<CniResult>> {
         let prev = self.conf_with(|o| o.opt::<super::result::AnyResult>("prevResult"))?.map(|r| r.normalize());
@@ -383,7 +414,7 @@ impl Request {
     /// addresses because a prevResult named them. (DEL does not look: it has
     /// to clean up whatever the namespaces have become.)
     fn check_sandboxes(&self, r: &CniResult) -> Result<()> {
-        let mut ours: Option<Netns> = None;
+        let mut ours: Option<Arc<Netns>> = None;
         for i in r.interfaces.iter().filter(|i| !i.sandbox.is_empty() && i.sandbox != self.netns) {
             let bad = || {
                 Error::new(
@@ -397,7 +428,7 @@ impl Request {
             // The same namespace may be named by another path (/proc/<pid>/ns/net).
             let Ok(theirs) = Netns::open(&i.sandbox) else { return Err(bad()) };
             if ours.is_none() {
-                ours = Some(Netns::open(&self.netns).map_err(|_| bad())?);
+                ours = Some(self.open_netns().map_err(|_| bad())?);
             }
             if !ours.as_ref().is_some_and(|o| o.same_as(&theirs).unwrap_or(false)) {
                 return Err(bad());

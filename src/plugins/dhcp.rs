@@ -204,6 +204,7 @@ mod tests {
             config: config.as_bytes().to_vec().into(),
             cni_version: "1.0.0".into(),
             name: "lan".into(),
+            ns: None,
         }
     }
 

@@ -281,6 +281,7 @@ mod tests {
             config: conf.as_bytes().to_vec().into(),
             cni_version: "1.0.0".into(),
             name: "net1".into(),
+            ns: None,
         }
     }
 

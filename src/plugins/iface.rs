@@ -195,7 +195,7 @@ pub fn check_start(req: &Request, ipam_type: &str) -> Result<(Link, Rtnl, CniRes
         delegate(ipam_type, Command::Check, req)?;
     }
     let prev = req.prev_result()?.ok_or_else(|| Error::msg("Required prevResult missing"))?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut ctr = Rtnl::in_netns(&ns)?;
     let l = ctr
         .link_by_name(&req.ifname)?
@@ -205,8 +205,13 @@ pub fn check_start(req: &Request, ipam_type: &str) -> Result<(Link, Rtnl, CniRes
 
 /// Delete `ifname` inside `netns_path` if both still exist (DEL's usual first step).
 pub fn delete_in_netns(netns_path: &str, ifname: &str) -> Result<()> {
-    let Some(ns) = netns_for_del(netns_path)? else { return Ok(()) };
-    let mut ctr = Rtnl::in_netns(&ns)?;
+    delete_in(netns_for_del(netns_path)?.as_ref(), ifname)
+}
+
+/// Delete `ifname` inside `ns` (as `Request::netns_for_del` gives it) if both still exist.
+pub fn delete_in(ns: Option<&Netns>, ifname: &str) -> Result<()> {
+    let Some(ns) = ns else { return Ok(()) };
+    let mut ctr = Rtnl::in_netns(ns)?;
     match ctr.link_by_name(ifname)? {
         Some(l) => match ctr.delete_link(l.index, ifname) {
             Err(e) if !e.is_not_found() => Err(e),

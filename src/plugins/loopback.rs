@@ -5,7 +5,6 @@ use crate::cni::result::{CniResult, Interface, IpConfig};
 use crate::cni::{Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::Rtnl;
-use crate::sys::netns::Netns;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "loopback",
@@ -22,7 +21,7 @@ fn lo(rt: &mut Rtnl, ns: &str) -> Result<crate::rtnl::link::Link> {
 }
 
 fn add(req: &Request) -> Result<CniResult> {
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let l = lo(&mut rt, &req.netns)?;
     rt.set_up(l.index, "lo", true)?;
@@ -51,7 +50,7 @@ fn add(req: &Request) -> Result<CniResult> {
 }
 
 fn del(req: &Request) -> Result<()> {
-    let Some(ns) = super::iface::netns_for_del(&req.netns)? else { return Ok(()) };
+    let Some(ns) = req.netns_for_del()? else { return Ok(()) };
     let mut rt = Rtnl::in_netns(&ns)?;
     match rt.link_by_name("lo")? {
         Some(l) => rt.set_up(l.index, "lo", false),
@@ -60,7 +59,7 @@ fn del(req: &Request) -> Result<()> {
 }
 
 fn check(req: &Request) -> Result<()> {
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let l = lo(&mut rt, &req.netns)?;
     if !l.is_up() {

@@ -35,7 +35,7 @@ pub fn temp_name() -> String {
 }
 
 pub fn add(req: &Request, s: Spec) -> Result<CniResult> {
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut ctr = Rtnl::in_netns(&ns)?;
     if ctr.link_by_name(&req.ifname)?.is_some() {
         return Err(Error::msg(format!("interface \"{}\" already exists in netns \"{}\"", req.ifname, req.netns)));
@@ -103,7 +103,7 @@ pub fn del(req: &Request, ipam_type: &str) -> Result<()> {
             errs.push(e);
         }
     }
-    if let Err(e) = iface::delete_in_netns(&req.netns, &req.ifname) {
+    if let Err(e) = req.netns_for_del().and_then(|ns| iface::delete_in(ns.as_deref(), &req.ifname)) {
         errs.push(e);
     }
     iface::join_errors(errs)

@@ -80,6 +80,7 @@ fn invoke(
         config: crate::cni::config::Config::of_value(Value::Object(m)),
         cni_version: String::new(),
         name: String::new(),
+        ns: None,
     };
     delegate::delegate(&p.ty, cmd, &req).map_err(|e| Error {
         msg: format!(

@@ -6,7 +6,7 @@
 //! only to open a netlink socket there or to write its `/proc/sys/net` knobs,
 //! and the guard returns them to where they were.
 
-use super::{cvt, mount, os_err};
+use super::{cvt, cvt_r, mount, os_err};
 use crate::error::{Error, Result};
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -52,15 +52,10 @@ impl Netns {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Err(not_netns(""));
         }
-        // SAFETY: as above. O_NONBLOCK: should the path have become a FIFO
-        // meanwhile, opening it must not hang; the checks below refuse it.
-        let fd =
-            unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY) };
-        if fd < 0 {
-            return Err(Error::last_os(format_args!("failed to open netns \"{path}\"")));
-        }
-        // SAFETY: fd was just returned by open and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // O_NONBLOCK: should the path have become a FIFO meanwhile, opening
+        // it must not hang; the checks below refuse it.
+        let fd = open_cloexec(&c, libc::O_NONBLOCK | libc::O_NOCTTY)
+            .map_err(|e| os_err(format_args!("failed to open netns \"{path}\""), e))?;
         // SAFETY: statfs is plain old data; all-zero is a valid value.
         let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: fd is valid and sf is a properly sized out-parameter.
@@ -81,7 +76,15 @@ impl Netns {
 
     /// The namespace this process is in now.
     pub fn current() -> Result<Netns> {
-        Netns::open("/proc/thread-self/ns/net")
+        Netns::open(CURRENT)
+    }
+
+    /// The namespace this process is in now, to return to: opened without
+    /// [`Netns::open`]'s checks, which a path the kernel itself provides
+    /// does not need (`setns` with `CLONE_NEWNET` refuses anything else).
+    fn here() -> Result<Netns> {
+        let fd = open_cloexec(c"/proc/thread-self/ns/net", 0).map_err(|e| os_err(CURRENT, e))?;
+        Ok(Netns { fd, path: CURRENT.to_string() })
     }
 
     /// The namespace socket `sock` belongs to (SIOCGSKNS; needs CAP_NET_ADMIN there).
@@ -115,9 +118,21 @@ impl Netns {
         Ok(self.ident()? == other.ident()?)
     }
 
+    /// Whether this is the namespace the process is in now (one `stat` of
+    /// the current one's nsfs inode, nothing opened).
+    pub fn is_current(&self) -> Result<bool> {
+        // SAFETY: stat is plain old data; all-zero is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid NUL-terminated path and a properly sized out-parameter.
+        if unsafe { libc::stat(c"/proc/thread-self/ns/net".as_ptr(), &mut st) } != 0 {
+            return Err(Error::last_os(format_args!("stat {CURRENT}")));
+        }
+        Ok(self.ident()? == (st.st_dev as u64, st.st_ino as u64))
+    }
+
     /// Enter this namespace until the guard drops.
     pub fn enter(&self) -> Result<NetnsGuard> {
-        let back = Netns::current()?;
+        let back = Netns::here()?;
         set(self.fd(), &self.path)?;
         Ok(NetnsGuard { back })
     }
@@ -127,6 +142,19 @@ impl Netns {
         let _g = self.enter()?;
         f()
     }
+}
+
+const CURRENT: &str = "/proc/thread-self/ns/net";
+
+/// `openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC | flags)`: musl's `open`
+/// follows every `O_CLOEXEC` open with an `fcntl(F_SETFD)` for kernels that
+/// ignored the flag (before 2.6.23); its `openat` does not.
+fn open_cloexec(path: &CStr, flags: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: a valid NUL-terminated path; the flags open nothing for writing.
+    let fd =
+        cvt_r(|| unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | flags) })?;
+    // SAFETY: fd was just returned by openat and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn setns(fd: RawFd) -> std::io::Result<()> {
@@ -150,7 +178,7 @@ fn set_or_abort(back: &Netns) {
 /// Create a fresh network namespace and pin it with a bind mount on `path`
 /// (an existing empty file), without leaving the current one.
 pub fn create_pinned(path: &CStr) -> Result<()> {
-    let back = Netns::current()?;
+    let back = Netns::here()?;
     // SAFETY: a plain syscall; cnibox is single-threaded, so the whole process moves.
     cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) }).map_err(|e| os_err("create network namespace", e))?;
     let pinned = mount::bind(c"/proc/thread-self/ns/net", path, 0);
