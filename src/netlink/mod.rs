@@ -53,9 +53,42 @@ pub struct MsgBuf {
 #[must_use]
 pub struct Nest(usize);
 
+/// A buffer kept for the next user. Requests are built and received one at
+/// a time, and musl's allocator tends to map and unmap a fresh page for an
+/// allocation freed as soon as it is made: a plugin call's dozen requests
+/// each paid an mmap, a page fault and a munmap for their message. A second
+/// user while the buffer is out (another thread) simply allocates.
+pub(crate) struct Spare(std::sync::Mutex<Vec<u8>>);
+
+impl Spare {
+    pub(crate) const fn new() -> Spare {
+        Spare(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// The buffer (as it was given back), or an empty one.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.0.try_lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+    }
+
+    /// Keep `v` for the next `take`, unless a larger one is kept.
+    pub(crate) fn give(&self, v: Vec<u8>) {
+        if let Ok(mut kept) = self.0.try_lock() {
+            if kept.capacity() < v.capacity() {
+                *kept = v;
+            }
+        }
+    }
+}
+
+/// The buffer requests are built in (see [`Spare`]): [`socket::Socket`]
+/// gives each back once it is sent.
+pub(crate) static MSG_SPARE: Spare = Spare::new();
+
 impl MsgBuf {
     pub fn new(ty: u16, flags: u16) -> MsgBuf {
-        let mut buf = Vec::with_capacity(256);
+        let mut buf = MSG_SPARE.take();
+        buf.clear();
+        buf.reserve(256);
         buf.extend_from_slice(&[0; 4]);
         buf.extend_from_slice(&ty.to_ne_bytes());
         buf.extend_from_slice(&flags.to_ne_bytes());

@@ -1,6 +1,6 @@
 //! A blocking netlink socket bound to the namespace it was opened in.
 
-use super::{Msg, MsgBuf, Msgs, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI};
+use super::{Msg, MsgBuf, Msgs, Spare, MSG_SPARE, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_MULTI};
 use crate::error::{Error, Result};
 use crate::sys::netlink as raw;
 use crate::sys::netns::Netns;
@@ -11,6 +11,35 @@ use std::time::Duration;
 const RECV_BUF: usize = 64 * 1024;
 const DUMP_RETRIES: usize = 5;
 
+/// One receive buffer for every socket, lent to each receive: a buffer per
+/// socket cost each an mmap and a munmap of 68 KiB (musl serves allocations
+/// this large from mappings of their own) and the page faults of touching
+/// it. A receive that finds it lent (a callback receiving on another socket,
+/// another thread) makes one of its own.
+static RECV_SPARE: Spare = Spare::new();
+
+/// The receive buffer, `RECV_BUF` long; give it back with [`give_back`].
+fn borrow_buf() -> Vec<u8> {
+    let b = RECV_SPARE.take();
+    if b.len() == RECV_BUF {
+        b
+    } else {
+        vec![0; RECV_BUF]
+    }
+}
+
+fn give_back(b: Vec<u8>) {
+    RECV_SPARE.give(b);
+}
+
+/// Send a finished request and keep its buffer for the next one.
+fn send_msg(sock: &Socket, msg: MsgBuf, seq: u32) -> Result<()> {
+    let bytes = msg.finish(seq);
+    let r = sock.send(&bytes);
+    MSG_SPARE.give(bytes);
+    r
+}
+
 /// How long a receive waits for the kernel. The kernel answers a request
 /// while it is being sent (a dump: as each part is read), so a healthy
 /// socket never comes near this; it bounds what a wedged one could cost.
@@ -20,7 +49,6 @@ pub struct Socket {
     fd: OwnedFd,
     port: u32,
     seq: u32,
-    buf: Vec<u8>,
 }
 
 impl Socket {
@@ -46,7 +74,7 @@ impl Socket {
         raw::set_recv_timeout(&fd, REPLY_DEADLINE)?;
         let mut seed = [0u8; 4];
         crate::sys::random_bytes(&mut seed);
-        Ok(Socket { fd, port, seq: u32::from_ne_bytes(seed), buf: vec![0; RECV_BUF] })
+        Ok(Socket { fd, port, seq: u32::from_ne_bytes(seed) })
     }
 
     /// Open a socket that lives in `ns`; it keeps talking to `ns` after we leave.
@@ -77,9 +105,16 @@ impl Socket {
     /// Feed every message addressed to us to `f` until it says it is done.
     /// Each datagram must come within `REPLY_DEADLINE`; `what` names the
     /// operation in the error when it does not.
-    pub fn recv_until(&mut self, what: &dyn Display, mut f: impl FnMut(&Msg) -> Result<bool>) -> Result<()> {
+    pub fn recv_until(&mut self, what: &dyn Display, f: impl FnMut(&Msg) -> Result<bool>) -> Result<()> {
+        let mut buf = borrow_buf();
+        let r = self.recv_into(&mut buf, what, f);
+        give_back(buf);
+        r
+    }
+
+    fn recv_into(&self, buf: &mut [u8], what: &dyn Display, mut f: impl FnMut(&Msg) -> Result<bool>) -> Result<()> {
         loop {
-            let n = match raw::recv(&self.fd, &mut self.buf, true) {
+            let n = match raw::recv(&self.fd, buf, true) {
                 Ok(n) => n,
                 Err(libc::EAGAIN) => {
                     let secs = REPLY_DEADLINE.as_secs();
@@ -92,12 +127,11 @@ impl Socket {
                 }
                 Err(e) => return Err(Error::os(format_args!("{what}: receive netlink reply"), e)),
             };
-            if n > self.buf.len() {
+            if n > buf.len() {
                 return Err(Error::msg(format!("{what}: netlink reply of {n} bytes truncated")));
             }
-            let data = std::mem::take(&mut self.buf);
             let mut result = Ok(false);
-            for m in Msgs::new(&data[..n]) {
+            for m in Msgs::new(&buf[..n]) {
                 if m.pid != self.port && m.pid != 0 {
                     continue;
                 }
@@ -109,7 +143,6 @@ impl Socket {
                     }
                 }
             }
-            self.buf = data;
             if result? {
                 return Ok(());
             }
@@ -124,13 +157,16 @@ impl Socket {
     /// Read every datagram already queued, without blocking. A notification
     /// queue that overflowed (ENOBUFS) is not an error for a watcher: it re-checks.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> Result<()> {
-        loop {
-            match raw::recv(&self.fd, &mut self.buf, false) {
-                Ok(n) => f(&self.buf[..n.min(self.buf.len())]),
-                Err(libc::EAGAIN | libc::ENOBUFS) => return Ok(()),
-                Err(e) => return Err(Error::os("read netlink notifications", e)),
+        let mut buf = borrow_buf();
+        let r = loop {
+            match raw::recv(&self.fd, &mut buf, false) {
+                Ok(n) => f(&buf[..n.min(buf.len())]),
+                Err(libc::EAGAIN | libc::ENOBUFS) => break Ok(()),
+                Err(e) => break Err(Error::os("read netlink notifications", e)),
             }
-        }
+        };
+        give_back(buf);
+        r
     }
 
     /// Send one request and wait for its ACK. `what` names the operation and
@@ -146,9 +182,20 @@ impl Socket {
 
     /// Send a request and collect the single reply message it produces (a GET).
     pub fn get(&mut self, msg: MsgBuf, what: impl Display) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
+        self.get_with(msg, what, <[u8]>::to_vec).map(Option::unwrap_or_default)
+    }
+
+    /// [`Socket::get`], reading the reply's payload with `read` where it
+    /// was received (None when the kernel sent no reply message).
+    pub fn get_with<T>(
+        &mut self,
+        msg: MsgBuf,
+        what: impl Display,
+        mut read: impl FnMut(&[u8]) -> T,
+    ) -> Result<Option<T>> {
+        let mut out = None;
         self.transact(msg, what, |m| {
-            out = m.payload.to_vec();
+            out = Some(read(m.payload));
             Ok(())
         })?;
         Ok(out)
@@ -163,7 +210,7 @@ impl Socket {
         msg.check(&what)?;
         let seq = self.next_seq();
         let flags = msg.flags();
-        self.send(&msg.finish(seq))?;
+        send_msg(self, msg, seq)?;
         let want_ack = flags & NLM_F_ACK != 0;
         self.recv_until(&what, |m| {
             if m.seq != seq {
@@ -192,7 +239,7 @@ impl Socket {
         msg.check(&what)?;
         for _ in 0..DUMP_RETRIES {
             let seq = self.next_seq();
-            self.send(&msg.clone().finish(seq))?;
+            send_msg(self, msg.clone(), seq)?;
             let mut out = Vec::new();
             let mut intr = false;
             self.recv_until(&what, |m| {
