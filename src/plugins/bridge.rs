@@ -2,9 +2,9 @@
 //! the container under CNI_IFNAME, the other enslaved to the bridge), addresses
 //! from the IPAM plugin, the gateway on the bridge, and optional masquerade.
 //!
-//! ADD, in the order the kernel sees it: `ensure_bridge`, `create_veth_pair`,
-//! `configure_port`, `ipam ADD`, `configure_container`, `set_gateways`,
-//! `pin_bridge_mac`, `masquerade`, `wait_port_forwarding`, then the result.
+//! ADD, in the order the kernel sees it: `ensure_bridge`, `pin_bridge_mac`,
+//! `create_veth_pair`, `configure_port`, `ipam ADD`, `configure_container`,
+//! `set_gateways`, `masquerade`, `wait_port_forwarding`, then the result.
 //! Everything ADD creates is recorded in [`Undo`] and removed again if a later
 //! step fails, so a failed ADD leaves nothing behind.
 
@@ -156,7 +156,7 @@ struct Undo {
 
 fn add(req: &Request) -> Result<CniResult> {
     let n = load(req)?;
-    let ns = Netns::open(&req.netns).map_err(|e| e.context("bridge"))?;
+    let ns = req.open_netns().map_err(|e| e.context("bridge"))?;
     let mut host = Rtnl::here()?;
     let mut ctr = Rtnl::in_netns(&ns)?;
     let mut undo = Undo::default();
@@ -175,7 +175,9 @@ fn add_steps(
     undo: &mut Undo,
 ) -> Result<CniResult> {
     let c = &n.c;
-    let br = ensure_bridge(host, n, undo)?;
+    let (br, mac_set) = ensure_bridge(host, n, undo)?;
+    // Pinned before its new port comes, the bridge's MAC cannot follow it.
+    let br_mac = pin_bridge_mac(host, &br, mac_set)?;
     let (hveth, cveth) = create_veth_pair(host, ctr, ns, req, n, br.index, undo)?;
     configure_port(host, n, &hveth)?;
     if c.macspoofchk {
@@ -184,7 +186,7 @@ fn add_steps(
     }
     let mut result = CniResult {
         interfaces: vec![
-            Interface { name: br.name.clone(), mac: br.mac.to_string(), ..Default::default() },
+            Interface { name: br.name.clone(), mac: br_mac.to_string(), ..Default::default() },
             Interface { name: hveth.name.clone(), mac: hveth.mac.to_string(), ..Default::default() },
             Interface {
                 name: cveth.name.clone(),
@@ -228,9 +230,6 @@ fn add_steps(
     } else if !c.disable_container_interface {
         ctr.set_up(cveth.index, &cveth.name, true)?;
     }
-    // Enslaving can change the bridge's MAC until it is pinned: report the pinned one.
-    // (The host end's own MAC, read after it was created on the bridge, does not change.)
-    result.interfaces[0].mac = pin_bridge_mac(host, &br)?.to_string();
     if !c.disable_container_interface {
         host.wait_oper_up(hveth.index, &hveth.name, 5000)?;
     }
@@ -240,18 +239,21 @@ fn add_steps(
     Ok(result)
 }
 
-/// Find or create the bridge, make sure it is one, and bring it up.
-fn ensure_bridge(host: &mut Rtnl, n: &Net, undo: &mut Undo) -> Result<Link> {
+/// Find or create the bridge, make sure it is one, and bring it up; true
+/// when this call created it (with a MAC of its own).
+fn ensure_bridge(host: &mut Rtnl, n: &Net, undo: &mut Undo) -> Result<(Link, bool)> {
     let c = &n.c;
     let name = &c.bridge;
     let mut br = host.link_by_name(name)?;
+    let mut created = false;
     if br.is_none() {
         let filtering = c.vlan != 0 || !n.trunk.is_empty();
-        match host.create_bridge(name, c.mtu, filtering) {
-            Ok(()) => {}
-            Err(e) if e.is_errno(libc::EEXIST) => {} // another ADD created it meanwhile
+        // Created with a MAC of its own, the bridge keeps it: pinned from the start.
+        created = match host.create_bridge_with_mac(name, c.mtu, filtering, Some(Mac::random_local())) {
+            Ok(()) => true,
+            Err(e) if e.is_errno(libc::EEXIST) => false, // another ADD created it meanwhile
             Err(e) => return Err(e),
-        }
+        };
         br = host.link_by_name(name)?;
         if let Some(b) = &br {
             undo.bridge = Some((b.index, name.clone()));
@@ -264,12 +266,15 @@ fn ensure_bridge(host: &mut Rtnl, n: &Net, undo: &mut Undo) -> Result<Link> {
     if c.promisc_mode && br.flags & crate::rtnl::link::IFF_PROMISC == 0 {
         host.set_promisc(br.index, name, true)?;
     }
-    // We own the routes of this interface: router advertisements must not add any.
-    let _ = sysctl::ensure(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    // We own the routes of this interface: router advertisements must not
+    // add any. (The lookup above read it; None: the bridge has no IPv6.)
+    if br.accept_ra != Some(0) {
+        let _ = sysctl::write(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+    }
     if !br.is_up() {
         host.set_up(br.index, name, true)?;
     }
-    Ok(br)
+    Ok((br, created))
 }
 
 /// One request creates both ends, each in its namespace under its final
@@ -403,12 +408,23 @@ fn set_gateways(
         ensure_addr(host, &target, gw, c.force_address)?;
     }
     if gws.iter().any(|g| g.is_ipv4()) {
-        sysctl::ensure("net/ipv4/ip_forward", "1")?;
+        ensure_forwarding(host, libc::AF_INET as u8, "net/ipv4/ip_forward")?;
     }
     if gws.iter().any(|g| !g.is_ipv4()) {
-        sysctl::ensure("net/ipv6/conf/all/forwarding", "1")?;
+        ensure_forwarding(host, libc::AF_INET6 as u8, "net/ipv6/conf/all/forwarding")?;
     }
     Ok(())
+}
+
+/// Turn forwarding on unless it is: asked over netlink (the socket is
+/// open; opening the sysctl file walks /proc/sys, slower), written through
+/// the sysctl `key` (which also switches it on for every interface).
+fn ensure_forwarding(host: &mut Rtnl, family: u8, key: &str) -> Result<()> {
+    match host.forwarding(family) {
+        Ok(Some(true)) => Ok(()),
+        Ok(Some(false)) => sysctl::write(key, "1"),
+        _ => sysctl::ensure(key, "1"),
+    }
 }
 
 /// The gateway interface for an access VLAN: a veth whose named end stays on
@@ -464,9 +480,15 @@ fn is_link_local(ip: &IpAddr) -> bool {
 /// Fix the bridge's MAC so it stops following its lowest-numbered port (which
 /// changes as pods come and go and disrupts ARP caches); a zero MAC, which the
 /// kernel shows once the last port left, is replaced by a random local one.
-fn pin_bridge_mac(host: &mut Rtnl, br: &Link) -> Result<Mac> {
-    let cur = host.link_by_index(br.index)?.map(|l| l.mac).unwrap_or_default();
-    let mac = if cur.is_zero() { Mac::random_local() } else { cur };
+/// Done before the new port is added, with the MAC `ensure_bridge` read; a
+/// bridge this ADD created has its own MAC from the start (`created`). The
+/// kernel does not say whether a bridge's MAC was set, so a bridge found
+/// (made by an older cnibox, the reference plugin or by hand) is pinned again.
+fn pin_bridge_mac(host: &mut Rtnl, br: &Link, created: bool) -> Result<Mac> {
+    if created && !br.mac.is_zero() {
+        return Ok(br.mac);
+    }
+    let mac = if br.mac.is_zero() { Mac::random_local() } else { br.mac };
     host.set_mac(br.index, &br.name, mac)?;
     Ok(mac)
 }
@@ -500,7 +522,7 @@ fn del(req: &Request) -> Result<()> {
     let n = load(req)?;
     let mut errs: Vec<Error> = Vec::new();
     // A namespace that is gone took its veth (and so the host end) with it.
-    if let Err(e) = iface::delete_in_netns(&req.netns, &req.ifname) {
+    if let Err(e) = req.netns_for_del().and_then(|ns| iface::delete_in(ns.as_deref(), &req.ifname)) {
         errs.push(e);
     }
     if n.l3 {
@@ -525,7 +547,7 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let n = load(req)?;
     let c = &n.c;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     if n.l3 {
         delegate(&c.ipam.plugin_type, Command::Check, req)?;
     }

@@ -166,16 +166,19 @@ fn add(req: &Request) -> Result<CniResult> {
 /// one interface only, where the reference sets it.
 fn route_localnet(ip: std::net::Ipv4Addr) -> Result<()> {
     let Some(dev) = route_dev(ip) else { return Ok(()) };
-    crate::sys::sysctl::ensure(&format!("net/ipv4/conf/{dev}/route_localnet"), "1")
+    if dev.route_localnet == Some(1) {
+        return Ok(()); // the lookup read it: set by an earlier pod
+    }
+    crate::sys::sysctl::write(&format!("net/ipv4/conf/{}/route_localnet", dev.name), "1")
         .context("portmap: enable route_localnet")
 }
 
-/// The name of the interface the node routes `ip` through; None when the
-/// lookup fails (the reference then skips the sysctl too).
-fn route_dev(ip: std::net::Ipv4Addr) -> Option<String> {
+/// The interface the node routes `ip` through; None when the lookup fails
+/// (the reference then skips the sysctl too).
+fn route_dev(ip: std::net::Ipv4Addr) -> Option<crate::rtnl::link::Link> {
     let mut rt = crate::rtnl::Rtnl::here().ok()?;
     let r = rt.route_get(&ip.into()).ok()?;
-    Some(rt.link_by_index(r.oif).ok()??.name)
+    rt.link_by_index(r.oif).ok()?
 }
 
 /// UDP has no connection to end, so a flow that reached the host port before
@@ -244,6 +247,7 @@ mod tests {
             config: conf.as_bytes().to_vec().into(),
             cni_version: "1.0.0".into(),
             name: "n".into(),
+            ns: None,
         }
     }
 

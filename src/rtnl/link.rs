@@ -38,7 +38,18 @@ pub const BRIDGE_VLAN_INFO_UNTAGGED: u16 = 4;
 pub const BRIDGE_VLAN_INFO_RANGE_BEGIN: u16 = 8;
 pub const BRIDGE_VLAN_INFO_RANGE_END: u16 = 16;
 pub const RTEXT_FILTER_BRVLAN: u32 = 2;
+/// Leave the counters out of a link's description (a third of it, and
+/// work for the kernel to gather); nothing here reads them.
+pub const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 pub const IFLA_EXT_MASK: u16 = 29;
+
+/// In `IFLA_AF_SPEC`: each family's part is a nest of its own type.
+const IFLA_INET_CONF: u16 = 1;
+const IFLA_INET6_CONF: u16 = 2;
+/// `IPV4_DEVCONF_ROUTE_LOCALNET` (linux/ip.h), an index from 1 into IFLA_INET_CONF's u32s.
+const IPV4_DEVCONF_ROUTE_LOCALNET: usize = 26;
+/// `DEVCONF_ACCEPT_RA` (linux/ipv6.h), an index from 0 into IFLA_INET6_CONF's s32s.
+const DEVCONF_ACCEPT_RA: usize = 3;
 
 pub const IF_OPER_UP: u8 = 6;
 pub const IFF_UP: u32 = libc::IFF_UP as u32;
@@ -71,6 +82,10 @@ pub struct Link {
     /// For a VRF: its routing table.
     pub vrf_table: u32,
     pub alias: String,
+    /// `net.ipv4.conf.<link>.route_localnet`, when the link has IPv4.
+    pub route_localnet: Option<u32>,
+    /// `net.ipv6.conf.<link>.accept_ra`, when the link has IPv6.
+    pub accept_ra: Option<i32>,
 }
 
 impl Link {
@@ -106,6 +121,21 @@ impl Link {
                         l.vrf_table = table.map(|t| t.u32()).unwrap_or(0);
                     }
                 }
+                IFLA_AF_SPEC => {
+                    for f in a.attrs() {
+                        let conf = |ty: u16, i: usize| {
+                            let c = f.attrs().get(ty)?;
+                            Some(u32::from_ne_bytes(c.data.get(i * 4..i * 4 + 4)?.try_into().ok()?))
+                        };
+                        match i32::from(f.ty) {
+                            libc::AF_INET => l.route_localnet = conf(IFLA_INET_CONF, IPV4_DEVCONF_ROUTE_LOCALNET - 1),
+                            libc::AF_INET6 => {
+                                l.accept_ra = conf(IFLA_INET6_CONF, DEVCONF_ACCEPT_RA).map(|v| v as i32);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -122,12 +152,14 @@ pub fn get_by_name_msg(name: &str) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST);
     m.push(&ifinfomsg(0, IfIndex::NONE, 0, 0));
     m.put_str(IFLA_IFNAME, name);
+    m.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
     m
 }
 
 pub fn get_by_index_msg(index: IfIndex) -> MsgBuf {
     let mut m = MsgBuf::new(RTM_GETLINK, NLM_F_REQUEST);
     m.push(&ifinfomsg(0, index, 0, 0));
+    m.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
     m
 }
 
@@ -182,9 +214,11 @@ pub fn new_link_msg(l: &NewLink) -> MsgBuf {
     m
 }
 
-pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool) -> MsgBuf {
+/// A bridge; given a MAC, it keeps that one (the kernel lets a bridge
+/// created or set with an address of its own never follow its ports').
+pub fn new_bridge_msg(name: &str, mtu: u32, vlan_filtering: bool, mac: Option<Mac>) -> MsgBuf {
     let data: &[(u16, &[u8])] = if vlan_filtering { &[(IFLA_BR_VLAN_FILTERING, &[1])] } else { &[] };
-    new_link_msg(&NewLink { name, kind: "bridge", mtu, data, ..Default::default() })
+    new_link_msg(&NewLink { name, kind: "bridge", mtu, data, mac, ..Default::default() })
 }
 
 /// Both ends of a veth pair in one request, each in its namespace under its
@@ -330,16 +364,16 @@ pub fn del_msg(index: IfIndex) -> MsgBuf {
 impl Rtnl {
     /// The link called `name`, or None when there is none.
     pub fn link_by_name(&mut self, name: &str) -> Result<Option<Link>> {
-        match self.sock.get(get_by_name_msg(name), format_args!("look up link {name}")) {
-            Ok(p) => Ok(Link::parse(&p)),
+        match self.sock.get_with(get_by_name_msg(name), format_args!("look up link {name}"), Link::parse) {
+            Ok(l) => Ok(l.flatten()),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     pub fn link_by_index(&mut self, index: IfIndex) -> Result<Option<Link>> {
-        match self.sock.get(get_by_index_msg(index), format_args!("look up link #{index}")) {
-            Ok(p) => Ok(Link::parse(&p)),
+        match self.sock.get_with(get_by_index_msg(index), format_args!("look up link #{index}"), Link::parse) {
+            Ok(l) => Ok(l.flatten()),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -352,7 +386,12 @@ impl Rtnl {
     }
 
     pub fn create_bridge(&mut self, name: &str, mtu: u32, vlan_filtering: bool) -> Result<()> {
-        self.sock.request(new_bridge_msg(name, mtu, vlan_filtering), format_args!("create bridge {name}"))
+        self.create_bridge_with_mac(name, mtu, vlan_filtering, None)
+    }
+
+    /// A bridge that keeps `mac` whatever ports it gets.
+    pub fn create_bridge_with_mac(&mut self, name: &str, mtu: u32, filtering: bool, mac: Option<Mac>) -> Result<()> {
+        self.sock.request(new_bridge_msg(name, mtu, filtering, mac), format_args!("create bridge {name}"))
     }
 
     pub fn create_link(&mut self, l: &NewLink) -> Result<()> {
@@ -453,13 +492,16 @@ impl Rtnl {
     /// Wait until `index` reports operational state UP, listening for link
     /// notifications rather than sleeping; gives up after `timeout_ms`.
     pub fn wait_oper_up(&mut self, index: IfIndex, name: &str, timeout_ms: i32) -> Result<()> {
+        // Usually up already: one look, and a watch only when it is not.
+        let mut state = self.operstate(index, name)?;
+        if state == IF_OPER_UP {
+            return Ok(());
+        }
         let mut watch = crate::netlink::Socket::open_groups(libc::NETLINK_ROUTE, libc::RTMGRP_LINK as u32)?;
         let deadline = now_ms() + timeout_ms as i64;
-        let mut state;
         loop {
             // Re-read after subscribing so that no transition can fall between check and wait.
-            let l = self.link_by_index(index)?.ok_or_else(|| Error::msg(format!("{name} vanished")))?;
-            state = l.operstate;
+            state = self.operstate(index, name)?;
             if state == IF_OPER_UP {
                 return Ok(());
             }
@@ -482,6 +524,10 @@ impl Rtnl {
             }
         }
         Err(Error::msg(format!("bridge port in error state: {}", operstate_name(state))).context(name))
+    }
+
+    fn operstate(&mut self, index: IfIndex, name: &str) -> Result<u8> {
+        Ok(self.link_by_index(index)?.ok_or_else(|| Error::msg(format!("{name} vanished")))?.operstate)
     }
 }
 
@@ -547,12 +593,15 @@ mod tests {
 
     #[test]
     fn bridge_with_vlan_filtering() {
-        let b = body(new_bridge_msg("cni0", 0, true));
+        let b = body(new_bridge_msg("cni0", 0, true, None));
         let mut want = vec![0u8; 16];
         want.extend_from_slice(&cat(&[&nla(9, 3), b"cni0\0\0\0\0"]));
         want.extend_from_slice(&cat(&[&nla(28, 18), &nla(11, 1), b"bridge\0\0"]));
         want.extend_from_slice(&cat(&[&nla(12, 2), &nla(5, 7), &[1, 0, 0, 0]]));
         assert_eq!(b, want);
+        // with its own MAC: IFLA_ADDRESS before LINKINFO
+        let b = body(new_bridge_msg("cni0", 0, false, Some(Mac([2, 0, 0, 0, 0, 9]))));
+        assert_eq!(&b[28..40], &cat(&[&nla(10, 1), &[2, 0, 0, 0, 0, 9, 0, 0]]));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod addr;
 pub mod link;
+pub mod netconf;
 pub mod route;
 pub mod rule;
 pub mod tc;
