@@ -583,6 +583,44 @@ mod tests {
         assert!(out.contains(r#""code":5"#), "{out}");
     }
 
+    fn add_sees_checked_netns(req: &Request) -> Result<CniResult> {
+        let ns = req.ns.as_ref().expect("dispatch keeps the namespace it checked");
+        // the plugin and an in-process delegate (a clone) use that very handle
+        assert!(Arc::ptr_eq(ns, &req.open_netns()?));
+        let d = req.with_command(Command::Add);
+        assert!(Arc::ptr_eq(ns, &d.open_netns()?));
+        Ok(CniResult::default())
+    }
+
+    #[test]
+    fn the_netns_is_checked_once_and_carried() {
+        if !crate::sys::has_cap_net_admin() {
+            return;
+        }
+        let p = Plugin { add: add_sees_checked_netns, ..P };
+        let req = |netns: &str| Request {
+            command: Command::Add,
+            container_id: "c1".into(),
+            netns: netns.into(),
+            ifname: "eth0".into(),
+            args: String::new(),
+            path: String::new(),
+            netns_override: true,
+            config: br#"{"cniVersion":"1.0.0","name":"n"}"#.to_vec().into(),
+            cni_version: String::new(),
+            name: String::new(),
+            ns: None,
+        };
+        let (done, _) = dispatch(&p, req("/proc/self/ns/net")).unwrap();
+        assert!(done.ns.as_ref().unwrap().is_current().unwrap());
+        // without the override, our own namespace is refused as before
+        let e = dispatch(&p, Request { netns_override: false, ..req("/proc/self/ns/net") }).err().unwrap();
+        assert_eq!(e.code, code::INVALID_NETNS);
+        // a handle for another path is not taken for CNI_NETNS's
+        let other = Request { netns: "/proc/thread-self/ns/net".into(), ..done };
+        assert!(!Arc::ptr_eq(other.ns.as_ref().unwrap(), &other.open_netns().unwrap()));
+    }
+
     #[test]
     fn missing_version_means_0_1_0_and_result_is_converted() {
         if !crate::sys::has_cap_net_admin() {

@@ -286,3 +286,30 @@ pub fn kernel_error(what: &dyn Display, m: &Msg) -> Error {
     }
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtnl::link::{get_by_name_msg, Link};
+
+    /// Read-only requests about `lo` of the test's own namespace.
+    #[test]
+    fn a_receive_inside_a_receive_gets_a_buffer_of_its_own() {
+        let mut a = Socket::open(libc::NETLINK_ROUTE).unwrap();
+        let mut b = Socket::open(libc::NETLINK_ROUTE).unwrap();
+        let lo = a.get_with(get_by_name_msg("lo"), "look up lo", Link::parse).unwrap().flatten().unwrap();
+        let seq = a.next_seq();
+        a.send(&get_by_name_msg("lo").finish(seq)).unwrap();
+        let mut inner = None;
+        a.recv_until(&"look up lo", |m| {
+            // `a` holds the shared buffer here; `b` must not get it.
+            inner = b.get_with(get_by_name_msg("lo"), "look up lo again", Link::parse)?.flatten().map(|l| l.index);
+            Ok(m.seq == seq && Link::parse(m.payload).map(|l| l.index) == Some(lo.index))
+        })
+        .unwrap();
+        assert_eq!(inner, Some(lo.index));
+        // and both come out whole for the next request
+        let again = a.get_with(get_by_name_msg("lo"), "look up lo", Link::parse).unwrap().flatten();
+        assert_eq!(again.map(|l| l.name), Some("lo".to_string()));
+    }
+}

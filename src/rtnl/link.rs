@@ -661,5 +661,48 @@ mod tests {
         assert_eq!(l.mac.to_string(), "02:00:00:00:00:01");
         assert!(l.is_up());
         assert!(Link::parse(&[0; 8]).is_none());
+        assert_eq!((l.route_localnet, l.accept_ra), (None, None));
+    }
+
+    #[test]
+    fn link_parse_reads_route_localnet_and_accept_ra_from_af_spec() {
+        let mut m = MsgBuf::new(RTM_NEWLINK, 0);
+        m.push(&ifinfomsg(0, IfIndex(4), 0, 0));
+        let spec = m.nest(IFLA_AF_SPEC);
+        let v4 = m.nest(libc::AF_INET as u16);
+        let mut conf = vec![0u8; 4 * 32];
+        conf[(IPV4_DEVCONF_ROUTE_LOCALNET - 1) * 4..][..4].copy_from_slice(&1u32.to_ne_bytes());
+        m.put(IFLA_INET_CONF, &conf);
+        m.end(v4);
+        let v6 = m.nest(libc::AF_INET6 as u16);
+        m.put_u32(1, 0); // IFLA_INET6_FLAGS, skipped
+        let mut conf6 = vec![0u8; 4 * 8];
+        conf6[DEVCONF_ACCEPT_RA * 4..][..4].copy_from_slice(&2i32.to_ne_bytes());
+        m.put(IFLA_INET6_CONF, &conf6);
+        m.end(v6);
+        m.end(spec);
+        let b = m.finish(1);
+        let l = Link::parse(&b[16..]).unwrap();
+        assert_eq!((l.route_localnet, l.accept_ra), (Some(1), Some(2)));
+        // an array too short to hold the entry says nothing
+        let mut m = MsgBuf::new(RTM_NEWLINK, 0);
+        m.push(&ifinfomsg(0, IfIndex(4), 0, 0));
+        let spec = m.nest(IFLA_AF_SPEC);
+        let v6 = m.nest(libc::AF_INET6 as u16);
+        m.put(IFLA_INET6_CONF, &[0; 8]);
+        m.end(v6);
+        m.end(spec);
+        let b = m.finish(1);
+        assert_eq!(Link::parse(&b[16..]).unwrap().accept_ra, None);
+    }
+
+    #[test]
+    fn lookups_leave_the_counters_out() {
+        let b = body(get_by_name_msg("cni0"));
+        assert_eq!(&b[16..28], &cat(&[&nla(9, 3), b"cni0\0\0\0\0"]));
+        assert_eq!(&b[28..], &cat(&[&nla(8, IFLA_EXT_MASK), &8u32.to_ne_bytes()]));
+        let b = body(get_by_index_msg(IfIndex(7)));
+        assert_eq!(&b[4..8], &7i32.to_ne_bytes());
+        assert_eq!(&b[16..], &cat(&[&nla(8, IFLA_EXT_MASK), &8u32.to_ne_bytes()]));
     }
 }

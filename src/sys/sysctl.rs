@@ -71,3 +71,19 @@ pub fn ensure(key: &str, value: &str) -> Result<()> {
         _ => write(key, value),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_to_the_end_and_names_a_missing_key() {
+        assert_eq!(read("kernel/ostype").unwrap(), "Linux");
+        // longer than one read of 128 bytes on most machines, and read whole
+        let cc = read("net/ipv4/tcp_available_congestion_control").unwrap_or_default();
+        assert!(!cc.contains('\n'), "{cc}");
+        let e = read("net/no/such/knob").unwrap_err();
+        assert_eq!(e.errno, libc::ENOENT);
+        assert!(e.msg.contains("read sysctl net/no/such/knob"), "{}", e.msg);
+    }
+}
