@@ -177,7 +177,7 @@ impl Socket {
         crate::failpoint::hit(&format!("netlink: {what}"))?;
         #[cfg(not(feature = "failpoints"))]
         crate::failpoint::hit("netlink request")?;
-        self.transact(msg, what, |_| Ok(())).map(|_| ())
+        self.transact(msg, &what, &mut |_| Ok(()))
     }
 
     /// Send a request and collect the single reply message it produces (a GET).
@@ -187,32 +187,39 @@ impl Socket {
 
     /// [`Socket::get`], reading the reply's payload with `read` where it
     /// was received (None when the kernel sent no reply message).
-    pub fn get_with<T>(
-        &mut self,
-        msg: MsgBuf,
-        what: impl Display,
-        mut read: impl FnMut(&[u8]) -> T,
-    ) -> Result<Option<T>> {
+    pub fn get_with<T>(&mut self, msg: MsgBuf, what: impl Display, read: impl FnOnce(&[u8]) -> T) -> Result<Option<T>> {
+        let mut read = Some(read);
         let mut out = None;
-        self.transact(msg, what, |m| {
-            out = Some(read(m.payload));
-            Ok(())
+        self.get_dyn(msg, &what, &mut |p| {
+            if let Some(r) = read.take() {
+                out = Some(r(p));
+            }
         })?;
         Ok(out)
     }
 
+    /// The one body of every `get_with`.
+    fn get_dyn(&mut self, msg: MsgBuf, what: &dyn Display, read: &mut dyn FnMut(&[u8])) -> Result<()> {
+        self.transact(msg, what, &mut |m| {
+            read(m.payload);
+            Ok(())
+        })
+    }
+
+    /// One body for every request and GET, whatever the closures and the
+    /// `what` of the caller (one copy of the code instead of one per caller).
     fn transact(
         &mut self,
         msg: MsgBuf,
-        what: impl Display,
-        mut on_reply: impl FnMut(&Msg) -> Result<()>,
+        what: &dyn Display,
+        on_reply: &mut dyn FnMut(&Msg) -> Result<()>,
     ) -> Result<()> {
-        msg.check(&what)?;
+        msg.check(what)?;
         let seq = self.next_seq();
         let flags = msg.flags();
         send_msg(self, msg, seq)?;
         let want_ack = flags & NLM_F_ACK != 0;
-        self.recv_until(&what, |m| {
+        self.recv_until(what, |m| {
             if m.seq != seq {
                 return Ok(false);
             }
@@ -220,7 +227,7 @@ impl Socket {
                 NLMSG_ERROR => {
                     let code = m.error_code();
                     if code != 0 {
-                        return Err(kernel_error(&what, m));
+                        return Err(kernel_error(what, m));
                     }
                     Ok(true)
                 }

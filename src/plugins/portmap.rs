@@ -165,20 +165,21 @@ fn add(req: &Request) -> Result<CniResult> {
 /// localhost connections to a host port would die after the DNAT. Set on that
 /// one interface only, where the reference sets it.
 fn route_localnet(ip: std::net::Ipv4Addr) -> Result<()> {
-    let Some(dev) = route_dev(ip) else { return Ok(()) };
-    if dev.route_localnet == Some(1) {
+    let Some((dev, now)) = route_dev(ip) else { return Ok(()) };
+    if now == Some(1) {
         return Ok(()); // the lookup read it: set by an earlier pod
     }
-    crate::sys::sysctl::write(&format!("net/ipv4/conf/{}/route_localnet", dev.name), "1")
+    crate::sys::sysctl::write(&format!("net/ipv4/conf/{dev}/route_localnet"), "1")
         .context("portmap: enable route_localnet")
 }
 
-/// The interface the node routes `ip` through; None when the lookup fails
-/// (the reference then skips the sysctl too).
-fn route_dev(ip: std::net::Ipv4Addr) -> Option<crate::rtnl::link::Link> {
+/// The name of the interface the node routes `ip` through, and its
+/// route_localnet; None when the lookup fails (the reference then skips
+/// the sysctl too).
+fn route_dev(ip: std::net::Ipv4Addr) -> Option<(String, Option<u32>)> {
     let mut rt = crate::rtnl::Rtnl::here().ok()?;
     let r = rt.route_get(&ip.into()).ok()?;
-    rt.link_by_index(r.oif).ok()?
+    rt.link_by_index(r.oif).ok()?.map(|l| (l.name, l.route_localnet))
 }
 
 /// UDP has no connection to end, so a flow that reached the host port before

@@ -8,47 +8,37 @@
 use super::cvt_r;
 use crate::error::{Error, Result};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 
 fn path(key: &str) -> String {
     format!("/proc/sys/{}", key.trim_start_matches('/'))
 }
 
-fn open(key: &str, flags: i32) -> std::io::Result<OwnedFd> {
+fn open(key: &str, flags: i32) -> std::io::Result<File> {
     let p = CString::new(path(key)).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a valid NUL-terminated path; the mode is used only with O_CREAT.
     let fd = cvt_r(|| unsafe { libc::openat(libc::AT_FDCWD, p.as_ptr(), flags | libc::O_CLOEXEC, 0o666) })?;
     // SAFETY: fd was just returned by openat and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 fn read_all(key: &str) -> std::io::Result<Vec<u8>> {
-    let fd = open(key, libc::O_RDONLY)?;
+    let mut f = open(key, libc::O_RDONLY)?;
     let mut out = Vec::new();
     let mut buf = [0u8; 128];
     loop {
-        // SAFETY: fd is open and buf is writable for its length.
-        let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
-        if n == 0 {
-            return Ok(out);
+        match f.read(&mut buf)? {
+            0 => return Ok(out),
+            n => out.extend_from_slice(&buf[..n]),
         }
-        out.extend_from_slice(&buf[..n.unsigned_abs()]);
     }
 }
 
 fn write_all(key: &str, value: &str) -> std::io::Result<()> {
     // The flags of std's fs::write, so that errors read the same.
-    let fd = open(key, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?;
-    let mut rest = value.as_bytes();
-    while !rest.is_empty() {
-        // SAFETY: fd is open and rest is readable for its length.
-        let n = cvt_r(|| unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) })?;
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
-        }
-        rest = &rest[n.unsigned_abs()..];
-    }
-    Ok(())
+    open(key, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC)?.write_all(value.as_bytes())
 }
 
 pub fn read(key: &str) -> Result<String> {
