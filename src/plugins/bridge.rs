@@ -18,7 +18,7 @@ use crate::cni::{Command, Plugin, Request};
 use crate::error::{Error, Result, Rollback};
 use crate::net::{IpNet, Mac};
 use crate::nft::{masq, spoofchk};
-use crate::rtnl::link::{Link, VethSpec};
+use crate::rtnl::link::{Link, VethSpec, IPV4_DEVCONF_ARP_NOTIFY};
 use crate::rtnl::{IfIndex, Rtnl};
 use crate::sys::netns::Netns;
 use crate::sys::sysctl;
@@ -206,8 +206,10 @@ fn add_steps(
         let gws = calc_gateways(&mut result, c);
         let ifn = &req.ifname;
         let dad = if c.enable_dad { "1" } else { "0" };
-        let mut sysctls =
-            vec![(format!("net/ipv6/conf/{ifn}/accept_dad"), dad), (format!("net/ipv4/conf/{ifn}/arp_notify"), "1")];
+        // arp_notify before the link goes up (it then announces itself), over
+        // netlink; accept_dad has no netlink setter and stays a sysctl.
+        let _ = ctr.set_inet_conf(cveth.index, ifn, &[(IPV4_DEVCONF_ARP_NOTIFY, 1)]);
+        let mut sysctls = vec![(format!("net/ipv6/conf/{ifn}/accept_dad"), dad)];
         if c.enable_dad {
             sysctls.push((format!("net/ipv6/conf/{ifn}/enhanced_dad"), "1"));
         }
