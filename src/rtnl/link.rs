@@ -125,14 +125,17 @@ impl Link {
                 }
                 IFLA_AF_SPEC => {
                     for f in a.attrs() {
-                        let conf = |ty: u16, i: usize| {
-                            let c = f.attrs().get(ty)?;
-                            Some(u32::from_ne_bytes(c.data.get(i * 4..i * 4 + 4)?.try_into().ok()?))
+                        // Entry `i` of the family's settings array (host order).
+                        let conf = |ty: u16, i: usize| -> Option<[u8; 4]> {
+                            f.attrs().get(ty)?.data.get(i * 4..i * 4 + 4)?.try_into().ok()
                         };
                         match i32::from(f.ty) {
-                            libc::AF_INET => l.route_localnet = conf(IFLA_INET_CONF, IPV4_DEVCONF_ROUTE_LOCALNET - 1),
+                            libc::AF_INET => {
+                                l.route_localnet =
+                                    conf(IFLA_INET_CONF, IPV4_DEVCONF_ROUTE_LOCALNET - 1).map(u32::from_ne_bytes);
+                            }
                             libc::AF_INET6 => {
-                                l.accept_ra = conf(IFLA_INET6_CONF, DEVCONF_ACCEPT_RA).map(|v| v as i32);
+                                l.accept_ra = conf(IFLA_INET6_CONF, DEVCONF_ACCEPT_RA).map(i32::from_ne_bytes);
                             }
                             _ => {}
                         }
