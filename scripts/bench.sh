@@ -138,7 +138,13 @@ done
 if [ -n "$CNITOOL" ]; then
     set -- --cnitool "$CNITOOL" "$@"
 fi
+# Reference sets given on the command line (--vs, each named by the
+# --label-b that follows in order) replace the default one and its name.
+case " $* ${BENCH_ARGS:-} " in
+    *" --vs "*) ;;
+    *) set -- --label-b "$REF_LABEL" "$@" ;;
+esac
 # shellcheck disable=SC2086
-set -- --plugins "$PLUGDIR" --label-a cnibox --label-b "$REF_LABEL" --out "$OUT" \
+set -- --plugins "$PLUGDIR" --label-a cnibox --out "$OUT" \
     --iterations 100 --warmup 3 --rounds 3 --build "$BUILD" $REF_ARGS $NOOP_ARGS "$@" ${BENCH_ARGS:-}
 "$TOOL" "$@"
