@@ -22,6 +22,9 @@ FEATURES ?=
 FEATURE_FLAGS = $(if $(strip $(FEATURES)),--no-default-features --features "$(strip $(FEATURES))")
 # immediate-abort never unwinds, so the unwind tables (.eh_frame, 125 KB) are dead weight.
 TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no
+# std rebuilt for size: heapsort for every sort (one small instance per element type
+# instead of driftsort/ipnsort's), the short integer formatting loops (-28 KB).
+TINYSTD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
 
 BIN      = $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/cnibox
 TINY_BIN = target/tiny/$(TARGET)/release/cnibox
@@ -46,14 +49,14 @@ tiny:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@rustup component list --toolchain nightly --installed | grep -q '^rust-src' || rustup component add rust-src --toolchain nightly
 	@rustup target list --toolchain nightly --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET) --toolchain nightly
-	RUSTFLAGS="$(TINYFLAGS)" cargo +nightly build --release --locked -Z build-std=std,panic_abort \
+	RUSTFLAGS="$(TINYFLAGS)" cargo +nightly build --release --locked $(TINYSTD) \
 	  --target $(TARGET) --target-dir target/tiny --bin cnibox $(FEATURE_FLAGS)
 	@ls -l $(TINY_BIN) | awk '{print "cnibox (tiny): " $$5 " bytes, $(TINY_BIN)"}'
 
 # Where the bytes go, by crate and cnibox module, for both builds (scripts/size.sh).
 size: build tiny
 	@echo "normal: $$(stat -c %s $(BIN)) bytes; tiny: $$(stat -c %s $(TINY_BIN)) bytes"
-	TARGET=$(TARGET) FEATURES="$(strip $(FEATURES))" TINYFLAGS="$(TINYFLAGS)" ./scripts/size.sh both
+	TARGET=$(TARGET) FEATURES="$(strip $(FEATURES))" TINYFLAGS="$(TINYFLAGS)" TINYSTD="$(TINYSTD)" ./scripts/size.sh both
 
 test-unit:
 	cargo test --locked --lib

@@ -210,6 +210,8 @@ cross_env() {
   elif [ "$kind" = tiny ]; then
     CARGO="$CARGO -Z build-std=std,panic_abort"
   fi
+  # the Makefile's TINYSTD: std rebuilt for size (README, "Size")
+  [ "$kind" = tiny ] && CARGO="$CARGO -Z build-std-features=optimize_for_size"
   [ "$kind" = tiny ] && flags="$flags $TINYFLAGS"
   export "CARGO_TARGET_${T}_RUSTFLAGS=$flags"
   export CARGO

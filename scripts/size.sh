@@ -12,13 +12,14 @@
 # the ones `make` and `make tiny` build; their sizes are printed first.
 #
 # Environment: TARGET (default x86_64-unknown-linux-musl), FEATURES (as make),
-# TOP (rows shown per build, default 40), TINYFLAGS (as the Makefile's).
+# TOP (rows shown per build, default 40), TINYFLAGS and TINYSTD (as the Makefile's).
 set -eu
 
 TARGET=${TARGET:-x86_64-unknown-linux-musl}
 TOP=${TOP:-40}
 WHICH=${1:-both}
 TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no}
+TINYSTD=${TINYSTD:--Z build-std=std,panic_abort -Z build-std-features=optimize_for_size}
 FEATURE_FLAGS=""
 if [ -n "${FEATURES:-}" ]; then
     FEATURE_FLAGS="--no-default-features --features $FEATURES"
@@ -95,7 +96,7 @@ one() {
         fi
         # shellcheck disable=SC2086
         CARGO_PROFILE_RELEASE_STRIP=none RUSTFLAGS="$TINYFLAGS" cargo +nightly build --release --locked \
-            -Z build-std=std,panic_abort --target "$TARGET" --target-dir target/size-tiny --bin cnibox $FEATURE_FLAGS >&2
+            $TINYSTD --target "$TARGET" --target-dir target/size-tiny --bin cnibox $FEATURE_FLAGS >&2
         elf=target/size-tiny/$TARGET/release/cnibox
     else
         # shellcheck disable=SC2086
