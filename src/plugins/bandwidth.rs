@@ -10,7 +10,6 @@ use crate::error::{Error, Result, Rollback};
 use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::tc::{Tbf, INGRESS_HANDLE, TC_H_INGRESS, TC_H_ROOT};
 use crate::rtnl::Rtnl;
-use crate::sys::netns::Netns;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "bandwidth",
@@ -135,7 +134,7 @@ fn host_interface(req: &Request, prev: &CniResult, host: &mut Rtnl) -> Result<Li
     if prev.interfaces.is_empty() {
         return Err(Error::msg("no interfaces provided"));
     }
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let peer = Rtnl::in_netns(&ns)?.link_by_name(&req.ifname)?.map(|l| l.link).unwrap_or_default();
     if !peer.is_some() {
         return Err(Error::msg(format!("container interface {} has no veth peer", req.ifname)));

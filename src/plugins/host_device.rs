@@ -130,7 +130,7 @@ fn add(req: &Request) -> Result<CniResult> {
             return Ok(CniResult::default());
         }
     }
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut host = Rtnl::here()?;
     let mut ctr = Rtnl::in_netns(&ns)?;
     if ctr.link_by_name(&req.ifname)?.is_some() {
@@ -187,7 +187,7 @@ fn del(req: &Request) -> Result<()> {
     let c = load(req)?;
     let mut errs = Vec::new();
     if !req.netns.is_empty() {
-        match Netns::open(&req.netns) {
+        match req.open_netns() {
             Ok(ns) => {
                 if let Err(e) = Rtnl::in_netns(&ns).and_then(|mut ctr| move_back(&mut ctr, &req.ifname)) {
                     errs.push(e);

@@ -173,20 +173,6 @@ pub fn join_errors(mut errs: Vec<Error>) -> Result<()> {
     }
 }
 
-/// The container's namespace for a DEL, or None when there is nothing left to
-/// undo inside it: CNI_NETNS is empty, or the namespace is gone and took its
-/// interfaces, routes and rules with it.
-pub fn netns_for_del(netns_path: &str) -> Result<Option<Netns>> {
-    if netns_path.is_empty() {
-        return Ok(None);
-    }
-    match Netns::open(netns_path) {
-        Ok(ns) => Ok(Some(ns)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// CHECK's first steps for a plugin that owns the container's interface:
 /// IPAM's own CHECK, the prevResult, and the interface itself (with a socket
 /// in the container's namespace for the checks that follow).
@@ -201,11 +187,6 @@ pub fn check_start(req: &Request, ipam_type: &str) -> Result<(Link, Rtnl, CniRes
         .link_by_name(&req.ifname)?
         .ok_or_else(|| Error::msg(format!("Interface name {} not found in netns \"{}\"", req.ifname, req.netns)))?;
     Ok((l, ctr, prev))
-}
-
-/// Delete `ifname` inside `netns_path` if both still exist (DEL's usual first step).
-pub fn delete_in_netns(netns_path: &str, ifname: &str) -> Result<()> {
-    delete_in(netns_for_del(netns_path)?.as_ref(), ifname)
 }
 
 /// Delete `ifname` inside `ns` (as `Request::netns_for_del` gives it) if both still exist.

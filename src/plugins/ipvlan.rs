@@ -9,7 +9,6 @@ use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
-use crate::sys::netns::Netns;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "ipvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
@@ -40,7 +39,7 @@ fn add(req: &Request) -> Result<CniResult> {
     let c: Conf = req.conf()?;
     let mode = mode_value(&c.mode)?.to_ne_bytes();
     let prev = req.prev_result()?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = if c.link_in_container { Rtnl::in_netns(&ns)? } else { Rtnl::here()? };
     let master = match (&prev, c.master.is_empty()) {
         (_, false) => c.master.clone(),

@@ -9,7 +9,6 @@ use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
-use crate::sys::netns::Netns;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "macvlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
@@ -47,7 +46,7 @@ fn add(req: &Request) -> Result<CniResult> {
     let c: Conf = req.conf()?;
     let mode = mode_value(&c.mode)?;
     let mac = pick_mac(req, &c.mac, &c.args, &c.runtime_config)?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = if c.link_in_container { Rtnl::in_netns(&ns)? } else { Rtnl::here()? };
     let master = if c.master.is_empty() { vlink::default_route_link(&mut rt)? } else { c.master.clone() };
     let m = vlink::parent(&mut rt, &master, c.mtu)?;

@@ -45,7 +45,7 @@ struct Undo {
 
 fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut host = Rtnl::here()?;
     let mut ctr = Rtnl::in_netns(&ns)?;
     let mut undo = Undo::default();
@@ -190,7 +190,7 @@ fn del(req: &Request) -> Result<()> {
     if let Err(e) = iface::ipam_del(&c.ipam.plugin_type, req) {
         errs.push(e);
     }
-    if let Err(e) = iface::delete_in_netns(&req.netns, &req.ifname) {
+    if let Err(e) = req.netns_for_del().and_then(|ns| iface::delete_in(ns.as_deref(), &req.ifname)) {
         errs.push(e);
     }
     if c.ip_masq {

@@ -12,7 +12,6 @@ use crate::rtnl::route::{Route, RT_SCOPE_LINK, RT_TABLE_MAIN};
 use crate::rtnl::rule::Rule;
 use crate::rtnl::Rtnl;
 use crate::sys::guarded::PrivateLock;
-use crate::sys::netns::Netns;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin = Plugin {
@@ -71,7 +70,7 @@ fn add(req: &Request) -> Result<CniResult> {
     if v4 > 1 || c.gateways.len() - v4 > 1 {
         return Err(Error::config("gateways: at most one IPv4 and one IPv6 gateway"));
     }
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let _lock = lock_sbr()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let link = rt.link_by_name(&req.ifname)?.ok_or_else(|| {
@@ -131,7 +130,7 @@ fn add(req: &Request) -> Result<CniResult> {
 fn del(req: &Request) -> Result<()> {
     let c: Conf = req.conf()?;
     // A namespace that is gone took its rules with it.
-    let Some(ns) = iface::netns_for_del(&req.netns)? else { return Ok(()) };
+    let Some(ns) = req.netns_for_del()? else { return Ok(()) };
     let _lock = lock_sbr()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let mut srcs: Vec<IpAddr> = Vec::new();

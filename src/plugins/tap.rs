@@ -45,7 +45,7 @@ fn load(req: &Request) -> Result<Conf> {
 fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
     let mac = pick_mac(req, &c.mac, &c.args, &c.runtime_config)?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut ctr = Rtnl::in_netns(&ns)?;
     if ctr.link_by_name(&req.ifname)?.is_some() {
         return Err(Error::msg(format!("interface \"{}\" already exists in netns \"{}\"", req.ifname, req.netns)));

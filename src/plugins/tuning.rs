@@ -13,7 +13,6 @@ use crate::regex::Regex;
 use crate::rtnl::link::{IFF_PROMISC, IFLA_TXQLEN};
 use crate::rtnl::Rtnl;
 use crate::sys::dir::{stat_file, Dir};
-use crate::sys::netns::Netns;
 use crate::sys::sysctl;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -202,7 +201,7 @@ fn changes_link(t: &Tuning) -> bool {
 fn add(req: &Request) -> Result<CniResult> {
     let t = load(req)?;
     let mut result = req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     // Where the original link settings go, refused before anything changes.
     let dir = match changes_link(&t) {
         true => Some(data_dir(&t, true)?.ok_or_else(|| Error::msg("tuning: dataDir vanished"))?),
@@ -276,7 +275,7 @@ fn del(req: &Request) -> Result<()> {
     let Some(dir) = data_dir(&t, false)? else { return Ok(()) };
     let name = backup_name(req);
     let Some(bytes) = read_backup(&dir, &t.data_dir, &name)? else { return Ok(()) };
-    if let (Ok(b), Ok(ns)) = (crate::cni::config::parse::<Backup>(&bytes, "tuning backup"), Netns::open(&req.netns)) {
+    if let (Ok(b), Ok(ns)) = (crate::cni::config::parse::<Backup>(&bytes, "tuning backup"), req.open_netns()) {
         if let Ok(mut rt) = Rtnl::in_netns(&ns) {
             if let Ok(Some(l)) = rt.link_by_name(&req.ifname) {
                 let _ = apply(
@@ -299,7 +298,7 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let t = load(req)?;
     req.prev_result()?.ok_or_else(|| Error::msg("must be called as chained plugin"))?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     ns.run(|| {
         for (k, v) in &t.sysctls {
             let cur = sysctl::read(k)?;

@@ -8,7 +8,6 @@ use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
 use crate::rtnl::link::NewLink;
 use crate::rtnl::Rtnl;
-use crate::sys::netns::Netns;
 
 pub static PLUGIN: Plugin =
     Plugin { name: "vlan", min_version: "0.1.0", add, del, check, gc: vlink::gc, status: vlink::status };
@@ -44,7 +43,7 @@ fn add(req: &Request) -> Result<CniResult> {
     if c.ipam.plugin_type.is_empty() {
         return Err(Error::config("vlan requires an IPAM configuration (ipam.type)"));
     }
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = if c.link_in_container { Rtnl::in_netns(&ns)? } else { Rtnl::here()? };
     let m = vlink::parent(&mut rt, &c.master, c.mtu)?;
     let id = (c.vlan_id as u16).to_ne_bytes();

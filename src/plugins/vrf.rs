@@ -11,7 +11,6 @@ use crate::net::IpNet;
 use crate::rtnl::link::{Link, NewLink};
 use crate::rtnl::route::{Route, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN};
 use crate::rtnl::Rtnl;
-use crate::sys::netns::Netns;
 
 pub static PLUGIN: Plugin = Plugin {
     name: "vrf",
@@ -80,7 +79,7 @@ fn add(req: &Request) -> Result<CniResult> {
     let c = load(req)?;
     let prev =
         req.prev_result()?.ok_or_else(|| Error::msg("missing prevResult: vrf must be called as a chained plugin"))?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let l =
         rt.link_by_name(&req.ifname)?.ok_or_else(|| Error::msg(format!("failed to find interface {}", req.ifname)))?;
@@ -120,7 +119,7 @@ fn is_link_local(n: &IpNet) -> bool {
 
 fn del(req: &Request) -> Result<()> {
     let c = load(req)?;
-    let Some(ns) = iface::netns_for_del(&req.netns)? else { return Ok(()) };
+    let Some(ns) = req.netns_for_del()? else { return Ok(()) };
     let mut rt = Rtnl::in_netns(&ns)?;
     let Some(vrf) = rt.link_by_name(&c.vrfname)? else { return Ok(()) };
     let mut errs = Vec::new();
@@ -147,7 +146,7 @@ fn del(req: &Request) -> Result<()> {
 fn check(req: &Request) -> Result<()> {
     let c = load(req)?;
     req.prev_result()?.ok_or_else(|| Error::msg("missing prevResult: vrf must be called as a chained plugin"))?;
-    let ns = Netns::open(&req.netns)?;
+    let ns = req.open_netns()?;
     let mut rt = Rtnl::in_netns(&ns)?;
     let vrf = rt
         .link_by_name(&c.vrfname)?
