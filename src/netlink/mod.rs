@@ -180,6 +180,20 @@ impl MsgBuf {
         u16::from_ne_bytes([self.buf[6], self.buf[7]])
     }
 
+    /// The length of the message on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Append the finished message to `out`, leaving this one as it is
+    /// (a batch is encoded into one buffer of the size it needs).
+    pub fn finish_into(&self, seq: u32, out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&self.buf);
+        out[at..at + 4].copy_from_slice(&(self.buf.len() as u32).to_ne_bytes());
+        out[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
+    }
+
     /// The finished message with its length and sequence number written in.
     pub fn finish(mut self, seq: u32) -> Vec<u8> {
         let len = self.buf.len() as u32;

@@ -380,19 +380,24 @@ impl Batch {
     /// numbered from `seq + 1`, END. The markers ask for no ACK: kernels
     /// before 6.10 would answer them with an error.
     pub fn encode(&self, seq: u32, genid: u32) -> Vec<u8> {
-        let marker = |ty: u16, seq: u32, genid: u32| {
+        let marker = |ty: u16, genid: u32| {
             let mut m = MsgBuf::new(ty, NLM_F_REQUEST);
             m.push(&[0, 0, 0, NFNL_SUBSYS_NFTABLES as u8]);
             if genid != 0 {
                 m.put_be32(NFNL_BATCH_GENID, genid);
             }
-            m.finish(seq)
+            m
         };
-        let mut out = marker(NFNL_MSG_BATCH_BEGIN, seq, genid);
+        let (begin, end) = (marker(NFNL_MSG_BATCH_BEGIN, genid), marker(NFNL_MSG_BATCH_END, 0));
+        // One allocation of the whole size: grown from empty, a large batch
+        // was copied about log2(size) times, each through a fresh mapping.
+        let len = self.msgs.iter().map(|(m, _)| m.wire_len()).sum::<usize>() + begin.wire_len() + end.wire_len();
+        let mut out = Vec::with_capacity(len);
+        begin.finish_into(seq, &mut out);
         for (i, (m, _)) in self.msgs.iter().enumerate() {
-            out.extend_from_slice(&m.clone().finish(seq + 1 + i as u32));
+            m.finish_into(seq + 1 + i as u32, &mut out);
         }
-        out.extend_from_slice(&marker(NFNL_MSG_BATCH_END, seq + 1 + self.msgs.len() as u32, 0));
+        end.finish_into(seq + 1 + self.msgs.len() as u32, &mut out);
         out
     }
 }
@@ -489,8 +494,10 @@ impl Nft {
     pub fn genid(&mut self) -> Result<u32> {
         let mut m = MsgBuf::new((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST);
         m.push(&[0, 0, 0, 0]);
-        let p = self.sock().get(m, "nftables: read ruleset generation")?;
-        Ok(Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_GEN_ID).map(|a| a.be32()).unwrap_or(0))
+        let id = self.sock().get_with(m, "nftables: read ruleset generation", |p| {
+            Attrs::new(p.get(4..).unwrap_or(&[])).get(NFTA_GEN_ID).map(|a| a.be32())
+        })?;
+        Ok(id.flatten().unwrap_or(0))
     }
 
     /// The rules of `table` of `family`, optionally of one chain. A table or
