@@ -14,6 +14,11 @@ use cnibox::{cni, plugins};
 
 use std::io::Write;
 
+/// Plugin calls allocate from a static block (see `sys::arena`): no mapping
+/// per short-lived allocation.
+#[global_allocator]
+static ALLOC: cnibox::sys::arena::Arena<{ 1 << 20 }> = cnibox::sys::arena::Arena::new();
+
 const RUNTIME_USAGE: &str = "\x20      cnibox netns add|del|list|exec NAME [-- CMD...]\n\
      \x20      cnibox add|check|del NETWORK NETNS | gc|status NETWORK   (cnitool-compatible; -i IFNAME --id ID --cache-dir DIR)\n\
      \x20      cnibox run [--network NAME] [--name NETNS] [--] CMD...\n\

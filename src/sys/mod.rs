@@ -2,6 +2,7 @@
 //! file locking and durable file replacement. No policy lives here.
 
 pub mod alarm;
+pub mod arena;
 pub mod child;
 pub mod dir;
 pub mod file;
