@@ -5,37 +5,91 @@ use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::marker::PhantomData;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How long a call waits for a file lock. A holder that is another cnibox call
-/// keeps it for milliseconds; anyone who can open the file can hold it for
-/// ever (uid 0 without capabilities can open root's 0600 files, and nothing
-/// in the permission bits keeps it out), so the wait ends in a "try again
-/// later" error (code 11) instead of a call that never returns.
+/// How long a call waits for a file lock another trusted process holds. A
+/// holder that is another cnibox call keeps it for milliseconds; anyone who
+/// can open the file can hold it for ever (uid 0 without capabilities can
+/// open root's 0600 files, and nothing in the permission bits keeps it out),
+/// so the wait ends in a "try again later" error (code 11) instead of a call
+/// that never returns.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// After this long, and each time as long again, a waiter looks at who holds
+/// the lock, and stops waiting for a holder it does not trust.
+const HOLDER_LOOK: Duration = Duration::from_secs(1);
+
+/// Why a lock was not taken.
+enum Refused {
+    TimedOut,
+    /// Held by this process, which is not one cnibox waits for.
+    Untrusted(libc::pid_t),
+    Os(std::io::Error),
+}
 
 /// Wait for an exclusive flock on `fd` for at most `wait`: a blocking flock
 /// that a SIGALRM every TICK interrupts, so the deadline is checked while
-/// the kernel still queues us as a waiter. Fails with ETIMEDOUT.
-fn flock_within(fd: std::os::fd::RawFd, wait: Duration) -> std::io::Result<()> {
+/// the kernel still queues us as a waiter. Every HOLDER_LOOK the holders are
+/// judged (`untrusted_holder`): a call waits for its peers, not for a process
+/// that cannot change the network, so such a holder delays it by about a
+/// second, not by the whole deadline.
+fn flock_within(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) -> std::result::Result<(), Refused> {
     const TICK: Duration = Duration::from_millis(100);
-    let end = Instant::now() + wait;
-    let _ticks = super::alarm::Ticks::start(TICK)?;
+    let start = Instant::now();
+    let mut look = start + HOLDER_LOOK;
+    let _ticks = super::alarm::Ticks::start(TICK).map_err(Refused::Os)?;
     loop {
         // SAFETY: flock on a descriptor the caller owns.
-        match super::cvt(unsafe { libc::flock(fd, libc::LOCK_EX) }) {
+        match super::cvt(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) }) {
             Ok(_) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
-                if Instant::now() >= end {
-                    return Err(std::io::Error::from_raw_os_error(libc::ETIMEDOUT));
+                let now = Instant::now();
+                if now >= start + wait {
+                    return Err(Refused::TimedOut);
+                }
+                if now >= look {
+                    look = now + HOLDER_LOOK;
+                    if let Some(pid) = untrusted_holder(fd) {
+                        return Err(Refused::Untrusted(pid));
+                    }
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(Refused::Os(e)),
         }
     }
+}
+
+/// A holder of the flock on `fd`'s file that cnibox does not wait for: one
+/// without CAP_NET_ADMIN in our user namespace (another user, uid 0 without
+/// capabilities), or whose locking process is gone (a child kept the
+/// descriptor: nothing trusted leaves a lock behind that way). None when any
+/// holder is trusted, when a holder is outside our pid namespace (it cannot
+/// be judged, so the deadline decides), or when the holders cannot be read.
+fn untrusted_holder(fd: std::os::fd::BorrowedFd<'_>) -> Option<libc::pid_t> {
+    use super::trust;
+    let id = trust::file_id(&fd.try_clone_to_owned().ok()?).ok()?;
+    let holders = trust::flock_holders(id).ok()?;
+    let judge = |pid: libc::pid_t| -> Option<bool> {
+        if pid <= 0 {
+            return None;
+        }
+        match trust::has_cap(pid, trust::CAP_NET_ADMIN) {
+            Ok(cap) => Some(cap && trust::same_user_ns(pid).unwrap_or(false)),
+            Err(e) if e.errno == libc::ESRCH => Some(false),
+            Err(_) => None,
+        }
+    };
+    let mut untrusted = None;
+    for &pid in &holders {
+        match judge(pid) {
+            Some(false) => untrusted = untrusted.or(Some(pid)),
+            _ => return None,
+        }
+    }
+    untrusted
 }
 
 /// An exclusive `flock` held until drop (the kernel also drops it if we die).
@@ -69,16 +123,23 @@ impl FileLock {
         // SAFETY: flock on a valid, owned descriptor.
         let r = match super::cvt_r(|| unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) }) {
             Err(e) if flags & libc::LOCK_NB == 0 && e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
-                flock_within(fd, LOCK_WAIT)
+                flock_within(file.as_fd(), LOCK_WAIT)
             }
-            r => r.map(drop),
+            r => r.map(drop).map_err(Refused::Os),
         };
-        r.map_err(|e| match e.raw_os_error() {
-            Some(libc::ETIMEDOUT) => Error::os(
+        r.map_err(|e| match e {
+            Refused::TimedOut => Error::os(
                 format_args!("lock {what}: another process has held it for more than {} s", LOCK_WAIT.as_secs()),
                 libc::EAGAIN,
             ),
-            errno => Error::os(format_args!("lock {what}"), errno.unwrap_or(0)),
+            Refused::Untrusted(pid) => Error::os(
+                format_args!(
+                    "lock {what}: held by process {pid}, which cannot change the network (no CAP_NET_ADMIN); \
+                     not waiting for it"
+                ),
+                libc::EAGAIN,
+            ),
+            Refused::Os(e) => Error::os(format_args!("lock {what}"), e.raw_os_error().unwrap_or(0)),
         })?;
         Ok(FileLock { _file: file })
     }

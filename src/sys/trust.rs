@@ -33,6 +33,33 @@ pub fn file_id(fd: &OwnedFd) -> Result<Id> {
     Ok(Id { dev: st.st_dev as u64, ino: st.st_ino as u64 })
 }
 
+/// The processes holding a `flock` on the file `id` names, as `/proc/locks`
+/// lists them: the process that took each lock, in our pid namespace (0 when
+/// it is outside it). Waiters (lines marked `->`) are left out.
+pub fn flock_holders(id: Id) -> Result<Vec<libc::pid_t>> {
+    let text = std::fs::read_to_string("/proc/locks").map_err(|e| Error::from(e).context("/proc/locks"))?;
+    Ok(parse_flock_holders(&text, id))
+}
+
+/// `/proc/locks` lines look like `1: FLOCK  ADVISORY  WRITE 4242 00:1f:8841 0 EOF`:
+/// the device as major:minor in hex, then the inode.
+fn parse_flock_holders(text: &str, id: Id) -> Vec<libc::pid_t> {
+    let dev = id.dev as libc::dev_t;
+    let want = format!("{:02x}:{:02x}:{}", libc::major(dev), libc::minor(dev), id.ino);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut w = line.split_whitespace().skip(1);
+        if w.next() != Some("FLOCK") {
+            continue;
+        }
+        let (pid, file) = (w.nth(2), w.next());
+        if file == Some(want.as_str()) {
+            out.extend(pid.and_then(|p| p.parse::<libc::pid_t>().ok()));
+        }
+    }
+    out
+}
+
 /// Whether process `pid` (of our pid namespace) has capability `cap` in its
 /// effective set, in its own user namespace (see `same_user_ns`).
 pub fn has_cap(pid: libc::pid_t, cap: u32) -> Result<bool> {
@@ -151,6 +178,28 @@ mod tests {
         if crate::sys::has_cap_net_admin() {
             assert_eq!(netns_of_socket(&fd).unwrap(), current_netns().unwrap());
         }
+    }
+
+    #[test]
+    fn flock_holders_are_read_by_device_and_inode() {
+        let id = Id { dev: libc::makedev(8, 0x1f) as u64, ino: 8841 };
+        let text = "1: FLOCK  ADVISORY  WRITE 4242 08:1f:8841 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 4343 08:1f:8841 0 EOF\n\
+                    2: POSIX  ADVISORY  WRITE 77 08:1f:8841 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 99 08:1f:88410 0 EOF\n\
+                    4: FLOCK  ADVISORY  READ 5 08:1f:8841 0 EOF\n";
+        assert_eq!(parse_flock_holders(text, id), vec![4242, 5]);
+        assert!(parse_flock_holders("", id).is_empty());
+    }
+
+    #[test]
+    fn a_flock_we_hold_lists_us() {
+        let m = lock_object(c"cnibox-test-holders").unwrap();
+        let f = std::fs::File::from(m);
+        assert!(try_lock(&f).unwrap());
+        let me = std::process::id() as libc::pid_t;
+        let id = file_id(&std::os::fd::OwnedFd::from(f.try_clone().unwrap())).unwrap();
+        assert_eq!(flock_holders(id).unwrap(), vec![me]);
     }
 
     #[test]
