@@ -36,7 +36,9 @@ result() { # NAME RC SECONDS
 # make dist's binary for TRIPLE, built (with its tarball) if missing.
 dist_bin() {
   local b=$ROOT/target/dist/$KIND/$1/$1/release/cnibox
-  [ -x "$b" ] || DIST_TARGETS=$1 ./scripts/dist.sh >&2 || return 1
+  # Always through dist.sh: cargo rebuilds only what changed, and a binary
+  # left from an older tree must not be the one tested.
+  DIST_TARGETS=$1 ./scripts/dist.sh >&2 || return 1
   echo "$b"
 }
 
