@@ -368,6 +368,16 @@ fn a_tuning_backup_planted_by_another_user_is_not_applied() {
     assert!(!planted.exists());
 }
 
+/// Wait (at most 5 s) until some process holds the flock on `lock`.
+fn wait_until_locked(lock: &std::path::Path) {
+    let held = || !Command::new("flock").args(["-n"]).arg(lock).arg("true").status().unwrap().success();
+    let t0 = Instant::now();
+    while !held() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "the holder never took {}", lock.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_lock_held_by_root_without_capabilities_ends_in_try_again_later() {
     need_root!();
@@ -382,12 +392,7 @@ fn a_lock_held_by_root_without_capabilities_ends_in_try_again_later() {
         .args(["sleep", "60"])
         .spawn()
         .unwrap();
-    let held = || !Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().unwrap().success();
-    let t0 = Instant::now();
-    while !held() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "the capless holder never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_locked(&lock);
     let t0 = Instant::now();
     let r = run_within("host-local", &n.env("ADD", "ctr-b", "eth0"), &n.conf(json!({})), Duration::from_secs(30));
     let waited = t0.elapsed();
@@ -414,12 +419,7 @@ fn a_lock_held_by_a_trusted_process_is_waited_for() {
     let a = n.add("ctr-a", "eth0");
     let lock = n.dir().join("lock");
     let mut holder = Command::new("flock").args(["--no-fork"]).arg(&lock).args(["sleep", "3"]).spawn().unwrap();
-    let held = || !Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().unwrap().success();
-    let t0 = Instant::now();
-    while !held() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "the holder never took the lock");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_locked(&lock);
     let t0 = Instant::now();
     let r = run_within("host-local", &n.env("ADD", "ctr-b", "eth0"), &n.conf(json!({})), Duration::from_secs(30));
     let waited = t0.elapsed();
