@@ -6,7 +6,7 @@
 # Builds the same binary as `make` (and `make tiny`) once more without
 # stripping, into target/size/ (target/size-tiny/), and adds up the sizes of
 # its symbols (nm --size-sort -S, demangled) by crate and cnibox module:
-# every byte of code and data that a symbol owns. What no symbol owns
+# every byte of code and data that a symbol owns in the file (.bss owns none). What no symbol owns
 # (ELF headers, relocations, unwind tables, string padding) is the rest up
 # to the stripped binary's size, shown as such. The stripped binaries are
 # the ones `make` and `make tiny` build; their sizes are printed first.
@@ -62,6 +62,8 @@ breakdown() {
         if (c == "core" || c == "alloc" || c == "std") return c "::" parts[2]
         return c
     }
+    # .bss (b, B) takes no bytes of the file: the allocator's arena is one such symbol.
+    $3 == "b" || $3 == "B" { next }
     {
         size = $2 + 0
         name = $0
