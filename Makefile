@@ -30,7 +30,7 @@ BIN      = $(or $(CARGO_TARGET_DIR),target)/$(TARGET)/release/cnibox
 TINY_BIN = target/tiny/$(TARGET)/release/cnibox
 FAILPOINT_BIN = target/failpoints/debug/cnibox
 
-.PHONY: all build tiny need-root test test-features test-unit test-tiny test-vm demo bench install clean target size failpoints fuzz-smoke
+.PHONY: all build tiny need-root test test-features test-unit test-tiny test-vm demo bench install clean target size hot-text failpoints fuzz-smoke
 
 all: build
 
@@ -52,6 +52,10 @@ tiny:
 	RUSTFLAGS="$(TINYFLAGS)" cargo +nightly build --release --locked $(TINYSTD) \
 	  --target $(TARGET) --target-dir target/tiny --bin cnibox $(FEATURE_FLAGS)
 	@ls -l $(TINY_BIN) | awk '{print "cnibox (tiny): " $$5 " bytes, $(TINY_BIN)"}'
+
+# Rewrite link/hot-text.ld: the functions the common calls run, linked first (root, valgrind).
+hot-text:
+	./scripts/hot-text.sh
 
 # Where the bytes go, by crate and cnibox module, for both builds (scripts/size.sh).
 size: build tiny

@@ -33,12 +33,15 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/index");
 }
 
-/// Smaller release binaries, same code (README, "Size"): where the release
-/// profile's panic=abort means nothing unwinds, the unwind tables are left out
-/// (link/no-unwind-tables.ld), and the position-independent binary's
+/// Smaller and quicker to start release binaries, same code (README, "Size"
+/// and "Benchmark"): where the release profile's panic=abort means nothing
+/// unwinds, the unwind tables are left out (link/no-unwind-tables.ld); the
+/// functions the common calls run come first in the code, so that an exec
+/// maps a few 64 KiB windows of it instead of all (link/hot-text.ld, written
+/// by scripts/hot-text.sh); and the position-independent binary's
 /// relocations are packed (DT_RELR, which musl's static-pie start applies)
 /// instead of 24 bytes each. PIE, RELRO and BIND_NOW stay. Only on the target
-/// and with the linker (the default `cc`) where both were measured and tested;
+/// and with the linker (the default `cc`) where all were measured and tested;
 /// others (scripts/cross.sh's rust-lld) link as before.
 fn release_link_args(target: &str, profile: &str) {
     println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
@@ -47,6 +50,8 @@ fn release_link_args(target: &str, profile: &str) {
     }
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{dir}/link/no-unwind-tables.ld");
+    println!("cargo:rustc-link-arg-bins=-Wl,-T,{dir}/link/hot-text.ld");
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     println!("cargo:rerun-if-changed=link/no-unwind-tables.ld");
+    println!("cargo:rerun-if-changed=link/hot-text.ld");
 }
