@@ -55,7 +55,7 @@ tiny:
 
 # Rewrite link/hot-text.ld: the functions the common calls run, linked first (root, valgrind).
 hot-text:
-	./scripts/hot-text.sh
+	TINYFLAGS="$(TINYFLAGS)" TINYSTD="$(TINYSTD)" ./scripts/hot-text.sh
 
 # Where the bytes go, by crate and cnibox module, for both builds (scripts/size.sh).
 size: build tiny
