@@ -213,6 +213,8 @@ cross_env() {
   # the Makefile's TINYSTD: std rebuilt for size (README, "Size")
   [ "$kind" = tiny ] && CARGO="$CARGO -Z build-std-features=optimize_for_size"
   [ "$kind" = tiny ] && flags="$flags $TINYFLAGS"
+  # the functions the common calls run first in the code (link/hot-text.ld, README "Benchmark")
+  [ "$kind" = tiny ] && flags="$flags -C link-arg=--script=$PWD/link/hot-text.ld"
   export "CARGO_TARGET_${T}_RUSTFLAGS=$flags"
   export CARGO
 }
