@@ -25,10 +25,11 @@
 //! was released (a kill between exchange and cut, or between writing and the
 //! exchange, leaves the other generation in the spare; the next call empties
 //! it before reading). The spare stays, empty, for the next call: a file
-//! created and removed per call costs ext4 an inode allocation and a release
-//! each time, which profiling an ADD put at the largest part of host-local's
-//! kernel time (about 80 us), against a few microseconds to empty a file.
-//! Nothing is fsync'd.
+//! created and removed per call costs ext4 an inode each time, and ext4 will
+//! not hand out an inode freed in the last minute again, so a busy node's
+//! allocation walks further past such inodes with every call (measured here
+//! as the largest part of host-local's cost, and one that grows during a
+//! run). Nothing is fsync'd.
 //! Reservations describe network namespaces, and no namespace outlives the
 //! kernel that held it: after a power loss or kernel crash every reservation
 //! is stale anyway (what the reference leaks on reboot, plugins#252), so
