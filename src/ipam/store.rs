@@ -16,20 +16,16 @@
 //! time, without following a symbolic link and without blocking on a FIFO;
 //! the lock and the state must be regular files owned by root.
 //!
-//! Durability policy. The new state is written into `.cnibox.state.spare`,
-//! which is exchanged with the current one (`renameat2(RENAME_EXCHANGE)`),
-//! so a process killed at any instant leaves either the old or the new
-//! state: the page cache is shared and the exchange is a single directory
-//! operation. The previous state, now under the spare's name, is cut to
-//! nothing before the lock is released, so no file keeps a reservation that
-//! was released (a kill between exchange and cut, or between writing and the
-//! exchange, leaves the other generation in the spare; the next call empties
-//! it before reading). The spare stays, empty, for the next call: a file
-//! created and removed per call costs ext4 an inode each time, and ext4 will
-//! not hand out an inode freed in the last minute again, so a busy node's
-//! allocation walks further past such inodes with every call (measured here
-//! as the largest part of host-local's cost, and one that grows during a
-//! run). Nothing is fsync'd.
+//! Durability policy. The new state is written into a new file,
+//! `.cnibox.state.spare`, which is exchanged with the current one
+//! (`renameat2(RENAME_EXCHANGE)`) and then removed, so a process killed at
+//! any instant leaves either the old or the new state: the page cache is
+//! shared and the exchange is a single directory operation. The previous
+//! state goes with the removal: no file keeps a reservation that was released
+//! (a kill in the one system call between exchange and removal, or between
+//! writing the new state and the exchange, leaves the other generation in the
+//! spare; the next call removes it before reading), and a reader that opened
+//! the state file keeps the whole file it opened. Nothing is fsync'd.
 //! Reservations describe network namespaces, and no namespace outlives the
 //! kernel that held it: after a power loss or kernel crash every reservation
 //! is stale anyway (what the reference leaks on reboot, plugins#252), so
@@ -44,13 +40,12 @@ use super::state::FILE;
 use crate::error::{code, Error, Result};
 use crate::sys::dir::{stat_file, Dir};
 use crate::sys::file::{FileLock, Mapping};
-use std::cell::Cell;
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Where the next state is written; empty between calls.
+/// Where the next state is written, for as long as the write takes.
 const SPARE: &str = ".cnibox.state.spare";
 const LOCK: &str = "lock";
 const LEGACY_LAST: &str = "last_reserved_ip.";
@@ -62,8 +57,6 @@ pub struct Store {
     dir: Dir,
     pub path: PathBuf,
     lock: FileLock,
-    /// The spare holds the previous state since a commit, until dropped.
-    spare_full: Cell<bool>,
 }
 
 /// A reservation file of the reference plugin.
@@ -127,58 +120,11 @@ impl Store {
                 .map_err(|e| Error::from(e).context(format_args!("chmod {}/{LOCK}", path.display())))?;
         }
         let lock = FileLock::take(lock, format_args!("{}/{LOCK}", path.display()), 0)?;
-        let store = Store { dir, path, lock, spare_full: Cell::new(false) };
-        // A writer killed between writing the spare and emptying it left a
-        // generation of the state there: empty it before anyone reads.
-        store.empty_spare(false)?;
+        let store = Store { dir, path, lock };
+        // A writer killed between writing the spare and removing it left a
+        // generation of the state there: remove it before anyone reads.
+        store.remove(SPARE)?;
         Ok(Some(store))
-    }
-
-    /// The spare, opened for writing and empty; with `create`, created when
-    /// missing (None: it is missing). Anything there that is not our own
-    /// regular file with this one name (a FIFO, a link, a file of another
-    /// user) is removed first, and with `create` replaced by a new file.
-    fn spare(&self, create: bool) -> Result<Option<File>> {
-        let shown = format_args!("{}/{SPARE}", self.path.display());
-        let ours = match self.dir.open_file(SPARE, libc::O_WRONLY, 0) {
-            Ok(f) => match stat_file(&f) {
-                Ok(st) if st.is_file() && st.owned_by_us() && st.one_name => Some((f, st.size)),
-                _ => None,
-            },
-            Err(e) if e.errno == libc::ENOENT => {
-                if !create {
-                    return Ok(None);
-                }
-                None
-            }
-            // A FIFO without a reader (ENXIO), a symbolic link (ELOOP), ...
-            Err(_) => None,
-        };
-        let (f, size) = match ours {
-            Some(found) => found,
-            None => {
-                self.remove(SPARE)?;
-                if !create {
-                    return Ok(None);
-                }
-                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-                (self.dir.open_file(SPARE, flags, 0o600).map_err(|e| e.context(shown))?, 0)
-            }
-        };
-        if size != 0 {
-            f.set_len(0).map_err(|e| Error::from(e).context(format_args!("empty {shown}")))?;
-        }
-        Ok(Some(f))
-    }
-
-    /// Empty the spare (and with `only_if_full`, only after a commit put the previous state there).
-    fn empty_spare(&self, only_if_full: bool) -> Result<()> {
-        if only_if_full && !self.spare_full.get() {
-            return Ok(());
-        }
-        self.spare(false)?;
-        self.spare_full.set(false);
-        Ok(())
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -214,18 +160,12 @@ impl Store {
         self.lock.map(&f, len).map_err(|e| e.context(format_args!("{}/{FILE}", self.path.display())))
     }
 
-    /// Replace the state file with the concatenation of `pieces`. The
-    /// previous state moves to the spare, which is emptied when the store is
-    /// dropped: a mapping of it (see [`Store::read`]) may live until then.
+    /// Replace the state file with the concatenation of `pieces`.
     pub fn commit(&self, pieces: &[&[u8]]) -> Result<()> {
         let ctx = |e: Error| e.context(format_args!("write state in {}", self.path.display()));
-        // A second commit in one call: the spare holds the generation a
-        // mapping may still show, which cutting would pull from under it.
-        if self.spare_full.get() {
-            self.remove(SPARE).map_err(ctx)?;
-            self.spare_full.set(false);
-        }
-        let spare = self.spare(true).map_err(ctx)?.ok_or_else(|| ctx(Error::msg("the spare file vanished")))?;
+        // A new file: never one someone linked or planted here (open removed any).
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
+        let spare = self.dir.open_file(SPARE, flags, 0o600).map_err(ctx)?;
         let mut written = Ok(());
         let mut off = 0u64;
         for p in pieces {
@@ -236,10 +176,8 @@ impl Store {
         let r =
             written.map_err(Error::from).and_then(|()| crate::failpoint::hit("replace state file")).and_then(|()| {
                 match self.dir.exchange(SPARE, FILE) {
-                    Ok(()) => {
-                        self.spare_full.set(true);
-                        Ok(())
-                    }
+                    // The previous state, now under the spare's name, goes.
+                    Ok(()) => self.dir.unlink(SPARE),
                     // No state file yet, or a file system without exchange: a plain rename is just as atomic.
                     Err(e) if matches!(e.errno, libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EPERM) => {
                         self.dir.rename(SPARE, FILE)
@@ -341,14 +279,6 @@ fn read_small(dir: &Dir, name: &str) -> Option<Vec<u8>> {
     let n = f.read_at(&mut buf, 0).ok()?;
     buf.truncate(n);
     Some(buf)
-}
-
-impl Drop for Store {
-    /// Empty the spare while the lock is still held (the lock goes after this).
-    fn drop(&mut self) {
-        // On failure the next call empties it before reading.
-        let _ = self.empty_spare(true);
-    }
 }
 
 impl super::alloc::Legacy for Store {
@@ -453,33 +383,17 @@ mod tests {
         s.commit(&[b"x\n"]).unwrap();
         assert_eq!(std::fs::read_to_string(base.join("victim")).unwrap(), "keep");
         assert_eq!(std::fs::read(real.join(FILE)).unwrap(), b"x\n");
-        // a reader of the old state keeps it whole; once the store is
-        // dropped no other generation stays (the spare stays, empty)
+        // a reader of the old state keeps it whole; no other generation stays
         let old = s.read(true).unwrap();
         s.commit(&[b"y\n"]).unwrap();
         assert_eq!(&*old, b"x\n");
         drop(old);
         assert_eq!(&*s.read(true).unwrap(), b"y\n");
-        drop(s);
         let mut names: Vec<String> =
             std::fs::read_dir(&real).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
-        assert_eq!(names, [SPARE, FILE, LOCK]);
-        assert_eq!(std::fs::read(real.join(SPARE)).unwrap(), b"", "no other generation is kept");
-        // two commits while a mapping of the first state lives: it stays whole
-        let s = Store::open(&base, "real", true).unwrap().unwrap();
-        let old = s.read(true).unwrap();
-        s.commit(&[b"z1\n"]).unwrap();
-        s.commit(&[b"z2\n"]).unwrap();
-        assert_eq!(&*old, b"y\n");
-        drop(old);
+        assert_eq!(names, [FILE, LOCK], "no other generation is kept");
         drop(s);
-        assert_eq!(std::fs::read(real.join(FILE)).unwrap(), b"z2\n");
-        assert_eq!(std::fs::read(real.join(SPARE)).unwrap(), b"");
-        // a killed writer's generation in the spare is emptied before anyone reads
-        std::fs::write(real.join(SPARE), "10.1.0.9 gone eth0\n").unwrap();
-        drop(Store::open(&base, "real", false).unwrap().unwrap());
-        assert_eq!(std::fs::read(real.join(SPARE)).unwrap(), b"");
         // a FIFO where the state is: refused at once, not waited on
         std::fs::remove_file(real.join(FILE)).unwrap();
         assert!(std::process::Command::new("mkfifo").arg(real.join(FILE)).status().unwrap().success());

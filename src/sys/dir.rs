@@ -23,8 +23,6 @@ pub struct Stat {
     pub mode: u32,
     pub uid: u32,
     pub size: u64,
-    /// Whether the file has exactly one name (no hard link elsewhere).
-    pub one_name: bool,
 }
 
 impl Stat {
@@ -34,7 +32,6 @@ impl Stat {
             uid: st.st_uid,
             // off_t is 64 bits on every target musl supports, and never negative for a file.
             size: u64::try_from(st.st_size).unwrap_or(0),
-            one_name: st.st_nlink == 1,
         }
     }
 
