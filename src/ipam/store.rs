@@ -25,7 +25,11 @@
 //! (a kill in the one system call between exchange and removal, or between
 //! writing the new state and the exchange, leaves the other generation in the
 //! spare; the next call removes it before reading), and a reader that opened
-//! the state file keeps the whole file it opened. Nothing is fsync'd.
+//! the state file keeps the whole file it opened. (Keeping the spare and
+//! emptying it instead would save ext4 an inode allocation and release per
+//! call, about 80 us of an ADD's kernel time, but a reader that opened the
+//! state without the lock, `cat` or a monitor, would see its file emptied
+//! under it.) Nothing is fsync'd.
 //! Reservations describe network namespaces, and no namespace outlives the
 //! kernel that held it: after a power loss or kernel crash every reservation
 //! is stale anyway (what the reference leaks on reboot, plugins#252), so
