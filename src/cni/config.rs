@@ -186,6 +186,10 @@ mod tests {
         let e = parse::<C>(b"[1]", "bridge").err().unwrap();
         assert_eq!((e.code, e.msg.as_str()), (7, "bridge: invalid type: sequence, expected a map"));
         assert!(parse::<C>(br#"{"isGateway": null}"#, "bridge").map(|c| !c.is_gateway).unwrap_or(false));
+        // Of a key given twice the last one counts, as with Go's encoding/json.
+        assert!(parse::<C>(br#"{"isGateway": false, "isGateway": true}"#, "b").map(|c| c.is_gateway).unwrap_or(false));
+        let e = parse::<C>("[".repeat(100_000).as_bytes(), "bridge").err().unwrap();
+        assert_eq!((e.code, e.details.starts_with("nesting too deep")), (6, true), "{}", e.details);
     }
 
     #[test]
