@@ -18,6 +18,7 @@ pub mod dhcp;
 pub mod error;
 pub mod failpoint;
 pub mod ipam;
+pub mod json;
 pub mod net;
 pub mod netlink;
 pub mod nft;

@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
         config: config.into(),
         cni_version: "1.0.0".into(),
         name: "n".into(),
+        ns: None,
     };
     match req.prev_result() {
         Ok(_) => {}

@@ -57,7 +57,9 @@ pub fn parse_bool(v: &str) -> Option<bool> {
 
 /// A string in Go's `%q` form, as the reference prints it in messages.
 pub fn go_quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+    let mut out = String::new();
+    crate::json::write_str(&mut out, s);
+    out
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use super::json::{json_struct, FromJson, JResult, Obj};
 use super::json_writer::JsonWriter;
 use crate::error::{code, Error, Result};
+use crate::json::{self, Value};
 use crate::net::IpNet;
-use serde_json::Value;
 use std::cell::OnceCell;
 
 /// A call's network configuration: the bytes as they came (what a delegate
@@ -38,17 +38,17 @@ impl Config {
     /// bytes for a delegate that is executed, the value for one that runs
     /// in-process.
     pub fn of_value(value: Value) -> Config {
-        let bytes = serde_json::to_vec(&value).unwrap_or_default();
+        let bytes = value.to_json().into_bytes();
         Config { bytes, value: OnceCell::from(value) }
     }
 
-    /// The parsed value, or serde_json's complaint about the bytes.
+    /// The parsed value, or the parser's complaint about the bytes.
     #[inline(never)]
-    pub fn value(&self) -> std::result::Result<&Value, serde_json::Error> {
+    pub fn value(&self) -> std::result::Result<&Value, json::Error> {
         if let Some(v) = self.value.get() {
             return Ok(v);
         }
-        let v = serde_json::from_slice(&self.bytes)?;
+        let v = json::parse(&self.bytes)?;
         Ok(self.value.get_or_init(|| v))
     }
 
@@ -81,16 +81,18 @@ pub fn parse_with<T>(bytes: &[u8], what: &str, read: impl FnOnce(Obj) -> JResult
     read_obj(&parse_value(bytes, what)?, what, read)
 }
 
-fn parse_value(bytes: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| invalid_json(what, e))
+/// Parse `bytes` as JSON; bad JSON is code 6, the parser's message (what and
+/// where) in the details.
+pub fn parse_value(bytes: &[u8], what: &str) -> Result<Value> {
+    json::parse(bytes).map_err(|e| invalid_json(what, e))
 }
 
-fn invalid_json(what: &str, e: serde_json::Error) -> Error {
+fn invalid_json(what: &str, e: json::Error) -> Error {
     Error::new(code::DECODING, format!("{what}: invalid JSON")).with_details(e.to_string())
 }
 
 /// Read an already parsed value into `T`, with `parse`'s error messages.
-fn read<T: FromJson>(v: &Value, what: &str) -> Result<T> {
+pub fn read<T: FromJson>(v: &Value, what: &str) -> Result<T> {
     T::from_json(v).map_err(|b| Error::config(format!("{what}: {}", b.located())))
 }
 
@@ -166,6 +168,7 @@ pub fn parse_ip_maybe_cidr(s: &str) -> Option<(std::net::IpAddr, Option<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::json;
     json_struct! {
         struct C {
             is_gateway: bool = get("isGateway"),
@@ -178,10 +181,15 @@ mod tests {
         assert_eq!(e.code, 7);
         assert_eq!(e.msg, "bridge: field isGateway: invalid type: string \"yes\", expected a boolean");
         let e = parse::<C>(b"{\"mtu\": 1500", "bridge").err().unwrap();
-        assert_eq!(e.code, 6);
+        assert_eq!((e.code, e.msg.as_str()), (6, "bridge: invalid JSON"));
+        assert_eq!(e.details, "EOF while parsing an object at line 1 column 13");
         let e = parse::<C>(b"[1]", "bridge").err().unwrap();
         assert_eq!((e.code, e.msg.as_str()), (7, "bridge: invalid type: sequence, expected a map"));
         assert!(parse::<C>(br#"{"isGateway": null}"#, "bridge").map(|c| !c.is_gateway).unwrap_or(false));
+        // Of a key given twice the last one counts, as with Go's encoding/json.
+        assert!(parse::<C>(br#"{"isGateway": false, "isGateway": true}"#, "b").map(|c| c.is_gateway).unwrap_or(false));
+        let e = parse::<C>("[".repeat(100_000).as_bytes(), "bridge").err().unwrap();
+        assert_eq!((e.code, e.details.starts_with("nesting too deep")), (6, true), "{}", e.details);
     }
 
     #[test]
@@ -191,9 +199,10 @@ mod tests {
         let first: *const Value = c.value().ok().unwrap();
         assert!(std::ptr::eq(first, c.value().ok().unwrap()));
         assert!(c.read::<C>("bridge").map(|c| c.is_gateway).unwrap_or(false));
-        assert!(c.clone().value.get().is_some_and(|v| v["name"] == "n"));
-        let v = Config::of_value(serde_json::json!({"name": "n"}));
-        assert_eq!((&*v, v.value.get().map(|v| v["name"] == "n")), (&br#"{"name":"n"}"#[..], Some(true)));
+        let name = |v: &Value| v.get("name").and_then(Value::as_str) == Some("n");
+        assert!(c.clone().value.get().is_some_and(name));
+        let v = Config::of_value(json!({"name": "n"}));
+        assert_eq!((&*v, v.value.get().map(name)), (&br#"{"name":"n"}"#[..], Some(true)));
     }
 
     #[test]

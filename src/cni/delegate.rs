@@ -181,7 +181,7 @@ pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> 
 
 /// A failed plugin's error JSON, or its raw output when it printed none.
 fn plugin_error(name: &str, stdout: &[u8]) -> Error {
-    let wire = serde_json::from_slice::<serde_json::Value>(stdout).ok().and_then(|v| {
+    let wire = crate::json::parse(stdout).ok().and_then(|v| {
         let o = Obj::of(&v).ok()?;
         Some(Error { code: o.get("code").ok()?, msg: o.get("msg").ok()?, details: o.get("details").ok()?, errno: 0 })
     });

@@ -1,10 +1,10 @@
-//! Reading JSON into cnibox's types by hand, over `serde_json::Value`.
+//! Reading JSON into cnibox's types by hand, over `crate::json::Value`.
 //!
 //! Why not `#[derive(Deserialize)]`: serde's derive generates a visitor per
 //! struct and per field type, a large share of the binary for the
 //! twenty-odd configuration shapes cnibox reads (README, "Size", has the
 //! measured figure). Here the JSON is parsed
-//! once into a `Value` (one instance of serde_json's parser) and each type
+//! once into a `Value` (by `crate::json`, not generic) and each type
 //! reads its fields with a few non-generic calls: a field costs a call, not
 //! a visitor. A struct declares its fields once, with their keys and how
 //! each is read, in `json_struct!`, which writes those calls.
@@ -15,8 +15,8 @@
 //! the path is assembled while the error travels up, so reading costs nothing
 //! extra when nothing is wrong.
 
+use crate::json::{Map, Value};
 use crate::net::{IpNet, Mac};
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -71,8 +71,8 @@ fn wrong_type(v: &Value, expected: &str) -> Bad {
     let got = match v {
         Value::Null => "null".to_string(),
         Value::Bool(b) => format!("boolean `{b}`"),
-        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
-        Value::Number(n) => format!("integer `{n}`"),
+        Value::Number(n) if n.is_integer() => format!("integer `{}`", n.as_str()),
+        Value::Number(n) => format!("floating point `{}`", n.as_str()),
         Value::String(s) => format!("string \"{s}\""),
         Value::Array(_) => "sequence".to_string(),
         Value::Object(_) => "map".to_string(),
@@ -82,7 +82,7 @@ fn wrong_type(v: &Value, expected: &str) -> Bad {
 
 /// A JSON object whose fields are read one by one.
 #[derive(Clone, Copy)]
-pub struct Obj<'a>(pub &'a Map<String, Value>);
+pub struct Obj<'a>(pub &'a Map);
 
 impl<'a> Obj<'a> {
     pub fn of(v: &'a Value) -> JResult<Obj<'a>> {
@@ -164,7 +164,7 @@ macro_rules! json_struct {
         }
 
         impl $crate::cni::json::FromJson for $name {
-            fn from_json(v: &serde_json::Value) -> $crate::cni::json::JResult<$name> {
+            fn from_json(v: &$crate::json::Value) -> $crate::cni::json::JResult<$name> {
                 $crate::cni::json::object(v, |o| {
                     Ok($name { $( $field: $crate::cni::json::json_struct!(@read v o, $how($($arg)*)), )* })
                 })
@@ -194,12 +194,16 @@ impl FromJson for String {
 /// An integer within `min..=max`; `ty` names the type in the message.
 fn integer(v: &Value, min: i128, max: i128, ty: &str) -> JResult<i128> {
     let Value::Number(num) = v else { return Err(wrong_type(v, ty)) };
-    let n = num.as_i64().map(i128::from).or_else(|| num.as_u64().map(i128::from)).ok_or_else(|| wrong_type(v, ty))?;
-    if n < min || n > max {
-        // `num`, not `n`: printing an i128 would link a formatter of its own.
-        return Err(Bad::new(format!("invalid value: integer `{num}`, expected {ty}")));
+    if !num.is_integer() {
+        return Err(wrong_type(v, ty));
     }
-    Ok(n)
+    let n = num.as_i64().map(i128::from).or_else(|| num.as_u64().map(i128::from));
+    match n {
+        Some(n) if n >= min && n <= max => {}
+        // The text, not `n`: printing an i128 would link a formatter of its own.
+        _ => return Err(Bad::new(format!("invalid value: integer `{}`, expected {ty}", num.as_str()))),
+    }
+    Ok(n.unwrap_or(0))
 }
 
 macro_rules! integers {
@@ -215,7 +219,12 @@ integers!(u8, u16, u32, u64, i32, i64, usize);
 
 impl FromJson for f64 {
     fn from_json(v: &Value) -> JResult<f64> {
-        v.as_f64().ok_or_else(|| wrong_type(v, "f64"))
+        match v {
+            Value::Number(n) => {
+                n.as_f64().ok_or_else(|| Bad::new(format!("invalid value: {}, expected f64", n.as_str())))
+            }
+            _ => Err(wrong_type(v, "f64")),
+        }
     }
 }
 
@@ -270,11 +279,21 @@ impl<T: FromJson> FromJson for BTreeMap<String, T> {
     fn from_json(v: &Value) -> JResult<BTreeMap<String, T>> {
         let m = v.as_object().ok_or_else(|| wrong_type(v, "a map"))?;
         let mut out = BTreeMap::new();
-        for (k, x) in m {
-            out.insert(k.clone(), T::from_json(x).map_err(|b| b.under_key(k))?);
+        for (k, x) in m.iter() {
+            out.insert(k.to_string(), T::from_json(x).map_err(|b| b.under_key(k))?);
         }
         Ok(out)
     }
+}
+
+/// An object's entries in key order, each read as `T` (a Go `map[string]T`).
+pub fn map_of<T: FromJson>(v: &Value) -> JResult<Vec<(String, T)>> {
+    let m = v.as_object().ok_or_else(|| wrong_type(v, "a map"))?;
+    let mut out = Vec::with_capacity(m.len());
+    for (k, x) in m.iter() {
+        out.push((k.to_string(), T::from_json(x).map_err(|b| b.under_key(k))?));
+    }
+    Ok(out)
 }
 
 /// A pair, as Go marshals a `[2]string` (libcni's cached CNI_ARGS).
@@ -295,8 +314,8 @@ impl FromJson for Value {
     }
 }
 
-impl FromJson for Map<String, Value> {
-    fn from_json(v: &Value) -> JResult<Map<String, Value>> {
+impl FromJson for Map {
+    fn from_json(v: &Value) -> JResult<Map> {
         v.as_object().cloned().ok_or_else(|| wrong_type(v, "a map"))
     }
 }
@@ -304,7 +323,7 @@ impl FromJson for Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     struct Range {
         subnet: IpNet,

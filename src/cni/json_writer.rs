@@ -62,23 +62,7 @@ impl JsonWriter {
 
     pub fn string(&mut self, s: &str) -> &mut Self {
         self.sep();
-        self.out.push('"');
-        for c in s.chars() {
-            match c {
-                '"' => self.out.push_str("\\\""),
-                '\\' => self.out.push_str("\\\\"),
-                '\n' => self.out.push_str("\\n"),
-                '\r' => self.out.push_str("\\r"),
-                '\t' => self.out.push_str("\\t"),
-                '\u{8}' => self.out.push_str("\\b"),
-                '\u{c}' => self.out.push_str("\\f"),
-                c if (c as u32) < 0x20 => {
-                    let _ = write!(self.out, "\\u{:04x}", c as u32);
-                }
-                c => self.out.push(c),
-            }
-        }
-        self.out.push('"');
+        crate::json::write_str(&mut self.out, s);
         self
     }
 
@@ -149,12 +133,15 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_escaped_as_serde_json_does() {
+    fn strings_are_escaped() {
         let s = "q\"b\\n\nr\rt\tc\u{1}\u{8}\u{c}\u{1f} é ✓ </>";
         let mut w = JsonWriter::new();
         w.string(s);
         let out = w.finish();
-        assert_eq!(out, serde_json::to_string(s).unwrap());
-        assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        assert_eq!(out, r#""q\"b\\n\nr\rt\tc\u0001\b\f\u001f é ✓ </>""#);
+        assert_eq!(
+            crate::json::parse(out.as_bytes()).ok().and_then(|v| v.as_str().map(str::to_string)).as_deref(),
+            Some(s)
+        );
     }
 }

@@ -2,10 +2,11 @@
 //! any version and printed in the version the config asked for.
 
 use super::config::Dns;
-use super::json::{json_struct, FromJson};
+use super::json::json_struct;
 use super::json_writer::JsonWriter;
 use super::version;
-use crate::error::{code, Error, Result};
+use crate::error::{Error, Result};
+use crate::json::Value;
 use crate::net::IpNet;
 use std::net::IpAddr;
 
@@ -85,13 +86,12 @@ json_struct! {
 impl CniResult {
     /// Read a result of any supported version (a prevResult, a delegate's output).
     pub fn from_json(bytes: &[u8]) -> Result<CniResult> {
-        let any: AnyResult = super::config::parse(bytes, "result")?;
-        Ok(any.normalize())
+        CniResult::from_value(&super::config::parse_value(bytes, "result")?)
     }
 
-    pub fn from_value(v: serde_json::Value) -> Result<CniResult> {
-        let any: AnyResult = AnyResult::from_json(&v)
-            .map_err(|b| Error::new(code::DECODING, format!("could not read prevResult: {}", b.located())))?;
+    /// The same from a parsed value (a cached result), with the same errors.
+    pub fn from_value(v: &Value) -> Result<CniResult> {
+        let any: AnyResult = super::config::read(v, "result")?;
         Ok(any.normalize())
     }
 
@@ -243,8 +243,8 @@ mod tests {
         .unwrap()
     }
 
-    fn json(s: &str) -> serde_json::Value {
-        serde_json::from_str(s).unwrap()
+    fn json(s: &str) -> Value {
+        crate::json::parse(s.as_bytes()).unwrap()
     }
 
     #[test]

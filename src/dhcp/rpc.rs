@@ -7,7 +7,7 @@ use crate::cni::json_writer::JsonWriter;
 use crate::cni::result::AnyResult;
 use crate::cni::{version, CniResult};
 use crate::error::{code, Error, Result};
-use serde_json::Value;
+use crate::json::Value;
 use std::io::{Read, Write};
 use std::time::Duration;
 

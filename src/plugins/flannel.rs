@@ -7,9 +7,9 @@ use crate::cni::delegate::delegate;
 use crate::cni::json::json_struct;
 use crate::cni::{CniResult, Command, Plugin, Request};
 use crate::error::{Error, Result};
+use crate::json::{Map, Value};
 use crate::net::IpNet;
 use crate::sys::file;
-use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 pub static PLUGIN: Plugin = Plugin {
@@ -30,8 +30,8 @@ json_struct! {
         cni_version: String = get("cniVersion"),
         subnet_file: Option<String> = opt("subnetFile"),
         data_dir: Option<String> = opt("dataDir"),
-        delegate: Option<Map<String, Value>> = opt("delegate"),
-        ipam: Option<Map<String, Value>> = opt("ipam"),
+        delegate: Option<Map> = opt("delegate"),
+        ipam: Option<Map> = opt("ipam"),
         runtime_config: Option<Value> = opt("runtimeConfig"),
     }
 }
@@ -97,9 +97,9 @@ fn parse_subnet_env(path: &str, text: &str) -> Result<SubnetEnv> {
 /// user's `delegate` keys win; type bridge, ipMasq = !FLANNEL_IPMASQ, mtu,
 /// isGateway (bridge); host-local ranges for the node subnet(s) and routes to
 /// the cluster network(s).
-fn delegate_conf(name: &str, c: &Conf, env: &SubnetEnv) -> Result<Map<String, Value>> {
+fn delegate_conf(name: &str, c: &Conf, env: &SubnetEnv) -> Result<Map> {
     let mut d = c.delegate.clone().unwrap_or_default();
-    if d.get("type").map(|t| !t.is_string()).unwrap_or(false) {
+    if d.get("type").is_some_and(|t| t.as_str().is_none()) {
         return Err(Error::config("'delegate' dictionary, if present, must have (string) 'type' field"));
     }
     if d.contains_key("name") {
@@ -109,36 +109,38 @@ fn delegate_conf(name: &str, c: &Conf, env: &SubnetEnv) -> Result<Map<String, Va
         return Err(Error::config("'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"));
     }
     if let Some(rc) = &c.runtime_config {
-        d.insert("runtimeConfig".into(), rc.clone());
+        d.insert("runtimeConfig", rc.clone());
     }
-    d.insert("name".into(), name.into());
-    d.entry("type").or_insert_with(|| "bridge".into());
-    d.entry("ipMasq").or_insert_with(|| Value::Bool(!env.ipmasq.unwrap_or(false)));
-    d.entry("mtu").or_insert_with(|| env.mtu.unwrap_or(0).into());
+    d.insert("name", name.into());
+    d.insert_default("type", "bridge".into());
+    d.insert_default("ipMasq", Value::Bool(!env.ipmasq.unwrap_or(false)));
+    d.insert_default("mtu", u64::from(env.mtu.unwrap_or(0)).into());
     if d.get("type").and_then(Value::as_str) == Some("bridge") {
-        d.entry("isGateway").or_insert(Value::Bool(true));
+        d.insert_default("isGateway", Value::Bool(true));
     }
     if !c.cni_version.is_empty() {
-        d.insert("cniVersion".into(), c.cni_version.clone().into());
+        d.insert("cniVersion", c.cni_version.as_str().into());
     }
     let mut ipam = c.ipam.clone().unwrap_or_default();
-    ipam.entry("type").or_insert_with(|| "host-local".into());
-    let ranges: Vec<Value> = [env.subnet, env.ip6_subnet]
-        .into_iter()
-        .flatten()
-        .map(|s| serde_json::json!([{ "subnet": s.to_string() }]))
-        .collect();
-    ipam.insert("ranges".into(), Value::Array(ranges));
+    ipam.insert_default("type", "host-local".into());
+    // One object of one key each: `{"dst": net}`, `[{"subnet": net}]`.
+    let one = |k: &str, n: IpNet| {
+        let mut m = Map::new();
+        m.insert(k, n.to_string().into());
+        Value::Object(m)
+    };
+    let ranges = [env.subnet, env.ip6_subnet].into_iter().flatten().map(|s| Value::Array(vec![one("subnet", s)]));
+    ipam.insert("ranges", Value::Array(ranges.collect()));
     let mut routes = match ipam.get("routes") {
         Some(Value::Array(r)) => r.clone(),
         Some(_) => return Err(Error::config("failed to read IPAM routes: ipam.routes must be a list")),
         None => Vec::new(),
     };
     for n in [env.network, env.ip6_network].into_iter().flatten() {
-        routes.push(serde_json::json!({ "dst": n.to_string() }));
+        routes.push(one("dst", n));
     }
-    ipam.insert("routes".into(), Value::Array(routes));
-    d.insert("ipam".into(), Value::Object(ipam));
+    ipam.insert("routes", Value::Array(routes));
+    d.insert("ipam", Value::Object(ipam));
     Ok(d)
 }
 
@@ -173,9 +175,7 @@ fn add(req: &Request) -> Result<CniResult> {
         .and_then(|b| String::from_utf8(b).map_err(|_| Error::msg(format!("{path} is not UTF-8 text"))))
         .map_err(|e| e.context("read flannel subnet file"))?;
     let env = parse_subnet_env(&path, &text)?;
-    let d = delegate_conf(&req.name, &c, &env)?;
-    let bytes =
-        serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
+    let bytes = delegate_conf(&req.name, &c, &env)?.to_json().into_bytes();
     let ty = delegate_type(&bytes)?;
     file::create_dir_all(&dir, 0o700)?;
     crate::sys::guarded::check_private_dir(&dir)?;
@@ -219,11 +219,10 @@ fn check(req: &Request) -> Result<()> {
     }
     crate::sys::guarded::check_private_dir(&dir)?;
     let Some(bytes) = read_small(&scratch(&dir, &req.container_id), false)? else { return Ok(()) };
-    let mut d: Map<String, Value> = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
-    d.insert("prevResult".into(), prev);
+    let mut d: Map = crate::cni::config::parse(&bytes, "saved flannel delegate config")?;
+    d.insert("prevResult", prev);
     let ty = d.get("type").and_then(Value::as_str).unwrap_or("bridge").to_string();
-    let bytes =
-        serde_json::to_vec(&Value::Object(d)).map_err(|e| Error::msg(format!("encode delegate config: {e}")))?;
+    let bytes = d.to_json().into_bytes();
     delegate(&ty, Command::Check, &with_config(req, bytes)).map(|_| ())
 }
 
@@ -265,8 +264,8 @@ mod tests {
             &format!("{ENV}FLANNEL_IPV6_NETWORK=fd42::/56\nFLANNEL_IPV6_SUBNET=fd42:0:0:3::1/64\n"),
         )
         .unwrap();
-        let d = Value::Object(delegate_conf("cbr0", &c, &env).unwrap());
-        let want = serde_json::json!({
+        let d = delegate_conf("cbr0", &c, &env).unwrap().to_json();
+        let want = crate::json::json!({
             "name": "cbr0", "type": "bridge", "cniVersion": "1.0.0", "ipMasq": false, "mtu": 1450, "isGateway": true,
             "hairpinMode": true, "forceAddress": true, "isDefaultGateway": true,
             "runtimeConfig": {"portMappings": []},
@@ -274,7 +273,12 @@ mod tests {
                      "ranges": [[{"subnet": "10.42.3.0/24"}], [{"subnet": "fd42:0:0:3::/64"}]],
                      "routes": [{"dst": "10.42.0.0/16"}, {"dst": "fd42::/56"}]}
         });
-        assert_eq!(d, want);
+        assert_eq!(d, want.to_json());
+        // Keys sorted, as the reference (Go's encoding/json of a map) writes them.
+        assert_eq!(
+            d,
+            r#"{"cniVersion":"1.0.0","forceAddress":true,"hairpinMode":true,"ipMasq":false,"ipam":{"ranges":[[{"subnet":"10.42.3.0/24"}],[{"subnet":"fd42:0:0:3::/64"}]],"routes":[{"dst":"10.42.0.0/16"},{"dst":"fd42::/56"}],"type":"host-local"},"isDefaultGateway":true,"isGateway":true,"mtu":1450,"name":"cbr0","runtimeConfig":{"portMappings":[]},"type":"bridge"}"#
+        );
     }
 
     #[test]

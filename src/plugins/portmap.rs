@@ -11,9 +11,9 @@ use crate::cni::json::json_struct;
 use crate::cni::result::CniResult;
 use crate::cni::{Plugin, Request};
 use crate::error::{code, Context, Error, Result};
+use crate::json::Value;
 use crate::nft::expr::{IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP};
 use crate::nft::portmap::{self as rules, Mapping, Spec};
-use serde_json::Value;
 use std::net::IpAddr;
 
 pub static PLUGIN: Plugin =

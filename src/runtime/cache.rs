@@ -7,8 +7,8 @@
 use crate::cni::json::{json_struct, Bad, FromJson, JResult};
 use crate::cni::json_writer::JsonWriter;
 use crate::error::{Error, Result};
+use crate::json::{self, Map, Value};
 use crate::sys::file;
-use serde_json::{Map, Value};
 use std::path::PathBuf;
 
 pub const KIND: &str = "cniCacheV1";
@@ -25,7 +25,7 @@ json_struct! {
         pub network: String = get("networkName"),
         pub netns: String = get("netns"),
         pub cni_args: Vec<(String, String)> = get("cniArgs"),
-        pub cap_args: Map<String, Value> = get("capabilityArgs"),
+        pub cap_args: Map = get("capabilityArgs"),
         pub result: Option<Value> = opt("result"),
     }
 }
@@ -44,14 +44,10 @@ impl Entry {
             w.end_array();
         }
         if !self.cap_args.is_empty() {
-            w.key("capabilityArgs").begin_object();
-            for (k, v) in &self.cap_args {
-                w.key(k).raw(&v.to_string());
-            }
-            w.end_object();
+            w.key("capabilityArgs").raw(&self.cap_args.to_json());
         }
         if let Some(r) = &self.result {
-            w.key("result").raw(&r.to_string());
+            w.key("result").raw(&r.to_json());
         }
         w.end_object();
         w.finish()
@@ -92,7 +88,7 @@ impl Cache {
             }
         };
         let bad = |e: String| Error::msg(format!("cache file {} is not valid: {e}", p.display()));
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        let v = json::parse(&bytes).map_err(|e| bad(e.to_string()))?;
         let entry = Entry::from_json(&v).map_err(|b| bad(b.located()))?;
         if entry.kind == KIND {
             return Ok(Some(entry));
@@ -128,7 +124,7 @@ impl Cache {
         super::dir_names(&dir)
             .unwrap_or_default()
             .iter()
-            .filter_map(|n| Entry::from_json(&serde_json::from_slice(&std::fs::read(dir.join(n)).ok()?).ok()?).ok())
+            .filter_map(|n| Entry::from_json(&json::parse(&std::fs::read(dir.join(n)).ok()?).ok()?).ok())
             .filter(|e| e.kind == KIND && !e.ifname.is_empty() && !e.network.is_empty())
             .collect()
     }
@@ -180,6 +176,11 @@ mod base64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::json;
+
+    fn parse(s: &str) -> Value {
+        json::parse(s.as_bytes()).unwrap()
+    }
 
     #[test]
     fn base64_round_trip() {
@@ -206,18 +207,20 @@ mod tests {
             s,
             r#"{"kind":"cniCacheV1","containerId":"c1","config":"e30=","ifName":"eth0","networkName":"n","cniArgs":[["K","V"]]}"#
         );
-        let back =
-            Entry::from_json(&serde_json::from_str(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#).unwrap())
-                .ok()
-                .unwrap();
+        let back = Entry::from_json(&parse(r#"{"kind":"cniCacheV1","config":null,"ifName":"eth0"}"#)).ok().unwrap();
         assert!(back.config.is_empty());
-        let back = Entry::from_json(&serde_json::from_str(&s).unwrap()).ok().unwrap();
+        let back = Entry::from_json(&parse(&s)).ok().unwrap();
         assert_eq!((back.config, back.cni_args), (b"{}".to_vec(), vec![("K".to_string(), "V".to_string())]));
-        let caps =
-            serde_json::json!({"portMappings": [{"hostPort": 8080, "protocol": "tcp"}], "mac": "0a:58:00:00:00:01"});
-        let result = serde_json::json!({"cniVersion": "1.1.0", "ips": [{"address": "10.1.0.2/24"}]});
+        let caps = json!({"portMappings": [{"hostPort": 8080, "protocol": "tcp"}], "mac": "0a:58:00:00:00:01"});
+        let result = json!({"cniVersion": "1.1.0", "ips": [{"address": "10.1.0.2/24"}]});
         let e = Entry { cap_args: caps.as_object().unwrap().clone(), result: Some(result.clone()), ..e };
-        let back = Entry::from_json(&serde_json::from_str(&e.to_json()).unwrap()).ok().unwrap();
+        let s = e.to_json();
+        // Keys in order, as libcni (Go's encoding/json) writes a map.
+        assert!(
+            s.ends_with(r#""capabilityArgs":{"mac":"0a:58:00:00:00:01","portMappings":[{"hostPort":8080,"protocol":"tcp"}]},"result":{"cniVersion":"1.1.0","ips":[{"address":"10.1.0.2/24"}]}}"#),
+            "{s}"
+        );
+        let back = Entry::from_json(&parse(&s)).ok().unwrap();
         assert_eq!((Value::Object(back.cap_args), back.result), (caps, Some(result)));
     }
 }

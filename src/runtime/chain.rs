@@ -10,8 +10,8 @@ use crate::cni::delegate;
 use crate::cni::version::at_least;
 use crate::cni::{skel, CniResult, Command, Request};
 use crate::error::{code, Error, Result};
+use crate::json::{Map, Value};
 use crate::sys::netns::Netns;
-use serde_json::{Map, Value};
 
 pub struct Runtime {
     /// CNI_PATH handed to the plugins (and searched for them).
@@ -26,7 +26,7 @@ pub struct Attachment {
     pub netns: String,
     pub ifname: String,
     pub args: Vec<(String, String)>,
-    pub cap_args: Map<String, Value>,
+    pub cap_args: Map,
 }
 
 impl Attachment {
@@ -47,23 +47,22 @@ fn invoke(
     inject: Vec<(&str, Value)>,
 ) -> Result<Option<CniResult>> {
     let mut m = p.raw.clone();
-    m.insert("name".into(), list.name.clone().into());
-    m.insert("cniVersion".into(), list.cni_version.clone().into());
+    m.insert("name", list.name.as_str().into());
+    m.insert("cniVersion", list.cni_version.as_str().into());
     for (k, v) in inject {
-        m.insert(k.into(), v);
+        m.insert(k, v);
     }
     let empty = String::new();
     let (id, netns, ifname, args) = match att {
         Some(a) => {
-            // Inserted one by one: collecting into a map costs a sort in the binary.
             let mut rc = Map::new();
             for c in &p.caps {
                 if let Some(v) = a.cap_args.get(c) {
-                    rc.insert(c.clone(), v.clone());
+                    rc.insert(c, v.clone());
                 }
             }
             if !rc.is_empty() {
-                m.insert("runtimeConfig".into(), Value::Object(rc));
+                m.insert("runtimeConfig", Value::Object(rc));
             }
             (&a.container_id, &a.netns, &a.ifname, a.args_env())
         }
@@ -96,13 +95,7 @@ fn invoke(
 
 /// A result as a plugin of version `v` reads it in `prevResult`.
 fn as_value(r: &CniResult, v: &str) -> Result<Value> {
-    serde_json::from_slice(r.to_json(v)?.as_bytes()).map_err(|e| Error::msg(format!("encode result: {e}")))
-}
-
-/// A cached result, read back the way a plugin's output is read (one
-/// deserializer for results in the binary, not a second one over `Value`).
-fn from_value(v: &Value) -> Result<CniResult> {
-    CniResult::from_json(&serde_json::to_vec(v).unwrap_or_default())
+    crate::json::parse(r.to_json(v)?.as_bytes()).map_err(|e| Error::msg(format!("encode result: {e}")))
 }
 
 fn prev(r: &CniResult, v: &str) -> Result<Vec<(&'static str, Value)>> {
@@ -226,7 +219,7 @@ fn del_unlocked(rt: &Runtime, current: Result<&NetList>, network: &str, att: &At
             used.args = e.cni_args;
         }
         used.cap_args = e.cap_args;
-        result = e.result.and_then(|v| from_value(&v).ok());
+        result = e.result.and_then(|v| CniResult::from_value(&v).ok());
     }
     let list = match &cached_list {
         Some(l) => l,
@@ -253,7 +246,7 @@ pub fn check(rt: &Runtime, list: &NetList, att: &Attachment) -> Result<()> {
     let result = entry
         .and_then(|e| e.result)
         .ok_or_else(|| attachment_error(&list.name, att, "is not attached to"))
-        .and_then(|v| from_value(&v))?;
+        .and_then(|v| CniResult::from_value(&v))?;
     for p in &list.plugins {
         invoke(rt, list, p, Command::Check, Some(att), prev(&result, &list.cni_version)?)?;
     }
@@ -276,7 +269,10 @@ pub fn gc(rt: &Runtime, list: &NetList) -> Result<Vec<String>> {
         // Entries written by libcni before 1.2 carry no netns: with nothing to
         // judge by, they are kept.
         if e.netns.is_empty() || Netns::open(&e.netns).is_ok() {
-            valid.push(serde_json::json!({"containerID": e.container_id, "ifname": e.ifname}));
+            let mut a = Map::new();
+            a.insert("containerID", e.container_id.into());
+            a.insert("ifname", e.ifname.into());
+            valid.push(Value::Object(a));
             continue;
         }
         let att = Attachment {

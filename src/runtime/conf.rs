@@ -3,11 +3,10 @@
 //! the first whose `name` matches wins. Every error names the file at fault.
 
 use crate::cni::config;
-use crate::cni::json::{json_struct, Bad, JResult};
+use crate::cni::json::{json_struct, map_of, Bad, JResult};
 use crate::cni::version;
 use crate::error::{code, Error, Result};
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use crate::json::{Map, Value};
 use std::path::Path;
 
 pub struct NetList {
@@ -26,7 +25,7 @@ pub struct PluginConf {
     /// Capabilities the plugin declares (`"capabilities": {"portMappings": true}`).
     pub caps: Vec<String>,
     /// The plugin's object exactly as written: unknown keys pass through.
-    pub raw: Map<String, Value>,
+    pub raw: Map,
 }
 
 json_struct! {
@@ -45,7 +44,7 @@ json_struct! {
 json_struct! {
     struct PluginWire {
         ty: String = req("type"),
-        capabilities: BTreeMap<String, bool> = get("capabilities"),
+        capabilities: Vec<(String, bool)> = get_with("capabilities", map_of),
     }
 }
 
@@ -87,8 +86,8 @@ fn select_version(w: &ListWire) -> Result<String> {
 
 /// Parse a config list document.
 pub fn parse_list(bytes: &[u8]) -> Result<NetList> {
-    let w: ListWire = config::parse(bytes, "network configuration list")?;
-    let raw: Value = serde_json::from_slice(bytes).map_err(|e| Error::new(code::DECODING, e.to_string()))?;
+    let raw = config::parse_value(bytes, "network configuration list")?;
+    let w: ListWire = config::read(&raw, "network configuration list")?;
     if w.name.is_empty() {
         return Err(Error::config("network configuration list: field name: empty network name"));
     }
@@ -106,7 +105,7 @@ pub fn parse_list(bytes: &[u8]) -> Result<NetList> {
         let Value::Object(raw) = r else {
             return Err(Error::config(format!("network configuration list: field plugins[{i}]: not an object")));
         };
-        let caps = p.capabilities.iter().filter(|(_, on)| **on).map(|(k, _)| k.clone()).collect();
+        let caps = p.capabilities.iter().filter(|(_, on)| *on).map(|(k, _)| k.clone()).collect();
         plugins.push(PluginConf { ty: p.ty.clone(), caps, raw });
     }
     Ok(NetList {
@@ -122,14 +121,17 @@ pub fn parse_list(bytes: &[u8]) -> Result<NetList> {
 /// A single-plugin config converted to a one-entry list, as libcni's
 /// `ConfListFromConf` does.
 pub fn parse_single(bytes: &[u8]) -> Result<NetList> {
-    let obj: Map<String, Value> = config::parse(bytes, "network configuration")?;
+    let obj: Map = config::parse(bytes, "network configuration")?;
     let get = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     if get("type").is_empty() {
         return Err(Error::config("network configuration: missing 'type'"));
     }
     let (name, v) = (get("name"), get("cniVersion"));
-    let list = serde_json::json!({"name": name, "cniVersion": v, "plugins": [Value::Object(obj)]});
-    parse_list(&serde_json::to_vec(&list).unwrap_or_default())
+    let mut list = Map::new();
+    list.insert("name", name.into());
+    list.insert("cniVersion", v.into());
+    list.insert("plugins", Value::Array(vec![Value::Object(obj)]));
+    parse_list(Value::Object(list).to_json().as_bytes())
 }
 
 /// A config file of either kind, chosen by its content.
@@ -159,7 +161,8 @@ pub fn default_network(state_dir: &str) -> Result<NetList> {
                  "routes":[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]}},
         {"type":"portmap","capabilities":{"portMappings":true}},
         {"type":"loopback"}]}"#;
-    let dir = serde_json::to_string(&format!("{state_dir}/networks")).unwrap_or_default();
+    let mut dir = String::new();
+    crate::json::write_str(&mut dir, &format!("{state_dir}/networks"));
     parse_list(DEFAULT.replace("DATA_DIR", &dir).as_bytes())
 }
 
@@ -234,11 +237,12 @@ mod tests {
         .unwrap();
         assert!(l.disable_check && l.disable_gc);
         assert_eq!(l.plugins[0].caps, vec!["portMappings".to_string()]);
-        assert_eq!(l.plugins[0].raw["x"], serde_json::json!([1]));
+        assert_eq!(l.plugins[0].raw.get("x"), Some(&crate::json::json!([1])));
         let l = from_bytes(br#"{"name":"s","cniVersion":"0.3.1","type":"bridge","bridge":"b0"}"#).unwrap();
         assert_eq!((l.name.as_str(), l.cni_version.as_str(), l.plugins.len()), ("s", "0.3.1", 1));
-        assert_eq!(l.plugins[0].raw["bridge"], "b0");
-        let v: Value = serde_json::from_slice(&l.bytes).unwrap();
-        assert_eq!(v["plugins"][0]["type"], "bridge");
+        assert_eq!(l.plugins[0].raw.get("bridge").and_then(Value::as_str), Some("b0"));
+        let v = crate::json::parse(&l.bytes).unwrap();
+        let plugin = v.get("plugins").and_then(Value::as_array).and_then(|p| p.first());
+        assert_eq!(plugin.and_then(|p| p.get("type")).and_then(Value::as_str), Some("bridge"));
     }
 }

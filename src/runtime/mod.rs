@@ -15,8 +15,8 @@ mod run;
 
 use crate::cni::Plugin;
 use crate::error::{code, Error, Result};
+use crate::json::Map;
 use chain::{Attachment, Runtime};
-use serde_json::{Map, Value};
 
 /// Runtime commands `cnibox` answers to besides plugin names.
 pub const COMMANDS: &[&str] = &["netns", "add", "check", "del", "gc", "status", "run"];
@@ -104,7 +104,7 @@ struct Ctx {
     rt: Runtime,
     ifname: String,
     args: Vec<(String, String)>,
-    cap_args: Map<String, Value>,
+    cap_args: Map,
 }
 
 impl Ctx {

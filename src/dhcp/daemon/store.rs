@@ -16,7 +16,7 @@ use super::lease::NsIdent;
 use crate::cni::json::{object, FromJson, JResult};
 use crate::cni::json_writer::JsonWriter;
 use crate::error::{Error, Result};
-use serde_json::Value;
+use crate::json::Value;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
