@@ -17,7 +17,6 @@
 
 use crate::json::{Map, Value};
 use crate::net::{IpNet, Mac};
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A value that could not be read: what is wrong, and where.
@@ -142,7 +141,7 @@ impl<'a> Obj<'a> {
 /// ```
 ///
 /// Each kind is the `Obj` call of the same name (`get_with` is `with` with
-/// the default; `flatten` is the field type's own `from_json` of this
+/// the default, `opt_with` without; `flatten` is the field type's own `from_json` of this
 /// object), so the generated code is what one would write by hand, and
 /// errors carry the field's path as always.
 macro_rules! json_struct {
@@ -151,6 +150,7 @@ macro_rules! json_struct {
     (@read $v:ident $o:ident, req($k:expr)) => { $o.req($k)? };
     (@read $v:ident $o:ident, get_or($k:expr, $default:expr)) => { $o.opt($k)?.unwrap_or_else(|| $default) };
     (@read $v:ident $o:ident, get_with($k:expr, $read:expr)) => { $o.with($k, $read)?.unwrap_or_default() };
+    (@read $v:ident $o:ident, opt_with($k:expr, $read:expr)) => { $o.with($k, $read)? };
     (@read $v:ident $o:ident, flatten()) => { $crate::cni::json::FromJson::from_json($v)? };
     (
         $(#[$attr:meta])*
@@ -270,17 +270,6 @@ impl<T: FromJson> FromJson for Vec<T> {
         let mut out = Vec::with_capacity(items.len());
         for (i, x) in items.iter().enumerate() {
             out.push(T::from_json(x).map_err(|b| b.under_index(i))?);
-        }
-        Ok(out)
-    }
-}
-
-impl<T: FromJson> FromJson for BTreeMap<String, T> {
-    fn from_json(v: &Value) -> JResult<BTreeMap<String, T>> {
-        let m = v.as_object().ok_or_else(|| wrong_type(v, "a map"))?;
-        let mut out = BTreeMap::new();
-        for (k, x) in m.iter() {
-            out.insert(k.to_string(), T::from_json(x).map_err(|b| b.under_key(k))?);
         }
         Ok(out)
     }

@@ -4,7 +4,7 @@
 
 use super::iface::RuntimeMac;
 use crate::cni::args::CniArgs;
-use crate::cni::json::json_struct;
+use crate::cni::json::{json_struct, map_of};
 use crate::cni::json_writer::JsonWriter;
 use crate::cni::{CniResult, Plugin, Request};
 use crate::error::{Error, Result};
@@ -14,7 +14,6 @@ use crate::rtnl::link::{IFF_PROMISC, IFLA_TXQLEN};
 use crate::rtnl::Rtnl;
 use crate::sys::dir::{stat_file, Dir};
 use crate::sys::sysctl;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub static PLUGIN: Plugin = Plugin {
@@ -35,7 +34,7 @@ json_struct! {
     /// What can be set, from the config or from `args.cni` (which wins).
     #[derive(Default, Clone)]
     struct Settings {
-        sysctl: Option<BTreeMap<String, String>> = opt("sysctl"),
+        sysctl: Option<Vec<(String, String)>> = opt_with("sysctl", map_of),
         mac: Option<String> = opt("mac"),
         promisc: Option<bool> = opt("promisc"),
         mtu: Option<u32> = opt("mtu"),
@@ -120,7 +119,7 @@ fn load(req: &Request) -> Result<Tuning> {
 /// Turn "net.ipv4.conf.IFNAME.arp_filter" (or the slashed form) into
 /// "net/ipv4/conf/eth0/arp_filter": only under net/, no traversal, no
 /// duplicates, and allowed by the allowlist file when there is one.
-fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(String, String)>> {
+fn sysctl_paths(raw: &[(String, String)], ifname: &str) -> Result<Vec<(String, String)>> {
     let allow: Option<Vec<Regex>> = match std::fs::read_to_string(ALLOWLIST) {
         Ok(text) => Some(
             text.lines()
@@ -132,8 +131,7 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
         Err(_) => None,
     };
     let mut out: Vec<(String, String)> = Vec::new();
-    // Keys a pod author writes, up to the config's 1 MiB: duplicates found in a set, not by scanning `out`.
-    let mut seen = std::collections::BTreeSet::new();
+    let mut dotted_keys: Vec<String> = Vec::new();
     for (key, value) in raw {
         // Split first, substitute after: interface names may contain dots.
         let parts: Vec<&str> = if key.contains('/') { key.split('/').collect() } else { key.split('.').collect() };
@@ -153,11 +151,15 @@ fn sysctl_paths(raw: &BTreeMap<String, String>, ifname: &str) -> Result<Vec<(Str
                 )));
             }
         }
-        let path = parts.join("/");
-        if !seen.insert(path.clone()) {
-            return Err(Error::config(format!("duplicate sysctl key: {dotted}")));
-        }
-        out.push((path, value.clone()));
+        out.push((parts.join("/"), value.clone()));
+        dotted_keys.push(dotted);
+    }
+    // Keys a pod author writes, up to the config's 1 MiB: duplicates found
+    // by sorting, not by scanning `out` for each key.
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_unstable_by(|&a, &b| out[a].0.cmp(&out[b].0));
+    if let Some(w) = order.windows(2).find(|w| out[w[0]].0 == out[w[1]].0) {
+        return Err(Error::config(format!("duplicate sysctl key: {}", dotted_keys[w[0]])));
     }
     Ok(out)
 }
@@ -341,7 +343,7 @@ fn check(req: &Request) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn keys(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn keys(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
