@@ -116,7 +116,7 @@ fn find(name: &str, path: &str) -> Result<(PathBuf, std::fs::Metadata)> {
 
 /// Whether the file `stat` described as `m` is this very binary.
 fn is_self(m: &std::fs::Metadata) -> bool {
-    std::fs::metadata("/proc/self/exe").is_ok_and(|b| m.dev() == b.dev() && m.ino() == b.ino())
+    crate::sys::trust::own_executable().is_ok_and(|me| me == crate::sys::trust::id_of(m))
 }
 
 /// Run plugin `name` for `req` with `command`; ADD returns the delegate's result.
