@@ -192,6 +192,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn own_executable_is_the_running_file_and_no_other() {
+        let me = own_executable().unwrap();
+        assert_eq!(me, id_of(&std::fs::metadata("/proc/self/exe").unwrap()));
+        assert_ne!(me, id_of(&std::fs::metadata("/proc/self/cwd").unwrap()));
+    }
+
+    #[test]
     fn our_own_process_and_sockets() {
         let me = std::process::id() as libc::pid_t;
         assert!(same_user_ns(me).unwrap());
