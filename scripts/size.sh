@@ -62,7 +62,7 @@ breakdown() {
         if (c == "core" || c == "alloc" || c == "std") return c "::" parts[2]
         return c
     }
-    # .bss (b, B) takes no bytes of the file: the allocator's arena is one such symbol.
+    # .bss (b, B) takes no bytes of the file: the allocator arena is one such symbol.
     $3 == "b" || $3 == "B" { next }
     {
         size = $2 + 0
