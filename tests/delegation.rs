@@ -126,3 +126,87 @@ fn a_cycle_through_an_executed_copy_is_refused() {
     assert_eq!(lab.ctr.links().len(), 1);
     assert!(lab.node.links().iter().all(|l| l["linkinfo"]["info_kind"] != "veth"));
 }
+
+/// An IPAM plugin that is not cnibox (a script: always exec'd, never run in
+/// process) and writes 2 MiB before it reads its config of 1 MiB: bridge
+/// must write the one and read the other together, or each waits for the
+/// other for ever (the script's write gives up after 10 s so that the test
+/// fails instead of hanging). The delegate gets the config byte for byte,
+/// bridge's environment with the CNI_* and chain variables replaced, and
+/// no descriptor of bridge's; its DEL exits without reading its config,
+/// which bridge takes in its stride (EPIPE, not SIGPIPE).
+#[test]
+fn an_executed_delegate_gets_a_large_config_and_gives_a_large_result() {
+    need_root!();
+    let lab = Lab::new();
+    let seen = lab.tmp.join("seen");
+    std::fs::create_dir(&seen).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+d={seen}
+ls -l /proc/self/fd > $d/fds.$CNI_COMMAND
+env > $d/env.$CNI_COMMAND
+[ "$CNI_COMMAND" = ADD ] || exit 0
+timeout 10 printf '%2097152s' '' || exit 3
+cat > $d/stdin.ADD
+printf '{{"cniVersion":"1.0.0","ips":[{{"address":"10.66.9.5/24","gateway":"10.66.9.1"}}]}}'
+"#,
+        seen = seen.display()
+    );
+    let fake = std::path::Path::new(&lab.path).join("bigipam");
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let head = r#"{"cniVersion":"1.0.0","name":"big","type":"bridge","bridge":"cbr8","isGateway":true,"ipam":{"type":"bigipam"},"pad":""#;
+    let conf = format!("{head}{}\"}}", "x".repeat((1 << 20) - head.len() - 2));
+    assert_eq!(conf.len(), 1 << 20);
+    // What the test process holds may pass down; nothing bridge opens may.
+    let ours: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    let call = |cmd: &str| {
+        let mut c = Call::cni(&lab.node, "bridge", cmd, "ctr1", &lab.ctr.path(), "eth0", &lab.path);
+        c.set("CNIBOX_DELEGATION", "outer").set("CNIBOX_TEST_INHERITED", "kept");
+        let t = Instant::now();
+        let r = c.run(&conf);
+        assert!(t.elapsed() < Duration::from_secs(8), "{cmd} took {:?}: {}", t.elapsed(), r.stderr);
+        r
+    };
+    let r = call("ADD").into_ok();
+    assert_eq!(r.json()["ips"][0]["address"], "10.66.9.5/24", "{}", r.stdout);
+    assert!(lab.ctr.addrs("eth0").contains(&"10.66.9.5/24".to_string()), "{:?}", lab.ctr.addrs("eth0"));
+    assert!(std::fs::read(seen.join("stdin.ADD")).unwrap() == conf.as_bytes(), "the config did not get through whole");
+    let env = std::fs::read_to_string(seen.join("env.ADD")).unwrap();
+    let lines: Vec<&str> = env.lines().collect();
+    for want in [
+        "CNI_COMMAND=ADD",
+        "CNI_CONTAINERID=ctr1",
+        "CNI_IFNAME=eth0",
+        &format!("CNI_NETNS={}", lab.ctr.path()),
+        &format!("CNI_PATH={}", lab.path),
+        "CNIBOX_DELEGATION=outer,bridge",
+        "CNIBOX_TEST_INHERITED=kept",
+    ] {
+        assert!(lines.contains(&want), "{want} not in the delegate's environment:\n{env}");
+    }
+    assert_eq!(lines.iter().filter(|l| l.starts_with("CNIBOX_DELEGATION=")).count(), 1, "{env}");
+    // Beyond 0-2, only what the test process itself holds (and the
+    // directory `ls` reads).
+    let fds = std::fs::read_to_string(seen.join("fds.ADD")).unwrap();
+    let fds: Vec<(u32, &str)> = fds
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .map(|(fd, to)| (fd.rsplit(' ').next().unwrap().parse().unwrap(), to))
+        .collect();
+    let std_fds: Vec<&str> = fds.iter().filter(|(fd, _)| *fd <= 2).map(|(_, to)| *to).collect();
+    assert_eq!(std_fds.len(), 3, "{fds:?}");
+    for (fd, to) in &fds {
+        let fine = *fd <= 2 || to.starts_with("/proc/") || ours.iter().any(|o| o == to);
+        assert!(fine, "fd {fd} -> {to} leaked into the delegate: {fds:?}");
+    }
+    let r = call("DEL").into_ok();
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(std::fs::read_to_string(seen.join("env.DEL")).unwrap().lines().any(|l| l == "CNI_COMMAND=DEL"));
+    assert!(lab.ctr.links().len() == 1 && lab.node.links().iter().all(|l| l["linkinfo"]["info_kind"] != "veth"));
+}

@@ -16,10 +16,8 @@ use super::json::Obj;
 use super::skel::{self, Command, Plugin, Request};
 use super::CniResult;
 use crate::error::{code, Error, Result};
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 
 /// Most plugins in one chain of delegations (the deepest real one, a runtime
@@ -143,40 +141,39 @@ pub fn run_builtin(p: &Plugin, req: Request) -> Result<Option<CniResult>> {
     }
 }
 
-/// fork+exec the plugin with CNI_* set from `req` and the config on stdin.
+/// Run the plugin (posix_spawn) in this process's environment with CNI_*
+/// set from `req`, the config on its stdin and its stdout read meanwhile.
 pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> {
-    let mut cmd = std::process::Command::new(path);
-    cmd.env("CNI_COMMAND", req.command.as_str())
-        .env("CNI_CONTAINERID", &req.container_id)
-        .env("CNI_NETNS", &req.netns)
-        .env("CNI_IFNAME", &req.ifname)
-        .env("CNI_ARGS", &req.args)
-        .env("CNI_PATH", &req.path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let run_err =
+        |e: std::io::Error| Error::os(format_args!("run plugin {}", path.display()), e.raw_os_error().unwrap_or(0));
+    let invalid = || run_err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    let chain = with_chain(|c| c.clone());
+    let mut set = vec![
+        ("CNI_COMMAND", req.command.as_str()),
+        ("CNI_CONTAINERID", &req.container_id),
+        ("CNI_NETNS", &req.netns),
+        ("CNI_IFNAME", &req.ifname),
+        ("CNI_ARGS", &req.args),
+        ("CNI_PATH", &req.path),
+        (CHAIN_ENV, &chain),
+    ];
     if req.netns_override {
-        cmd.env("CNI_NETNS_OVERRIDE", "1");
+        set.push(("CNI_NETNS_OVERRIDE", "1"));
     }
-    cmd.env(CHAIN_ENV, with_chain(|c| c.clone()));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::os(format_args!("run plugin {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A plugin that exits without reading gives EPIPE; its exit status tells the story.
-        let _ = stdin.write_all(&req.config);
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::os(format_args!("wait for plugin {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
+    let set = set.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<std::result::Result<Vec<_>, _>>();
+    let exe = CString::new(path.as_os_str().as_bytes()).map_err(|_| invalid())?;
+    let env = crate::sys::child::env_with(&set.map_err(|_| invalid())?);
+    let (status, stdout) = crate::sys::child::run(&exe, &env, &req.config).map_err(run_err)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plugin");
-    if !out.status.success() {
-        return Err(plugin_error(name, &out.stdout));
+    if status != crate::sys::child::Status::Exited(0) {
+        return Err(plugin_error(name, &stdout));
     }
     if req.command != Command::Add {
         return Ok(None);
     }
-    CniResult::from_json(&out.stdout).map(Some).map_err(|e| e.context(format_args!("result of plugin {name}")))
+    CniResult::from_json(&stdout).map(Some).map_err(|e| e.context(format_args!("result of plugin {name}")))
 }
 
 /// A failed plugin's error JSON, or its raw output when it printed none.

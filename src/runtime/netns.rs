@@ -9,12 +9,16 @@ use crate::sys::netns::{self, Netns};
 use crate::sys::{file, mount, os_err};
 use std::ffi::CString;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 
 pub const RUN_DIR: &str = "/run/netns";
 
 fn cstr(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::msg(format!("invalid path \"{s}\"")))
+}
+
+/// A command line for exec (arguments come from our own argv: no NUL inside).
+pub fn argv(cmd: &[String]) -> Result<Vec<CString>> {
+    cmd.iter().map(|a| CString::new(a.as_str()).map_err(|_| Error::msg(format!("invalid argument \"{a}\"")))).collect()
 }
 
 /// `/run/netns/NAME`, for names iproute2 also accepts.
@@ -89,8 +93,9 @@ pub fn exec_entry(name: &str) -> Result<netns::Exec> {
 
 /// `cnibox netns exec NAME CMD...`: replaces this process with CMD.
 fn exec(name: &str, cmd: &[String]) -> Result<i32> {
+    let argv = argv(cmd)?;
     exec_entry(name)?.enter().map_err(|e| os_err(format_args!("enter namespace \"{name}\""), e))?;
-    let e = std::process::Command::new(&cmd[0]).args(&cmd[1..]).exec();
+    let e = crate::sys::child::exec(&argv);
     eprintln!("cnibox netns exec: {}: {e}", cmd[0]);
     Ok(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
 }

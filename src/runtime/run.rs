@@ -6,7 +6,6 @@ use super::chain::{self, Attachment};
 use super::{conf, container_id, env, netns, Ctx, Opts};
 use crate::error::Result;
 use crate::sys::{os_err, process};
-use std::os::unix::process::ExitStatusExt;
 
 /// Removes the namespace however `run` ends.
 struct Named(String);
@@ -45,7 +44,7 @@ pub fn main(o: &Opts, ctx: &Ctx) -> Result<i32> {
 
 fn spawn(name: &str, cmd: &[String]) -> Result<i32> {
     let entry = netns::exec_entry(name)?;
-    let mut child = match entry.spawn(std::process::Command::new(&cmd[0]).args(&cmd[1..])) {
+    let mut child = match entry.spawn(&netns::argv(cmd)?) {
         Ok(ch) => ch,
         Err(e) => {
             eprintln!("cnibox run: {}: {e}", cmd[0]);
@@ -53,8 +52,7 @@ fn spawn(name: &str, cmd: &[String]) -> Result<i32> {
         }
     };
     process::forward_to(Some(&child));
-    let status = child.wait().map_err(|e| os_err(format_args!("wait for {}", cmd[0]), e));
+    let status = child.reap().map_err(|e| os_err(format_args!("wait for {}", cmd[0]), e));
     process::forward_to(None);
-    let status = status?;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status?.code())
 }

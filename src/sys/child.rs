@@ -1,14 +1,17 @@
 //! Child processes run the way a container runtime runs a plugin: posix_spawn
 //! (clone with CLONE_VM|CLONE_VFORK, as Go's os/exec does) with pipes on its
 //! standard descriptors, polled while it runs, then wait4 for its status and
-//! peak RSS. Also a traced child (ptrace) whose exits can be inspected, and
-//! signal flags. The benchmark tool (bench/) is the user; the plugins never
-//! link any of it (see process.rs for the runtime side's signal forwarding).
+//! peak RSS. A plugin delegating to another plugin runs it so ([`run`]);
+//! `cnibox run` and `cnibox netns exec` start their command with [`exec`]
+//! after entering a namespace (netns.rs). Also, for the benchmark tool
+//! (bench/), a traced child (ptrace) whose exits can be inspected, and
+//! signal flags (see process.rs for the runtime side's signal forwarding).
+//! std::process is not used: its Command links far more than this needs.
 
 use super::cvt;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
     usize::try_from(r).map_err(|_| io::Error::last_os_error())
@@ -171,6 +174,16 @@ impl Child {
         self.reaped = true;
         Ok(r)
     }
+
+    /// Wait for it to end, through any signals caught meanwhile.
+    pub fn reap(&mut self) -> io::Result<Status> {
+        loop {
+            match self.wait() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r.map(|r| r.status),
+            }
+        }
+    }
 }
 
 impl Drop for Child {
@@ -183,6 +196,134 @@ impl Drop for Child {
                 }
             }
         }
+    }
+}
+
+/// This process's environment with each of `set` (`NAME=value`) in place of
+/// the variable of that name, for [`spawn`] (which takes the whole of it).
+pub fn env_with(set: &[CString]) -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            use std::os::unix::ffi::OsStrExt;
+            let k = k.as_bytes();
+            if set.iter().any(|s| s.as_bytes().split(|&b| b == b'=').next() == Some(k)) {
+                return None;
+            }
+            CString::new([k, b"=", v.as_bytes()].concat()).ok()
+        })
+        .collect();
+    env.extend_from_slice(set);
+    env
+}
+
+/// Run `exe` (argv[0] the same) with environment `env` to its end, as a
+/// filter: `input` on its stdin, its stdout returned with its status, its
+/// stderr this process's own. Both pipes are polled together, so a child
+/// that writes much before it reads its input stalls neither side. A child
+/// that exits without reading all of its input is no error here (writing
+/// gives EPIPE: Rust programs ignore SIGPIPE); its status tells. It is
+/// reaped however this returns.
+pub fn run(exe: &CStr, env: &[CString], input: &[u8]) -> io::Result<(Status, Vec<u8>)> {
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let mut child = spawn(exe, &[exe.to_owned()], env, &[(in_r.as_fd(), 0), (out_w.as_fd(), 1)])?;
+    drop((in_r, out_w));
+    set_nonblocking(in_w.as_fd())?;
+    let mut writer = (!input.is_empty()).then_some(in_w);
+    let mut reader = Some(out_r);
+    let (mut written, mut out) = (0, Vec::new());
+    while reader.is_some() || writer.is_some() {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
+        fds.extend(writer.as_ref().map(|w| poll_fd(w.as_fd(), libc::POLLOUT)));
+        fds.extend(reader.as_ref().map(|r| poll_fd(r.as_fd(), libc::POLLIN)));
+        match poll(&mut fds, -1) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
+        if let (Some(w), Some(p)) = (&writer, fds.first()) {
+            if p.revents != 0 {
+                match write(w.as_fd(), &input[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                    // EPIPE: it stopped reading.
+                    Err(_) => written = input.len(),
+                }
+                if written >= input.len() {
+                    writer = None;
+                }
+            }
+        }
+        if let (Some(r), Some(p)) = (&reader, fds.last()) {
+            if p.revents != 0 {
+                let len = out.len();
+                out.resize(len + 65536, 0);
+                let n = read(r.as_fd(), &mut out[len..]);
+                out.truncate(len + *n.as_ref().unwrap_or(&0));
+                match n {
+                    Ok(0) => reader = None,
+                    Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok((child.reap()?, out))
+}
+
+/// Replace this process with `argv[0]`, looked up on PATH as a shell does,
+/// SIGPIPE back at its default and no signal blocked; returns only on failure.
+pub fn exec(argv: &[CString]) -> io::Error {
+    exec_ptrs(&ptrs(argv))
+}
+
+/// [`exec`] of pointer arrays made beforehand: allocates nothing, so it may
+/// run between fork and exec.
+fn exec_ptrs(argv: &[*mut libc::c_char]) -> io::Error {
+    // SAFETY: argv is a NUL-terminated array of pointers to NUL-terminated
+    // strings that outlive the call; sigset_t is plain data.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        libc::execvp(argv[0], argv.as_ptr().cast());
+    }
+    io::Error::last_os_error()
+}
+
+/// Start `argv` as [`exec`] does, in a forked child that runs `prepare`
+/// first (entering a namespace: it must only make system calls on data
+/// prepared beforehand, allocating nothing). The error of `prepare` or of
+/// the exec is this call's. Only for a single-threaded process.
+pub(super) fn spawn_forked(argv: &[CString], prepare: impl FnOnce() -> io::Result<()>) -> io::Result<Child> {
+    let argv = ptrs(argv);
+    let (r, w) = pipe()?;
+    // SAFETY: the process is single-threaded (the caller's promise), so the
+    // child is a full copy; it runs only `prepare` and exec_ptrs, which make
+    // system calls on memory prepared before the fork, then writes the errno
+    // and ends in _exit, running no destructor of the parent's.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        let e = prepare().err().unwrap_or_else(|| exec_ptrs(&argv));
+        let errno = e.raw_os_error().unwrap_or(libc::EINVAL).to_ne_bytes();
+        // SAFETY: as above; w is open (close-on-exec: the parent sees EOF when the exec succeeds).
+        unsafe {
+            libc::write(w.as_raw_fd(), errno.as_ptr().cast(), errno.len());
+            libc::_exit(127);
+        }
+    }
+    drop(w);
+    let child = Child { pid, reaped: false };
+    let mut errno = [0u8; 4];
+    let n = loop {
+        match read(r.as_fd(), &mut errno) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            n => break n?,
+        }
+    };
+    match n {
+        0 => Ok(child),
+        _ => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))),
     }
 }
 
@@ -270,4 +411,35 @@ pub fn take_inherited(fd: RawFd) -> io::Result<OwnedFd> {
         .write(mode != libc::O_RDONLY)
         .open(format!("/proc/self/fd/{fd}"))?;
     Ok(file.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_passes_much_more_than_a_pipe_holds_both_ways() {
+        // cat writes as it reads: a caller that wrote all before reading would wait for ever.
+        let input: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let (status, out) = run(c"/bin/cat", &env_with(&[]), &input).unwrap();
+        assert_eq!(status, Status::Exited(0));
+        assert!(out == input, "{} bytes back of {}", out.len(), input.len());
+    }
+
+    #[test]
+    fn run_reports_a_missing_program_and_a_child_that_does_not_read() {
+        let e = run(c"/nonexistent/cnibox-test", &env_with(&[]), b"x").err().unwrap();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        // true reads nothing: the write fails with EPIPE, which is no error here.
+        let (status, out) = run(c"/bin/true", &env_with(&[]), &vec![0u8; 1 << 20]).unwrap();
+        assert_eq!((status, out.len()), (Status::Exited(0), 0));
+    }
+
+    #[test]
+    fn env_with_replaces_variables_of_the_same_name() {
+        let env = env_with(&[c"PATH=/x".to_owned(), c"CNIBOX_NEW=1".to_owned()]);
+        let paths: Vec<&CString> = env.iter().filter(|e| e.as_bytes().starts_with(b"PATH=")).collect();
+        assert_eq!(paths, [&c"PATH=/x".to_owned()]);
+        assert!(env.contains(&c"CNIBOX_NEW=1".to_owned()));
+    }
 }

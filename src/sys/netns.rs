@@ -224,13 +224,11 @@ impl Exec {
         Ok(())
     }
 
-    /// Start `cmd` inside (in a child; this process stays where it is).
-    pub fn spawn(self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs between fork and exec; `enter` makes only
-        // system calls on data prepared before the fork, and allocates nothing.
-        unsafe { cmd.pre_exec(move || self.enter()) };
-        cmd.spawn()
+    /// Start `argv` inside (in a child; this process stays where it is).
+    /// `enter` makes only system calls on data prepared before, and cnibox
+    /// is single-threaded, as `spawn_forked` requires.
+    pub fn spawn(self, argv: &[CString]) -> std::io::Result<super::child::Child> {
+        super::child::spawn_forked(argv, || self.enter())
     }
 }
 

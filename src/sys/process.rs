@@ -53,8 +53,8 @@ pub fn pending() -> libc::c_int {
 
 /// Pass caught signals to `child` from now on (`None`: keep them again),
 /// starting with the one caught while it was being started, if any.
-pub fn forward_to(child: Option<&std::process::Child>) {
-    let pid = child.and_then(|c| libc::pid_t::try_from(c.id()).ok()).unwrap_or(0);
+pub fn forward_to(child: Option<&super::child::Child>) {
+    let pid = child.map_or(0, |c| c.pid());
     CHILD.store(pid, Ordering::SeqCst);
     let sig = if pid != 0 { PENDING.swap(0, Ordering::SeqCst) } else { 0 };
     if sig != 0 {
