@@ -27,5 +27,6 @@ pub mod regex;
 pub mod rtnl;
 pub mod runtime;
 pub mod sha512;
+pub mod sort;
 #[allow(unsafe_code)]
 pub mod sys;

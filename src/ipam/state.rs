@@ -206,7 +206,7 @@ impl<'a> State<'a> {
 
     fn normalize(data: &[u8]) -> State<'static> {
         let mut last: Vec<(usize, IpAddr)> = Vec::new();
-        let mut entries: Vec<(Key, Entry)> = Vec::new();
+        let mut entries: Vec<(Key, usize, Entry)> = Vec::new();
         let mut at = 0;
         for line in data.split_inclusive(|&c| c == b'\n') {
             let span = at..at + line.len();
@@ -216,7 +216,7 @@ impl<'a> State<'a> {
             if !line.ends_with(b"\n") {
                 let whole = line.iter().position(|c| c.is_ascii_whitespace()).is_some();
                 if let Some(e) = entry(data, span).filter(|_| whole && !line.starts_with(LAST.as_bytes())) {
-                    entries.push((key(&e.ip), e));
+                    entries.push((key(&e.ip), entries.len(), e));
                 }
                 break;
             }
@@ -225,13 +225,14 @@ impl<'a> State<'a> {
                     last.push(l);
                 }
             } else if let Some(e) = entry(data, span) {
-                entries.push((key(&e.ip), e));
+                entries.push((key(&e.ip), entries.len(), e));
             }
         }
-        entries.sort_by_key(|e| e.0); // stable: the first line for an address wins
+        // By address, then place in the file: the first line for an address wins.
+        crate::sort::sort_by_key(&mut entries, |e| (e.0, e.1));
         entries.dedup_by_key(|e| e.0);
         let mut body = Vec::new();
-        for (_, e) in &entries {
+        for (_, _, e) in &entries {
             body.extend_from_slice(e.ip.to_string().as_bytes());
             // Written back escaped, whichever way the file had the names.
             for w in [Some(e.id), e.ifname].into_iter().flatten().filter(|w| !w.is_empty()) {
@@ -240,7 +241,7 @@ impl<'a> State<'a> {
             }
             body.push(b'\n');
         }
-        last.sort_by_key(|l| l.0);
+        crate::sort::sort_by_key(&mut last, |l| l.0);
         let mut out = header(&last, body.len()).into_bytes();
         let start = out.len();
         out.extend_from_slice(&body);
@@ -300,7 +301,7 @@ impl<'a> State<'a> {
         // A name that needs escaping may also lie raw in a file from before escaping.
         if escape(id.as_bytes()) != id || escaped.as_deref() != ifname {
             out.extend(self.find_lines(&needle(id, ifname)));
-            out.sort_unstable_by_key(|e| e.span.start);
+            crate::sort::sort_by_key(&mut out, |e| e.span.start);
             out.dedup_by_key(|e| e.span.start);
         }
         out
@@ -350,7 +351,7 @@ impl<'a> State<'a> {
                 None => last.push((i, ip)),
             }
         }
-        last.sort_by_key(|l| l.0);
+        crate::sort::sort_by_key(&mut last, |l| l.0);
         // Cut points in the body: (offset, 0 = insert line i | 1 = skip to end).
         let mut cuts: Vec<(usize, u8, Key, usize)> = Vec::with_capacity(edit.add.len() + edit.remove.len());
         for (i, (ip, _)) in edit.add.iter().enumerate() {
@@ -359,7 +360,7 @@ impl<'a> State<'a> {
         for r in &edit.remove {
             cuts.push((r.start.max(self.body), 1, (false, 0), r.end));
         }
-        cuts.sort_unstable();
+        crate::sort::sort(&mut cuts);
         let mut body: Vec<&[u8]> = Vec::with_capacity(2 * cuts.len() + 1);
         let mut cur = self.body;
         for &(at, kind, _, arg) in &cuts {

@@ -155,7 +155,7 @@ pub fn check(network: &str, ifname: &str, container_id: &str, addrs: &[IpNet]) -
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<()> {
     let net = network_hash(network);
     let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| comment(network, ifname, id)).collect();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     transact(|nft| {
         let mut b = Batch::new();
         for r in list(nft)?

@@ -247,7 +247,7 @@ pub fn teardown(container_id: &str) -> Result<()> {
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<()> {
     let prefix = format!("{}-", super::masq::network_hash(network));
     let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| owner_key(network, ifname, id).into_bytes()).collect();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     transact(|nft| {
         let mut b = Batch::new();
         for r in list(nft)?.iter().filter(|r| {

@@ -138,7 +138,7 @@ fn collect_trunk(items: &[Trunk]) -> std::result::Result<Vec<u16>, &'static str>
             v.push(id as u16);
         }
     }
-    v.sort_unstable();
+    crate::sort::sort(&mut v);
     v.dedup();
     Ok(v)
 }

@@ -156,10 +156,9 @@ pub(crate) fn container_rules(v4: bool, set: &str, id: u32) -> [Vec<Expr<'_>>; 2
 }
 
 /// Byte strings sorted and without repeats, as everywhere here: lookups
-/// stay logarithmic however many addresses or attachments there are (and
-/// one element type keeps one copy of the sort in the binary).
+/// stay logarithmic however many addresses or attachments there are.
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    v.sort_unstable();
+    crate::sort::sort(&mut v);
     v.dedup();
     v
 }
@@ -313,7 +312,7 @@ fn gc(req: &Request) -> Result<()> {
     load(req)?;
     let valid = crate::plugins::iface::valid_attachments(req)?;
     let mut keep: Vec<Vec<u8>> = valid.iter().map(|(id, ifname)| key(&req.name, ifname, id)).collect();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     let prefix = key(&req.name, "", "");
     let prefix = &prefix[..prefix.len() - 16];
     transact(|nft| {
@@ -390,7 +389,7 @@ fn check(req: &Request) -> Result<()> {
             }
         }
     }
-    seen.sort_unstable();
+    crate::sort::sort(&mut seen);
     for a in &old {
         let n = seen.partition_point(|v| v < a);
         if seen[n..].iter().take_while(|v| *v == a).count() < 2 {

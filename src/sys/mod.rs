@@ -97,7 +97,7 @@ pub fn close_detached(fd: std::os::fd::OwnedFd) {
 /// Close every descriptor of this process but those in `keep` (stdio included).
 fn close_all_except(keep: &[std::os::fd::RawFd]) {
     let mut keep: Vec<u32> = keep.iter().filter(|&&f| f >= 0).map(|&f| f as u32).collect();
-    keep.sort_unstable();
+    crate::sort::sort(&mut keep);
     let mut from = 0u32;
     for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
         if k > from {
