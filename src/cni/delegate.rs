@@ -165,7 +165,10 @@ pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> 
     let set = set.iter().map(|(k, v)| CString::new(format!("{k}={v}"))).collect::<std::result::Result<Vec<_>, _>>();
     let exe = CString::new(path.as_os_str().as_bytes()).map_err(|_| invalid())?;
     let env = crate::sys::child::env_with(&set.map_err(|_| invalid())?);
-    let (status, stdout) = crate::sys::child::run(&exe, &env, &req.config).map_err(run_err)?;
+    let child = crate::sys::child::Filter::spawn(&exe, &env).map_err(run_err)?;
+    let (status, stdout) = child
+        .run(&req.config)
+        .map_err(|e| Error::os(format_args!("wait for plugin {}", path.display()), e.raw_os_error().unwrap_or(0)))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plugin");
     if status != crate::sys::child::Status::Exited(0) {
         return Err(plugin_error(name, &stdout));

@@ -1,7 +1,7 @@
 //! Child processes run the way a container runtime runs a plugin: posix_spawn
 //! (clone with CLONE_VM|CLONE_VFORK, as Go's os/exec does) with pipes on its
 //! standard descriptors, polled while it runs, then wait4 for its status and
-//! peak RSS. A plugin delegating to another plugin runs it so ([`run`]);
+//! peak RSS. A plugin delegating to another plugin runs it so ([`Filter`]);
 //! `cnibox run` and `cnibox netns exec` start their command with [`exec`]
 //! after entering a namespace (netns.rs). Also, for the benchmark tool
 //! (bench/), a traced child (ptrace) whose exits can be inspected, and
@@ -216,58 +216,71 @@ pub fn env_with(set: &[CString]) -> Vec<CString> {
     env
 }
 
-/// Run `exe` (argv[0] the same) with environment `env` to its end, as a
-/// filter: `input` on its stdin, its stdout returned with its status, its
-/// stderr this process's own. Both pipes are polled together, so a child
-/// that writes much before it reads its input stalls neither side. A child
-/// that exits without reading all of its input is no error here (writing
-/// gives EPIPE: Rust programs ignore SIGPIPE); its status tells. It is
-/// reaped however this returns.
-pub fn run(exe: &CStr, env: &[CString], input: &[u8]) -> io::Result<(Status, Vec<u8>)> {
-    let (in_r, in_w) = pipe()?;
-    let (out_r, out_w) = pipe()?;
-    let mut child = spawn(exe, &[exe.to_owned()], env, &[(in_r.as_fd(), 0), (out_w.as_fd(), 1)])?;
-    drop((in_r, out_w));
-    set_nonblocking(in_w.as_fd())?;
-    let mut writer = (!input.is_empty()).then_some(in_w);
-    let mut reader = Some(out_r);
-    let (mut written, mut out) = (0, Vec::new());
-    while reader.is_some() || writer.is_some() {
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
-        fds.extend(writer.as_ref().map(|w| poll_fd(w.as_fd(), libc::POLLOUT)));
-        fds.extend(reader.as_ref().map(|r| poll_fd(r.as_fd(), libc::POLLIN)));
-        match poll(&mut fds, -1) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => r?,
-        };
-        if let (Some(w), Some(p)) = (&writer, fds.first()) {
-            if p.revents != 0 {
-                match write(w.as_fd(), &input[written..]) {
-                    Ok(n) => written += n,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                    // EPIPE: it stopped reading.
-                    Err(_) => written = input.len(),
-                }
-                if written >= input.len() {
-                    writer = None;
-                }
-            }
-        }
-        if let (Some(r), Some(p)) = (&reader, fds.last()) {
-            if p.revents != 0 {
-                let len = out.len();
-                out.resize(len + 65536, 0);
-                let n = read(r.as_fd(), &mut out[len..]);
-                out.truncate(len + *n.as_ref().unwrap_or(&0));
-                match n {
-                    Ok(0) => reader = None,
-                    Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
-                    _ => {}
-                }
-            }
-        }
+/// A child run as a filter: its stdin and stdout are pipes of ours, its
+/// stderr is this process's own. It is reaped however it is done with.
+pub struct Filter {
+    child: Child,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+}
+
+impl Filter {
+    /// Start `exe` (argv[0] the same) with environment `env`.
+    pub fn spawn(exe: &CStr, env: &[CString]) -> io::Result<Filter> {
+        let (in_r, stdin) = pipe()?;
+        let (stdout, out_w) = pipe()?;
+        let child = spawn(exe, &[exe.to_owned()], env, &[(in_r.as_fd(), 0), (out_w.as_fd(), 1)])?;
+        set_nonblocking(stdin.as_fd())?;
+        Ok(Filter { child, stdin, stdout })
     }
-    Ok((child.reap()?, out))
+
+    /// Write `input` to its stdin and read its stdout, to its end; returns
+    /// its status and output. Both pipes are polled together, so a child that
+    /// writes much before it reads its input stalls neither side. A child
+    /// that exits without reading all of its input is no error here (writing
+    /// gives EPIPE: Rust programs ignore SIGPIPE); its status tells.
+    pub fn run(self, input: &[u8]) -> io::Result<(Status, Vec<u8>)> {
+        let Filter { mut child, stdin, stdout } = self;
+        let mut writer = (!input.is_empty()).then_some(stdin);
+        let mut reader = Some(stdout);
+        let (mut written, mut out) = (0, Vec::new());
+        while reader.is_some() || writer.is_some() {
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
+            fds.extend(writer.as_ref().map(|w| poll_fd(w.as_fd(), libc::POLLOUT)));
+            fds.extend(reader.as_ref().map(|r| poll_fd(r.as_fd(), libc::POLLIN)));
+            match poll(&mut fds, -1) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => r?,
+            };
+            if let (Some(w), Some(p)) = (&writer, fds.first()) {
+                if p.revents != 0 {
+                    match write(w.as_fd(), &input[written..]) {
+                        Ok(n) => written += n,
+                        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+                        // EPIPE: it stopped reading.
+                        Err(_) => written = input.len(),
+                    }
+                    if written >= input.len() {
+                        writer = None;
+                    }
+                }
+            }
+            if let (Some(r), Some(p)) = (&reader, fds.last()) {
+                if p.revents != 0 {
+                    let len = out.len();
+                    out.resize(len + 65536, 0);
+                    let n = read(r.as_fd(), &mut out[len..]);
+                    out.truncate(len + *n.as_ref().unwrap_or(&0));
+                    match n {
+                        Ok(0) => reader = None,
+                        Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok((child.reap()?, out))
+    }
 }
 
 /// Replace this process with `argv[0]`, looked up on PATH as a shell does,
@@ -421,17 +434,17 @@ mod tests {
     fn run_passes_much_more_than_a_pipe_holds_both_ways() {
         // cat writes as it reads: a caller that wrote all before reading would wait for ever.
         let input: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
-        let (status, out) = run(c"/bin/cat", &env_with(&[]), &input).unwrap();
+        let (status, out) = Filter::spawn(c"/bin/cat", &env_with(&[])).unwrap().run(&input).unwrap();
         assert_eq!(status, Status::Exited(0));
         assert!(out == input, "{} bytes back of {}", out.len(), input.len());
     }
 
     #[test]
     fn run_reports_a_missing_program_and_a_child_that_does_not_read() {
-        let e = run(c"/nonexistent/cnibox-test", &env_with(&[]), b"x").err().unwrap();
+        let e = Filter::spawn(c"/nonexistent/cnibox-test", &env_with(&[])).err().unwrap();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         // true reads nothing: the write fails with EPIPE, which is no error here.
-        let (status, out) = run(c"/bin/true", &env_with(&[]), &vec![0u8; 1 << 20]).unwrap();
+        let (status, out) = Filter::spawn(c"/bin/true", &env_with(&[])).unwrap().run(&vec![0u8; 1 << 20]).unwrap();
         assert_eq!((status, out.len()), (Status::Exited(0), 0));
     }
 
