@@ -85,7 +85,7 @@ fn invoke(
         msg: format!(
             "plugin type=\"{}\" failed ({}): error code {}: {}",
             p.ty,
-            cmd.as_str().to_lowercase(),
+            cmd.as_str().to_ascii_lowercase(),
             e.code,
             e.msg
         ),
