@@ -77,8 +77,11 @@ impl Map {
     /// value kept (what a map filled in document order ends up holding).
     fn from_pairs(mut pairs: Vec<(String, Value)>) -> Map {
         if !pairs.windows(2).all(|w| w[0].0 < w[1].0) {
-            // Stable, so equal keys stay in document order and the last one is kept.
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            // By key, then place in the document, so that of equal keys the last one is kept.
+            let mut order: Vec<usize> = (0..pairs.len()).collect();
+            crate::sort::sort_by(&mut order, |&a, &b| (&pairs[a].0, a) < (&pairs[b].0, b));
+            let mut slots: Vec<Option<(String, Value)>> = pairs.into_iter().map(Some).collect();
+            pairs = order.iter().filter_map(|&i| slots[i].take()).collect();
             pairs.dedup_by(|later, kept| {
                 let same = later.0 == kept.0;
                 if same {

@@ -157,7 +157,7 @@ fn sysctl_paths(raw: &[(String, String)], ifname: &str) -> Result<Vec<(String, S
     // Keys a pod author writes, up to the config's 1 MiB: duplicates found
     // by sorting, not by scanning `out` for each key.
     let mut order: Vec<usize> = (0..out.len()).collect();
-    order.sort_unstable_by(|&a, &b| out[a].0.cmp(&out[b].0));
+    crate::sort::sort_by(&mut order, |&a, &b| out[a].0 < out[b].0);
     if let Some(w) = order.windows(2).find(|w| out[w[0]].0 == out[w[1]].0) {
         return Err(Error::config(format!("duplicate sysctl key: {}", dotted_keys[w[0]])));
     }

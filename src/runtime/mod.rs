@@ -91,7 +91,7 @@ fn dir_names(dir: &std::path::Path) -> Result<Vec<String>> {
     };
     let mut names: Vec<String> =
         rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort_unstable();
+    crate::sort::sort(&mut names);
     Ok(names)
 }
 
