@@ -28,7 +28,7 @@ command -v valgrind >/dev/null || { echo "hot-text.sh: needs valgrind (apt-get i
 command -v python3 >/dev/null || { echo "hot-text.sh: needs python3" >&2; exit 1; }
 
 TARGET=x86_64-unknown-linux-musl
-TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no}
+TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no -Cllvm-args=-enable-machine-outliner}
 TINYSTD=${TINYSTD:--Z build-std=std,panic_abort -Z build-std-features=optimize_for_size}
 # Both builds, unstripped: their symbols differ (nightly mangles everything
 # the v0 way, std is built anew), and the list holds the names of both.

@@ -18,7 +18,7 @@ set -eu
 TARGET=${TARGET:-x86_64-unknown-linux-musl}
 TOP=${TOP:-40}
 WHICH=${1:-both}
-TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no}
+TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no -Cllvm-args=-enable-machine-outliner}
 TINYSTD=${TINYSTD:--Z build-std=std,panic_abort -Z build-std-features=optimize_for_size}
 FEATURE_FLAGS=""
 if [ -n "${FEATURES:-}" ]; then
