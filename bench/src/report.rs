@@ -252,7 +252,9 @@ impl Report<'_> {
             o,
             "- Times are fork→wait wall clock of real invocations inside a throwaway node namespace; median / p90 / p99 / max in ms; \
              percentiles by nearest rank (p99 is the max below 100 samples); the sets and the floor interleaved after \
-             warm-up; B/A (C/A, ...) is the median of the per-pair ratios (higher = A faster).{}\n",
+             warm-up; B/A (C/A, ...) is the median of the per-pair ratios (higher = A faster). Every set's IPAM \
+             data directory is on a tmpfs the tool mounts, so that no file system's memory of earlier runs decides \
+             the figures.{}\n",
             if self.interrupted { " **The run was interrupted: figures are partial.**" } else { "" }
         );
         // The floor: see the note under the table (and bench/src/floor.rs).
