@@ -21,8 +21,8 @@ DESTDIR  ?=
 FEATURES ?=
 FEATURE_FLAGS = $(if $(strip $(FEATURES)),--no-default-features --features "$(strip $(FEATURES))")
 # immediate-abort never unwinds, so the unwind tables (.eh_frame, 125 KB) are dead weight.
-# LLVM's machine outliner shares repeated instruction sequences (AArch64 and RISC-V
-# run it at this opt-level anyway; x86 and ARM need asking: -16 KB on x86_64).
+# LLVM's machine outliner shares repeated instruction sequences (-16 KB on x86_64;
+# scripts/cross.sh leaves it out for the other architectures, see there).
 TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no -Cllvm-args=-enable-machine-outliner
 # std rebuilt for size: heapsort for every sort (one small instance per element type
 # instead of driftsort/ipnsort's), the short integer formatting loops (-28 KB).

@@ -213,6 +213,10 @@ cross_env() {
   # the Makefile's TINYSTD: std rebuilt for size (README, "Size")
   [ "$kind" = tiny ] && CARGO="$CARGO -Z build-std-features=optimize_for_size"
   [ "$kind" = tiny ] && flags="$flags $TINYFLAGS"
+  # LLVM's machine outliner (in TINYFLAGS for x86_64) only where it was tested: on i686 it
+  # breaks compiler_builtins ("expected relocatable expression"); AArch64 and RISC-V run
+  # it at this opt-level by default.
+  case $t in x86_64-*) ;; *) flags=${flags//-Cllvm-args=-enable-machine-outliner/} ;; esac
   # the functions the common calls run first in the code (link/hot-text.ld, README "Benchmark")
   [ "$kind" = tiny ] && flags="$flags -C link-arg=--script=$PWD/link/hot-text.ld"
   export "CARGO_TARGET_${T}_RUSTFLAGS=$flags"
