@@ -6,9 +6,9 @@
 #
 # Why: the kernel maps a file's code on a fault 64 KiB at a time (fault-around)
 # and unmaps it all at exit, so an exec pays for every 64 KiB window of code
-# it touches. Linked in the compiler's order, VERSION touched 12 of the 15
-# windows of the stable build and a bridge ADD all 15; with these functions
-# first, 3 and 7 (README, "Benchmark").
+# it touches. Linked in the compiler's order, even VERSION touches most of the
+# binary's windows; with these functions first, a few (README, "Benchmark",
+# has the measured figures).
 #
 # How: the stable and the tiny build, unstripped, each run VERSION, STATUS, loopback ADD/DEL,
 # bridge + host-local ADD/CHECK/DEL (with and without ipMasq) and portmap
