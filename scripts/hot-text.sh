@@ -119,6 +119,9 @@ for f in sorted(os.listdir(src)):
             ran.append(ident)
     for ident in ran:
         name = names.get(ident, "")
+        name = re.sub(r"'\d+$", "", name)  # callgrind's mark of a recursive call's level
+        if name == "(below main)":  # valgrind's name for the C start that calls main
+            name = "__libc_start_main"
         if not name or name.startswith(("0x", "(")):
             continue
         if name.startswith("OUTLINED_FUNCTION_"):  # the machine outliner's, numbered anew each build
@@ -138,8 +141,10 @@ with open(dst, "w") as out:
     out.write("SECTIONS\n{\n    .text.first : {\n")
     # The C start files and musl's functions without a section of their own (assembly).
     out.write("        *crt1.o(.text .text.*)\n        *libc.a:*(.text)\n")
+    # LLVM puts a function it deems cold (#[cold], or reached only on a
+    # cold path) in .text.unlikely.<name>; that is still run, so it comes too.
     for p in patterns:
-        out.write("        *(.text.%s)\n" % p)
+        out.write("        *(.text.%s .text.unlikely.%s)\n" % (p, p))
     out.write("    }\n}\nINSERT BEFORE .text;\n")
 print("hot-text.sh: %d functions in %s" % (len(patterns), dst), file=sys.stderr)
 EOF
