@@ -102,9 +102,23 @@ for KIND in stable tiny; do
     run masq-del bridge DEL eth1 "$MASQ"
 done
 
-python3 - "$TMP/out" link/hot-text.ld <<'EOF'
-import os, re, sys
-src, dst = sys.argv[1], sys.argv[2]
+python3 - "$TMP/out" link/hot-text.ld target/hot-text/$TARGET/release/cnibox \
+    target/hot-text-tiny/$TARGET/release/cnibox <<'EOF'
+import os, re, subprocess, sys
+src, dst, bins = sys.argv[1], sys.argv[2], sys.argv[3:]
+# A C function is often known by an alias (sigaction for __sigaction,
+# __init_tls for static_init_tls) while its section is named after the
+# definition: every name at the same address is listed with it.
+aliases = {}
+for b in bins:
+    at = {}
+    for line in subprocess.run(["nm", "--defined-only", b], capture_output=True, text=True).stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "tTwW" and not f[2].startswith("_R") and not f[2].startswith("_ZN"):
+            at.setdefault(f[0], []).append(f[2])
+    for group in at.values():
+        for n in group:
+            aliases.setdefault(n, set()).update(group)
 seen, patterns = set(), []
 for f in sorted(os.listdir(src)):
     names, ran = {}, []
@@ -130,8 +144,12 @@ for f in sorted(os.listdir(src)):
             p = re.sub(r"17h[0-9a-f]{16}E$", "17h*", name)
         elif name.startswith("_R"):  # v0 mangling: crate disambiguators
             p = re.sub(r"\*+", "*", re.sub(r"Cs[0-9A-Za-z]+_", "*", name))
-        else:  # C (musl, compiler builtins)
-            p = name
+        else:  # C (musl, compiler builtins), under each of its names
+            for p in sorted(aliases.get(name, {name})):
+                if p not in seen:
+                    seen.add(p)
+                    patterns.append(p)
+            continue
         if p not in seen:
             seen.add(p)
             patterns.append(p)
