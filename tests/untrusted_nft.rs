@@ -22,9 +22,10 @@ fn stranger() -> String {
     (61000 + std::process::id() % 3000).to_string()
 }
 
-/// The two kinds of untrusted process, as a `setpriv` prefix.
+/// The kinds of untrusted process, as a command prefix.
 fn untrusted() -> Vec<(&'static str, Vec<String>)> {
     let u = stranger();
+    let no_caps = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"].map(String::from);
     vec![
         (
             "another user",
@@ -32,9 +33,13 @@ fn untrusted() -> Vec<(&'static str, Vec<String>)> {
                 .map(String::from)
                 .to_vec(),
         ),
+        ("uid 0 without capabilities", no_caps.to_vec()),
+        // uid 0 to us, in the node's network namespace, with every
+        // capability in its effective set: but over a user namespace of its
+        // own only (it makes one, unmapped, and keeps what that gives it).
         (
-            "uid 0 without capabilities",
-            ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"].map(String::from).to_vec(),
+            "uid 0 without capabilities, with every capability in a user namespace it made",
+            no_caps.iter().cloned().chain(["unshare", "--user", "--keep-caps", "--"].map(String::from)).collect(),
         ),
     ]
 }
@@ -154,12 +159,12 @@ print("locked", flush=True)
 time.sleep(600)
 "#;
 
-/// Open the keeper's turn (its descriptor 5) and lock it.
+/// Open the keeper's turn (its descriptor 5) and lock it as cnibox calls do.
 const OPEN_TURN: &str = r#"
 import fcntl, sys
 try:
     f = open(f"/proc/{sys.argv[1]}/fd/5")
-    fcntl.flock(f, fcntl.LOCK_EX)
+    fcntl.lockf(f, fcntl.LOCK_EX)
     print("locked")
 except OSError:
     print("refused")
@@ -188,7 +193,8 @@ fn a_lock_on_the_namespace_held_by_anyone_delays_no_call() {
                 let k = e.node.keepers();
                 assert_eq!(k.len(), 1, "the first call started a keeper");
                 // Nor can it take the turn cnibox calls take (a lock on the
-                // keeper's memfd, reached through /proc/<keeper>/fd/5).
+                // keeper's memfd, which cnibox copies out with pidfd_getfd;
+                // /proc/<keeper>/fd/5 needs less of ptrace's access than that).
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", &e.node.name]).args(&prefix).args(["/usr/bin/python3", "-c", OPEN_TURN]);
                 let out = c.arg(k[0].to_string()).output().unwrap();

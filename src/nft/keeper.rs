@@ -20,9 +20,12 @@
 //!   name (`SCM_RIGHTS`, without waiting: the message waits in the keeper's
 //!   backlog, and the keeper is not woken for it). Nothing is shared between
 //!   calls, so no call can find another's replies.
-//! - Calls take turns on a `flock` of a memfd the keeper holds at `LOCK_FD`,
-//!   opened through /proc/<keeper>/fd: only a process that may ptrace the
-//!   keeper can open it, so no untrusted process can hold the turn. A call
+//! - Calls take turns on a POSIX record lock of a memfd the keeper holds at
+//!   `LOCK_FD`, copied out of the keeper with `pidfd_getfd`: only a process
+//!   that may ptrace the keeper can copy it, so no untrusted process can hold
+//!   the turn. Such a lock belongs to the process, not to the open file
+//!   description that every copy shares (as a `flock` would), so each call's
+//!   copy locks apart from the others'. A call
 //!   waits for it at most TURN_WAIT, polling, and then goes on without: the
 //!   turn only spares concurrent calls from invalidating each other's
 //!   listings; the generation check of `transact` keeps every change correct
@@ -82,9 +85,9 @@ const NAME: &[u8] = b"cnibox/nftables-keeper";
 /// first gets 4.
 const LISTENER_FD: RawFd = 4;
 
-/// Where the keeper holds the object whose `flock` is the namespace's turn
-/// at nftables (a memfd: reachable only through /proc/<keeper>/fd, so only
-/// by who may ptrace the keeper).
+/// Where the keeper holds the object whose lock is the namespace's turn at
+/// nftables (a memfd: reachable only through the keeper's descriptors, so
+/// only by who may ptrace the keeper).
 const LOCK_FD: RawFd = 5;
 
 /// How long a call waits for the turn before it goes on without.
@@ -117,7 +120,7 @@ const HOLD_COMMENT: &str = "cnibox-keeper keeps conntrack on while it runs and d
 pub struct Visit {
     conn: OwnedFd,
     proof: OwnedFd,
-    _turn: Option<std::fs::File>,
+    _turn: Option<OwnedFd>,
 }
 
 /// Find the keeper of the current namespace, if there is one to trust, and
@@ -127,12 +130,12 @@ pub struct Visit {
 /// keeper to trust.
 pub fn visit() -> Option<Visit> {
     let conn = unix::connect_abstract(NAME).ok()?;
-    let (proof, keeper, pid) = trusted(&conn)?;
-    let turn = trust::reopen(pid, LOCK_FD).ok().filter(|_| keeper.signal(0).is_ok()).and_then(|lock| {
+    let (proof, keeper) = trusted(&conn)?;
+    let turn = keeper.take(LOCK_FD).ok().and_then(|lock| {
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         loop {
-            match trust::try_lock(&lock) {
+            match trust::try_lock_as_process(&lock) {
                 Ok(true) => return Some(lock),
                 Ok(false) if start.elapsed() < TURN_WAIT => std::thread::sleep(pause),
                 _ => return None,
@@ -169,10 +172,10 @@ pub fn keep(sock: OwnedFd, visit: Option<Visit>) {
     crate::sys::close_detached(sock);
 }
 
-/// The keeper's listener (the proof), a handle on the keeper and its pid,
+/// The keeper's listener (the proof) and a handle on the keeper,
 /// when the process listening at the other end of `conn` is a keeper to
 /// trust (see the module's how); None otherwise.
-fn trusted(conn: &OwnedFd) -> Option<(OwnedFd, Pidfd, libc::pid_t)> {
+fn trusted(conn: &OwnedFd) -> Option<(OwnedFd, Pidfd)> {
     let (pid, uid) = unix::peer(conn).ok()?;
     if pid <= 0 || uid != crate::sys::process::euid() {
         return None;
@@ -180,7 +183,7 @@ fn trusted(conn: &OwnedFd) -> Option<(OwnedFd, Pidfd, libc::pid_t)> {
     // The handle comes first: the checks below read `pid`, and the process
     // they read is the handle's as long as `take` then finds it alive.
     let keeper = Pidfd::open(pid).ok()?;
-    if !trust::has_cap(pid, trust::CAP_NET_ADMIN).ok()? || !trust::same_user_ns(pid).ok()? {
+    if !trust::has_cap(pid, trust::CAP_NET_ADMIN).ok()? || !trust::same_user_ns(&keeper, pid).ok()? {
         return None;
     }
     let listener = keeper.take(LISTENER_FD).ok()?;
@@ -193,7 +196,7 @@ fn trusted(conn: &OwnedFd) -> Option<(OwnedFd, Pidfd, libc::pid_t)> {
     // Still connected: the listener we reached was open throughout, so it
     // held the name throughout, and the one the keeper holds (bound to that
     // name in this namespace) is it.
-    (!unix::hung_up(conn)).then_some((listener, keeper, pid))
+    (!unix::hung_up(conn)).then_some((listener, keeper))
 }
 
 /// No keeper here: leave `sock` to a new one, if it belongs to this

@@ -69,7 +69,7 @@ fn flock_within(fd: std::os::fd::BorrowedFd<'_>, wait: Duration) -> std::result:
 /// holder is trusted, when a holder is outside our pid namespace (it cannot
 /// be judged, so the deadline decides), or when the holders cannot be read.
 fn untrusted_holder(fd: std::os::fd::BorrowedFd<'_>) -> Option<libc::pid_t> {
-    use super::trust;
+    use super::{pidfd::Pidfd, trust};
     let id = trust::file_id(&fd.try_clone_to_owned().ok()?).ok()?;
     let holders = trust::flock_holders(id).ok()?;
     let judge = |pid: libc::pid_t| -> Option<bool> {
@@ -77,7 +77,7 @@ fn untrusted_holder(fd: std::os::fd::BorrowedFd<'_>) -> Option<libc::pid_t> {
             return None;
         }
         match trust::has_cap(pid, trust::CAP_NET_ADMIN) {
-            Ok(cap) => Some(cap && trust::same_user_ns(pid).unwrap_or(false)),
+            Ok(cap) => Some(cap && Pidfd::open(pid).and_then(|h| trust::same_user_ns(&h, pid)).unwrap_or(false)),
             Err(e) if e.errno == libc::ESRCH => Some(false),
             Err(_) => None,
         }

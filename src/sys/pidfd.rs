@@ -32,6 +32,18 @@ impl Pidfd {
         Ok(unsafe { OwnedFd::from_raw_fd(got as RawFd) })
     }
 
+    /// The process's user namespace, as a descriptor of its nsfs file
+    /// (PIDFD_GET_USER_NAMESPACE, Linux 6.11; ENOTTY before).
+    pub fn user_ns(&self) -> Result<OwnedFd> {
+        // SAFETY: the ioctl returns a new descriptor; its argument must be 0 (EINVAL otherwise).
+        let fd = unsafe { libc::ioctl(self.0.as_raw_fd(), libc::PIDFD_GET_USER_NAMESPACE as _, 0) };
+        if fd < 0 {
+            return Err(Error::last_os("find the user namespace of a process"));
+        }
+        // SAFETY: fresh descriptor owned by nobody else (the kernel opens it close-on-exec).
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
     /// Send `sig` to the process (and to no other, even if its pid was reused).
     pub fn signal(&self, sig: i32) -> Result<()> {
         // SAFETY: pidfd_send_signal with no siginfo and no flags.

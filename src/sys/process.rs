@@ -10,6 +10,12 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// This process's id.
+pub fn pid() -> libc::pid_t {
+    // SAFETY: getpid has no arguments and cannot fail.
+    unsafe { libc::getpid() }
+}
+
 /// The child that caught signals are passed on to; 0 before it exists.
 static CHILD: AtomicI32 = AtomicI32::new(0);
 /// The last signal caught while there was no child to pass it on to.

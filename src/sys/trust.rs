@@ -4,6 +4,7 @@
 //! under them (a pidfd held across the checks, see nft::keeper).
 
 use crate::error::{Error, Result};
+use crate::sys::pidfd::Pidfd;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -113,9 +114,19 @@ pub fn has_cap(pid: libc::pid_t, cap: u32) -> Result<bool> {
     Ok(word & (1 << (cap % 32)) != 0)
 }
 
-/// Whether process `pid` is in our user namespace (so that its capabilities
-/// mean over our namespaces what ours do).
-pub fn same_user_ns(pid: libc::pid_t) -> Result<bool> {
+/// Whether the process `handle` holds (`pid` in our pid namespace) is in
+/// our user namespace, so that its capabilities mean over our namespaces
+/// what ours do. Pidfds answer it on Linux 6.11 and later, /proc before: a
+/// new process's first look into /proc/<pid> builds that directory's
+/// entries, which costs more than the pidfd way's system calls together.
+pub fn same_user_ns(handle: &Pidfd, pid: libc::pid_t) -> Result<bool> {
+    let by_pidfd = || -> Result<bool> {
+        let ours = Pidfd::open(crate::sys::process::pid())?.user_ns()?;
+        Ok(file_id(&handle.user_ns()?)? == file_id(&ours)?)
+    };
+    if let Ok(same) = by_pidfd() {
+        return Ok(same);
+    }
     let ns = |p: &str| std::fs::metadata(p).map(|m| id_of(&m)).map_err(|e| Error::from(e).context(p.to_string()));
     Ok(ns(&format!("/proc/{pid}/ns/user"))? == ns("/proc/self/ns/user")?)
 }
@@ -162,28 +173,26 @@ pub fn lock_object(name: &std::ffi::CStr) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Open, as a file of our own (its own open file description, so that its
-/// `flock` is ours alone), what process `pid` has open as descriptor `fd`:
-/// through /proc/<pid>/fd, which the kernel allows only to who may ptrace it.
-pub fn reopen(pid: libc::pid_t, fd: i32) -> Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let p = format!("/proc/{pid}/fd/{fd}");
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
-        .open(&p)
-        .map_err(|e| Error::from(e).context(p))
-}
-
-/// Take an exclusive `flock` on `f` if no one holds it: false when someone does.
-pub fn try_lock(f: &std::fs::File) -> Result<bool> {
-    match crate::sys::cvt_r(|| {
-        // SAFETY: flock on a valid, owned descriptor.
-        unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }
-    }) {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
-        Err(e) => Err(crate::sys::os_err("lock", e)),
+/// Take an exclusive POSIX record lock on the whole of the file `fd` is open
+/// on, if no other process holds one: false when one does. The lock is this
+/// process's: it conflicts with every other process's, whichever descriptor
+/// or open file description each locks through (a `flock` is shared by all
+/// descriptors of one open file description, so copies of one descriptor
+/// taken out of another process would not exclude each other), and it goes
+/// when this process closes any descriptor of the file, or exits.
+pub fn try_lock_as_process(fd: &OwnedFd) -> Result<bool> {
+    // SAFETY: flock is plain old data; all-zero is a valid value.
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    // Whole file (start 0, length 0), from its start.
+    l.l_type = libc::F_WRLCK as _;
+    l.l_whence = libc::SEEK_SET as _;
+    // SAFETY: fcntl F_SETLK on a valid, owned descriptor with a properly sized flock.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &l) } == 0 {
+        return Ok(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+        _ => Err(Error::last_os("lock")),
     }
 }
 
@@ -202,7 +211,7 @@ mod tests {
     #[test]
     fn our_own_process_and_sockets() {
         let me = std::process::id() as libc::pid_t;
-        assert!(same_user_ns(me).unwrap());
+        assert!(same_user_ns(&Pidfd::open(me).unwrap(), me).unwrap());
         assert_eq!(has_cap(me, CAP_NET_ADMIN).unwrap(), crate::sys::has_cap_net_admin());
         let fd = crate::sys::netlink::open(libc::NETLINK_ROUTE, 0).unwrap();
         assert_eq!(file_id(&fd).unwrap(), file_id(&fd.try_clone().unwrap()).unwrap());
@@ -226,21 +235,35 @@ mod tests {
     #[test]
     fn a_flock_we_hold_lists_us() {
         let m = lock_object(c"cnibox-test-holders").unwrap();
-        let f = std::fs::File::from(m);
-        assert!(try_lock(&f).unwrap());
+        // SAFETY: flock on a valid, owned descriptor.
+        assert_eq!(unsafe { libc::flock(m.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
         let me = std::process::id() as libc::pid_t;
-        let id = file_id(&std::os::fd::OwnedFd::from(f.try_clone().unwrap())).unwrap();
-        assert_eq!(flock_holders(id).unwrap(), vec![me]);
+        assert_eq!(flock_holders(file_id(&m).unwrap()).unwrap(), vec![me]);
     }
 
     #[test]
-    fn a_reopened_lock_object_is_locked_apart() {
-        let m = lock_object(c"cnibox-test").unwrap();
-        let me = std::process::id() as libc::pid_t;
-        let (a, b) = (reopen(me, m.as_raw_fd()).unwrap(), reopen(me, m.as_raw_fd()).unwrap());
-        assert!(try_lock(&a).unwrap());
-        assert!(!try_lock(&b).unwrap());
-        drop(a);
-        assert!(try_lock(&b).unwrap());
+    fn a_process_lock_excludes_other_processes_through_any_copy() {
+        let m = lock_object(c"cnibox-test-turn").unwrap();
+        // SAFETY: getpid cannot fail.
+        let me = Pidfd::open(unsafe { libc::getpid() }).unwrap();
+        let (a, b) = (me.take(m.as_raw_fd()).unwrap(), me.take(m.as_raw_fd()).unwrap());
+        assert!(try_lock_as_process(&a).unwrap());
+        // Our own lock again, through another copy: still ours.
+        assert!(try_lock_as_process(&b).unwrap());
+        // SAFETY: the child only locks and exits (async-signal-safe calls).
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            let code = match try_lock_as_process(&b) {
+                Ok(false) => 0,
+                _ => 1,
+            };
+            // SAFETY: leaving the forked child without running the test harness's exit.
+            unsafe { libc::_exit(code) };
+        }
+        assert!(child > 0);
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid out-parameter.
+        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "another process took the turn");
     }
 }
