@@ -5,12 +5,18 @@
 //! rtnetlink and nf_tables code, so a plugin's time above it is the plugin's.
 //!
 //! bridge ADD, per pod: open the container namespace; a netlink socket here
-//! and one in the container; one RTM_NEWLINK creating the veth pair with the
-//! host end on the bridge and the peer in the container under its final
-//! name; a lookup of the host end (its index); the bridge-port setting
-//! (hairpin); accept_ra=0 on the host end; the host end up; in the container
-//! accept_dad=0 and arp_notify=1 (entering it to write them), a lookup of
-//! eth0, its address, eth0 up, the default route via the gateway.
+//! and one in the container; a lookup of the bridge and its MAC set again
+//! (cnibox pins the MAC of a bridge it did not create in this call, as the
+//! kernel does not say whether it was set); one RTM_NEWLINK creating the
+//! veth pair with the host end on the bridge and the peer in the container
+//! under its final name; a lookup of the host end (its index); the
+//! bridge-port setting (hairpin); accept_ra=0 on the host end; the host end
+//! up; in the container accept_dad=0 and arp_notify=1 (entering it to write
+//! them), a lookup of eth0, its address, eth0 up, the default route via the
+//! gateway; then on the node the bridge's addresses (is the gateway there),
+//! whether forwarding is on, and, last, a look at the host end until it is
+//! up (the kernel makes it so once the container end is up). Those lookups and
+//! checks are timed apart as well (`checks`), for the report to show.
 //! bridge DEL: open the namespace, a socket in it, look up eth0, delete it
 //! (its peer, address and routes go with it).
 //! ipMasq adds cnibox's nftables listing and one batch (the masquerade rule
@@ -27,6 +33,7 @@ use cnibox::rtnl::{IfIndex, Rtnl};
 use cnibox::sys::netns::Netns;
 use cnibox::sys::sysctl;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// The floor's subnets are 10.<FLOOR_OCTET + n>.0.0/16, above the sets' (see invoke::subnet).
@@ -65,6 +72,8 @@ pub struct BridgeFloor {
     /// The subnet's second octet: pods get 10.<octet>.<hi>.<lo>/16.
     octet: u8,
     pub masq: bool,
+    /// Per ADD, the nanoseconds of its lookups and checks (see the module's list).
+    pub checks: Mutex<Vec<u64>>,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> String {
@@ -86,7 +95,7 @@ impl BridgeFloor {
         let _ = rt.add_addr(br.index, bridge, &gw, true);
         rt.set_up(br.index, bridge, true).map_err(|e| err("bridge up", e))?;
         let _ = sysctl::write("net/ipv4/ip_forward", "1");
-        Ok(BridgeFloor { bridge: bridge.to_string(), index: br.index, octet, masq })
+        Ok(BridgeFloor { bridge: bridge.to_string(), index: br.index, octet, masq, checks: Mutex::new(Vec::new()) })
     }
 
     pub fn name(&self) -> &str {
@@ -104,6 +113,13 @@ impl BridgeFloor {
         let ns = Netns::open(netns).map_err(|e| err("open netns", e))?;
         let mut host = Rtnl::here().map_err(|e| err("netlink socket", e))?;
         let mut ctr = Rtnl::in_netns(&ns).map_err(|e| err("netlink socket in the container", e))?;
+        let t = Instant::now();
+        let br = host
+            .link_by_name(&self.bridge)
+            .map_err(|e| err("look up bridge", e))?
+            .ok_or_else(|| err("look up bridge", "gone"))?;
+        host.set_mac(br.index, &self.bridge, br.mac).map_err(|e| err("bridge MAC", e))?;
+        let mut checks = t.elapsed().as_nanos() as u64;
         let name = format!("vfl{}{pod:x}", self.octet);
         let spec = VethSpec { host: &name, master: self.index, mtu: 0, peer: "eth0", peer_ns: ns.fd(), peer_mac: None };
         host.create_veth(&spec).map_err(|e| err("create veth", e))?;
@@ -124,11 +140,19 @@ impl BridgeFloor {
         let r = Route { gw: Some(gw), oif: c.index, ..Route::default() };
         let dflt = IpNet { addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), prefix: 0 };
         ctr.add_route(&r, &dflt, "eth0").map_err(|e| err("default route", e))?;
+        let t = Instant::now();
+        host.addrs(self.index, libc::AF_INET as u8).map_err(|e| err("bridge addresses", e))?;
+        host.forwarding(libc::AF_INET as u8).map_err(|e| err("forwarding", e))?;
+        checks += t.elapsed().as_nanos() as u64;
         if self.masq {
             let net = IpNet { addr: addr.addr, prefix: 16 };
             cnibox::nft::masq::setup(&self.bridge, "eth0", &format!("floor-{pod}"), &[net])
                 .map_err(|e| err("ipMasq", e))?;
         }
+        let t = Instant::now();
+        host.wait_oper_up(h.index, &name, 5000).map_err(|e| err("host end up", e))?;
+        checks += t.elapsed().as_nanos() as u64;
+        self.checks.lock().unwrap_or_else(|p| p.into_inner()).push(checks);
         Ok(t0.elapsed().as_nanos() as u64)
     }
 
