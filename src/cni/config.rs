@@ -8,28 +8,33 @@ use crate::error::{code, Error, Result};
 use crate::json::{self, Value};
 use crate::net::IpNet;
 use std::cell::OnceCell;
+use std::rc::Rc;
 
 /// A call's network configuration: the bytes as they came (what a delegate
 /// gets on stdin) and, from their first reading on, the parsed value, which
 /// every later reader (validation, the plugin's `Conf`, `prevResult`, an
 /// in-process delegate) shares. Built only from bytes, so the two cannot
-/// disagree.
+/// disagree. A clone (the request of an in-process delegate) shares both
+/// rather than copying the parsed tree.
 #[derive(Clone, Default)]
-pub struct Config {
+pub struct Config(Rc<Parts>);
+
+#[derive(Default)]
+struct Parts {
     bytes: Vec<u8>,
     value: OnceCell<Value>,
 }
 
 impl From<Vec<u8>> for Config {
     fn from(bytes: Vec<u8>) -> Config {
-        Config { bytes, value: OnceCell::new() }
+        Config(Rc::new(Parts { bytes, value: OnceCell::new() }))
     }
 }
 
 impl std::ops::Deref for Config {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.bytes
+        &self.0.bytes
     }
 }
 
@@ -39,17 +44,17 @@ impl Config {
     /// in-process.
     pub fn of_value(value: Value) -> Config {
         let bytes = value.to_json().into_bytes();
-        Config { bytes, value: OnceCell::from(value) }
+        Config(Rc::new(Parts { bytes, value: OnceCell::from(value) }))
     }
 
     /// The parsed value, or the parser's complaint about the bytes.
     #[inline(never)]
     pub fn value(&self) -> std::result::Result<&Value, json::Error> {
-        if let Some(v) = self.value.get() {
+        if let Some(v) = self.0.value.get() {
             return Ok(v);
         }
-        let v = json::parse(&self.bytes)?;
-        Ok(self.value.get_or_init(|| v))
+        let v = json::parse(&self.0.bytes)?;
+        Ok(self.0.value.get_or_init(|| v))
     }
 
     /// The parsed value; bad JSON is code 6, as `parse` words it.
@@ -193,16 +198,18 @@ mod tests {
     }
 
     #[test]
-    fn config_is_parsed_once_and_clones_keep_the_value() {
+    fn config_is_parsed_once_and_clones_share_the_value() {
         let c = Config::from(br#"{"name": "n", "isGateway": true}"#.to_vec());
-        assert!(c.value.get().is_none());
+        assert!(c.0.value.get().is_none());
         let first: *const Value = c.value().ok().unwrap();
         assert!(std::ptr::eq(first, c.value().ok().unwrap()));
         assert!(c.read::<C>("bridge").map(|c| c.is_gateway).unwrap_or(false));
         let name = |v: &Value| v.get("name").and_then(Value::as_str) == Some("n");
-        assert!(c.clone().value.get().is_some_and(name));
+        let copy = c.clone();
+        assert!(copy.0.value.get().is_some_and(name));
+        assert!(std::ptr::eq(first, copy.value().ok().unwrap()));
         let v = Config::of_value(json!({"name": "n"}));
-        assert_eq!((&*v, v.value.get().map(name)), (&br#"{"name":"n"}"#[..], Some(true)));
+        assert_eq!((&*v, v.0.value.get().map(name)), (&br#"{"name":"n"}"#[..], Some(true)));
     }
 
     #[test]
