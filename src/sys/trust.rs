@@ -120,13 +120,15 @@ pub fn has_cap(pid: libc::pid_t, cap: u32) -> Result<bool> {
 /// new process's first look into /proc/<pid> builds that directory's
 /// entries, which costs more than the pidfd way's system calls together.
 pub fn same_user_ns(handle: &Pidfd, pid: libc::pid_t) -> Result<bool> {
-    let by_pidfd = || -> Result<bool> {
-        let ours = Pidfd::open(crate::sys::process::pid())?.user_ns()?;
-        Ok(file_id(&handle.user_ns()?)? == file_id(&ours)?)
-    };
-    if let Ok(same) = by_pidfd() {
-        return Ok(same);
-    }
+    same_user_ns_by_pidfd(handle).or_else(|_| same_user_ns_by_proc(pid))
+}
+
+fn same_user_ns_by_pidfd(handle: &Pidfd) -> Result<bool> {
+    let ours = Pidfd::open(crate::sys::process::pid())?.user_ns()?;
+    Ok(file_id(&handle.user_ns()?)? == file_id(&ours)?)
+}
+
+fn same_user_ns_by_proc(pid: libc::pid_t) -> Result<bool> {
     let ns = |p: &str| std::fs::metadata(p).map(|m| id_of(&m)).map_err(|e| Error::from(e).context(p.to_string()));
     Ok(ns(&format!("/proc/{pid}/ns/user"))? == ns("/proc/self/ns/user")?)
 }
@@ -212,11 +214,53 @@ mod tests {
     fn our_own_process_and_sockets() {
         let me = std::process::id() as libc::pid_t;
         assert!(same_user_ns(&Pidfd::open(me).unwrap(), me).unwrap());
+        // Each way on its own (the pidfd one needs Linux 6.11; qemu-user may not pass it on).
+        assert!(same_user_ns_by_proc(me).unwrap());
+        if let Ok(same) = same_user_ns_by_pidfd(&Pidfd::open(me).unwrap()) {
+            assert!(same);
+        }
         assert_eq!(has_cap(me, CAP_NET_ADMIN).unwrap(), crate::sys::has_cap_net_admin());
         let fd = crate::sys::netlink::open(libc::NETLINK_ROUTE, 0).unwrap();
         assert_eq!(file_id(&fd).unwrap(), file_id(&fd.try_clone().unwrap()).unwrap());
         if crate::sys::has_cap_net_admin() {
             assert_eq!(netns_of_socket(&fd).unwrap(), current_netns().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_process_in_a_user_namespace_of_its_own_is_not_in_ours() {
+        let mut p = [-1; 2];
+        // SAFETY: pipe2 fills two descriptors, owned below.
+        assert_eq!(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: fresh descriptors owned by nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        // SAFETY: the child only unshares, writes one byte and waits to be killed (async-signal-safe calls).
+        let child = unsafe { libc::fork() };
+        if child == 0 {
+            // SAFETY: as above; the byte says whether the unshare worked.
+            unsafe {
+                let ok = u8::from(libc::unshare(libc::CLONE_NEWUSER) == 0);
+                libc::write(w.as_raw_fd(), (&ok as *const u8).cast(), 1);
+                libc::pause();
+                libc::_exit(0);
+            }
+        }
+        assert!(child > 0);
+        drop(w);
+        let mut ok = 0u8;
+        // SAFETY: one byte into a valid buffer.
+        assert_eq!(unsafe { libc::read(r.as_raw_fd(), (&mut ok as *mut u8).cast(), 1) }, 1);
+        let handle = Pidfd::open(child).unwrap();
+        let (by_proc, by_pidfd) = (same_user_ns_by_proc(child), same_user_ns_by_pidfd(&handle));
+        // SAFETY: our own child, killed and reaped.
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        assert_eq!(ok, 1, "the child could not make a user namespace");
+        assert!(!by_proc.unwrap());
+        if let Ok(same) = by_pidfd {
+            assert!(!same);
         }
     }
 
