@@ -79,6 +79,12 @@ fn wrong_type(v: &Value, expected: &str) -> Bad {
     Bad::new(format!("invalid type: {got}, expected {expected}"))
 }
 
+/// Not generic, so that each `req::<T>` shares it.
+#[inline(never)]
+fn missing(key: &str) -> Bad {
+    Bad::new(format!("missing field `{key}`"))
+}
+
 /// A JSON object whose fields are read one by one.
 #[derive(Clone, Copy)]
 pub struct Obj<'a>(pub &'a Map);
@@ -111,7 +117,7 @@ impl<'a> Obj<'a> {
 
     /// A field that must be given.
     pub fn req<T: FromJson>(&self, key: &str) -> JResult<T> {
-        self.opt(key)?.ok_or_else(|| Bad::new(format!("missing field `{key}`")))
+        self.opt(key)?.ok_or_else(|| missing(key))
     }
 
     /// A field read by a function rather than a `FromJson` impl.
