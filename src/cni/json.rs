@@ -170,6 +170,8 @@ macro_rules! json_struct {
         }
 
         impl $crate::cni::json::FromJson for $name {
+            // One copy per struct, called by every Vec, Option and field of it.
+            #[inline(never)]
             fn from_json(v: &$crate::json::Value) -> $crate::cni::json::JResult<$name> {
                 $crate::cni::json::object(v, |o| {
                     Ok($name { $( $field: $crate::cni::json::json_struct!(@read v o, $how($($arg)*)), )* })
