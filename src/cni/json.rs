@@ -19,38 +19,43 @@ use crate::json::{Map, Value};
 use crate::net::{IpNet, Mac};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// A value that could not be read: what is wrong, and where.
-pub struct Bad {
+/// A value that could not be read: what is wrong, and where. Boxed, so that
+/// every `JResult<T>` carries a pointer, not two strings, on its error side.
+pub struct Bad(Box<Where>);
+
+struct Where {
     /// The path from the value being read down to the culprit ("" = itself).
-    pub path: String,
-    pub msg: String,
+    path: String,
+    msg: String,
 }
 
 impl Bad {
     pub fn new(msg: impl Into<String>) -> Bad {
-        Bad { path: String::new(), msg: msg.into() }
+        Bad(Box::new(Where { path: String::new(), msg: msg.into() }))
     }
 
     #[inline(never)]
     fn under_key(mut self, key: &str) -> Bad {
-        let sep = if self.path.is_empty() || self.path.starts_with('[') { "" } else { "." };
-        self.path = format!("{key}{sep}{}", self.path);
+        let w = &mut *self.0;
+        let sep = if w.path.is_empty() || w.path.starts_with('[') { "" } else { "." };
+        w.path = format!("{key}{sep}{}", w.path);
         self
     }
 
     #[inline(never)]
     fn under_index(mut self, i: usize) -> Bad {
-        let sep = if self.path.is_empty() || self.path.starts_with('[') { "" } else { "." };
-        self.path = format!("[{i}]{sep}{}", self.path);
+        let w = &mut *self.0;
+        let sep = if w.path.is_empty() || w.path.starts_with('[') { "" } else { "." };
+        w.path = format!("[{i}]{sep}{}", w.path);
         self
     }
 
     /// "field a.b: msg", or just "msg" for the top-level value.
     pub fn located(&self) -> String {
-        if self.path.is_empty() {
-            self.msg.clone()
+        if self.0.path.is_empty() {
+            self.0.msg.clone()
         } else {
-            format!("field {}: {}", self.path, self.msg)
+            format!("field {}: {}", self.0.path, self.0.msg)
         }
     }
 }
@@ -361,12 +366,12 @@ mod tests {
         let v = json!({"a": 70000, "b": -1, "c": 1.5, "d": "7", "e": 65535});
         let o = Obj::of(&v).ok().unwrap();
         assert_eq!(o.get::<u16>("a").err().unwrap().located(), "field a: invalid value: integer `70000`, expected u16");
-        assert_eq!(o.get::<u32>("b").err().unwrap().msg, "invalid value: integer `-1`, expected u32");
-        assert_eq!(o.get::<u32>("c").err().unwrap().msg, "invalid type: floating point `1.5`, expected u32");
-        assert_eq!(o.get::<u32>("d").err().unwrap().msg, "invalid type: string \"7\", expected u32");
+        assert_eq!(o.get::<u32>("b").err().unwrap().0.msg, "invalid value: integer `-1`, expected u32");
+        assert_eq!(o.get::<u32>("c").err().unwrap().0.msg, "invalid type: floating point `1.5`, expected u32");
+        assert_eq!(o.get::<u32>("d").err().unwrap().0.msg, "invalid type: string \"7\", expected u32");
         assert_eq!(o.get::<u16>("e").ok(), Some(65535));
         assert_eq!(o.get::<u32>("missing").ok(), Some(0));
-        assert_eq!(o.req::<u32>("missing").err().unwrap().msg, "missing field `missing`");
+        assert_eq!(o.req::<u32>("missing").err().unwrap().0.msg, "missing field `missing`");
     }
 
     json_struct! {
