@@ -217,7 +217,7 @@ mod tests {
         for bytes in [&b"{\"mtu\": 1500"[..], br#"{"isGateway": "yes"}"#, b"[1]"] {
             let (a, b) =
                 (parse::<C>(bytes, "w").err().unwrap(), Config::from(bytes.to_vec()).read::<C>("w").err().unwrap());
-            assert_eq!((a.code, a.msg, a.details), (b.code, b.msg, b.details));
+            assert_eq!((a.code, &a.msg, &a.details), (b.code, &b.msg, &b.details));
         }
         let e = Config::from(b"[1]".to_vec()).read_with("w", |o| o.get::<u32>("mtu")).err().unwrap();
         assert_eq!((e.code, e.msg.as_str()), (7, "w: invalid type: sequence, expected a map"));

@@ -122,7 +122,7 @@ impl Reply {
 impl Reply<AnyResult> {
     fn into_result(self) -> Result<Option<CniResult>> {
         if self.code != 0 {
-            return Err(Error { code: self.code, msg: self.msg, details: self.details, errno: 0 });
+            return Err(Error::new(self.code, self.msg).with_details(self.details));
         }
         Ok(self.result.map(AnyResult::normalize))
     }

@@ -183,9 +183,7 @@ fn gc(req: &Request) -> Result<()> {
 fn status(req: &Request) -> Result<()> {
     let (socket, mut r, _) = setup(req, "status")?;
     r.id.clear();
-    rpc::call(&socket, &r, Duration::from_secs(5))
-        .map(|_| ())
-        .map_err(|e| Error::new(code::PLUGIN_NOT_AVAILABLE, e.msg).with_details(e.details))
+    rpc::call(&socket, &r, Duration::from_secs(5)).map(|_| ()).map_err(|e| e.with_code(code::PLUGIN_NOT_AVAILABLE))
 }
 
 #[cfg(test)]

@@ -81,15 +81,15 @@ fn invoke(
         name: String::new(),
         ns: None,
     };
-    delegate::delegate(&p.ty, cmd, &req).map_err(|e| Error {
-        msg: format!(
+    delegate::delegate(&p.ty, cmd, &req).map_err(|mut e| {
+        e.msg = format!(
             "plugin type=\"{}\" failed ({}): error code {}: {}",
             p.ty,
             cmd.as_str().to_ascii_lowercase(),
             e.code,
             e.msg
-        ),
-        ..e
+        );
+        e
     })
 }
 
@@ -163,7 +163,7 @@ pub fn add(rt: &Runtime, list: &NetList, att: &Attachment) -> Result<CniResult> 
 /// goes on past errors: there is no attachment to keep for a retry, and a
 /// plugin that cannot even be found must not strand the others. The ADD error
 /// is what gets reported.
-fn undo(rt: &Runtime, list: &NetList, att: &Attachment, e: Error) -> Error {
+fn undo(rt: &Runtime, list: &NetList, att: &Attachment, mut e: Error) -> Error {
     let failed: Vec<String> = list
         .plugins
         .iter()
@@ -174,7 +174,8 @@ fn undo(rt: &Runtime, list: &NetList, att: &Attachment, e: Error) -> Error {
     if failed.is_empty() {
         return e;
     }
-    Error { msg: format!("{}; the DEL that followed also failed: {}", e.msg, failed.join("; ")), ..e }
+    e.msg = format!("{}; the DEL that followed also failed: {}", e.msg, failed.join("; "));
+    e
 }
 
 fn del_chain(rt: &Runtime, list: &NetList, att: &Attachment, result: Option<&CniResult>) -> Result<()> {
