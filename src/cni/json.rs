@@ -277,6 +277,8 @@ impl<T: FromJson> FromJson for Option<T> {
 }
 
 impl<T: FromJson> FromJson for Vec<T> {
+    // One copy per element type, however many fields hold such a list.
+    #[inline(never)]
     fn from_json(v: &Value) -> JResult<Vec<T>> {
         let items = v.as_array().ok_or_else(|| wrong_type(v, "a sequence"))?;
         // A plain loop: `collect` into a Result costs a kilobyte per element type.
