@@ -274,7 +274,7 @@ fn del(req: &Request) -> Result<()> {
     let k = key(&req.name, &req.ifname, &req.container_id);
     transact(|nft| {
         let mut b = Batch::new();
-        remove(nft, &mut b, |c| c == k.as_slice())?;
+        remove(nft, &mut b, &|c| c == k.as_slice())?;
         Ok(b)
     })
     .context("firewall: remove rules")
@@ -284,8 +284,8 @@ fn del(req: &Request) -> Result<()> {
 /// its jump, its chain (the kernel deletes the chain's rules with it) and
 /// then its sets, and rules under its key left in cni_forward by an older
 /// cnibox. Only objects that exist are named: one missing object would fail
-/// the whole batch.
-fn remove(nft: &mut Nft, b: &mut Batch, pick: impl Fn(&[u8]) -> bool) -> Result<()> {
+/// the whole batch. (`pick` is `dyn`: DEL and GC share one copy of this.)
+fn remove(nft: &mut Nft, b: &mut Batch, pick: &dyn Fn(&[u8]) -> bool) -> Result<()> {
     let chains = names(nft.chains(TABLE.family, TABLE.name)?);
     let sets = names(nft.sets(TABLE.family, TABLE.name)?);
     let mut gone = Vec::new();
@@ -317,7 +317,7 @@ fn gc(req: &Request) -> Result<()> {
     let prefix = &prefix[..prefix.len() - 16];
     transact(|nft| {
         let mut b = Batch::new();
-        remove(nft, &mut b, |c| c.starts_with(prefix) && keep.binary_search_by(|k| k.as_slice().cmp(c)).is_err())?;
+        remove(nft, &mut b, &|c| c.starts_with(prefix) && keep.binary_search_by(|k| k.as_slice().cmp(c)).is_err())?;
         Ok(b)
     })
     .context("firewall: garbage-collect rules")
