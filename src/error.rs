@@ -27,8 +27,15 @@ pub mod code {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// One pointer wide, so that every `Result<T>` is about as small as its `T`:
+/// the error path is rare, and a wide error made each `?` copy and test more
+/// bytes in every function of every plugin. Its parts are read and changed
+/// through `Deref` (`e.code`, `e.msg = ...`).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Error {
+pub struct Error(Box<Parts>);
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Parts {
     pub code: u32,
     pub msg: String,
     pub details: String,
@@ -36,9 +43,27 @@ pub struct Error {
     pub errno: i32,
 }
 
+impl std::ops::Deref for Error {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Error {
+    fn deref_mut(&mut self) -> &mut Parts {
+        &mut self.0
+    }
+}
+
 impl Error {
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Error { code, msg: msg.into(), details: String::new(), errno: 0 }
+        Self::from_parts(code, msg.into(), 0)
+    }
+
+    #[inline(never)]
+    fn from_parts(code: u32, msg: String, errno: i32) -> Self {
+        Error(Box::new(Parts { code, msg, details: String::new(), errno }))
     }
 
     /// A generic failure (code 999, as the reference reports plugin errors).
@@ -56,7 +81,7 @@ impl Error {
             libc::EAGAIN | libc::EBUSY | libc::EINTR => code::TRY_AGAIN_LATER,
             _ => code::INTERNAL,
         };
-        Error { code, msg: format!("{what}: {}", strerror(errno)), details: String::new(), errno }
+        Self::from_parts(code, format!("{what}: {}", strerror(errno)), errno)
     }
 
     /// The last OS error (errno) of a libc call.

@@ -183,10 +183,12 @@ pub fn exec(path: &std::path::Path, req: &Request) -> Result<Option<CniResult>> 
 fn plugin_error(name: &str, stdout: &[u8]) -> Error {
     let wire = crate::json::parse(stdout).ok().and_then(|v| {
         let o = Obj::of(&v).ok()?;
-        Some(Error { code: o.get("code").ok()?, msg: o.get("msg").ok()?, details: o.get("details").ok()?, errno: 0 })
+        let code: u32 = o.get("code").ok()?;
+        let code = if code == 0 { code::INTERNAL } else { code };
+        Some(Error::new(code, o.get::<String>("msg").ok()?).with_details(o.get::<String>("details").ok()?))
     });
     match wire {
-        Some(e) => Error { code: if e.code == 0 { code::INTERNAL } else { e.code }, ..e },
+        Some(e) => e,
         None => Error::msg(format!("plugin {name} failed: {}", String::from_utf8_lossy(stdout).trim())),
     }
 }
