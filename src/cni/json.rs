@@ -277,17 +277,24 @@ impl<T: FromJson> FromJson for Option<T> {
 }
 
 impl<T: FromJson> FromJson for Vec<T> {
-    // One copy per element type, however many fields hold such a list.
+    // One copy per element type, however many fields hold such a list; the
+    // walk over the array is shared by all of them (`each`).
     #[inline(never)]
     fn from_json(v: &Value) -> JResult<Vec<T>> {
-        let items = v.as_array().ok_or_else(|| wrong_type(v, "a sequence"))?;
-        // A plain loop: `collect` into a Result costs a kilobyte per element type.
-        let mut out = Vec::with_capacity(items.len());
-        for (i, x) in items.iter().enumerate() {
-            out.push(T::from_json(x).map_err(|b| b.under_index(i))?);
-        }
+        let mut out = Vec::new();
+        each(v, &mut |x| T::from_json(x).map(|t| out.push(t)))?;
         Ok(out)
     }
+}
+
+/// Calls `f` on each element of an array, naming the index of the one that fails.
+#[inline(never)]
+fn each(v: &Value, f: &mut dyn FnMut(&Value) -> JResult<()>) -> JResult<()> {
+    let items = v.as_array().ok_or_else(|| wrong_type(v, "a sequence"))?;
+    for (i, x) in items.iter().enumerate() {
+        f(x).map_err(|b| b.under_index(i))?;
+    }
+    Ok(())
 }
 
 /// An object's entries in key order, each read as `T` (a Go `map[string]T`).
