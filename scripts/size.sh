@@ -22,7 +22,8 @@ TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-det
 TINYSTD=${TINYSTD:--Z build-std=std,panic_abort -Z build-std-features=optimize_for_size}
 FEATURE_FLAGS=""
 if [ -n "${FEATURES:-}" ]; then
-    FEATURE_FLAGS="--no-default-features --features $FEATURES"
+    # Commas, not spaces: the flags are split on spaces when expanded.
+    FEATURE_FLAGS="--no-default-features --features $(echo "$FEATURES" | tr -s ' ' ',')"
 fi
 
 say() { echo "size.sh: $*" >&2; }
