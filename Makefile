@@ -24,6 +24,14 @@ FEATURE_FLAGS = $(if $(strip $(FEATURES)),--no-default-features --features "$(st
 # LLVM's machine outliner shares repeated instruction sequences (-16 KB on x86_64;
 # scripts/cross.sh leaves it out for the other architectures, see there).
 TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no -Cllvm-args=-enable-machine-outliner
+# The tiny build links with the toolchain's own lld (through cc, so build.rs's
+# scripts still apply), as make dist does for every target: it lays the
+# segments out without padding each to a page in the file (-7 KB beside GNU
+# ld; R, RX and RW stay apart in memory), and folds functions whose code is
+# identical (--icf=all, -1 KB; nothing in cnibox compares function
+# addresses). Only make tiny, make size, make hot-text and a tiny bench use
+# this; scripts/cross.sh names rust-lld itself.
+TINYLINK := -Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
 # std rebuilt for size: heapsort for every sort (one small instance per element type
 # instead of driftsort/ipnsort's), the short integer formatting loops (-28 KB).
 TINYSTD := -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size
@@ -51,18 +59,18 @@ tiny:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	@rustup component list --toolchain nightly --installed | grep -q '^rust-src' || rustup component add rust-src --toolchain nightly
 	@rustup target list --toolchain nightly --installed | grep -qx '$(TARGET)' || rustup target add $(TARGET) --toolchain nightly
-	RUSTFLAGS="$(TINYFLAGS)" cargo +nightly build --release --locked $(TINYSTD) \
+	RUSTFLAGS="$(TINYFLAGS) $(TINYLINK)" cargo +nightly build --release --locked $(TINYSTD) \
 	  --target $(TARGET) --target-dir target/tiny --bin cnibox $(FEATURE_FLAGS)
 	@ls -l $(TINY_BIN) | awk '{print "cnibox (tiny): " $$5 " bytes, $(TINY_BIN)"}'
 
 # Rewrite link/hot-text.ld: the functions the common calls run, linked first (root, valgrind).
 hot-text:
-	TINYFLAGS="$(TINYFLAGS)" TINYSTD="$(TINYSTD)" ./scripts/hot-text.sh
+	TINYFLAGS="$(TINYFLAGS) $(TINYLINK)" TINYSTD="$(TINYSTD)" ./scripts/hot-text.sh
 
 # Where the bytes go, by crate and cnibox module, for both builds (scripts/size.sh).
 size: build tiny
 	@echo "normal: $$(stat -c %s $(BIN)) bytes; tiny: $$(stat -c %s $(TINY_BIN)) bytes"
-	TARGET=$(TARGET) FEATURES="$(strip $(FEATURES))" TINYFLAGS="$(TINYFLAGS)" TINYSTD="$(TINYSTD)" ./scripts/size.sh both
+	TARGET=$(TARGET) FEATURES="$(strip $(FEATURES))" TINYFLAGS="$(TINYFLAGS) $(TINYLINK)" TINYSTD="$(TINYSTD)" ./scripts/size.sh both
 
 test-unit:
 	cargo test --locked --lib

@@ -44,7 +44,7 @@ case $BIN in
         BUILD=tiny
         NOOP_DIR=target/tiny
         # shellcheck disable=SC2086
-        RUSTFLAGS="${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no -Cllvm-args=-enable-machine-outliner}" \
+        RUSTFLAGS="${TINYFLAGS:-$(sed -n 's/^TINYFLAGS *:= *//p' Makefile)} ${TINYLINK:-$(sed -n 's/^TINYLINK *:= *//p' Makefile)}" \
             cargo +nightly build --release --locked -Z build-std=std,panic_abort --target "$TARGET" \
             --target-dir "$NOOP_DIR" -p cnibox-bench --bin cnibox-noop >&2 || NOOP_DIR=
         ;;
