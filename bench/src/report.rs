@@ -716,8 +716,6 @@ fn why_missing(f: Option<&Figure>) -> String {
     }
 }
 
-/// The median of `with[i] - without[i]` (ns), the two measured in the same
-/// iterations; None when failures left them unpaired.
 /// A difference in ns, signed, as the report writes times.
 fn fmt_signed_ms(d: f64) -> String {
     if d < 0.0 {
@@ -727,6 +725,8 @@ fn fmt_signed_ms(d: f64) -> String {
     }
 }
 
+/// The median of `with[i] - without[i]` (ns), the two measured in the same
+/// iterations; None when failures left them unpaired.
 fn added(with: &[u64], without: &[u64]) -> Option<f64> {
     if with.len() != without.len() || with.is_empty() {
         return None;
