@@ -223,6 +223,12 @@ cross_env() {
     tiny:armv7-*) ;;
     tiny:*) flags="$flags -C link-arg=--script=$PWD/link/hot-text.ld" ;;
   esac
+  # x86_64's static-pie: relocations packed (DT_RELR, which musl's static-pie start applies;
+  # 11 KB of RELA otherwise) and identical code folded, as make's builds link it (build.rs,
+  # the Makefile's TINYLINK), so that the artifact is the binary `make tiny` measures
+  case "$kind:$t" in
+    tiny:x86_64-*) flags="$flags -C link-arg=-zpack-relative-relocs -C link-arg=--icf=all" ;;
+  esac
   export "CARGO_TARGET_${T}_RUSTFLAGS=$flags"
   export CARGO
 }
