@@ -34,6 +34,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error(Box<Parts>);
 
+/// What an [`Error`] says, reached through it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Parts {
     pub code: u32,
