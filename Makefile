@@ -29,8 +29,10 @@ TINYFLAGS := -Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -
 # segments out without padding each to a page in the file (-7 KB beside GNU
 # ld; R, RX and RW stay apart in memory), and folds functions whose code is
 # identical (--icf=all, -1 KB; nothing in cnibox compares function
-# addresses). Only make tiny, make size, make hot-text and a tiny bench use
-# this; scripts/cross.sh names rust-lld itself.
+# addresses). Only make tiny, make size and a tiny bench use this;
+# scripts/cross.sh names rust-lld itself. make hot-text traces a build linked
+# without it, where every function runs under its own name, so that the list
+# names each of the functions lld may fold together.
 TINYLINK := -Clinker-features=+lld -Clink-self-contained=+linker -Clink-arg=-Wl,--icf=all
 # std rebuilt for size: heapsort for every sort (one small instance per element type
 # instead of driftsort/ipnsort's), the short integer formatting loops (-28 KB).
@@ -65,7 +67,7 @@ tiny:
 
 # Rewrite link/hot-text.ld: the functions the common calls run, linked first (root, valgrind).
 hot-text:
-	TINYFLAGS="$(TINYFLAGS) $(TINYLINK)" TINYSTD="$(TINYSTD)" ./scripts/hot-text.sh
+	TINYFLAGS="$(TINYFLAGS)" TINYSTD="$(TINYSTD)" ./scripts/hot-text.sh
 
 # Where the bytes go, by crate and cnibox module, for both builds (scripts/size.sh).
 size: build tiny
