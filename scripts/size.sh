@@ -12,14 +12,18 @@
 # the ones `make` and `make tiny` build; their sizes are printed first.
 #
 # Environment: TARGET (default x86_64-unknown-linux-musl), FEATURES (as make),
-# TOP (rows shown per build, default 40), TINYFLAGS and TINYSTD (as the Makefile's).
+# TOP (rows shown per build, default 40), TINYFLAGS and TINYSTD (default: the
+# Makefile's, TINYFLAGS with its TINYLINK, so that the tiny build measured is
+# the one make tiny links).
 set -eu
+cd "$(dirname "$0")/.."
 
 TARGET=${TARGET:-x86_64-unknown-linux-musl}
 TOP=${TOP:-40}
 WHICH=${1:-both}
-TINYFLAGS=${TINYFLAGS:--Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Zfmt-debug=none -Cforce-unwind-tables=no -Cllvm-args=-enable-machine-outliner}
-TINYSTD=${TINYSTD:--Z build-std=std,panic_abort -Z build-std-features=optimize_for_size}
+from_makefile() { sed -n "s/^$1 *:= *//p" Makefile; }
+TINYFLAGS=${TINYFLAGS:-$(from_makefile TINYFLAGS) $(from_makefile TINYLINK)}
+TINYSTD=${TINYSTD:-$(from_makefile TINYSTD)}
 FEATURE_FLAGS=""
 if [ -n "${FEATURES:-}" ]; then
     # Commas, not spaces: the flags are split on spaces when expanded.
