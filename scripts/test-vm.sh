@@ -273,6 +273,9 @@ elif [ "$rc" != 0 ]; then
   say "qemu exited with status $rc (console: $LOG)"
 fi
 say "guest ran ${secs} s; total $(($(date +%s) - t0)) s; console log: $LOG"
+# What failed and why, on stdout even when the console is not shown (VM_QUIET):
+# a CI log that keeps only the tail still names the assertion.
+grep '^FAIL ' "$LOG" || true
 if [ -z "$summary" ]; then
   # No summary (timeout, crash): what finished counts, and the run failed.
   echo "$(grep -c '^PASS ' "$LOG") passed, $(($(grep -c '^FAIL ' "$LOG") + 1)) failed"

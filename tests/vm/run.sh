@@ -93,16 +93,32 @@ only_links() {
   note "$_ns holds only [$_have]"
 }
 
-# reach NS ADDR / unreach NS ADDR: ping from NS (a few tries: TCG is slow).
+# reach NS ADDR / unreach NS ADDR: ping from NS. reach tries for up to 20 s:
+# under TCG on a loaded machine neighbour discovery, and an IPv6 address's
+# duplicate address detection (ping fails at once while it is tentative), take
+# seconds; a try that fails at once must not use up the tries.
 reach() {
-  for _i in 1 2 3; do
+  _end=$(($(date +%s) + 20))
+  while :; do
     nsx "$1" ping -c 1 -W 2 $2 >/dev/null 2>&1 && { note "$1 reaches $2"; return 0; }
+    [ "$(date +%s)" -lt "$_end" ] || break
+    sleep 1
   done
-  fail "$1 cannot reach $2 ($(nsx "$1" $IP -o addr show | grep -v ' lo ' | tr -s ' ' | cut -d' ' -f2,4 | tr '\n' ' '))"
+  fail "$1 cannot reach $2 within 20 s ($(nsx "$1" $IP -o addr show | grep -v ' lo ' | tr -s ' ' | cut -d' ' -f2,4- | tr '\n' ' '))"
 }
 unreach() {
   if nsx "$1" ping -c 2 -W 1 $2 >/dev/null 2>&1; then fail "$1 reaches $2, which it must not"; return 1; fi
   note "$1 does not reach $2"
+}
+
+# listening NS PORT: wait up to 20 s until a TCP socket in NS listens on PORT.
+listening() {
+  _hex=$(printf ':%04X$' "$2")
+  _end=$(($(date +%s) + 20))
+  until nsx "$1" cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk -v p="$_hex" '$2 ~ p && $4 == "0A" {f=1} END {exit !f}'; do
+    [ "$(date +%s)" -lt "$_end" ] || fail "nothing listens on port $2 in $1 after 20 s" || return 1
+    sleep 1
+  done
 }
 
 # reserved NET ID / released NET ID: host-local's state for network NET holds
@@ -466,7 +482,7 @@ edge() {
   note "nft: tcp dport 8080 dnat to $a1:80"
   nsx c1 nc -l -p 80 -e /bin/echo hello-from-c1 >/dev/null 2>&1 &
   _srv=$!
-  sleep 1
+  listening c1 80 || { kill $_srv 2>/dev/null; return 1; }
   _got=$(nsx cl nc -w 5 192.168.77.1 8080 </dev/null 2>&1)
   kill $_srv 2>/dev/null
   [ "$_got" = hello-from-c1 ] || fail "cl -> 192.168.77.1:8080 answered [$_got], not c1's server" || return 1
