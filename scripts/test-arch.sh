@@ -86,10 +86,12 @@ for part in $parts; do
       esac
       rc=0
       bin=$(dist_bin $t) || rc=$?
-      [ $rc = 0 ] && { VM_ARCH=$a VM_QUIET=${VM_QUIET:-1} VM_TIMEOUT=${VM_TIMEOUT:-600} ./scripts/test-vm.sh "$bin" || rc=$?; }
+      out=$ROOT/target/test-arch-vm-$a.out
+      : >"$out"
+      [ $rc = 0 ] && { VM_ARCH=$a VM_QUIET=${VM_QUIET:-1} VM_TIMEOUT=${VM_TIMEOUT:-600} ./scripts/test-vm.sh "$bin" | tee "$out" || rc=$?; }
       result "vm $a ($t under Debian's $a kernel)" $rc $(($(date +%s) - t0))
-      # the guest's reasons go into the final report, which a truncated log keeps
-      [ $rc = 0 ] || REPORT="$REPORT$(grep '^FAIL ' "$ROOT/target/vm-$a/console.log" 2>/dev/null | sed 's/^/\\n      /' | tr -d '\n')"
+      # test-vm's FAIL lines (scenario and reason) go into the final report, which a truncated log keeps
+      [ $rc = 0 ] || REPORT="$REPORT$({ grep '^FAIL ' "$out" || true; } | sed 's/^/\\n      /' | tr -d '\n')"
       ;;
     *) say "unknown part $part"; exit 2 ;;
   esac
